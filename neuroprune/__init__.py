@@ -1,0 +1,14 @@
+"""neuroprune: evolutionary and AutoML search for sparse neural networks.
+
+Public entry points for notebooks and scripts::
+
+    import neuroprune
+    masks, meta = neuroprune.load_mask("runs/quickstart/best_mask.safetensors")
+    neuroprune.apply_mask(model, masks)
+"""
+
+__version__ = "0.1.0"
+
+from .masks import Mask, apply_mask, load_mask  # noqa: E402
+
+__all__ = ["Mask", "__version__", "apply_mask", "load_mask"]

@@ -1,0 +1,29 @@
+"""Local backends: the vectorised population engine, and the one-by-one reference."""
+
+from __future__ import annotations
+
+from ..engine import EvalTask, Evaluator, PopulationResult, PopulationTrainer, ReferenceTrainer
+
+
+class LocalEvaluator(Evaluator):
+    """The whole population on one device, trained as stacked tensors."""
+
+    name = "local"
+    trainer_cls = PopulationTrainer
+
+    def __init__(self, spec, data, settings, device="cpu", chunk_size=None, **_: object):
+        self.trainer = self.trainer_cls(spec, data, settings, device=device,
+                                        chunk_size=chunk_size)
+        self.device = str(self.trainer.device)
+
+    def evaluate(self, task: EvalTask) -> PopulationResult:
+        return self.trainer.run(task.init, task.masks, task.epochs, task.data_seed,
+                                collect_grads=task.collect_grads,
+                                keep_weights=task.keep_weights, test=task.test)
+
+
+class SequentialEvaluator(LocalEvaluator):
+    """Reference backend: one plain ``nn.Module`` after another (slow; for checking)."""
+
+    name = "sequential"
+    trainer_cls = ReferenceTrainer

@@ -1,0 +1,198 @@
+"""Typed, validated run configs. Every knob lives here once, with its default and help text.
+
+A config is YAML; ``--set a.b=value`` overrides any value (the value is parsed as YAML, so
+``--set model.widths=[100,50]`` works). Validation happens on load: an unknown key, a wrong
+type or an out-of-range value raises :class:`~neuroprune.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    dataset: str = Field("digits", description="dataset name (see `neuroprune datasets`)")
+    root: str | None = Field(None, description="folder with the dataset files (MNIST family)")
+    download: bool = Field(False, description="download missing files through torchvision")
+    protocol: Literal["auto", "full", "10k"] = Field(
+        "auto", description="MNIST family: full 60k/10k, or the MNIST-10k protocol")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="bundled sets: validation share")
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="bundled sets: test share")
+    split_seed: int = Field(0, ge=0, description="fixes the train/val/test split of bundled sets")
+
+    @field_validator("dataset")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from .data import DATASETS
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset '{v}'; choose one of {', '.join(sorted(DATASETS))}")
+        return v
+
+
+class ModelConfig(Section):
+    arch: Literal["mlp", "lenet5"] = Field("mlp", description="architecture")
+    widths: list[int] = Field([300, 100], description="hidden layer widths")
+    activation: Literal["relu", "tanh", "gelu", "silu", "sigmoid"] = "relu"
+
+    @field_validator("widths")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if not v or any(w < 1 for w in v):
+            raise ValueError("widths must be a non-empty list of positive integers")
+        return v
+
+
+class SparsityConfig(Section):
+    target: float = Field(0.9, description="fraction of prunable weights removed, in [0, 1)")
+    allocation: Literal["uniform", "global", "erk"] = Field(
+        "erk", description="how the kept weights are shared between layers")
+
+    @field_validator("target")
+    @classmethod
+    def _range(cls, v: float) -> float:
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"must be in [0, 1) (0.9 keeps 10% of the weights), got {v}")
+        return v
+
+
+class TrainingConfig(Section):
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.1, gt=0, description="learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(20, ge=1, description="epochs of the final training of the best network")
+    schedule: Literal["constant", "cosine"] = Field("cosine", description="learning-rate schedule")
+
+
+class EngineConfig(Section):
+    chunk_size: int | None = Field(
+        None, ge=1, description="networks per batch (default: 16 on CPU, all on GPU)")
+
+
+class MethodConfig(BaseModel):
+    """``name`` plus the method's own parameters, validated by the method's ``Params``."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "kstarts"
+
+
+class RunConfig(Section):
+    name: str = Field("run", description="names the run directory")
+    kind: Literal["mask_search"] = "mask_search"
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    backend: str = Field("local", description="local, sequential or ray")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    sparsity: SparsityConfig = SparsityConfig()
+    training: TrainingConfig = TrainingConfig()
+    engine: EngineConfig = EngineConfig()
+    method: MethodConfig = MethodConfig()
+
+    def method_params(self) -> BaseModel:
+        """The method's parameters, validated against its ``Params`` model."""
+        from .methods import get_method_class
+        cls = get_method_class(self.method.name)
+        extra = dict(self.method.model_extra or {})
+        try:
+            return cls.Params(**extra)
+        except ValidationError as exc:
+            raise ConfigError(_format(exc, prefix="method")) from None
+
+
+def _format(exc: ValidationError, prefix: str = "") -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"unknown config key '{loc}' (check its spelling; `neuroprune config` lists keys)"
+    if err["type"] == "missing":
+        return f"config key '{loc}' is required"
+    got = err.get("input")
+    shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    return f"config key '{loc}': {msg}{shown}"
+
+
+def _set_path(tree: dict, dotted: str, raw: str) -> None:
+    keys = dotted.split(".")
+    if not all(keys):
+        raise ConfigError(f"--set {dotted}={raw}: empty key")
+    node = tree
+    for k in keys[:-1]:
+        if node.get(k) is None:
+            node[k] = {}
+        if not isinstance(node[k], dict):
+            raise ConfigError(f"--set {dotted}: '{k}' is a value, not a section")
+        node = node[k]
+    try:
+        node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        node[keys[-1]] = raw
+
+
+def parse_overrides(items: list[str] | None) -> list[tuple[str, str]]:
+    out = []
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value (e.g. --set sparsity.target=0.95), "
+                              f"got '{item}'")
+        out.append((key.strip(), value))
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"config path {path} is a folder; give a .yaml file")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{line}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, not a "
+                          f"{type(tree).__name__}")
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                tree: dict[str, Any] | None = None) -> RunConfig:
+    """Read, override and validate a config; the method's parameters are validated too."""
+    tree = copy.deepcopy(tree) if tree is not None else (read_yaml(path) if path else {})
+    if path is not None and "name" not in tree:
+        tree["name"] = Path(path).stem
+    for key, value in parse_overrides(overrides):
+        _set_path(tree, key, value)
+    try:
+        cfg = RunConfig(**tree)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc)) from None
+    except TypeError as exc:
+        raise ConfigError(f"config: {exc}") from None
+    cfg.method_params()
+    return cfg
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The resolved config (defaults filled in), as written to ``config.yaml``."""
+    return cfg.model_dump(mode="json")

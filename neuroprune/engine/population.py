@@ -1,0 +1,219 @@
+"""The population engine: P networks of one architecture trained and evaluated as one batch.
+
+Parameters of the P networks are stacked (``[P, ...]``) and run through
+``vmap(functional_call)`` so that every layer is one batched kernel (see DESIGN.md: on a GPU
+this is two orders of magnitude faster than a loop over networks). Masks are stacked the same
+way. Pruned weights are zeroed before training and re-zeroed after every optimizer step, so
+they stay exactly zero for any elementwise optimizer, and the dense gradient (needed by RigL
+and the dissipating-gradient signal) stays available.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ..data import DataSplits
+from ..models import ModelSpec, build_model, prunable_names
+from .settings import TrainSettings, batch_order, steps_per_run
+
+State = dict[str, torch.Tensor]
+
+
+def init_state(spec: ModelSpec, seed: int) -> State:
+    """The initial weights of ``spec`` for ``seed`` (without touching the global RNG)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = build_model(spec)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@dataclass
+class PopulationResult:
+    """Per-individual results of one population run, in input order.
+
+    ``metrics[i]`` holds floats: ``train_loss``, ``val_accuracy``, ``val_loss``, (``test_*``
+    when asked), ``magnitude`` (mean |w| of kept weights after training), ``gradient`` (mean
+    accumulated |dL/dw| of kept weights per step, when gradients are collected) and
+    ``diverged`` (1.0 when the loss became NaN/Inf).
+    """
+
+    metrics: list[dict[str, float]]
+    weights: list[State] | None = None
+    grads: list[State] | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class PopulationTrainer:
+    """Train and evaluate a population of masked networks of one architecture on one device.
+
+    The dataset is moved to ``device`` once. ``chunk_size`` caps how many networks run in one
+    batch (on a CPU, 16 keeps the working set in cache; on a GPU the whole population).
+    """
+
+    def __init__(self, spec: ModelSpec, data: DataSplits, settings: TrainSettings,
+                 device: str | torch.device = "cpu", chunk_size: int | None = None,
+                 eval_batch_size: int = 2048):
+        self.spec = spec
+        self.settings = settings
+        self.device = torch.device(device)
+        self.data = data.to(self.device)
+        if chunk_size is None:
+            chunk_size = 16 if self.device.type == "cpu" else 4096
+        self.chunk_size = max(1, int(chunk_size))
+        self.eval_batch_size = eval_batch_size
+        template = build_model(spec)
+        self.prunable = prunable_names(template)
+        self.shapes = {k: tuple(v.shape) for k, v in template.named_parameters()}
+        self._base = copy.deepcopy(template).to("meta")
+        self._forward = vmap(self._call, in_dims=(0, None))
+
+    def _call(self, params: State, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self._base, params, (x,))
+
+    # ------------------------------------------------------------------ public API
+    def run(self, init: State | Sequence[State], masks: Sequence[dict[str, torch.Tensor]],
+            epochs: int, data_seed: int, *, collect_grads: bool = False,
+            keep_weights: bool = False, test: bool = False) -> PopulationResult:
+        """Train ``len(masks)`` networks for ``epochs`` and evaluate them.
+
+        ``init`` is one state shared by all networks or one state per network. Networks are
+        processed in chunks of ``chunk_size``; the results do not depend on the chunking.
+        """
+        n = len(masks)
+        if n == 0:
+            return PopulationResult(metrics=[], weights=[] if keep_weights else None,
+                                    grads=[] if collect_grads else None)
+        inits = [init] * n if isinstance(init, dict) else list(init)
+        if len(inits) != n:
+            raise ValueError(f"{len(inits)} initial states for {n} masks")
+        out = PopulationResult(metrics=[], weights=[] if keep_weights else None,
+                               grads=[] if collect_grads else None)
+        for start in range(0, n, self.chunk_size):
+            part = self._run_chunk(inits[start:start + self.chunk_size],
+                                   masks[start:start + self.chunk_size], epochs, data_seed,
+                                   collect_grads, keep_weights, test)
+            out.metrics += part.metrics
+            if keep_weights:
+                out.weights += part.weights
+            if collect_grads:
+                out.grads += part.grads
+        return out
+
+    def evaluate(self, params: State, x: torch.Tensor, y: torch.Tensor):
+        """Accuracy and mean loss ``[P]`` of stacked ``params`` on ``(x, y)``."""
+        p = next(iter(params.values())).shape[0]
+        correct = torch.zeros(p, device=self.device)
+        loss = torch.zeros(p, device=self.device)
+        with torch.no_grad():
+            for s in range(0, len(y), self.eval_batch_size):
+                xb, yb = x[s:s + self.eval_batch_size], y[s:s + self.eval_batch_size]
+                logits = self._forward(params, xb)
+                correct += (logits.argmax(-1) == yb).sum(1)
+                loss += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(p),
+                                        reduction="none").view(p, -1).sum(1)
+        return correct / len(y), loss / len(y)
+
+    # ------------------------------------------------------------------ internals
+    def _stack(self, inits: Sequence[State], masks: Sequence[dict[str, torch.Tensor]]):
+        params = {k: torch.stack([s[k] for s in inits]).to(self.device, torch.float32)
+                  for k in self.shapes}
+        mstack = {k: torch.stack([m[k] for m in masks]).to(self.device, torch.float32)
+                  for k in self.prunable if k in masks[0]}
+        with torch.no_grad():
+            for k, m in mstack.items():
+                params[k].mul_(m)
+        for v in params.values():
+            v.requires_grad_(True)
+        return params, mstack
+
+    def _run_chunk(self, inits, masks, epochs, data_seed, collect_grads, keep_weights, test):
+        p = len(masks)
+        params, mstack = self._stack(inits, masks)
+        opt = self.settings.make_optimizer(params.values())
+        masked_params = [params[k] for k in mstack]
+        mask_list = list(mstack.values())
+        grad_acc = {k: torch.zeros_like(m) for k, m in mstack.items()} if collect_grads else None
+        x_all, y_all = self.data.train_x, self.data.train_y
+        n = len(y_all)
+        total = steps_per_run(n, self.settings.batch_size, epochs)
+        loss_sum = torch.zeros(p, device=self.device)  # over the last epoch only
+        bad = torch.zeros(p, dtype=torch.bool, device=self.device)
+        step, seen, cur_epoch = 0, 0, 0
+        for epoch, idx in batch_order(n, self.settings.batch_size, epochs, data_seed):
+            if epoch != cur_epoch:
+                loss_sum.zero_()
+                seen, cur_epoch = 0, epoch
+            idx = idx.to(self.device)
+            xb, yb = x_all[idx], y_all[idx]
+            lr = self.settings.lr_at(step, total)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            logits = self._forward(params, xb)
+            per = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(p),
+                                  reduction="none").view(p, -1).mean(1)
+            opt.zero_grad(set_to_none=False)
+            per.sum().backward()
+            with torch.no_grad():
+                bad |= ~torch.isfinite(per)
+                loss_sum += per.detach() * len(idx)
+                seen += len(idx)
+                if grad_acc is not None:
+                    for k in grad_acc:
+                        grad_acc[k].add_(params[k].grad.abs())
+            opt.step()
+            with torch.no_grad():
+                torch._foreach_mul_(masked_params, mask_list)
+            step += 1
+        train_loss = loss_sum / seen if seen else torch.full_like(loss_sum, float("nan"))
+        return self._collect(params, mstack, grad_acc, train_loss, bad, step,
+                             keep_weights, test)
+
+    def _collect(self, params, mstack, grad_acc, train_loss, bad, steps, keep_weights, test):
+        p = len(train_loss)
+        with torch.no_grad():
+            params = {k: v.detach() for k, v in params.items()}
+            bad |= ~torch.stack([torch.isfinite(v.reshape(p, -1)).all(1)
+                                 for v in params.values()]).all(0)
+            val_acc, val_loss = self.evaluate(params, self.data.val_x, self.data.val_y)
+            cols = {"train_loss": train_loss, "val_accuracy": val_acc, "val_loss": val_loss}
+            if test:
+                cols["test_accuracy"], cols["test_loss"] = self.evaluate(
+                    params, self.data.test_x, self.data.test_y)
+            kept = sum(m.reshape(p, -1).sum(1) for m in mstack.values()).clamp_min(1)
+            cols["magnitude"] = sum((params[k].abs() * m).reshape(p, -1).sum(1)
+                                    for k, m in mstack.items()) / kept
+            if grad_acc is not None:
+                cols["gradient"] = sum((g * mstack[k]).reshape(p, -1).sum(1)
+                                       for k, g in grad_acc.items()) / kept / max(steps, 1)
+            cols["diverged"] = bad.float()
+            table = {k: v.float().cpu().tolist() for k, v in cols.items()}
+        if bool(bad.any()):
+            warnings.warn(f"{int(bad.sum())} of {p} networks diverged (NaN/Inf loss); they get "
+                          f"the worst fitness", RuntimeWarning, stacklevel=3)
+        metrics = []
+        for i in range(p):
+            row = {k: float(v[i]) for k, v in table.items()}
+            if row["diverged"]:
+                row["val_accuracy"] = 0.0
+                row.setdefault("test_accuracy", 0.0)
+                for k in ("train_loss", "val_loss", "magnitude", "gradient"):
+                    if k in row and not math.isfinite(row[k]):
+                        row[k] = float("nan")
+            metrics.append(row)
+        res = PopulationResult(metrics=metrics)
+        if keep_weights:
+            cpu = {k: v.cpu() for k, v in params.items()}
+            res.weights = [{k: v[i].clone() for k, v in cpu.items()} for i in range(p)]
+        if grad_acc is not None:
+            cpu = {k: v.cpu() for k, v in grad_acc.items()}
+            res.grads = [{k: v[i].clone() for k, v in cpu.items()} for i in range(p)]
+        return res

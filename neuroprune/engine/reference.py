@@ -1,0 +1,109 @@
+"""One network at a time, with a plain ``nn.Module``: the reference the population engine must
+match, and the one-by-one baseline of ``benchmarks/population_eval.py``."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..data import DataSplits
+from ..models import ModelSpec, build_model, prunable_names
+from .population import PopulationResult, State
+from .settings import TrainSettings, batch_order, steps_per_run
+
+
+class ReferenceTrainer:
+    """Same interface and same math as :class:`PopulationTrainer`, looping over networks."""
+
+    def __init__(self, spec: ModelSpec, data: DataSplits, settings: TrainSettings,
+                 device: str | torch.device = "cpu", eval_batch_size: int = 2048, **_: object):
+        self.spec, self.settings = spec, settings
+        self.device = torch.device(device)
+        self.data = data.to(self.device)
+        self.eval_batch_size = eval_batch_size
+        self.prunable = prunable_names(build_model(spec))
+
+    def run(self, init: State | Sequence[State], masks: Sequence[dict[str, torch.Tensor]],
+            epochs: int, data_seed: int, *, collect_grads: bool = False,
+            keep_weights: bool = False, test: bool = False) -> PopulationResult:
+        inits = [init] * len(masks) if isinstance(init, dict) else list(init)
+        out = PopulationResult(metrics=[], weights=[] if keep_weights else None,
+                               grads=[] if collect_grads else None)
+        for state, mask in zip(inits, masks):
+            metrics, weights, grads = self.train_one(state, mask, epochs, data_seed,
+                                                     collect_grads, test)
+            out.metrics.append(metrics)
+            if keep_weights:
+                out.weights.append(weights)
+            if collect_grads:
+                out.grads.append(grads)
+        return out
+
+    def _accuracy(self, model, x, y):
+        correct, loss = 0.0, 0.0
+        with torch.no_grad():
+            for s in range(0, len(y), self.eval_batch_size):
+                logits = model(x[s:s + self.eval_batch_size])
+                yb = y[s:s + self.eval_batch_size]
+                correct += float((logits.argmax(-1) == yb).sum())
+                loss += float(F.cross_entropy(logits, yb, reduction="sum"))
+        return correct / len(y), loss / len(y)
+
+    def train_one(self, state: State, mask: dict[str, torch.Tensor], epochs: int, data_seed: int,
+                  collect_grads: bool = False, test: bool = False):
+        model = build_model(self.spec).to(self.device)
+        model.load_state_dict(state)
+        params = dict(model.named_parameters())
+        m = {k: mask[k].to(self.device, torch.float32) for k in self.prunable if k in mask}
+        with torch.no_grad():
+            for k, mk in m.items():
+                params[k].mul_(mk)
+        opt = self.settings.make_optimizer(model.parameters())
+        grads = {k: torch.zeros_like(v) for k, v in m.items()} if collect_grads else None
+        n = len(self.data.train_y)
+        total = steps_per_run(n, self.settings.batch_size, epochs)
+        step, seen, loss_sum, cur, bad = 0, 0, 0.0, 0, False
+        for epoch, idx in batch_order(n, self.settings.batch_size, epochs, data_seed):
+            if epoch != cur:
+                seen, loss_sum, cur = 0, 0.0, epoch
+            idx = idx.to(self.device)
+            for g in opt.param_groups:
+                g["lr"] = self.settings.lr_at(step, total)
+            loss = F.cross_entropy(model(self.data.train_x[idx]), self.data.train_y[idx])
+            opt.zero_grad(set_to_none=False)
+            loss.backward()
+            bad |= not math.isfinite(float(loss.detach()))
+            loss_sum += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            if grads is not None:
+                for k in grads:
+                    grads[k].add_(params[k].grad.abs())
+            opt.step()
+            with torch.no_grad():
+                for k, mk in m.items():
+                    params[k].mul_(mk)
+            step += 1
+        model.eval()
+        bad |= not all(bool(torch.isfinite(p).all()) for p in model.parameters())
+        metrics = {"train_loss": loss_sum / seen if seen else float("nan")}
+        metrics["val_accuracy"], metrics["val_loss"] = self._accuracy(
+            model, self.data.val_x, self.data.val_y)
+        if test:
+            metrics["test_accuracy"], metrics["test_loss"] = self._accuracy(
+                model, self.data.test_x, self.data.test_y)
+        kept = max(1.0, float(sum(mk.sum() for mk in m.values())))
+        metrics["magnitude"] = float(sum((params[k].abs() * mk).sum() for k, mk in m.items())) / kept
+        if grads is not None:
+            metrics["gradient"] = float(sum((g * m[k]).sum() for k, g in grads.items())) / kept \
+                / max(step, 1)
+        metrics["diverged"] = float(bad)
+        if bad:
+            metrics["val_accuracy"] = 0.0
+            if test:
+                metrics["test_accuracy"] = 0.0
+        weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        cpu_grads = {k: v.cpu() for k, v in grads.items()} if grads is not None else None
+        return metrics, weights, cpu_grads

@@ -1,0 +1,146 @@
+"""How many weights each layer keeps at a target sparsity: uniform, global, ERK.
+
+ERK is from Evci et al., "Rigging the Lottery: Making All Tickets Winners", ICML 2020
+(arXiv 1911.11134), after Mocanu et al.'s Erdos-Renyi allocation for SET.
+
+An *allocation unit* is a group of weights whose kept count is fixed: one per layer for
+``uniform`` and ``erk``, one spanning all layers for ``global``. Every mask made or varied in
+neuroprune keeps exactly ``round((1 - s) * n)`` weights per unit (ERK: per layer, at the
+layer's density).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+
+from ..errors import ConfigError
+
+ALLOCATIONS = ("uniform", "global", "erk")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each prunable tensor lies in a flat genome, and the allocation units over it.
+
+    ``units`` are ``(start, stop, kept)`` ranges of the flat vector; a mask has exactly
+    ``kept`` ones inside each.
+    """
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    units: tuple[tuple[int, int, int], ...]
+
+    @property
+    def offsets(self) -> list[int]:
+        out, o = [], 0
+        for s in self.shapes:
+            out.append(o)
+            o += math.prod(s)
+        return out + [o]
+
+    @property
+    def numel(self) -> int:
+        return sum(math.prod(s) for s in self.shapes)
+
+    @property
+    def kept(self) -> int:
+        return sum(k for _, _, k in self.units)
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.kept / self.numel
+
+
+def kept_count(n: int, sparsity: float) -> int:
+    """Exact number of weights kept out of ``n`` at ``sparsity`` (at least one)."""
+    return max(1, min(n, round((1.0 - sparsity) * n)))
+
+
+def erk_densities(shapes: Sequence[tuple[int, ...]], density: float,
+                  power: float = 1.0) -> list[float]:
+    """Per-layer densities whose weighted mean is ``density``, proportional to the ERK score.
+
+    Layers the score would make denser than 1 are made dense and the rest re-solved.
+    """
+    numel = [math.prod(s) for s in shapes]
+    raw = [(sum(s) / math.prod(s)) ** power for s in shapes]
+    dense: set[int] = set()
+    while True:
+        budget = density * sum(numel) - sum(numel[i] for i in dense)
+        denom = sum(raw[i] * numel[i] for i in range(len(shapes)) if i not in dense)
+        eps = budget / denom if denom > 0 else 0.0
+        over = [i for i in range(len(shapes)) if i not in dense and eps * raw[i] > 1.0]
+        if not over:
+            break
+        dense.update(over)
+    return [1.0 if i in dense else eps * raw[i] for i in range(len(shapes))]
+
+
+def make_layout(shapes: Mapping[str, tuple[int, ...]], sparsity: float,
+                allocation: str = "erk") -> Layout:
+    """Layout for masks over ``shapes`` (name -> shape, in model order) at ``sparsity``."""
+    if not 0.0 <= sparsity < 1.0:
+        raise ConfigError(f"sparsity must be in [0, 1), got {sparsity}")
+    names = tuple(shapes)
+    shp = tuple(tuple(int(d) for d in shapes[n]) for n in names)
+    numel = [math.prod(s) for s in shp]
+    offs = [0]
+    for n in numel:
+        offs.append(offs[-1] + n)
+    if allocation == "global":
+        units = ((0, offs[-1], kept_count(offs[-1], sparsity)),)
+    elif allocation == "uniform":
+        units = tuple((offs[i], offs[i + 1], kept_count(numel[i], sparsity))
+                      for i in range(len(names)))
+    elif allocation == "erk":
+        dens = erk_densities(shp, 1.0 - sparsity)
+        units = tuple((offs[i], offs[i + 1], kept_count(numel[i], 1.0 - dens[i]))
+                      for i in range(len(names)))
+    else:
+        raise ConfigError(f"sparsity.allocation: unknown '{allocation}'; choose one of "
+                          f"{', '.join(ALLOCATIONS)}")
+    return Layout(names=names, shapes=shp, units=units)
+
+
+def random_bits(layout: Layout, generator: torch.Generator) -> torch.Tensor:
+    """A flat bool vector with exactly ``kept`` ones, uniformly placed, in every unit."""
+    bits = torch.zeros(layout.numel, dtype=torch.bool)
+    for start, stop, kept in layout.units:
+        idx = torch.randperm(stop - start, generator=generator)[:kept]
+        bits[start + idx] = True
+    return bits
+
+
+def top_bits(layout: Layout, scores: torch.Tensor) -> torch.Tensor:
+    """Keep the ``kept`` highest-scoring entries of every unit (ties broken by position)."""
+    bits = torch.zeros(layout.numel, dtype=torch.bool)
+    for start, stop, kept in layout.units:
+        idx = torch.topk(scores[start:stop].float(), kept, sorted=False).indices
+        bits[start + idx] = True
+    return bits
+
+
+def bits_to_mask(layout: Layout, bits: torch.Tensor):
+    """Split a flat vector into a :class:`Mask` of named tensors."""
+    from .mask import Mask
+
+    offs = layout.offsets
+    return Mask({n: bits[offs[i]:offs[i + 1]].reshape(layout.shapes[i])
+                 for i, n in enumerate(layout.names)})
+
+
+def flatten(layout: Layout, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Concatenate named tensors (masks, scores) in layout order into one flat vector."""
+    return torch.cat([tensors[n].reshape(-1) for n in layout.names])
+
+
+def check_bits(layout: Layout, bits: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless every unit keeps exactly its count."""
+    for start, stop, kept in layout.units:
+        got = int(bits[start:stop].sum())
+        if got != kept:
+            raise ValueError(f"mask keeps {got} weights in [{start}, {stop}), expected {kept}")

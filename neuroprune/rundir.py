@@ -1,0 +1,139 @@
+"""The run directory: what a user (and a resumed run) can rely on.
+
+Layout::
+
+    config.yaml              resolved config
+    ledger.jsonl             append-only: one committed line per generation (source of truth)
+    results.csv              one row per evaluated individual, rebuilt from the ledger
+    checkpoints/gen_NNNN.pt  search state after each generation
+    summary.json             best network's figures
+    best_mask.safetensors    masks (and trained weights) of the best network
+
+Nothing below us is exactly-once (Ray retries, killed processes), so evaluations are keyed by
+``(generation, index)``: a generation is committed once, and a second commit of the same
+generation (a retry, a resumed run) is ignored rather than counted twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import yaml
+
+from ._io import atomic_write, atomic_write_json, atomic_write_text
+from .errors import UserError
+
+
+class RunDir:
+    """A run directory on disk (created on first write, never half-written)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"output path {self.path} is a file; choose a folder with --out")
+        self.ledger_path = self.path / "ledger.jsonl"
+        self.ckpt_dir = self.path / "checkpoints"
+
+    def create(self) -> "RunDir":
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create run directory {self.path}: {exc.strerror}") from None
+        return self
+
+    # ---------------------------------------------------------------- config / summary
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.path / "summary.json", summary)
+
+    def read_summary(self) -> dict[str, Any]:
+        return json.loads((self.path / "summary.json").read_text())
+
+    # ---------------------------------------------------------------- ledger
+    def committed(self) -> dict[int | str, list[dict[str, Any]]]:
+        """Committed generations -> rows. A torn last line (crash mid-write) is ignored."""
+        out: dict[int, list[dict[str, Any]]] = {}
+        if not self.ledger_path.exists():
+            return out
+        with open(self.ledger_path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # only the last line can be torn: it was never committed
+                out.setdefault(entry["generation"], entry["rows"])
+        return out
+
+    def commit_generation(self, generation: int | str, rows: Iterable[dict[str, Any]]) -> bool:
+        """Append a generation's rows once; False if it was committed already.
+
+        ``generation`` is the search generation, or ``"final"`` for the final training.
+        """
+        self.create()
+        done = self.committed()
+        if generation in done:
+            return False
+        rows = list(rows)
+        keys = {(r["generation"], r["index"]) for r in rows}
+        if len(keys) != len(rows):
+            raise ValueError(f"generation {generation} has duplicate (generation, index) rows")
+        self._truncate_torn_tail()
+        with open(self.ledger_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"generation": generation, "rows": rows}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.write_results({**done, generation: rows})
+        return True
+
+    def _truncate_torn_tail(self) -> None:
+        if not self.ledger_path.exists():
+            return
+        data = self.ledger_path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            with open(self.ledger_path, "r+b") as f:
+                f.truncate(cut)
+
+    def write_results(self, generations: dict[int, list[dict[str, Any]]] | None = None) -> None:
+        gens = self.committed() if generations is None else generations
+        order = sorted(gens, key=lambda g: (isinstance(g, str), g if isinstance(g, int) else 0))
+        rows = [r for g in order for r in gens[g]]
+        cols: list[str] = []
+        for r in rows:
+            cols += [k for k in r if k not in cols]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_text(self.path / "results.csv", buf.getvalue())
+
+    # ---------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, generation: int, state: dict[str, Any]) -> Path:
+        path = self.ckpt_dir / f"gen_{generation:04d}.pt"
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+        return path
+
+    def checkpoints(self) -> list[Path]:
+        return sorted(self.ckpt_dir.glob("gen_*.pt")) if self.ckpt_dir.exists() else []
+
+    def load_last_checkpoint(self) -> tuple[dict[str, Any] | None, Path | None]:
+        """The newest readable checkpoint; a corrupt newest one is reported with the last good."""
+        paths = self.checkpoints()
+        for i, path in enumerate(reversed(paths)):
+            try:
+                state = torch.load(path, weights_only=False)
+            except Exception as exc:
+                good = [p for p in paths[: len(paths) - i - 1]]
+                hint = f"; the last good one is {good[-1].name}" if good else ""
+                raise UserError(f"checkpoint {path} is corrupt ({type(exc).__name__}){hint}: "
+                                f"delete it to resume from there") from None
+            return state, path
+        return None, None

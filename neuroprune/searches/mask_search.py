@@ -1,0 +1,142 @@
+"""A sparse-mask search from a validated config to a run directory.
+
+config -> data, model spec, layout -> method.find (evolution on an evaluator) -> best mask ->
+final training -> test accuracy -> ``summary.json`` and ``best_mask.safetensors``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..backends import make_evaluator
+from ..config import RunConfig, to_dict
+from ..data import DataSplits, load_dataset
+from ..engine import EvalTask, TrainSettings, init_state
+from ..errors import UserError
+from ..masks import bits_to_mask, check_bits, make_layout, save_mask
+from ..methods import MethodContext, get_method_class
+from ..models import ModelSpec, build_model, prunable_names
+from ..rundir import RunDir
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> cuda when available; asking for cuda without one is a clear error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda requested but no CUDA device is visible to torch; "
+                        "use --device cpu (or auto)")
+    return name
+
+
+def load_data(cfg: RunConfig) -> DataSplits:
+    d = cfg.data
+    return load_dataset(d.dataset, root=d.root, download=d.download, protocol=d.protocol,
+                        seed=d.split_seed, val_fraction=d.val_fraction,
+                        test_fraction=d.test_fraction)
+
+
+def model_spec(cfg: RunConfig, data: DataSplits) -> ModelSpec:
+    return ModelSpec(arch=cfg.model.arch, input_shape=data.input_shape,
+                     num_classes=data.num_classes, widths=tuple(cfg.model.widths),
+                     activation=cfg.model.activation)
+
+
+def train_settings(cfg: RunConfig) -> TrainSettings:
+    t = cfg.training
+    return TrainSettings(optimizer=t.optimizer, lr=t.lr, momentum=t.momentum,
+                         weight_decay=t.weight_decay, batch_size=t.batch_size,
+                         schedule=t.schedule)
+
+
+class MaskSearch:
+    """Everything one mask search needs, prepared (and validated) before anything is written."""
+
+    def __init__(self, cfg: RunConfig, evaluator_options: dict[str, Any] | None = None):
+        self.cfg = cfg
+        self.method = get_method_class(cfg.method.name)(cfg.method_params())
+        self.device = resolve_device(cfg.device)
+        self.data = load_data(cfg)
+        self.spec = model_spec(cfg, self.data)
+        template = build_model(self.spec)
+        shapes = dict(template.named_parameters())
+        self.layout = make_layout({k: tuple(shapes[k].shape) for k in prunable_names(template)},
+                                  cfg.sparsity.target, cfg.sparsity.allocation)
+        self.settings = train_settings(cfg)
+        self.evaluator_options = evaluator_options or {}
+
+    def run(self, run_dir: str | Path, *, progress: bool = True, resume: bool = False,
+            log=print) -> dict[str, Any]:
+        """Run the search into ``run_dir`` and return the summary."""
+        cfg, t0 = self.cfg, time.time()
+        rd = RunDir(run_dir)
+        resume_state = None
+        if resume:
+            resume_state, path = rd.load_last_checkpoint()
+            if resume_state is not None:
+                log(f"resuming from {path.name} (generation {resume_state['generation']})")
+            t0 -= float(resume_state.get("wall_seconds", 0.0)) if resume_state else 0.0
+        rd.create()
+        rd.write_config(to_dict(cfg))
+
+        def commit(generation: int, rows: list[dict[str, Any]], state: dict[str, Any]) -> None:
+            state = {**state, "wall_seconds": time.time() - t0}
+            rd.commit_generation(generation, rows)
+            rd.save_checkpoint(generation, state)
+
+        evaluator = make_evaluator(cfg.backend, spec=self.spec, data=self.data,
+                                   settings=self.settings, device=self.device,
+                                   chunk_size=cfg.engine.chunk_size, **self.evaluator_options)
+        with evaluator:
+            ctx = MethodContext(spec=self.spec, data=self.data, layout=self.layout,
+                                settings=self.settings, evaluator=evaluator,
+                                init=init_state(self.spec, cfg.seed), seed=cfg.seed,
+                                final_epochs=cfg.training.epochs, commit=commit,
+                                resume_state=resume_state, progress=progress)
+            found = self.method.find(ctx)
+            check_bits(self.layout, found.bits)
+            mask = bits_to_mask(self.layout, found.bits)
+            trained = found.trained
+            if trained is None:
+                trained = evaluator.evaluate(EvalTask(
+                    masks=[mask], init=found.init, epochs=cfg.training.epochs,
+                    data_seed=cfg.seed, keep_weights=True, test=True))
+        final = trained.metrics[0]
+        rd.commit_generation("final", [{"generation": "final", "index": 0,
+                                        "val_accuracy": final["val_accuracy"],
+                                        "test_accuracy": final["test_accuracy"],
+                                        "train_loss": final["train_loss"],
+                                        "sparsity": mask.sparsity()}])
+        summary = {
+            "method": self.method.name,
+            "dataset": cfg.data.dataset,
+            "arch": cfg.model.arch,
+            "sparsity": mask.sparsity(),
+            "target_sparsity": cfg.sparsity.target,
+            "allocation": cfg.sparsity.allocation,
+            "layer_sparsity": mask.layer_sparsity(),
+            "kept_weights": mask.kept(),
+            "prunable_weights": mask.numel(),
+            "test_accuracy": final["test_accuracy"],
+            "val_accuracy": final["val_accuracy"],
+            "seed": cfg.seed,
+            "device": self.device,
+            "backend": cfg.backend,
+            "wall_seconds": round(time.time() - t0, 3),
+            "neuroprune_version": __version__,
+            **{k: v for k, v in found.info.items() if k != "logbook"},
+        }
+        metadata = {"architecture": self.spec.to_dict(), "sparsity": summary["sparsity"],
+                    "method": self.method.name, "seed": cfg.seed, "dataset": cfg.data.dataset,
+                    "test_accuracy": final["test_accuracy"],
+                    "layer_sparsity": summary["layer_sparsity"],
+                    "neuroprune_version": __version__}
+        weights = trained.weights[0] if trained.weights else None
+        save_mask(rd.path / "best_mask.safetensors", mask, metadata, weights=weights)
+        rd.write_summary(summary)
+        return summary
