@@ -101,6 +101,14 @@ class RunConfig(Section):
     engine: EngineConfig = EngineConfig()
     method: MethodConfig = MethodConfig()
 
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        from .backends import BACKENDS
+        if v not in BACKENDS:
+            raise ValueError(f"unknown backend '{v}'; choose one of {', '.join(BACKENDS)}")
+        return v
+
     def method_params(self) -> BaseModel:
         """The method's parameters, validated against its ``Params`` model."""
         from .methods import get_method_class

@@ -43,10 +43,12 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path} is not an unsigned-byte IDX file (corrupt or wrong file?)")
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(shape)):
-        raise DataError(f"{path} is truncated: expected {int(np.prod(shape))} values, "
-                        f"found {body.size}")
+    start = 4 + 4 * ndim
+    found = max(0, len(data) - start)
+    if len(data) < start or found != int(np.prod(shape)) or found == 0:
+        raise DataError(f"{path} is truncated or corrupt: expected {int(np.prod(shape))} "
+                        f"values, found {found}")
+    body = np.frombuffer(data, dtype=np.uint8, offset=start)
     return body.reshape(shape)
 
 

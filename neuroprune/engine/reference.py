@@ -95,7 +95,8 @@ class ReferenceTrainer:
             metrics["test_accuracy"], metrics["test_loss"] = self._accuracy(
                 model, self.data.test_x, self.data.test_y)
         kept = max(1.0, float(sum(mk.sum() for mk in m.values())))
-        metrics["magnitude"] = float(sum((params[k].abs() * mk).sum() for k, mk in m.items())) / kept
+        metrics["magnitude"] = float(sum((params[k].detach().abs() * mk).sum()
+                                      for k, mk in m.items())) / kept
         if grads is not None:
             metrics["gradient"] = float(sum((g * m[k]).sum() for k, g in grads.items())) / kept \
                 / max(step, 1)

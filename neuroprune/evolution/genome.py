@@ -1,15 +1,30 @@
-"""DEAP classes for neuroprune's genomes, created once, here, under unique names.
+"""neuroprune's DEAP genomes: ordinary module-level classes, not ``deap.creator`` ones.
 
-DEAP's ``creator`` makes classes at run time inside its own module. Creating them at import of
-this one module (and nowhere else) means every process that imports neuroprune, Ray workers
-included, has the same classes, so individuals pickle and unpickle; repeated runs in one process
-reuse them instead of re-creating (and warning about) them.
+DEAP's ``creator`` makes classes at run time in one global namespace. Since DEAP 1.4 those
+classes pickle *by value*, and unpickling one re-creates the global class: every checkpoint
+load or Ray transfer would then replace ``creator.X`` and leave earlier references (and
+``isinstance`` checks) pointing at a stale class, and two runs in one process would share and
+overwrite that state. Plain subclasses of :class:`deap.base.Fitness` are what ``creator`` would
+build, pickle by reference (Ray workers import this module), and touch no global state.
+DEAP's tools only need an object with a ``fitness`` attribute.
 """
 
 from __future__ import annotations
 
 import torch
-from deap import base, creator
+from deap import base
+
+
+class FitnessMax(base.Fitness):
+    """One objective, maximised."""
+
+    weights = (1.0,)
+
+
+class FitnessMulti(base.Fitness):
+    """Two objectives, both maximised (e.g. accuracy and sparsity)."""
+
+    weights = (1.0, 1.0)
 
 
 class MaskBits:
@@ -34,19 +49,14 @@ class MaskBits:
         return f"{type(self).__name__}(kept={int(self.bits.sum())}/{self.bits.numel()})"
 
 
-def _create(name: str, parent: type, **attrs: object) -> None:
-    if not hasattr(creator, name):
-        creator.create(name, parent, **attrs)
+class MaskIndividual(MaskBits):
+    """A mask with a single-objective fitness: the K-starts individual."""
+
+    def __init__(self, bits: torch.Tensor):
+        super().__init__(bits)
+        self.fitness = FitnessMax()
 
 
-_create("NeuropruneFitnessMax", base.Fitness, weights=(1.0,))
-_create("NeuropruneFitnessMulti", base.Fitness, weights=(1.0, 1.0))
-_create("NeuropruneMask", MaskBits, fitness=creator.NeuropruneFitnessMax)
-
-FitnessMax = creator.NeuropruneFitnessMax
-MaskIndividual = creator.NeuropruneMask
-
-
-def mask_individual(bits: torch.Tensor) -> "MaskIndividual":
+def mask_individual(bits: torch.Tensor) -> MaskIndividual:
     """A DEAP individual (with an empty fitness) holding ``bits``."""
     return MaskIndividual(bits)

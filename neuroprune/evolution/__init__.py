@@ -1,0 +1,1 @@
+"""Layer 5: DEAP glue: genomes, sparsity-preserving operators."""

@@ -1,0 +1,21 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from neuroprune.data import load_dataset
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def blobs():
+    from neuroprune.data import load_dataset
+    return load_dataset("blobs", n_samples=400, n_features=12)

@@ -1,0 +1,15 @@
+"""Shared helpers for the test suite."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600):
+    """Run ``python -m neuroprune ARGS`` in a subprocess; returns CompletedProcess."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+    return subprocess.run([sys.executable, "-m", "neuroprune", *args], cwd=cwd or REPO,
+                          capture_output=True, text=True, timeout=timeout, env=env)

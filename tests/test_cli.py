@@ -1,0 +1,153 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from neuroprune.cli import main
+from neuroprune.config import load_config
+from neuroprune.errors import ConfigError
+
+from helpers import REPO, run_cli
+
+QUICK = str(REPO / "configs" / "quickstart.yaml")
+TINY = ["--set", "method.population=4", "--set", "method.generations=2",
+        "--set", "method.search_epochs=1", "--set", "training.epochs=2",
+        "--set", "model.widths=[32]", "--no-progress"]
+
+
+def test_quickstart_run_writes_the_documented_run_directory(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("run", QUICK, "--out", str(out), *TINY, "--device", "cpu", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("method", "sparsity", "test_accuracy", "val_accuracy", "seed", "wall_seconds",
+                "device"):
+        assert key in summary
+    assert summary["method"] == "kstarts" and summary["seed"] == 3
+    assert summary["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    lines = (out / "results.csv").read_text().splitlines()
+    assert lines[0].startswith("generation,index,fitness,val_accuracy")
+    assert 1 + 4 <= len(lines) <= 1 + 4 + 4 + 1  # gen 0: all 4; gen 1: the changed ones; final
+    assert (out / "config.yaml").read_text().count("population: 4") == 1
+    tensors = load_file(str(out / "best_mask.safetensors"))
+    masks = {k: v for k, v in tensors.items() if not k.startswith("weights/")}
+    assert set(masks) == {"1.weight", "3.weight"} and all(v.dtype == torch.bool
+                                                          for v in masks.values())
+    kept = sum(int(v.sum()) for v in masks.values())
+    assert kept == summary["kept_weights"]
+    assert len(list((out / "checkpoints").glob("gen_*.pt"))) == 2
+
+
+def test_methods_lists_one_line_each(capsys):
+    assert main(["methods"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith("kstarts ") for line in lines)
+    assert all(len(line.split()) > 2 for line in lines)
+
+
+def test_config_prints_every_key_with_defaults(capsys):
+    assert main(["config", QUICK, "--set", "sparsity.target=0.95"]) == 0
+    out = capsys.readouterr().out
+    assert "target: 0.95" in out and "tournament_size: 3" in out
+
+
+def test_overrides_parse_yaml_values():
+    cfg = load_config(QUICK, ["model.widths=[10, 5]", "method.fitness.magnitude=1",
+                              "training.optimizer=adam"])
+    assert cfg.model.widths == [10, 5]
+    assert cfg.method_params().fitness.magnitude == 1.0
+    with pytest.raises(ConfigError, match="training.optimizer"):
+        load_config(QUICK, ["training.optimizer=rmsprop"])
+
+
+def _yaml(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+BAD = [
+    ("unknown top key", ["--set", "foo=1"], "unknown config key 'foo'"),
+    ("unknown nested key", ["--set", "training.lrr=0.1"], "training.lrr"),
+    ("wrong type", ["--set", "training.lr=abc"], "training.lr"),
+    ("sparsity 1.0", ["--set", "sparsity.target=1.0"], "sparsity.target"),
+    ("sparsity negative", ["--set", "sparsity.target=-0.1"], "sparsity.target"),
+    ("population 0", ["--set", "method.population=0"], "method.population"),
+    ("unknown method", ["--set", "method.name=nope"], "unknown method 'nope'"),
+    ("unknown dataset", ["--set", "data.dataset=imagenet"], "unknown dataset"),
+    ("mnist without root", ["--set", "data.dataset=mnist"], "data.root"),
+    ("missing data root", ["--set", "data.dataset=mnist", "--set", "data.root=/no/such"],
+     "not found"),
+    ("set without =", ["--set", "training.lr"], "key=value"),
+    ("elite >= population", ["--set", "method.elite=16"], "elite"),
+    ("unknown method param", ["--set", "method.foo=1"], "method.foo"),
+    ("batch size 0", ["--set", "training.batch_size=0"], "training.batch_size"),
+    ("epochs 0", ["--set", "training.epochs=0"], "training.epochs"),
+    ("empty widths", ["--set", "model.widths=[]"], "model.widths"),
+    ("negative width", ["--set", "model.widths=[-3]"], "model.widths"),
+    ("bad allocation", ["--set", "sparsity.allocation=foo"], "sparsity.allocation"),
+    ("unknown backend", ["--backend", "spark"], "backend"),
+    ("zero fitness weights", ["--set", "method.fitness={accuracy: 0, magnitude: 0, gradient: 0}"], "fitness"),
+    ("negative lr", ["--set", "training.lr=-1"], "training.lr"),
+    ("negative seed", ["--seed", "-1"], "seed"),
+    ("unknown arch", ["--set", "model.arch=resnet"], "model.arch"),
+    ("mutation rate 0", ["--set", "method.mutation_rate=0"], "method.mutation_rate"),
+    ("section set to value", ["--set", "training=5"], "training"),
+    ("subkey of a value", ["--set", "seed.x=1"], "seed"),
+]
+if not torch.cuda.is_available():
+    BAD.append(("cuda without gpu", ["--device", "cuda"], "--device cpu"))
+
+
+@pytest.mark.parametrize("name,args,needle", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, name, args,
+                                                            needle):
+    out = tmp_path / "out"
+    code = main(["run", QUICK, "--out", str(out), "--no-progress", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("neuroprune: error:")
+    assert needle in err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+BAD_FILES = [
+    ("invalid yaml", "name: [unclosed\n", "not valid YAML"),
+    ("a list", "- 1\n- 2\n", "mapping"),
+]
+
+
+@pytest.mark.parametrize("name,text,needle", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_bad_config_files(tmp_path, capsys, name, text, needle):
+    out = tmp_path / "out"
+    assert main(["run", _yaml(tmp_path, text), "--out", str(out)]) == 2
+    assert needle in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_bad_paths(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["run", str(tmp_path)]) == 2
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["run", QUICK, "--out", str(afile)]) == 2
+    assert main(["run", QUICK, "--set", "data.dataset=mnist", "--set",
+                 f"data.root={afile}"]) == 2
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("x")
+    assert main(["run", QUICK, "--out", str(full)]) == 2
+    errs = capsys.readouterr().err.strip().splitlines()
+    assert len(errs) == 5 and all(e.startswith("neuroprune: error:") for e in errs)
+    assert sorted(p.name for p in full.iterdir()) == ["keep.txt"]
+
+
+def test_subprocess_error_has_no_traceback_unless_debug(tmp_path):
+    proc = run_cli("run", QUICK, "--set", "sparsity.target=1.5")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    proc = run_cli("--debug", "run", QUICK, "--set", "sparsity.target=1.5")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr

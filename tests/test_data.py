@@ -1,0 +1,103 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from neuroprune.data import load_dataset
+from neuroprune.errors import DataError, UserError
+
+
+def test_digits_splits_are_fixed_disjoint_and_standardised():
+    a = load_dataset("digits", seed=0)
+    b = load_dataset("digits", seed=0)
+    c = load_dataset("digits", seed=1)
+    assert a.sizes() == {"train": 1167, "val": 270, "test": 360}
+    assert torch.equal(a.test_x, b.test_x) and not torch.equal(a.test_x, c.test_x)
+    assert a.input_shape == (1, 8, 8) and a.num_classes == 10
+    assert abs(float(a.train_x.mean())) < 1e-4 and abs(float(a.train_x.std()) - 1) < 1e-3
+    rows = {tuple(r.tolist()) for r in a.train_x.reshape(len(a.train_x), -1)}
+    overlap = sum(tuple(r.tolist()) in rows for r in a.test_x.reshape(len(a.test_x), -1))
+    assert overlap < 5  # digits has a few duplicate images, no systematic leak
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "wine", "iris"])
+def test_other_bundled_sets(name):
+    d = load_dataset(name)
+    assert d.train_x.ndim == 2 and len(d.test_y) > 0
+
+
+def _write_idx(path, array, gz=True):
+    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + b"".join(
+        struct.pack(">I", s) for s in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)
+
+
+@pytest.fixture
+def mnist10k_root(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(100, 28, 28))
+    labels = np.arange(100) % 10
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    return tmp_path, images, labels
+
+
+def test_mnist_10k_protocol_from_test_files(mnist10k_root):
+    root, images, labels = mnist10k_root
+    d = load_dataset("mnist", root=str(root))
+    assert d.sizes() == {"train": 70, "val": 10, "test": 20}  # 8/10 train (last 1/10 val), 2/10
+    assert d.train_y.tolist() == labels[:70].tolist()
+    assert d.val_y.tolist() == labels[70:80].tolist()
+    assert d.test_y.tolist() == labels[80:].tolist()
+    assert d.input_shape == (1, 28, 28)
+    # standardised with the training split's statistics only
+    raw = torch.tensor(images[:70] / 255.0, dtype=torch.float32)
+    expect = (torch.tensor(images[80:] / 255.0, dtype=torch.float32) - raw.mean()) / raw.std()
+    torch.testing.assert_close(d.test_x[:, 0], expect, rtol=1e-4, atol=1e-4)
+
+
+def test_mnist_full_protocol_and_torchvision_layout(tmp_path):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 120), ("t10k", 30)):
+        _write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), gz=False)
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", np.arange(n) % 10, gz=False)
+    d = load_dataset("fashion_mnist", root=str(tmp_path))
+    assert d.sizes() == {"train": 110, "val": 10, "test": 30}
+    with pytest.raises(DataError):
+        load_dataset("fashion_mnist", root=str(tmp_path / "nowhere"), protocol="full")
+
+
+def test_kmnist_original_npz_release(tmp_path):
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "kmnist-test-imgs.npz", rng.integers(0, 256, (50, 28, 28), dtype=np.uint8))
+    np.savez(tmp_path / "kmnist-test-labels.npz", np.arange(50) % 10)
+    d = load_dataset("kmnist", root=str(tmp_path))
+    assert d.sizes() == {"train": 35, "val": 5, "test": 10}
+
+
+def test_missing_files_offline_give_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="data.download=true"):
+        load_dataset("mnist", root=str(tmp_path), download=False)
+    with pytest.raises(DataError, match="needs data.root"):
+        load_dataset("mnist", root=None)
+
+
+def test_download_branch_offline_or_without_torchvision(tmp_path):
+    """With no files, download=true goes through torchvision; here it has no internet (or no
+    working torchvision), which must end in one clear UserError, not a traceback."""
+    with pytest.raises(UserError) as err:
+        load_dataset("mnist", root=str(tmp_path), download=True)
+    msg = str(err.value)
+    assert "torchvision" in msg or "could not download" in msg
+
+
+def test_corrupt_idx_is_reported(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 8)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(10))
+    with pytest.raises(DataError, match="truncated"):
+        load_dataset("mnist", root=str(tmp_path))

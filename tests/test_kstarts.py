@@ -1,0 +1,102 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from neuroprune.config import load_config
+from neuroprune.searches.mask_search import MaskSearch
+
+from helpers import REPO
+
+QUICK = str(REPO / "configs" / "quickstart.yaml")
+
+
+def _cfg(*over):
+    base = ["method.population=6", "method.generations=4", "method.search_epochs=1",
+            "training.epochs=2", "model.widths=[48]", "device=cpu"]
+    return load_config(QUICK, base + list(over))
+
+
+def test_kstarts_elitism_keeps_best_fitness_and_every_mask_is_exact(tmp_path):
+    summary = MaskSearch(_cfg()).run(tmp_path / "r", progress=False)
+    df = pd.read_csv(tmp_path / "r" / "results.csv")
+    search = df[df.generation != "final"].copy()
+    search["generation"] = search.generation.astype(int)
+    assert (search.sparsity.round(6) == round(summary["sparsity"], 6)).all()
+    best = search.groupby("generation").fitness.max().cummax()
+    assert summary["best_fitness"] == pytest.approx(best.iloc[-1])
+    assert (best.diff().dropna() >= 0).all()
+    assert len(search[search.generation == 0]) == 6
+    assert summary["kept_weights"] == round(0.1 * summary["prunable_weights"]) or \
+        summary["allocation"] == "erk"
+
+
+def test_fitness_weights_select_what_they_say(tmp_path):
+    cfg = _cfg("method.fitness={accuracy: 0, magnitude: 1, gradient: 0}",
+               "method.generations=1")
+    MaskSearch(cfg).run(tmp_path / "m", progress=False)
+    df = pd.read_csv(tmp_path / "m" / "results.csv")
+    gen0 = df[df.generation == "0"]
+    ratio = gen0.fitness / gen0.magnitude
+    assert ratio.std() < 1e-6  # fitness is magnitude over one run constant
+    assert gen0.fitness.mean() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_same_seed_same_figures(tmp_path):
+    a = MaskSearch(_cfg()).run(tmp_path / "a", progress=False)
+    b = MaskSearch(_cfg()).run(tmp_path / "b", progress=False)
+    drop = {"wall_seconds"}
+    assert {k: v for k, v in a.items() if k not in drop} == \
+        {k: v for k, v in b.items() if k not in drop}
+    assert (tmp_path / "a" / "results.csv").read_text() == \
+        (tmp_path / "b" / "results.csv").read_text()
+
+
+def test_sequential_backend_gives_the_local_result(tmp_path):
+    a = MaskSearch(_cfg("method.generations=2")).run(tmp_path / "a", progress=False)
+    b = MaskSearch(_cfg("method.generations=2", "backend=sequential")).run(tmp_path / "b",
+                                                                          progress=False)
+    assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1 / 360 + 1e-9)
+    ra = pd.read_csv(tmp_path / "a" / "results.csv")
+    rb = pd.read_csv(tmp_path / "b" / "results.csv")
+    assert ra.fitness.dropna().values == pytest.approx(rb.fitness.dropna().values, rel=1e-4)
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+    over = ["--set", "method.population=12", "--set", "method.generations=8",
+            "--set", "method.search_epochs=4", "--set", "training.epochs=3",
+            "--device", "cpu", "--no-progress"]
+    full = tmp_path / "full"
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    subprocess.run([sys.executable, "-m", "neuroprune", "run", QUICK, "--out", str(full),
+                    *over], check=True, env=env, cwd=REPO, capture_output=True)
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "neuroprune", "run", QUICK, "--out",
+                             str(cut), *over], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = cut / "checkpoints" / "gen_0002.pt"
+    deadline = time.time() + 300
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "summary.json").exists(), "run finished before it could be killed"
+    res = subprocess.run([sys.executable, "-m", "neuroprune", "resume", str(cut),
+                          "--no-progress"], env=env, cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "resuming from gen_" in res.stderr
+    assert (cut / "results.csv").read_text() == (full / "results.csv").read_text()
+    a = json.loads((full / "summary.json").read_text())
+    b = json.loads((cut / "summary.json").read_text())
+    for k in ("test_accuracy", "val_accuracy", "sparsity", "best_fitness", "layer_sparsity"):
+        assert a[k] == b[k], k
+    ma = load_file(str(full / "best_mask.safetensors"))
+    mb = load_file(str(cut / "best_mask.safetensors"))
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)
