@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from .errors import ConfigError
 
@@ -101,6 +102,14 @@ class RunConfig(Section):
     engine: EngineConfig = EngineConfig()
     method: MethodConfig = MethodConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, tree: Any) -> Any:
+        # `data:` with nothing under it is YAML null: read it as "all defaults".
+        if isinstance(tree, dict):
+            return {k: ({} if v is None and k in SECTIONS else v) for k, v in tree.items()}
+        return tree
+
     @field_validator("backend")
     @classmethod
     def _backend(cls, v: str) -> str:
@@ -117,7 +126,15 @@ class RunConfig(Section):
         try:
             return cls.Params(**extra)
         except ValidationError as exc:
+            err = exc.errors()[0]
+            if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+                takes = ", ".join(cls.Params.model_fields) or "no parameters"
+                raise ConfigError(f"method '{self.method.name}' has no parameter "
+                                  f"'{err['loc'][0]}' (it takes: {takes})") from None
             raise ConfigError(_format(exc, prefix="method")) from None
+
+
+SECTIONS = ("data", "model", "sparsity", "training", "engine", "method")
 
 
 def _format(exc: ValidationError, prefix: str = "") -> str:

@@ -24,6 +24,7 @@ from torch.func import functional_call, vmap
 from ..data import DataSplits
 from ..models import ModelSpec, build_model, prunable_names
 from .settings import TrainSettings, batch_order, steps_per_run
+from .stacked import stacked_forward
 
 State = dict[str, torch.Tensor]
 
@@ -74,7 +75,8 @@ class PopulationTrainer:
         self.prunable = prunable_names(template)
         self.shapes = {k: tuple(v.shape) for k, v in template.named_parameters()}
         self._base = copy.deepcopy(template).to("meta")
-        self._forward = vmap(self._call, in_dims=(0, None))
+        # Plain batched kernels where the architecture allows; vmap for anything else.
+        self._forward = stacked_forward(template) or vmap(self._call, in_dims=(0, None))
 
     def _call(self, params: State, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self._base, params, (x,))

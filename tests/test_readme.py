@@ -1,0 +1,18 @@
+from helpers import REPO
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    block = readme.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.strip().splitlines() if line.strip()]
+    assert len(commands) == 2, "the quick start is exactly two commands"
+    assert commands[0].endswith("neuroprune run configs/quickstart.yaml")
+    assert commands[1] in ci.splitlines()
+
+
+def test_readme_lists_every_method_and_dataset():
+    from neuroprune.data import DATASETS
+    readme = (REPO / "README.md").read_text()
+    for name in DATASETS:
+        assert f"`{name}`" in readme, name
