@@ -19,7 +19,8 @@ class LocalEvaluator(Evaluator):
     def evaluate(self, task: EvalTask) -> PopulationResult:
         return self.trainer.run(task.init, task.masks, task.epochs, task.data_seed,
                                 collect_grads=task.collect_grads,
-                                keep_weights=task.keep_weights, test=task.test)
+                                keep_weights=task.keep_weights, test=task.test,
+                                updater=task.updater)
 
 
 class SequentialEvaluator(LocalEvaluator):

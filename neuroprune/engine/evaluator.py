@@ -27,6 +27,7 @@ class EvalTask:
     collect_grads: bool = False
     keep_weights: bool = False
     test: bool = False
+    updater: object | None = None  # a MaskUpdater: masks change during training
 
     def __len__(self) -> int:
         return len(self.masks)
@@ -35,7 +36,7 @@ class EvalTask:
         init = self.init if isinstance(self.init, dict) else list(self.init)[start:stop]
         return EvalTask(masks=list(self.masks)[start:stop], init=init, epochs=self.epochs,
                         data_seed=self.data_seed, collect_grads=self.collect_grads,
-                        keep_weights=self.keep_weights, test=self.test)
+                        keep_weights=self.keep_weights, test=self.test, updater=self.updater)
 
 
 class Evaluator(ABC):

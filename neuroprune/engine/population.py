@@ -25,6 +25,7 @@ from ..data import DataSplits
 from ..models import ModelSpec, build_model, prunable_names
 from .settings import TrainSettings, batch_order, steps_per_run
 from .stacked import stacked_forward
+from .updater import MaskUpdater, reset_pruned_state
 
 State = dict[str, torch.Tensor]
 
@@ -50,6 +51,7 @@ class PopulationResult:
     metrics: list[dict[str, float]]
     weights: list[State] | None = None
     grads: list[State] | None = None
+    masks: list[dict[str, torch.Tensor]] | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -77,6 +79,7 @@ class PopulationTrainer:
         self._base = copy.deepcopy(template).to("meta")
         # Plain batched kernels where the architecture allows; vmap for anything else.
         self._forward = stacked_forward(template) or vmap(self._call, in_dims=(0, None))
+        self._capture = stacked_forward(template, capture=True)
 
     def _call(self, params: State, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self._base, params, (x,))
@@ -84,11 +87,14 @@ class PopulationTrainer:
     # ------------------------------------------------------------------ public API
     def run(self, init: State | Sequence[State], masks: Sequence[dict[str, torch.Tensor]],
             epochs: int, data_seed: int, *, collect_grads: bool = False,
-            keep_weights: bool = False, test: bool = False) -> PopulationResult:
+            keep_weights: bool = False, test: bool = False,
+            updater: "MaskUpdater | None" = None) -> PopulationResult:
         """Train ``len(masks)`` networks for ``epochs`` and evaluate them.
 
         ``init`` is one state shared by all networks or one state per network. Networks are
         processed in chunks of ``chunk_size``; the results do not depend on the chunking.
+        ``updater`` changes the masks during training (dynamic sparse training); the final
+        masks are returned in ``result.masks``.
         """
         n = len(masks)
         if n == 0:
@@ -98,16 +104,21 @@ class PopulationTrainer:
         if len(inits) != n:
             raise ValueError(f"{len(inits)} initial states for {n} masks")
         out = PopulationResult(metrics=[], weights=[] if keep_weights else None,
-                               grads=[] if collect_grads else None)
+                               grads=[] if collect_grads else None,
+                               masks=[] if updater is not None else None)
+        if updater is not None:
+            updater = copy.deepcopy(updater)  # its state is per run; the caller's stays clean
         for start in range(0, n, self.chunk_size):
             part = self._run_chunk(inits[start:start + self.chunk_size],
                                    masks[start:start + self.chunk_size], epochs, data_seed,
-                                   collect_grads, keep_weights, test)
+                                   collect_grads, keep_weights, test, updater)
             out.metrics += part.metrics
             if keep_weights:
                 out.weights += part.weights
             if collect_grads:
                 out.grads += part.grads
+            if updater is not None:
+                out.masks += part.masks
         return out
 
     def evaluate(self, params: State, x: torch.Tensor, y: torch.Tensor):
@@ -137,10 +148,20 @@ class PopulationTrainer:
             v.requires_grad_(True)
         return params, mstack
 
-    def _run_chunk(self, inits, masks, epochs, data_seed, collect_grads, keep_weights, test):
+    def _activations(self, params: State, x: torch.Tensor):
+        if self._capture is None:
+            raise ValueError("this method needs layer activations, which only the stacked "
+                             "path provides (nn.Sequential of Linear/Conv2d layers)")
+        with torch.no_grad():
+            return self._capture(params, x)
+
+    def _run_chunk(self, inits, masks, epochs, data_seed, collect_grads, keep_weights, test,
+                   updater=None):
         p = len(masks)
         params, mstack = self._stack(inits, masks)
         opt = self.settings.make_optimizer(params.values())
+        if updater is not None:
+            updater.start(params, mstack)
         masked_params = [params[k] for k in mstack]
         mask_list = list(mstack.values())
         grad_acc = {k: torch.zeros_like(m) for k, m in mstack.items()} if collect_grads else None
@@ -171,13 +192,20 @@ class PopulationTrainer:
                 if grad_acc is not None:
                     for k in grad_acc:
                         grad_acc[k].add_(params[k].grad.abs())
+                if updater is not None and updater.due(step, total):
+                    acts = self._activations(params, xb) if updater.needs_activations else None
+                    updater.update(step, total, params, mstack, acts)
+                    reset_pruned_state(opt, params, mstack)
+                # Masked gradients keep pruned weights and their optimizer state at exactly 0.
+                torch._foreach_mul_([q.grad for q in masked_params], mask_list)
             opt.step()
-            with torch.no_grad():
-                torch._foreach_mul_(masked_params, mask_list)
             step += 1
         train_loss = loss_sum / seen if seen else torch.full_like(loss_sum, float("nan"))
-        return self._collect(params, mstack, grad_acc, train_loss, bad, step,
-                             keep_weights, test)
+        res = self._collect(params, mstack, grad_acc, train_loss, bad, step, keep_weights, test)
+        if updater is not None:
+            cpu = {k: v.bool().cpu() for k, v in mstack.items()}
+            res.masks = [{k: v[i].clone() for k, v in cpu.items()} for i in range(p)]
+        return res
 
     def _collect(self, params, mstack, grad_acc, train_loss, bad, steps, keep_weights, test):
         p = len(train_loss)

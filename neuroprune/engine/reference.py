@@ -3,6 +3,7 @@ match, and the one-by-one baseline of ``benchmarks/population_eval.py``."""
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Sequence
 
@@ -13,6 +14,7 @@ from ..data import DataSplits
 from ..models import ModelSpec, build_model, prunable_names
 from .population import PopulationResult, State
 from .settings import TrainSettings, batch_order, steps_per_run
+from .updater import reset_pruned_state
 
 
 class ReferenceTrainer:
@@ -28,13 +30,16 @@ class ReferenceTrainer:
 
     def run(self, init: State | Sequence[State], masks: Sequence[dict[str, torch.Tensor]],
             epochs: int, data_seed: int, *, collect_grads: bool = False,
-            keep_weights: bool = False, test: bool = False) -> PopulationResult:
+            keep_weights: bool = False, test: bool = False, updater=None) -> PopulationResult:
         inits = [init] * len(masks) if isinstance(init, dict) else list(init)
         out = PopulationResult(metrics=[], weights=[] if keep_weights else None,
-                               grads=[] if collect_grads else None)
+                               grads=[] if collect_grads else None,
+                               masks=[] if updater is not None else None)
         for state, mask in zip(inits, masks):
-            metrics, weights, grads = self.train_one(state, mask, epochs, data_seed,
-                                                     collect_grads, test)
+            metrics, weights, grads, final_mask = self.train_one(
+                state, mask, epochs, data_seed, collect_grads, test, updater)
+            if updater is not None:
+                out.masks.append(final_mask)
             out.metrics.append(metrics)
             if keep_weights:
                 out.weights.append(weights)
@@ -53,7 +58,7 @@ class ReferenceTrainer:
         return correct / len(y), loss / len(y)
 
     def train_one(self, state: State, mask: dict[str, torch.Tensor], epochs: int, data_seed: int,
-                  collect_grads: bool = False, test: bool = False):
+                  collect_grads: bool = False, test: bool = False, updater=None):
         model = build_model(self.spec).to(self.device)
         model.load_state_dict(state)
         params = dict(model.named_parameters())
@@ -62,6 +67,10 @@ class ReferenceTrainer:
             for k, mk in m.items():
                 params[k].mul_(mk)
         opt = self.settings.make_optimizer(model.parameters())
+        if updater is not None:
+            updater = copy.deepcopy(updater)
+            updater.start({k: v.unsqueeze(0) for k, v in params.items()},
+                          {k: v.unsqueeze(0) for k, v in m.items()})
         grads = {k: torch.zeros_like(v) for k, v in m.items()} if collect_grads else None
         n = len(self.data.train_y)
         total = steps_per_run(n, self.settings.batch_size, epochs)
@@ -78,13 +87,22 @@ class ReferenceTrainer:
             bad |= not math.isfinite(float(loss.detach()))
             loss_sum += float(loss.detach()) * len(idx)
             seen += len(idx)
-            if grads is not None:
-                for k in grads:
-                    grads[k].add_(params[k].grad.abs())
-            opt.step()
             with torch.no_grad():
+                if grads is not None:
+                    for k in grads:
+                        grads[k].add_(params[k].grad.abs())
+                if updater is not None and updater.due(step, total):
+                    if updater.needs_activations:
+                        raise ValueError("the reference trainer does not capture activations")
+                    views = {k: v.unsqueeze(0) for k, v in params.items()}
+                    for k, v in views.items():
+                        v.grad = params[k].grad.unsqueeze(0)
+                    mviews = {k: v.unsqueeze(0) for k, v in m.items()}
+                    updater.update(step, total, views, mviews, None)
+                    reset_pruned_state(opt, params, m)
                 for k, mk in m.items():
-                    params[k].mul_(mk)
+                    params[k].grad.mul_(mk)
+            opt.step()
             step += 1
         model.eval()
         bad |= not all(bool(torch.isfinite(p).all()) for p in model.parameters())
@@ -107,4 +125,5 @@ class ReferenceTrainer:
                 metrics["test_accuracy"] = 0.0
         weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         cpu_grads = {k: v.cpu() for k, v in grads.items()} if grads is not None else None
-        return metrics, weights, cpu_grads
+        final_mask = {k: v.bool().cpu() for k, v in m.items()}
+        return metrics, weights, cpu_grads, final_mask

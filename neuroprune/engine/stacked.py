@@ -56,27 +56,37 @@ def _is_elementwise(mod: nn.Module) -> bool:
     return bool(getattr(mod, "elementwise", False))
 
 
-def stacked_forward(model: nn.Module) -> Callable[[dict, torch.Tensor], torch.Tensor] | None:
+def stacked_forward(model: nn.Module, capture: bool = False
+                    ) -> Callable[[dict, torch.Tensor], torch.Tensor] | None:
     """``forward(params, x) -> logits [P, B, C]`` for stacked ``params``, or None if the model
-    has layers this path does not handle."""
+    has layers this path does not handle.
+
+    With ``capture=True`` it returns instead ``{weight name: (input [P, B, in], output
+    [P, B, out])}`` for every Linear layer (what CTRE's activation similarity needs).
+    """
     leaves = _leaves(model)
     if leaves is None or not all(_supported(m) for _, m in leaves):
         return None
 
-    def forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def forward(params: dict[str, torch.Tensor], x: torch.Tensor):
         p = next(iter(params.values())).shape[0]
         h, kind = x, "shared"
+        seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for name, mod in leaves:
             pre = f"{name}." if name else ""
             if isinstance(mod, nn.Linear):
                 w, b = params[pre + "weight"], params[pre + "bias"]
+                h_in = h
                 if kind == "shared":
                     out = h @ w.reshape(-1, w.shape[-1]).t()  # [B, P*out], one GEMM
                     h = out.view(h.shape[0], p, -1).transpose(0, 1) + b.unsqueeze(1)
+                    h_in = h_in.unsqueeze(0).expand(p, *h_in.shape)
                 elif kind == "pop":
                     h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
                 else:
                     raise RuntimeError("Linear after Conv2d needs a Flatten in between")
+                if capture:
+                    seen[pre + "weight"] = (h_in, h)
                 kind = "pop"
             elif isinstance(mod, nn.Conv2d):
                 w, b = params[pre + "weight"], params[pre + "bias"]
@@ -103,6 +113,6 @@ def stacked_forward(model: nn.Module) -> Callable[[dict, torch.Tensor], torch.Te
                 h = mod(h)
         if kind != "pop":
             raise RuntimeError("the model must end with a Linear layer")
-        return h
+        return seen if capture else h
 
     return forward

@@ -33,6 +33,11 @@ class Layout:
     names: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
     units: tuple[tuple[int, int, int], ...]
+    allocation: str = "erk"
+
+    def at(self, sparsity: float) -> "Layout":
+        """The same tensors and allocation rule at another sparsity."""
+        return make_layout(dict(zip(self.names, self.shapes)), sparsity, self.allocation)
 
     @property
     def offsets(self) -> list[int]:
@@ -103,7 +108,7 @@ def make_layout(shapes: Mapping[str, tuple[int, ...]], sparsity: float,
     else:
         raise ConfigError(f"sparsity.allocation: unknown '{allocation}'; choose one of "
                           f"{', '.join(ALLOCATIONS)}")
-    return Layout(names=names, shapes=shp, units=units)
+    return Layout(names=names, shapes=shp, units=units, allocation=allocation)
 
 
 def random_bits(layout: Layout, generator: torch.Generator) -> torch.Tensor:
@@ -115,11 +120,19 @@ def random_bits(layout: Layout, generator: torch.Generator) -> torch.Tensor:
     return bits
 
 
-def top_bits(layout: Layout, scores: torch.Tensor) -> torch.Tensor:
-    """Keep the ``kept`` highest-scoring entries of every unit (ties broken by position)."""
+def top_bits(layout: Layout, scores: torch.Tensor,
+             within: torch.Tensor | None = None) -> torch.Tensor:
+    """Keep the ``kept`` highest-scoring entries of every unit.
+
+    With ``within`` (a bool vector), only those entries can be kept: iterative pruning never
+    brings back what an earlier round removed.
+    """
     bits = torch.zeros(layout.numel, dtype=torch.bool)
+    scores = scores.double()
+    if within is not None:
+        scores = torch.where(within, scores, torch.tensor(float("-inf"), dtype=scores.dtype))
     for start, stop, kept in layout.units:
-        idx = torch.topk(scores[start:stop].float(), kept, sorted=False).indices
+        idx = torch.topk(scores[start:stop], kept, sorted=False).indices
         bits[start + idx] = True
     return bits
 

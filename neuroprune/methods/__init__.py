@@ -10,9 +10,17 @@ from .base import Method, MethodContext, MethodParams, MethodResult
 #: name -> "module:Class". One line per method.
 METHODS: dict[str, str] = {
     "kstarts": "neuroprune.methods.kstarts:KStarts",
+    "kstarts_dg": "neuroprune.methods.kstarts_dg:KStartsDG",
+    "dissipating_gradients": "neuroprune.methods.dissipating:DissipatingGradients",
     "random": "neuroprune.methods.random_masks:RandomMasks",
     "magnitude": "neuroprune.methods.magnitude:MagnitudeAtInit",
+    "magnitude_retrain": "neuroprune.methods.magnitude_retrain:MagnitudeRetrain",
     "snip": "neuroprune.methods.snip:Snip",
+    "synflow": "neuroprune.methods.synflow:SynFlow",
+    "imp": "neuroprune.methods.imp:IMP",
+    "rigl": "neuroprune.methods.rigl:RigL",
+    "set": "neuroprune.methods.set_:SET",
+    "ctre": "neuroprune.methods.ctre:CTRE",
 }
 
 

@@ -1,0 +1,61 @@
+"""Iterative magnitude pruning with rewinding: lottery tickets.
+
+Frankle and Carbin, "The Lottery Ticket Hypothesis: Finding Sparse, Trainable Neural
+Networks", ICLR 2019 (arXiv 1803.03635); rewinding to an early step: Frankle et al., "Linear
+Mode Connectivity and the Lottery Ticket Hypothesis", ICML 2020 (arXiv 1912.05671); retraining
+with a learning-rate restart instead of rewinding (SLR): Zimmer, Spiegel and Pokutta, "How I
+Learned To Stop Worrying And Love Retraining", ICLR 2023 (arXiv 2111.00843).
+
+Each round trains the masked network, removes ``rate`` of the remaining weights with the
+smallest trained magnitude, and rewinds the rest to their initial (or early-epoch) values, or
+keeps the trained values and restarts the learning-rate schedule (``retrain: lr_restart``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Method, MethodContext, MethodParams, MethodResult
+from .schedule import dense_bits, prune_to, round_row, rounds_for, train
+
+
+class IMPParams(MethodParams):
+    rate: float = Field(0.2, gt=0, lt=1, description="share of remaining weights pruned per round")
+    round_epochs: int | None = Field(None, ge=1, description="training epochs per round "
+                                     "(default: training.epochs)")
+    rewind_epoch: int = Field(0, ge=0, description="rewind to the weights after this many "
+                              "epochs of dense training (0: to init)")
+    retrain: Literal["rewind", "lr_restart"] = "rewind"
+
+
+class IMP(Method):
+    name = "imp"
+    summary = "iterative magnitude pruning, rewinding to init or epoch k (lottery tickets)"
+    citation = "Frankle & Carbin 2019, arXiv 1803.03635; Zimmer et al. 2023 (SLR)"
+    Params = IMPParams
+
+    def find(self, ctx: MethodContext) -> MethodResult:
+        p = self.params
+        epochs = p.round_epochs or ctx.final_epochs
+        target = ctx.layout.sparsity
+        rounds = rounds_for(target, p.rate)
+        bits = dense_bits(ctx.layout)
+        rewind = ctx.init
+        if p.rewind_epoch > 0:
+            rewind = train(ctx, bits, ctx.init, p.rewind_epoch).weights[0]
+        start = rewind
+        for r in range(rounds):
+            res = train(ctx, bits, start, epochs)
+            sparsity = min(target, 1 - (1 - p.rate) ** (r + 1))
+            if r == rounds - 1:
+                sparsity = target
+            trained = res.weights[0]
+            bits = prune_to(ctx.layout, sparsity,
+                            {k: trained[k].abs() for k in ctx.layout.names}, bits)
+            start = rewind if p.retrain == "rewind" else trained
+            if ctx.commit is not None:
+                ctx.commit(r, [round_row(r, res.metrics[0], bits)],
+                           {"generation": r, "method": self.name})
+        return MethodResult(bits=bits, init=start, info={"rounds": rounds})

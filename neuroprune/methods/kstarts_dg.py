@@ -1,0 +1,46 @@
+"""K-starts seeded by the dissipating-gradient signal.
+
+Haroon, "What to Prune and What Not to Prune at Initialization", arXiv 2209.02201 (2022): the
+two ideas combined. The dense network is trained for ``dg_epochs``; each weight's score is how
+far it moved from init (or its gradient, or both). The k starting masks are drawn from that
+score (Gumbel top-k: a weight that moved more is more likely kept; ``temperature`` 0 gives k
+copies of the top mask, large values approach random masks), then evolved as in K-starts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from ..masks import flatten, top_bits
+from .base import MethodContext
+from .dissipating import _rank, dissipating_gradient_signal
+from .kstarts import KStarts, KStartsParams
+
+
+class KStartsDGParams(KStartsParams):
+    dg_epochs: int = Field(1, ge=1, description="dense epochs that give the DG signal")
+    dg_score: Literal["distance", "gradient", "both"] = "distance"
+    temperature: float = Field(0.5, ge=0, description="spread of the k starting masks")
+
+
+class KStartsDG(KStarts):
+    name = "kstarts_dg"
+    summary = "K-starts whose k starting masks are drawn from the dissipating-gradient score"
+    citation = "Haroon 2022, arXiv 2209.02201"
+    Params = KStartsDGParams
+
+    def initial_bits(self, ctx: MethodContext, gen: torch.Generator) -> list[torch.Tensor]:
+        p = self.params
+        _, _, scores = dissipating_gradient_signal(ctx, p.dg_epochs, p.dg_score, 0.0,
+                                                   commit=False)
+        # ranks make the temperature mean the same thing for every score and layer
+        logits = flatten(ctx.layout, {k: _rank(v) for k, v in scores.items()}) * 10.0
+        out = []
+        for _ in range(p.population):
+            u = torch.rand(logits.shape, generator=gen, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+            gumbel = -torch.log(-torch.log(u))
+            out.append(top_bits(ctx.layout, logits + p.temperature * 10.0 * gumbel))
+        return out
