@@ -80,6 +80,8 @@ def _check_fresh_out(out: Path) -> None:
 
 
 def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
+    if cfg.kind == "comparison":
+        return _run_comparison(cfg, out, resume, progress)
     from .searches.mask_search import MaskSearch
 
     search = MaskSearch(cfg)  # validates and loads data before anything is written
@@ -95,6 +97,25 @@ def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
     print(f"{summary['method']}: test accuracy {summary['test_accuracy']:.4f} at sparsity "
           f"{summary['sparsity']:.4f} ({summary['wall_seconds']:.1f}s on {summary['device']})")
     print(f"run directory: {out}")
+    return 0
+
+
+def _run_comparison(cfg, out: Path, resume: bool, progress: bool) -> int:
+    from .searches.comparison import cells, run_comparison
+
+    for cell, _ in cells(cfg):  # fail on bad data/method before anything is written
+        cell.method_params()
+    if not resume:
+        _check_fresh_out(out)
+    try:
+        summary = run_comparison(cfg, out, progress=progress,
+                                 log=lambda m: print(m, file=sys.stderr))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished cells are kept. Continue with:\n"
+              f"  neuroprune resume {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print((out / "comparison.md").read_text(), end="")
+    print(f"{summary['cells']} cells in {summary['wall_seconds']:.0f}s; run directory: {out}")
     return 0
 
 

@@ -89,9 +89,40 @@ class MethodConfig(BaseModel):
     name: str = "kstarts"
 
 
+class ComparisonConfig(Section):
+    methods: list[str | dict[str, Any]] = Field(
+        ["random", "snip", "kstarts"],
+        description="method names, or {name: ..., <params>} entries")
+    sparsities: list[float] = Field([0.9], description="target sparsities")
+    seeds: list[int] = Field([0], description="seeds (initial weights, masks, data order)")
+
+    @field_validator("sparsities")
+    @classmethod
+    def _range(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0.0 <= s < 1.0 for s in v):
+            raise ValueError(f"every sparsity must be in [0, 1), got {v}")
+        return v
+
+    @field_validator("methods", "seeds")
+    @classmethod
+    def _nonempty(cls, v: list) -> list:
+        if not v:
+            raise ValueError("must not be empty")
+        return v
+
+    def method_entries(self) -> list[dict[str, Any]]:
+        out = []
+        for m in self.methods:
+            entry = {"name": m} if isinstance(m, str) else dict(m)
+            if "name" not in entry:
+                raise ConfigError(f"comparison.methods: entry {m} has no 'name'")
+            out.append(entry)
+        return out
+
+
 class RunConfig(Section):
     name: str = Field("run", description="names the run directory")
-    kind: Literal["mask_search"] = "mask_search"
+    kind: Literal["mask_search", "comparison"] = "mask_search"
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     backend: str = Field("local", description="local, sequential or ray")
@@ -101,6 +132,8 @@ class RunConfig(Section):
     training: TrainingConfig = TrainingConfig()
     engine: EngineConfig = EngineConfig()
     method: MethodConfig = MethodConfig()
+    comparison: ComparisonConfig | None = Field(
+        None, description="kind: comparison: methods x sparsities x seeds")
 
     @model_validator(mode="before")
     @classmethod
@@ -134,7 +167,7 @@ class RunConfig(Section):
             raise ConfigError(_format(exc, prefix="method")) from None
 
 
-SECTIONS = ("data", "model", "sparsity", "training", "engine", "method")
+SECTIONS = ("data", "model", "sparsity", "training", "engine", "method", "comparison")
 
 
 def _format(exc: ValidationError, prefix: str = "") -> str:
@@ -215,6 +248,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except TypeError as exc:
         raise ConfigError(f"config: {exc}") from None
     cfg.method_params()
+    if cfg.kind == "comparison":
+        if cfg.comparison is None:
+            cfg.comparison = ComparisonConfig()
+        for entry in cfg.comparison.method_entries():  # validate every method's parameters
+            cell = cfg.model_copy(update={"method": MethodConfig(**entry)})
+            try:
+                cell.method_params()
+            except ConfigError as exc:
+                raise ConfigError(f"comparison.methods: {exc}") from None
     return cfg
 
 

@@ -70,6 +70,22 @@ class MaskSearch:
         self.settings = train_settings(cfg)
         self.evaluator_options = evaluator_options or {}
 
+    def evaluator(self, **options: Any):
+        """The configured backend for this search's model, data and settings."""
+        return make_evaluator(self.cfg.backend, spec=self.spec, data=self.data,
+                              settings=self.settings, device=self.device,
+                              chunk_size=self.cfg.engine.chunk_size,
+                              **{**self.evaluator_options, **options})
+
+    def context(self, evaluator, commit=None, resume_state=None,
+                progress: bool = False) -> MethodContext:
+        """What the method sees: spec, data, layout, settings, evaluator, initial weights."""
+        return MethodContext(spec=self.spec, data=self.data, layout=self.layout,
+                             settings=self.settings, evaluator=evaluator,
+                             init=init_state(self.spec, self.cfg.seed), seed=self.cfg.seed,
+                             final_epochs=self.cfg.training.epochs, commit=commit,
+                             resume_state=resume_state, progress=progress)
+
     def run(self, run_dir: str | Path, *, progress: bool = True, resume: bool = False,
             log=print) -> dict[str, Any]:
         """Run the search into ``run_dir`` and return the summary."""
@@ -89,15 +105,8 @@ class MaskSearch:
             rd.commit_generation(generation, rows)
             rd.save_checkpoint(generation, state)
 
-        evaluator = make_evaluator(cfg.backend, spec=self.spec, data=self.data,
-                                   settings=self.settings, device=self.device,
-                                   chunk_size=cfg.engine.chunk_size, **self.evaluator_options)
-        with evaluator:
-            ctx = MethodContext(spec=self.spec, data=self.data, layout=self.layout,
-                                settings=self.settings, evaluator=evaluator,
-                                init=init_state(self.spec, cfg.seed), seed=cfg.seed,
-                                final_epochs=cfg.training.epochs, commit=commit,
-                                resume_state=resume_state, progress=progress)
+        with self.evaluator() as evaluator:
+            ctx = self.context(evaluator, commit, resume_state, progress)
             found = self.method.find(ctx)
             check_bits(self.layout, found.bits)
             mask = bits_to_mask(self.layout, found.bits)

@@ -1,0 +1,134 @@
+"""Each method's defining behaviour, on a tiny problem."""
+
+import pytest
+import torch
+
+from neuroprune.config import load_config
+from neuroprune.masks import bits_to_mask, check_bits, flatten
+from neuroprune.methods import METHODS, get_method_class
+from neuroprune.searches.mask_search import MaskSearch
+
+from helpers import REPO
+
+
+def _search(method="random", sparsity=0.8, allocation="erk", **params):
+    over = [f"method.{k}={v}" for k, v in params.items()]
+    tree = {"data": {"dataset": "digits"}, "model": {"widths": [24]}, "device": "cpu",
+            "sparsity": {"target": sparsity, "allocation": allocation},
+            "training": {"epochs": 3, "lr": 0.1}, "method": {"name": method}}
+    return MaskSearch(load_config(tree=tree, overrides=over))
+
+
+def _find(search):
+    with search.evaluator() as ev:
+        ctx = search.context(ev)
+        return ctx, search.method.find(ctx)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_returns_exact_sparsity(name):
+    params = {"kstarts": {"population": 4, "generations": 2, "search_epochs": 1},
+              "kstarts_dg": {"population": 4, "generations": 1, "search_epochs": 1},
+              "synflow": {"iterations": 10}}.get(name, {})
+    for allocation in ("erk", "global"):
+        ctx, res = _find(_search(name, 0.85, allocation, **params))
+        check_bits(ctx.layout, res.bits)
+        assert get_method_class(name).citation
+
+
+def test_snip_keeps_largest_connection_sensitivity():
+    from neuroprune.methods.snip import connection_sensitivity
+    ctx, res = _find(_search("snip", 0.9, "global"))
+    scores = flatten(ctx.layout, connection_sensitivity(ctx, 1))
+    kept, dropped = scores[res.bits], scores[~res.bits]
+    assert kept.min() >= dropped.max()
+
+
+def test_magnitude_keeps_largest_initial_weights():
+    ctx, res = _find(_search("magnitude", 0.9, "uniform"))
+    w = flatten(ctx.layout, {k: ctx.init[k].abs() for k in ctx.layout.names})
+    for start, stop, _ in ctx.layout.units:
+        unit_bits, unit_w = res.bits[start:stop], w[start:stop]
+        assert unit_w[unit_bits].min() >= unit_w[~unit_bits].max()
+
+
+def test_imp_rewinds_to_init_and_prunes_iteratively():
+    rows = []
+    search = _search("imp", 0.8, rate=0.5, round_epochs=1)
+    with search.evaluator() as ev:
+        ctx = search.context(ev, commit=lambda g, r, s: rows.extend(r))
+        res = search.method.find(ctx)
+    assert res.info["rounds"] == 3  # 50% -> 75% -> 80%
+    for k in ctx.init:
+        assert torch.equal(res.init[k], ctx.init[k])
+    sparsities = [r["sparsity"] for r in rows]
+    assert sparsities == sorted(sparsities) and sparsities[-1] == pytest.approx(0.8, abs=1e-3)
+
+
+def test_imp_lr_restart_keeps_trained_weights():
+    ctx, res = _find(_search("imp", 0.5, rate=0.5, round_epochs=1, retrain="lr_restart"))
+    assert not torch.equal(res.init["1.weight"], ctx.init["1.weight"])
+
+
+def test_rigl_keeps_sparsity_while_the_mask_changes():
+    search = _search("rigl", 0.9, update_interval=5, drop_fraction=0.3)
+    ctx, res = _find(search)
+    assert res.info["connections_regrown"] > 0
+    start = bits_to_mask(ctx.layout, res.bits)
+    for name, m in res.trained.masks[0].items():
+        assert int(m.sum()) == int(start[name].sum())
+    weights = res.trained.weights[0]
+    for name, m in res.trained.masks[0].items():
+        assert torch.count_nonzero(weights[name][~m]) == 0  # dropped weights are exactly zero
+
+
+@pytest.mark.parametrize("name", ["set", "ctre"])
+def test_set_and_ctre_change_the_mask_at_constant_sparsity(name):
+    ctx, res = _find(_search(name, 0.9, update_interval=5))
+    assert res.info["connections_regrown"] > 0
+    check_bits(ctx.layout, res.bits)
+
+
+def test_rigl_grows_where_the_gradient_is_largest():
+    from neuroprune.methods.rigl import RigLUpdater
+    from neuroprune.methods.dst import DSTParams
+    upd = RigLUpdater(DSTParams(update_interval=1, drop_fraction=0.5), seed=0)
+    w = torch.tensor([[[0.1, 0.0, 0.5, 0.0, 0.9, 0.0]]]).requires_grad_()
+    w.grad = torch.tensor([[[9.0, 1.0, 9.0, 5.0, 9.0, 3.0]]])
+    mask = torch.tensor([[[1.0, 0, 1, 0, 1, 0]]])
+    upd.start({"w": w}, {"w": mask})
+    upd.update(1, 10**6, {"w": w}, {"w": mask}, None)
+    assert mask.tolist() == [[[0.0, 0, 1, 1, 1, 0]]]  # drop |w|=0.1, grow grad 5
+
+
+def test_dissipating_gradients_removes_the_weights_that_moved_least():
+    from neuroprune.methods.dissipating import dissipating_gradient_signal
+    search = _search("dissipating_gradients", 0.7, "global", epochs=1)
+    with search.evaluator() as ev:
+        ctx = search.context(ev)
+        bits, trained, _ = dissipating_gradient_signal(ctx, 1, "distance", 0.7, commit=False)
+    moved = flatten(ctx.layout, {k: (trained[k] - ctx.init[k]).abs() for k in ctx.layout.names})
+    assert moved[bits].min() >= moved[~bits].max()
+    assert float(1 - bits.float().mean()) == pytest.approx(0.7, abs=1e-3)
+
+
+def test_kstarts_dg_temperature_zero_starts_from_one_mask():
+    search = _search("kstarts_dg", 0.8, population=3, generations=1, search_epochs=1,
+                     temperature=0.0)
+    with search.evaluator() as ev:
+        ctx = search.context(ev)
+        starts = search.method.initial_bits(ctx, torch.Generator().manual_seed(0))
+    assert all(torch.equal(starts[0], s) for s in starts[1:])
+    search = _search("kstarts_dg", 0.8, population=3, generations=1, search_epochs=1,
+                     temperature=1.0)
+    with search.evaluator() as ev:
+        starts = search.method.initial_bits(search.context(ev), torch.Generator().manual_seed(0))
+    assert not torch.equal(starts[0], starts[1])
+
+
+def test_synflow_is_data_free():
+    a = _find(_search("synflow", 0.9, iterations=5))[1].bits
+    search = _search("synflow", 0.9, iterations=5)
+    search.data.train_y = search.data.train_y.flip(0)
+    b = _find(search)[1].bits
+    assert torch.equal(a, b)
