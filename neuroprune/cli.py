@@ -46,6 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("run_dir")
     res.add_argument("--no-progress", action="store_true")
 
+    tune = sub.add_parser("tune", help="tune config values with Optuna (config's tune: section)")
+    tune.add_argument("config")
+    tune.add_argument("--storage", help="Optuna storage: a journal file path (default "
+                      "<out>/optuna.journal), sqlite:///FILE or postgresql://...")
+    tune.add_argument("--study", help="study name (default: the config name); an existing "
+                      "study is continued")
+    tune.add_argument("--n-trials", type=int, help="trials to run now (default tune.n_trials)")
+    tune.add_argument("--n-jobs", type=int, default=1, help="trials in parallel (threads)")
+    tune.add_argument("--out", help="study folder (default runs/<config name>-tune)")
+    _common(tune)
+
+    dash = sub.add_parser("dashboard", help="start optuna-dashboard on a study storage")
+    dash.add_argument("--storage", required=True,
+                      help="journal file (or the tune folder holding optuna.journal) or URL")
+    dash.add_argument("--host", default="127.0.0.1")
+    dash.add_argument("--port", type=int, default=8080)
+
     sub.add_parser("methods", help="list the pruning / search methods, one line each")
     sub.add_parser("datasets", help="list the datasets")
     cfg = sub.add_parser("config", help="print a resolved config (all keys with defaults)")
@@ -173,7 +190,69 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "resume": cmd_resume, "methods": cmd_methods,
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .tuning.tune import Tuner
+
+    if args.n_trials is not None and args.n_trials < 1:
+        raise UserError("--n-trials must be at least 1")
+    if args.n_jobs < 1:
+        raise UserError("--n-jobs must be at least 1")
+    cfg = load_config(args.config, _apply_flags(args))
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-tune"
+    if cfg.backend == "ray":
+        from .ray_backend.tune import RayTuner as TunerCls
+    else:
+        TunerCls = Tuner
+    tuner = TunerCls(cfg, None, out, storage=args.storage, study_name=args.study,
+                     n_trials=args.n_trials, n_jobs=args.n_jobs)
+    try:
+        summary = tuner.run(progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished trials are in the study. Continue with the same "
+              f"command (the study {tuner.study_name!r} is continued)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    t = summary["trials"]
+    print(f"study {summary['study']}: {t['complete']} complete, {t['pruned']} pruned, "
+          f"{t['fail']} failed trials; storage {summary['storage']}")
+    if "best" in summary:
+        print(f"best trial {summary['best']['number']}: {summary['best']['value']:.4f} "
+              f"with {summary['best']['params']}")
+    for p in summary.get("pareto_front", []):
+        print(f"pareto trial {p['number']}: {p['values']} with {p['params']}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .tuning.storage import artifact_store, journal_path, open_storage
+
+    url = args.storage
+    jpath = journal_path(url)
+    if jpath is not None:
+        if jpath.is_dir():
+            jpath = jpath / "optuna.journal"
+        if not jpath.is_file():
+            raise UserError(f"no study storage at {jpath}; run `neuroprune tune` first or give "
+                            f"--storage the journal file")
+        url = str(jpath)
+    try:
+        import optuna_dashboard
+    except ImportError:
+        from .errors import MissingDependencyError
+        raise MissingDependencyError("optuna-dashboard", "dashboard", "the dashboard") from None
+    storage = open_storage(url)
+    print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    try:
+        optuna_dashboard.run_server(storage, host=args.host, port=args.port,
+                                    artifact_store=artifact_store(url))
+    except OSError as exc:
+        raise UserError(f"cannot serve on {args.host}:{args.port}: {exc.strerror}") from None
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "tune": cmd_tune, "dashboard": cmd_dashboard, "resume": cmd_resume, "methods": cmd_methods,
             "datasets": cmd_datasets, "config": cmd_config}
 
 

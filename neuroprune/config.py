@@ -134,6 +134,15 @@ class RunConfig(Section):
     method: MethodConfig = MethodConfig()
     comparison: ComparisonConfig | None = Field(
         None, description="kind: comparison: methods x sparsities x seeds")
+    tune: Any = Field(None, description="`neuroprune tune`: sampled values and objectives")
+
+    @field_validator("tune")
+    @classmethod
+    def _tune(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        from .tuning.space import TuneConfig
+        return TuneConfig.model_validate(v)
 
     @model_validator(mode="before")
     @classmethod
@@ -168,6 +177,7 @@ class RunConfig(Section):
 
 
 SECTIONS = ("data", "model", "sparsity", "training", "engine", "method", "comparison")
+# `tune` stays None when empty: an empty tune section is an error, not "tune nothing".
 
 
 def _format(exc: ValidationError, prefix: str = "") -> str:

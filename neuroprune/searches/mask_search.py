@@ -87,8 +87,12 @@ class MaskSearch:
                              resume_state=resume_state, progress=progress)
 
     def run(self, run_dir: str | Path, *, progress: bool = True, resume: bool = False,
-            log=print) -> dict[str, Any]:
-        """Run the search into ``run_dir`` and return the summary."""
+            log=print, on_generation=None) -> dict[str, Any]:
+        """Run the search into ``run_dir`` and return the summary.
+
+        ``on_generation(generation, rows)`` is called after each committed generation (Optuna
+        reports and pruning hook in there; an exception it raises stops the search).
+        """
         cfg, t0 = self.cfg, time.time()
         rd = RunDir(run_dir)
         resume_state = None
@@ -104,6 +108,8 @@ class MaskSearch:
             state = {**state, "wall_seconds": time.time() - t0}
             rd.commit_generation(generation, rows)
             rd.save_checkpoint(generation, state)
+            if on_generation is not None:
+                on_generation(generation, rows)
 
         with self.evaluator() as evaluator:
             ctx = self.context(evaluator, commit, resume_state, progress)

@@ -1,0 +1,1 @@
+"""Optuna tuning of any config value; studies live in a storage the dashboard reads."""

@@ -1,0 +1,225 @@
+"""``neuroprune tune``: an Optuna study over any config values of a search.
+
+Each trial is an ordinary search in ``<out>/trials/trial_NNNN`` with sampled config values.
+It reports its best validation accuracy per generation (so Optuna's pruner can stop it), and
+records its run directory, summary and best mask (as an Optuna artifact) for the dashboard.
+
+Trials are not exactly-once: a killed process leaves its trial RUNNING. Every trial therefore
+carries a heartbeat (user attributes ``heartbeat``, ``host``, ``pid``, refreshed from a
+background thread); at the start of every ``tune`` call, RUNNING trials whose process is gone
+(same host) or whose heartbeat is older than ``tune.stale_after`` are failed and, up to
+``tune.retry_failed`` times, enqueued again with the same parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_json
+from ..config import RunConfig, load_config, to_dict
+from ..errors import ConfigError, UserError
+from .space import TuneConfig
+from .storage import artifact_store, open_storage
+
+
+def set_value(tree: dict, dotted: str, value: Any) -> None:
+    node = tree
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"tune.params: '{dotted}': '{k}' is a value, not a section")
+    node[keys[-1]] = value
+
+
+def trial_config(base: dict, values: dict[str, Any]) -> RunConfig:
+    tree = copy.deepcopy(base)
+    tree.pop("tune", None)
+    for key, value in values.items():
+        set_value(tree, key, value)
+    return load_config(tree=tree)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_stale_trials(study, stale_after: float, retry: int) -> list[int]:
+    """Fail RUNNING trials of dead processes; re-enqueue them up to ``retry`` times."""
+    import optuna
+    from optuna.trial import TrialState
+
+    host, now, failed = socket.gethostname(), time.time(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attrs = t.user_attrs
+        beat = attrs.get("heartbeat")
+        if beat is None and t.datetime_start is not None:
+            beat = t.datetime_start.timestamp()
+        dead = attrs.get("host") == host and attrs.get("pid") and not _pid_alive(attrs["pid"])
+        if dead or beat is None or now - beat > stale_after:
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            failed.append(t.number)
+            tries = int(attrs.get("retries", 0))
+            if tries < retry:
+                study.enqueue_trial(t.params, user_attrs={"retried_from": t.number,
+                                                          "retries": tries + 1})
+    if failed:
+        optuna.logging.get_logger("optuna").warning(
+            f"failed {len(failed)} stale RUNNING trial(s) {failed} left by a dead process")
+    return failed
+
+
+class Heartbeat:
+    """Refreshes a trial's ``heartbeat`` user attribute until stopped."""
+
+    def __init__(self, trial, interval: float):
+        self.trial, self.interval = trial, interval
+        self._stop = threading.Event()
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        self.beat()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def beat(self) -> None:
+        self.trial.set_user_attr("heartbeat", time.time())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception:  # storage briefly unavailable: the next beat retries
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class Tuner:
+    """A study over ``cfg.tune.params``; validated (every key, every range) before it starts."""
+
+    def __init__(self, cfg: RunConfig, tree: dict | None, out: Path, storage: str | None = None,
+                 study_name: str | None = None, n_trials: int | None = None, n_jobs: int = 1):
+        if cfg.tune is None:
+            raise ConfigError("this config has no 'tune:' section (see configs/tune_quickstart.yaml)")
+        self.cfg, self.tune = cfg, cfg.tune
+        self.base = {k: v for k, v in to_dict(cfg).items() if k != "tune"}
+        self.out = Path(out)
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out} is a file; give a folder")
+        self.storage_url = storage or str(self.out / "optuna.journal")
+        self.study_name = study_name or cfg.name
+        self.n_trials = n_trials or self.tune.n_trials
+        self.n_jobs = n_jobs
+        for key, spec in self.tune.params.items():  # every key exists and takes its range
+            for value in ([spec.low, spec.high] if spec.type != "categorical" else spec.choices):
+                value = int(value) if spec.type == "int" else value
+                try:
+                    trial_config(self.base, {key: value})
+                except ConfigError as exc:
+                    raise ConfigError(f"tune.params.{key}: {exc}") from None
+        if len(self.tune.objectives) > 1 and self.tune.pruner != "none":
+            self.tune = self.tune.model_copy(update={"pruner": "none"})  # Optuna: single only
+
+    def _study(self, storage):
+        import optuna
+
+        seed = self.cfg.seed
+        sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+                   "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+                   "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed)}[self.tune.sampler]()
+        pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+                  if self.tune.pruner == "median" else optuna.pruners.NopPruner())
+        return optuna.create_study(storage=storage, study_name=self.study_name,
+                                   directions=self.tune.directions, sampler=sampler,
+                                   pruner=pruner, load_if_exists=True)
+
+    def objective(self, trial) -> float | tuple[float, ...]:
+        import optuna
+
+        from ..searches.mask_search import MaskSearch
+
+        values = {k: spec.sample(trial, k) for k, spec in self.tune.params.items()}
+        cfg = trial_config(self.base, values)
+        run_dir = self.out / "trials" / f"trial_{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(run_dir))
+        beat = Heartbeat(trial, min(15.0, self.tune.stale_after / 4))
+        best = [float("-inf")]
+        single = len(self.tune.objectives) == 1
+
+        def on_generation(generation, rows):
+            beat.beat()
+            accs = [r["val_accuracy"] for r in rows if "val_accuracy" in r]
+            if not accs or not single or not isinstance(generation, int):
+                return
+            best[0] = max(best[0], max(accs))
+            trial.report(best[0], generation)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at generation {generation}")
+
+        try:
+            summary = MaskSearch(cfg).run(run_dir, progress=False, on_generation=on_generation,
+                                          resume=(run_dir / "config.yaml").exists())
+        finally:
+            beat.stop()
+        keep = ("test_accuracy", "val_accuracy", "sparsity", "wall_seconds", "method", "device")
+        trial.set_user_attr("summary", {k: summary[k] for k in keep if k in summary})
+        mask = run_dir / "best_mask.safetensors"
+        if mask.is_file():
+            from optuna.artifacts import upload_artifact
+            artifact_id = upload_artifact(artifact_store=self.artifacts, file_path=str(mask),
+                                          study_or_trial=trial)
+            trial.set_user_attr("best_mask_artifact", artifact_id)
+        result = tuple(float(summary[o]) for o in self.tune.objectives)
+        return result[0] if single else result
+
+    def run(self, progress: bool = True) -> dict[str, Any]:
+        import optuna
+
+        if not progress:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.out.mkdir(parents=True, exist_ok=True)
+        storage = open_storage(self.storage_url, writers=self.n_jobs)
+        self.artifacts = artifact_store(self.storage_url, self.out)
+        study = self._study(storage)
+        recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
+        study.set_user_attr("neuroprune_config", self.base)
+        study.optimize(self.objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
+                       show_progress_bar=progress and self.n_jobs == 1)
+        return self.summarise(study)
+
+    def summarise(self, study) -> dict[str, Any]:
+        from optuna.trial import TrialState
+
+        counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,)))
+                  for s in TrialState}
+        summary: dict[str, Any] = {"study": study.study_name, "storage": self.storage_url,
+                                   "objectives": self.tune.objectives, "trials": counts}
+        if counts["complete"]:
+            if len(self.tune.objectives) == 1:
+                bt = study.best_trial
+                summary["best"] = {"number": bt.number, "value": bt.value, "params": bt.params,
+                                   "run_dir": bt.user_attrs.get("run_dir")}
+            else:
+                summary["pareto_front"] = [
+                    {"number": t.number, "values": t.values, "params": t.params,
+                     "run_dir": t.user_attrs.get("run_dir")} for t in study.best_trials]
+        atomic_write_json(self.out / "summary.json", summary)
+        try:
+            study.trials_dataframe().to_csv(self.out / "trials.csv", index=False)
+        except Exception:
+            pass
+        return summary

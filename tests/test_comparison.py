@@ -1,0 +1,42 @@
+import pandas as pd
+
+from neuroprune.cli import main
+from neuroprune.config import load_config
+from neuroprune.searches.comparison import comparison_table, run_comparison
+
+from helpers import REPO
+
+
+def _cfg():
+    return load_config(REPO / "configs" / "compare_digits.yaml", [
+        "comparison.sparsities=[0.9]", "comparison.seeds=[0, 1]",
+        "comparison.methods=[random, {name: imp, rate: 0.7, round_epochs: 1}]",
+        "training.epochs=2", "model.widths=[16]"])
+
+
+def test_comparison_runs_every_cell_and_resumes_without_rerunning(tmp_path):
+    out = tmp_path / "cmp"
+    run_comparison(_cfg(), out, progress=False)
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 4 and set(df.method) == {"random", "imp"}
+    assert (df.actual_sparsity.round(3) == 0.9).all()
+    table = (out / "comparison.md").read_text()
+    assert "| random |" in table and "| imp |" in table and "±" in table
+    stamp = (out / "cells" / "imp-s0.9-seed1" / "summary.json").stat().st_mtime_ns
+    run_comparison(_cfg(), out, progress=False)
+    assert (out / "cells" / "imp-s0.9-seed1" / "summary.json").stat().st_mtime_ns == stamp
+    assert pd.read_csv(out / "results.csv").equals(df)
+
+
+def test_comparison_table_means_over_seeds():
+    rows = [{"method": "a", "sparsity": 0.9, "seed": s, "test_accuracy": acc, "wall_seconds": 1}
+            for s, acc in enumerate([0.8, 0.9])]
+    assert "0.8500 ± 0.0707" in comparison_table(rows)
+
+
+def test_bad_method_in_comparison_is_refused_before_writing(tmp_path, capsys):
+    out = tmp_path / "o"
+    code = main(["run", str(REPO / "configs" / "compare_digits.yaml"), "--out", str(out),
+                 "--set", "comparison.methods=[{name: imp, rat: 0.5}]"])
+    assert code == 2 and "no parameter 'rat'" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,170 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from neuroprune.cli import main
+from neuroprune.config import load_config
+from neuroprune.tuning.storage import open_storage, repair_journal
+from neuroprune.tuning.tune import Tuner
+
+from helpers import REPO
+
+TQ = str(REPO / "configs" / "tune_quickstart.yaml")
+FAST = ["method.population=4", "method.generations=2", "training.epochs=2",
+        "model.widths=[16]", "tune.pruner=none"]
+
+
+def _tuner(out, n_trials=3, **kw):
+    cfg = load_config(TQ, FAST)
+    return Tuner(cfg, None, out, n_trials=n_trials, **kw)
+
+
+def test_tune_writes_complete_trials_with_run_dirs_and_mask_artifacts(tmp_path):
+    summary = _tuner(tmp_path / "t", n_trials=3).run(progress=False)
+    assert summary["trials"]["complete"] == 3
+    study = optuna.load_study(study_name="tune_quickstart",
+                              storage=open_storage(str(tmp_path / "t" / "optuna.journal")))
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 3
+    for t in trials:
+        assert (tmp_path / "t" / "trials" / f"trial_{t.number:04d}" / "summary.json").is_file()
+        assert t.user_attrs["summary"]["sparsity"] == pytest.approx(0.95, abs=1e-3)
+        assert t.value == t.user_attrs["summary"]["val_accuracy"]
+        meta = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
+        assert len(meta) == 1 and meta[0].filename == "best_mask.safetensors"
+    # continuing the study by name adds trials to it
+    _tuner(tmp_path / "t", n_trials=1).run(progress=False)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
+
+
+def test_multi_objective_reports_a_pareto_front(tmp_path):
+    cfg = load_config(TQ, FAST + ["tune.objectives=[val_accuracy, sparsity]",
+                                  "tune.params={sparsity.target: {type: float, low: 0.8, high: 0.98}}"])
+    summary = Tuner(cfg, None, tmp_path / "m", n_trials=3).run(progress=False)
+    assert summary["pareto_front"] and all(len(p["values"]) == 2 for p in summary["pareto_front"])
+
+
+def test_pruner_reports_are_made_per_generation(tmp_path):
+    cfg = load_config(TQ, FAST + ["tune.pruner=median"])
+    Tuner(cfg, None, tmp_path / "p", n_trials=3).run(progress=False)
+    study = optuna.load_study(study_name="tune_quickstart",
+                              storage=open_storage(str(tmp_path / "p" / "optuna.journal")))
+    for t in study.trials:
+        assert set(t.intermediate_values) <= {0, 1} and t.intermediate_values
+
+
+def test_four_processes_on_one_journal_lose_no_trial(tmp_path):
+    out = tmp_path / "shared"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "neuroprune", "tune", TQ, "--out", str(out), "--n-trials", "2",
+           "--no-progress"] + [a for f in FAST for a in ("--set", f)]
+    procs = [subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    study = optuna.load_study(study_name="tune_quickstart",
+                              storage=open_storage(str(out / "optuna.journal")))
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 8
+    assert len({t.number for t in study.trials}) == len(study.trials) == 8
+    dirs = {t.user_attrs["run_dir"] for t in study.trials}
+    assert len(dirs) == 8
+
+
+def _dead_pid():
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_trial_of_a_killed_process_is_failed_and_retried(tmp_path):
+    out = tmp_path / "z"
+    out.mkdir()
+    storage = open_storage(str(out / "optuna.journal"))
+    study = optuna.create_study(study_name="tune_quickstart", storage=storage)
+    zombie = study.ask({"training.lr": optuna.distributions.FloatDistribution(0.02, 0.3, log=True)})
+    zombie.set_user_attr("host", socket.gethostname())
+    zombie.set_user_attr("pid", _dead_pid())
+    zombie.set_user_attr("heartbeat", time.time())
+    _tuner(out, n_trials=1).run(progress=False)
+    trials = study.get_trials()
+    assert trials[zombie.number].state == TrialState.FAIL
+    retried = [t for t in trials if t.user_attrs.get("retried_from") == zombie.number]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert retried[0].params["training.lr"] == zombie.params["training.lr"]
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_torn_journal_line_and_stale_lock_are_handled(tmp_path):
+    out = tmp_path / "j"
+    _tuner(out, n_trials=1).run(progress=False)
+    journal = out / "optuna.journal"
+    with open(journal, "ab") as f:
+        f.write(b'{"op_code": 5, "worker_id": "x", "trial_id": 0, "par')  # killed mid-append
+    lock = journal.with_name(journal.name + ".lock")
+    lock.write_text("")
+    old = time.time() - 3600
+    os.utime(lock, (old, old))  # left behind by a killed writer
+    _tuner(out, n_trials=1).run(progress=False)
+    assert journal.read_bytes().endswith(b"\n")
+    study = optuna.load_study(study_name="tune_quickstart", storage=open_storage(str(journal)))
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+    assert repair_journal(journal) is False
+
+
+def test_unsafe_or_unreachable_storage_is_refused(tmp_path, capsys):
+    base = ["tune", TQ, "--out", str(tmp_path / "s"), "--no-progress"]
+    assert main(base + ["--storage", f"sqlite:///{tmp_path}/db.sqlite", "--n-jobs", "2"]) == 2
+    assert "database is locked" in capsys.readouterr().err
+    assert main(base + ["--storage", "postgresql://nobody@127.0.0.1:1/nodb"]) == 2
+    assert "cannot open storage" in capsys.readouterr().err
+    assert main(["tune", str(REPO / "configs" / "quickstart.yaml"), "--out",
+                 str(tmp_path / "n")]) == 2
+    assert "no 'tune:' section" in capsys.readouterr().err
+    assert main(base + ["--set", "tune.params={training.nope: {type: float, low: 0, high: 1}}"]) == 2
+    assert "training.nope" in capsys.readouterr().err
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dashboard_serves_the_study_over_http(tmp_path):
+    _tuner(tmp_path / "d", n_trials=2).run(progress=False)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "neuroprune", "dashboard", "--storage",
+                             str(tmp_path / "d"), "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, body = time.time() + 60, None
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies",
+                                            timeout=2) as r:
+                    body = json.loads(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                time.sleep(0.3)
+        assert body is not None, "dashboard did not answer"
+        studies = body["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["tune_quickstart"]
+        sid = studies[0]["study_id"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{sid}?after=0",
+                                    timeout=5) as r:
+            detail = json.loads(r.read())
+        assert len(detail["trials"]) == 2
+        assert all(t["state"] == "Complete" for t in detail["trials"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
