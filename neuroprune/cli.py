@@ -26,6 +26,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="overrides config device")
     p.add_argument("--seed", type=int, help="overrides config seed")
     p.add_argument("--backend", help="overrides config backend (local, sequential, ray)")
+    p.add_argument("--address", help="Ray address (auto, ray://HOST:10001); implies --backend ray")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -80,6 +81,8 @@ def _apply_flags(args: argparse.Namespace) -> list[str]:
         over.append(f"seed={args.seed}")
     if args.backend:
         over.append(f"backend={args.backend}")
+    if getattr(args, "address", None):
+        over += ["backend=ray", f"ray.address={args.address}"]
     return over
 
 
@@ -201,7 +204,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, _apply_flags(args))
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-tune"
     if cfg.backend == "ray":
-        from .ray_backend.tune import RayTuner as TunerCls
+        from .tuning.ray_tune import RayTuner as TunerCls
     else:
         TunerCls = Tuner
     tuner = TunerCls(cfg, None, out, storage=args.storage, study_name=args.study,

@@ -82,6 +82,20 @@ class EngineConfig(Section):
         None, ge=1, description="networks per batch (default: 16 on CPU, all on GPU)")
 
 
+class RayConfig(Section):
+    address: str | None = Field(None, description="Ray address (auto, ray://HOST:10001); "
+                                "none starts a local Ray")
+    num_workers: int | None = Field(None, ge=1, description="shard actors (default: one per "
+                                    "GPU, else one per cpus_per_worker CPUs)")
+    cpus_per_worker: int = Field(1, ge=1)
+    gpus_per_worker: float | None = Field(None, ge=0, description="default 1 when the cluster "
+                                          "has GPUs")
+    trial_cpus: float = Field(1, gt=0, description="tune: CPUs per trial")
+    trial_gpus: float = Field(0, ge=0, description="tune: GPUs per trial (fractions allowed)")
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    max_failures: int = Field(1, ge=0, description="tune: retries of a failed trial")
+
+
 class MethodConfig(BaseModel):
     """``name`` plus the method's own parameters, validated by the method's ``Params``."""
 
@@ -131,6 +145,7 @@ class RunConfig(Section):
     sparsity: SparsityConfig = SparsityConfig()
     training: TrainingConfig = TrainingConfig()
     engine: EngineConfig = EngineConfig()
+    ray: RayConfig = RayConfig()
     method: MethodConfig = MethodConfig()
     comparison: ComparisonConfig | None = Field(
         None, description="kind: comparison: methods x sparsities x seeds")
@@ -176,7 +191,7 @@ class RunConfig(Section):
             raise ConfigError(_format(exc, prefix="method")) from None
 
 
-SECTIONS = ("data", "model", "sparsity", "training", "engine", "method", "comparison")
+SECTIONS = ("data", "model", "sparsity", "training", "engine", "ray", "method", "comparison")
 # `tune` stays None when empty: an empty tune section is an error, not "tune nothing".
 
 

@@ -16,6 +16,8 @@ BACKENDS: dict[str, tuple[str, str]] = {
               "one device, the population trained as one vectorised batch (default)"),
     "sequential": ("neuroprune.backends.local:SequentialEvaluator",
                    "reference: one plain nn.Module at a time"),
+    "ray": ("neuroprune.backends.ray_actors:RayEvaluator",
+            "population shards on Ray actors, one per GPU (or CPU worker)"),
 }
 
 

@@ -72,6 +72,8 @@ class MaskSearch:
 
     def evaluator(self, **options: Any):
         """The configured backend for this search's model, data and settings."""
+        if self.cfg.backend == "ray":
+            options = {**self.cfg.ray.model_dump(), **options}
         return make_evaluator(self.cfg.backend, spec=self.spec, data=self.data,
                               settings=self.settings, device=self.device,
                               chunk_size=self.cfg.engine.chunk_size,
@@ -101,6 +103,7 @@ class MaskSearch:
             if resume_state is not None:
                 log(f"resuming from {path.name} (generation {resume_state['generation']})")
             t0 -= float(resume_state.get("wall_seconds", 0.0)) if resume_state else 0.0
+        evaluator = self.evaluator()  # backend problems (Ray missing, unreachable) end here
         rd.create()
         rd.write_config(to_dict(cfg))
 
@@ -111,7 +114,7 @@ class MaskSearch:
             if on_generation is not None:
                 on_generation(generation, rows)
 
-        with self.evaluator() as evaluator:
+        with evaluator:
             ctx = self.context(evaluator, commit, resume_state, progress)
             found = self.method.find(ctx)
             check_bits(self.layout, found.bits)

@@ -134,10 +134,10 @@ class Tuner:
         if len(self.tune.objectives) > 1 and self.tune.pruner != "none":
             self.tune = self.tune.model_copy(update={"pruner": "none"})  # Optuna: single only
 
-    def _study(self, storage):
+    def _study(self, storage, seed: int | None | str = "config"):
         import optuna
 
-        seed = self.cfg.seed
+        seed = self.cfg.seed if seed == "config" else seed
         sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
                    "random": lambda: optuna.samplers.RandomSampler(seed=seed),
                    "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed)}[self.tune.sampler]()

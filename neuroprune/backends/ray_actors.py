@@ -1,0 +1,159 @@
+"""Ray backend: the population cut into shards, one per long-lived actor (one per GPU, or per
+CPU worker where there is no GPU). Each actor holds the dataset on its device, loaded once,
+and trains its shard as one vectorised batch with the same engine as the local backend, so the
+results equal the local backend's (every network's result depends only on its own mask, initial
+weights and the shared data order, not on which shard it is in).
+
+Actors can die (preemption, OOM, a killed node). A shard whose actor dies is re-run on another
+actor (a replacement is started when none is left); results are gathered by position, so no
+evaluation is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from ..engine import EvalTask, Evaluator, PopulationResult
+from ..errors import MissingDependencyError, UserError
+
+log = logging.getLogger(__name__)
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError("ray", "ray", "the Ray backend") from None
+    return ray
+
+
+class ShardWorker:
+    """Body of the Ray actor: a PopulationTrainer with the data on this actor's device."""
+
+    def __init__(self, spec, data, settings, chunk_size, threads: int):
+        import ray
+
+        from ..engine import PopulationTrainer
+
+        torch.set_num_threads(max(1, threads))
+        gpus = ray.get_gpu_ids()
+        device = "cuda" if gpus and torch.cuda.is_available() else "cpu"
+        self.trainer = PopulationTrainer(spec, data, settings, device=device,
+                                         chunk_size=chunk_size)
+
+    def evaluate(self, task: EvalTask) -> PopulationResult:
+        return self.trainer.run(task.init, task.masks, task.epochs, task.data_seed,
+                                collect_grads=task.collect_grads,
+                                keep_weights=task.keep_weights, test=task.test,
+                                updater=task.updater)
+
+    def where(self) -> dict[str, Any]:
+        import ray
+        return {"node": ray.get_runtime_context().get_node_id(),
+                "device": str(self.trainer.device)}
+
+
+def shard_bounds(n: int, shards: int) -> list[tuple[int, int]]:
+    """Contiguous, deterministic shards of ``n`` networks (sizes differ by at most one)."""
+    shards = max(1, min(n, shards))
+    return [(i * n // shards, (i + 1) * n // shards) for i in range(shards)]
+
+
+class RayEvaluator(Evaluator):
+    """Evaluates populations on Ray actors. ``address=None`` starts (or joins) a local Ray."""
+
+    name = "ray"
+
+    def __init__(self, spec, data, settings, device="cpu", chunk_size=None, address=None,
+                 num_workers=None, cpus_per_worker=1, gpus_per_worker=None,
+                 max_shard_retries=3, **_: object):
+        ray = import_ray()
+        self._ray = ray
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            try:
+                ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
+                         include_dashboard=False, **({} if address else {"num_cpus": None}))
+            except Exception as exc:
+                raise UserError(f"cannot connect to Ray at {address or 'a local instance'}: "
+                                f"{str(exc).splitlines()[0][:200]}") from None
+        res = ray.cluster_resources()
+        gpus = int(res.get("GPU", 0))
+        if gpus_per_worker is None:
+            gpus_per_worker = 1 if gpus else 0
+        if num_workers is None:
+            num_workers = gpus // max(1, gpus_per_worker) if gpus_per_worker else \
+                max(1, int(res.get("CPU", 1)) // max(1, cpus_per_worker))
+        self._options = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker,
+                         "max_restarts": 0}
+        self._args = (ray.put(spec), ray.put(data), ray.put(settings), chunk_size,
+                      int(cpus_per_worker))
+        self._remote = ray.remote(ShardWorker)
+        self.actors = [self._new_actor() for _ in range(max(1, num_workers))]
+        self.max_shard_retries = max_shard_retries
+        self.device = "ray"
+
+    def _new_actor(self):
+        return self._remote.options(**self._options).remote(*self._args)
+
+    def placement(self) -> list[dict[str, Any]]:
+        """Where each actor runs (node id, device)."""
+        return self._ray.get([a.where.remote() for a in self.actors])
+
+    def evaluate(self, task: EvalTask) -> PopulationResult:
+        ray = self._ray
+        bounds = shard_bounds(len(task), len(self.actors))
+        if not bounds or len(task) == 0:
+            return PopulationResult(metrics=[])
+        pending = {i: (self.actors[i], self.actors[i].evaluate.remote(task.slice(a, b)), 0)
+                   for i, (a, b) in enumerate(bounds)}
+        done: dict[int, PopulationResult] = {}
+        while pending:
+            refs = {ref: i for i, (_, ref, _) in pending.items()}
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            i = refs[ready[0]]
+            actor, ref, tries = pending.pop(i)
+            try:
+                done[i] = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
+                if tries >= self.max_shard_retries:
+                    raise RuntimeError(f"shard {i} failed on {tries + 1} actors") from exc
+                log.warning("actor for shard %d died (%s); re-running the shard", i,
+                            type(exc).__name__)
+                if actor in self.actors:
+                    self.actors.remove(actor)
+                busy = {a for a, _, _ in pending.values()}
+                spare = [a for a in self.actors if a not in busy] or self.actors
+                if not spare:
+                    self.actors.append(self._new_actor())
+                    spare = self.actors
+                a, b = bounds[i]
+                target = spare[0]
+                pending[i] = (target, target.evaluate.remote(task.slice(a, b)), tries + 1)
+        return merge([done[i] for i in range(len(bounds))])
+
+    def close(self) -> None:
+        for a in self.actors:
+            try:
+                self._ray.kill(a)
+            except Exception:
+                pass
+        self.actors = []
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def merge(parts: list[PopulationResult]) -> PopulationResult:
+    out = PopulationResult(metrics=[])
+    for name in ("weights", "grads", "masks"):
+        if any(getattr(p, name) is not None for p in parts):
+            setattr(out, name, [])
+    for p in parts:
+        out.metrics += p.metrics
+        for name in ("weights", "grads", "masks"):
+            if getattr(out, name) is not None:
+                getattr(out, name).extend(getattr(p, name) or [])
+    return out

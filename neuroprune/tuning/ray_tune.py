@@ -1,0 +1,96 @@
+"""Ray Tune runs the Optuna trials of a study in parallel, on a cluster.
+
+Ray Tune's own Optuna searcher ignores Optuna's pruners and keeps the study inside the driver.
+Here every Ray Tune trial instead joins the study in the shared storage and runs exactly one
+Optuna trial with ask/tell (``study.optimize(n_trials=1)``): the study stays complete and
+resumable in its storage (the dashboard reads it live), Optuna's pruner acts on the per
+generation reports, and Ray Tune provides placement (CPUs, fractional GPUs per trial), the
+concurrency limit, retries of failed trials and experiment restore.
+
+The storage must be reachable from every node: a journal file on a shared file system or a
+PostgreSQL URL (SQLite is refused: several writers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..backends.ray_actors import import_ray
+from ..errors import UserError
+from .storage import open_storage
+from .tune import Tuner, recover_stale_trials
+
+
+class RayTuner(Tuner):
+    """A :class:`Tuner` whose trials are Ray Tune trials."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Ray places the trial; inside it the search runs on the trial's own resources.
+        self.base["backend"] = "local"
+
+    def _ray_trial(self, config: dict[str, Any]) -> None:
+        import optuna
+        from ray import tune
+
+        from .storage import artifact_store
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = open_storage(self.storage_url, writers=2)
+        self.artifacts = artifact_store(self.storage_url, self.out)
+        study = self._study(storage, seed=None)  # no shared seed: workers must not collide
+        recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
+        study.optimize(self.objective, n_trials=1, catch=())
+        mine = [t for t in study.get_trials(deepcopy=False)
+                if t.user_attrs.get("ray_trial_id") == tune.get_context().get_trial_id()]
+        last = mine[-1] if mine else None
+        tune.report({"optuna_trial": last.number if last else -1,
+                     "state": last.state.name if last else "NONE",
+                     "value": (last.values or [float("nan")])[0] if last else float("nan")})
+
+    def objective(self, trial):
+        try:
+            from ray import tune
+            trial.set_user_attr("ray_trial_id", tune.get_context().get_trial_id())
+        except Exception:
+            pass
+        return super().objective(trial)
+
+    def run(self, progress: bool = True) -> dict[str, Any]:
+        ray = import_ray()
+        from ray import tune
+
+        if self.storage_url.startswith("sqlite:"):
+            raise UserError("SQLite storage cannot take several writers; use the journal file "
+                            "(the default) on a shared file system, or PostgreSQL")
+        self.out.mkdir(parents=True, exist_ok=True)
+        storage = open_storage(self.storage_url, writers=2)
+        study = self._study(storage)  # create it once, here
+        recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
+        rc = self.cfg.ray
+        owns = not ray.is_initialized()
+        if owns:
+            ray.init(address=rc.address, ignore_reinit_error=True, log_to_driver=False,
+                     include_dashboard=False)
+        try:
+            trainable = tune.with_resources(self._ray_trial,
+                                            {"cpu": rc.trial_cpus, "gpu": rc.trial_gpus})
+            exp_dir = (self.out / "ray_results").resolve()
+            name = f"{self.study_name}"
+            path = exp_dir / name
+            if path.exists() and tune.Tuner.can_restore(str(path)):
+                tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
+            else:
+                tuner = tune.Tuner(
+                    trainable,
+                    tune_config=tune.TuneConfig(num_samples=self.n_trials,
+                                                max_concurrent_trials=rc.max_concurrent_trials),
+                    run_config=tune.RunConfig(
+                        name=name, storage_path=str(exp_dir), verbose=1 if progress else 0,
+                        failure_config=tune.FailureConfig(max_failures=rc.max_failures)))
+            tuner.fit()
+        finally:
+            if owns:
+                ray.shutdown()
+        return self.summarise(self._study(storage))

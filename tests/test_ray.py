@@ -1,0 +1,133 @@
+"""Real Ray on this CPU machine: a two-node cluster with logical GPUs."""
+
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+import yaml
+
+ray = pytest.importorskip("ray")
+
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from neuroprune.backends.ray_actors import RayEvaluator, shard_bounds  # noqa: E402
+from neuroprune.config import load_config  # noqa: E402
+from neuroprune.engine import EvalTask, PopulationTrainer, TrainSettings, init_state  # noqa: E402
+from neuroprune.masks import bits_to_mask, make_layout, random_bits  # noqa: E402
+from neuroprune.models import ModelSpec, build_model, prunable_names  # noqa: E402
+
+from helpers import REPO  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1})
+    c.add_node(num_cpus=1, num_gpus=1)
+    ray.init(address=c.address, log_to_driver=False)
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def _population(data, n=6):
+    spec = ModelSpec("mlp", data.input_shape, data.num_classes, (32,))
+    model = build_model(spec)
+    shapes = {k: tuple(v.shape) for k, v in model.named_parameters()}
+    layout = make_layout({k: shapes[k] for k in prunable_names(model)}, 0.8, "erk")
+    g = torch.Generator().manual_seed(0)
+    masks = [bits_to_mask(layout, random_bits(layout, g)) for _ in range(n)]
+    return spec, masks, init_state(spec, 0)
+
+
+def test_shards_are_contiguous_and_cover_everything():
+    assert shard_bounds(7, 3) == [(0, 2), (2, 4), (4, 7)]
+    assert shard_bounds(2, 4) == [(0, 1), (1, 2)]
+
+
+def test_shards_land_on_both_nodes_and_equal_the_local_backend(cluster, digits):
+    spec, masks, init = _population(digits)
+    settings = TrainSettings(lr=0.05)
+    local = PopulationTrainer(spec, digits, settings).run(init, masks, 2, 3)
+    with RayEvaluator(spec, digits, settings) as ev:
+        assert len(ev.actors) == 2  # one per (logical) GPU
+        nodes = {p["node"] for p in ev.placement()}
+        assert len(nodes) == 2
+        res = ev.evaluate(EvalTask(masks=masks, init=init, epochs=2, data_seed=3))
+    assert len(res.metrics) == len(masks)
+    for a, b in zip(res.metrics, local.metrics):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+
+
+def test_actor_killed_mid_generation_is_replaced_without_loss(cluster, digits):
+    spec, masks, init = _population(digits, n=8)
+    settings = TrainSettings(lr=0.05)
+    local = PopulationTrainer(spec, digits, settings).run(init, masks, 8, 1)
+    with RayEvaluator(spec, digits, settings) as ev:
+        ev.placement()  # actors up
+        victim = ev.actors[0]
+        timer = threading.Timer(0.5, lambda: ray.kill(victim, no_restart=True))
+        timer.start()
+        res = ev.evaluate(EvalTask(masks=masks, init=init, epochs=8, data_seed=1))
+        timer.join()
+        assert victim not in ev.actors
+    assert len(res.metrics) == 8
+    for a, b in zip(res.metrics, local.metrics):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+
+
+def test_search_on_ray_backend_gives_the_local_results(cluster, tmp_path):
+    from neuroprune.searches.mask_search import MaskSearch
+    over = ["method.population=4", "method.generations=2", "method.search_epochs=1",
+            "training.epochs=2", "model.widths=[24]", "device=cpu"]
+    quick = REPO / "configs" / "quickstart.yaml"
+    a = MaskSearch(load_config(quick, over)).run(tmp_path / "local", progress=False)
+    b = MaskSearch(load_config(quick, over + ["backend=ray"])).run(tmp_path / "ray",
+                                                                  progress=False)
+    assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1e-9)
+    rows_a = (tmp_path / "local" / "results.csv").read_text().splitlines()
+    rows_b = (tmp_path / "ray" / "results.csv").read_text().splitlines()
+    assert len(rows_a) == len(rows_b)
+    keys = [tuple(r.split(",")[:2]) for r in rows_b[1:]]
+    assert len(keys) == len(set(keys))  # no evaluation counted twice
+
+
+def test_ray_tune_trials_all_land_in_the_optuna_storage(cluster, tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from neuroprune.tuning.ray_tune import RayTuner
+    from neuroprune.tuning.storage import open_storage
+    cfg = load_config(REPO / "configs" / "tune_quickstart.yaml",
+                      ["method.population=4", "method.generations=2", "training.epochs=2",
+                       "model.widths=[16]", "tune.pruner=none", "backend=ray",
+                       "ray.max_concurrent_trials=2"])
+    summary = RayTuner(cfg, None, tmp_path / "rt", n_trials=3).run(progress=False)
+    assert summary["trials"]["complete"] == 3
+    study = optuna.load_study(study_name="tune_quickstart",
+                              storage=open_storage(str(tmp_path / "rt" / "optuna.journal")))
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 3 and all(t.user_attrs.get("ray_trial_id") for t in done)
+
+
+def test_missing_ray_gives_an_install_hint(tmp_path):
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from neuroprune.cli import main\n"
+            f"sys.exit(main(['run', r'{REPO / 'configs' / 'quickstart.yaml'}', '--backend', "
+            f"'ray', '--out', r'{tmp_path / 'o'}']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2
+    assert "pip install 'neuroprune[ray]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_ray_cluster_yaml_passes_rays_own_schema():
+    import jsonschema
+    from ray.autoscaler._private.util import prepare_config, validate_config
+    config = yaml.safe_load((REPO / "ray_cluster.yaml").read_text())
+    validate_config(prepare_config(config))  # what `ray up` checks; raises on a violation
+    assert config["available_node_types"]["gpu_worker"]["max_workers"] >= 1
+    config["available_node_types"]["head"]["bogus"] = 1  # the check can fail
+    with pytest.raises(jsonschema.ValidationError):
+        validate_config(prepare_config(config))
