@@ -11,4 +11,11 @@ __version__ = "0.1.0"
 
 from .masks import Mask, apply_mask, load_mask  # noqa: E402
 
-__all__ = ["Mask", "__version__", "apply_mask", "load_mask"]
+
+def load_model(path):
+    """Rebuild the trained sparse network of an exported file (see :mod:`neuroprune.export`)."""
+    from .export import load_model as _load_model
+    return _load_model(path)
+
+
+__all__ = ["Mask", "__version__", "apply_mask", "load_mask", "load_model"]

@@ -64,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--host", default="127.0.0.1")
     dash.add_argument("--port", type=int, default=8080)
 
+    exp = sub.add_parser("export", help="export the best network of a run or an Optuna trial")
+    exp.add_argument("run_dir", nargs="?", help="a run directory")
+    exp.add_argument("--storage", help="Optuna storage (instead of a run directory)")
+    exp.add_argument("--study", help="study name, with --storage")
+    exp.add_argument("--trial", default="best", help="'best' (multi-objective: the Pareto "
+                     "trial with the highest first objective) or a trial number")
+    exp.add_argument("--out", required=True, help="file to write")
+    exp.add_argument("--format", default="safetensors", choices=["safetensors", "prune", "sparse"])
+
+    rep = sub.add_parser("report", help="plots and a markdown summary of runs")
+    rep.add_argument("run_dirs", nargs="+")
+    rep.add_argument("--out", help="folder (default: <first run>/report)")
+
     sub.add_parser("methods", help="list the pruning / search methods, one line each")
     sub.add_parser("datasets", help="list the datasets")
     cfg = sub.add_parser("config", help="print a resolved config (all keys with defaults)")
@@ -107,10 +120,11 @@ def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
     search = MaskSearch(cfg)  # validates and loads data before anything is written
     if not resume:
         _check_fresh_out(out)
+    from .searches.mask_search import Interrupted
     try:
         summary = search.run(out, progress=progress, resume=resume,
                              log=lambda m: print(m, file=sys.stderr))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         print(f"\ninterrupted; the last finished generation is saved. Continue with:\n"
               f"  neuroprune resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -127,10 +141,11 @@ def _run_comparison(cfg, out: Path, resume: bool, progress: bool) -> int:
         cell.method_params()
     if not resume:
         _check_fresh_out(out)
+    from .searches.mask_search import Interrupted
     try:
         summary = run_comparison(cfg, out, progress=progress,
                                  log=lambda m: print(m, file=sys.stderr))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         print(f"\ninterrupted; finished cells are kept. Continue with:\n"
               f"  neuroprune resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -155,7 +170,8 @@ def _resume(run_dir: Path, progress: bool, overrides: list[str] | None = None) -
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
-    if (run_dir / "summary.json").is_file():
+    from .rundir import RunDir
+    if RunDir(run_dir).is_complete():
         print(f"{run_dir} is already complete (summary.json exists)")
         return 0
     cfg = load_config(cfg_path, overrides)
@@ -255,7 +271,38 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "tune": cmd_tune, "dashboard": cmd_dashboard, "resume": cmd_resume, "methods": cmd_methods,
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export, trial_mask_file
+
+    if args.storage:
+        if not args.study:
+            raise UserError("--storage needs --study NAME")
+        source = trial_mask_file(args.storage, args.study, args.trial)
+    elif args.run_dir:
+        source = Path(args.run_dir) / "best_mask.safetensors"
+        if not source.is_file():
+            raise UserError(f"{args.run_dir} has no best_mask.safetensors (unfinished run, or "
+                            f"not a mask-search run directory)")
+    else:
+        raise UserError("give a run directory, or --storage URL --study NAME")
+    info = export(source, args.out, args.format)
+    extra = ""
+    if "sparse_bytes" in info:
+        extra = (f"; {info['sparse_bytes']:,} bytes against {info['dense_bytes']:,} dense "
+                 f"({info['sparse_bytes'] / info['dense_bytes']:.1%})")
+    print(f"wrote {info['path']} ({info['format']}, {info['bytes']:,} bytes{extra})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import make_report
+
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "report"
+    print(f"wrote {make_report(args.run_dirs, out)}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "export": cmd_export, "report": cmd_report, "tune": cmd_tune, "dashboard": cmd_dashboard, "resume": cmd_resume, "methods": cmd_methods,
             "datasets": cmd_datasets, "config": cmd_config}
 
 

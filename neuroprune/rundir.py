@@ -54,6 +54,13 @@ class RunDir:
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / "summary.json", summary)
 
+    def is_complete(self) -> bool:
+        """A finished run: its summary exists and is not an interrupted run's best-so-far."""
+        path = self.path / "summary.json"
+        if not path.is_file():
+            return False
+        return json.loads(path.read_text()).get("status", "complete") == "complete"
+
     def read_summary(self) -> dict[str, Any]:
         return json.loads((self.path / "summary.json").read_text())
 
@@ -114,6 +121,15 @@ class RunDir:
         w.writeheader()
         w.writerows(rows)
         atomic_write_text(self.path / "results.csv", buf.getvalue())
+
+    def write_logbook(self, records: list[dict[str, Any]]) -> None:
+        """Population statistics per generation (elites included): ``logbook.csv``."""
+        buf = io.StringIO()
+        cols = list(records[0]) if records else ["gen"]
+        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
+        w.writeheader()
+        w.writerows(records)
+        atomic_write_text(self.path / "logbook.csv", buf.getvalue())
 
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self, generation: int, state: dict[str, Any]) -> Path:

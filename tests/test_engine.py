@@ -108,3 +108,26 @@ def test_empty_population_and_wrong_init_count(digits):
     assert trainer.run(init_state(spec, 0), [], 1, 0).metrics == []
     with pytest.raises(ValueError):
         trainer.run([init_state(spec, 0)], masks, 1, 0)
+
+
+def test_out_of_memory_halves_the_chunk_and_gives_the_same_results(digits, monkeypatch):
+    spec, _, masks = _setup(digits, n=6)
+    init = init_state(spec, 0)
+    trainer = PopulationTrainer(spec, digits, TrainSettings(), chunk_size=6)
+    expected = trainer.run(init, masks, 1, 0).metrics
+    real = trainer._run_chunk
+    seen = []
+
+    def small_memory(inits, *args):
+        seen.append(len(inits))
+        if len(inits) > 2:  # pretend the device holds at most 2 networks
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(inits, *args)
+
+    monkeypatch.setattr(trainer, "_run_chunk", small_memory)
+    with pytest.warns(RuntimeWarning, match="out of device memory"):
+        got = trainer.run(init, masks, 1, 0).metrics
+    assert trainer.chunk_size == 1 or trainer.chunk_size == 2
+    assert seen[0] == 6 and max(seen[1:]) <= 3
+    for a, b in zip(got, expected):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)

@@ -100,3 +100,32 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     ma = load_file(str(full / "best_mask.safetensors"))
     mb = load_file(str(cut / "best_mask.safetensors"))
     assert all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+def test_ctrl_c_finishes_the_generation_writes_best_so_far_and_resumes(tmp_path):
+    over = ["--set", "method.population=12", "--set", "method.generations=8",
+            "--set", "method.search_epochs=4", "--set", "training.epochs=2",
+            "--device", "cpu", "--no-progress"]
+    out = tmp_path / "int"
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "neuroprune", "run", QUICK, "--out",
+                             str(out), *over], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    target = out / "checkpoints" / "gen_0001.pt"
+    deadline = time.time() + 300
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130
+    assert f"neuroprune resume {out}" in err and "Traceback" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    last = summary["last_generation"]
+    assert last < 7 and (out / "checkpoints" / f"gen_{last:04d}.pt").is_file()
+    assert not (out / "checkpoints" / f"gen_{last + 1:04d}.pt").exists()
+    assert summary["best_so_far"]["fitness"] > 0
+    res = subprocess.run([sys.executable, "-m", "neuroprune", "resume", str(out),
+                          "--no-progress"], env=env, cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((out / "summary.json").read_text())["status"] == "complete"

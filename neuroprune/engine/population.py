@@ -108,10 +108,24 @@ class PopulationTrainer:
                                masks=[] if updater is not None else None)
         if updater is not None:
             updater = copy.deepcopy(updater)  # its state is per run; the caller's stays clean
-        for start in range(0, n, self.chunk_size):
-            part = self._run_chunk(inits[start:start + self.chunk_size],
-                                   masks[start:start + self.chunk_size], epochs, data_seed,
-                                   collect_grads, keep_weights, test, updater)
+        start = 0
+        while start < n:
+            size = min(self.chunk_size, n - start)
+            try:
+                part = self._run_chunk(inits[start:start + size], masks[start:start + size],
+                                       epochs, data_seed, collect_grads, keep_weights, test,
+                                       updater)
+            except torch.cuda.OutOfMemoryError:
+                if size == 1:
+                    raise MemoryError(f"one network does not fit on {self.device}; use a "
+                                      f"smaller model or batch size") from None
+                self.chunk_size = max(1, size // 2)  # remembered for later generations
+                warnings.warn(f"out of device memory with {size} networks at once; "
+                              f"retrying with {self.chunk_size}", RuntimeWarning, stacklevel=2)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            start += size
             out.metrics += part.metrics
             if keep_weights:
                 out.weights += part.weights

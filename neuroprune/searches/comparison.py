@@ -56,7 +56,7 @@ def run_comparison(cfg: RunConfig, out: str | Path, progress: bool = True,
     rows = []
     for search, name in tqdm(searches, desc="comparison", unit="cell", disable=not progress):
         cell_dir = rd.path / "cells" / name
-        if (cell_dir / "summary.json").is_file():
+        if RunDir(cell_dir).is_complete():
             summary = RunDir(cell_dir).read_summary()
         else:
             resume = (cell_dir / "config.yaml").is_file()

@@ -24,6 +24,36 @@ from ..models import ModelSpec, build_model, prunable_names
 from ..rundir import RunDir
 
 
+class Interrupted(Exception):
+    """Ctrl-C arrived; the generation in progress was finished and committed first."""
+
+
+class _GracefulInterrupt:
+    """First Ctrl-C: set a flag (the search stops after the generation in progress). Second
+    Ctrl-C: the default behaviour (stop now)."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        import signal
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, *_):
+        import signal
+        self.requested = True
+        signal.signal(signal.SIGINT, self._old or signal.default_int_handler)
+
+    def __exit__(self, *exc):
+        import signal
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
 def resolve_device(name: str) -> str:
     """``auto`` -> cuda when available; asking for cuda without one is a clear error."""
     if name == "auto":
@@ -107,14 +137,31 @@ class MaskSearch:
         rd.create()
         rd.write_config(to_dict(cfg))
 
+        interrupt = _GracefulInterrupt()
+        best_so_far: dict[str, Any] = {}
+
         def commit(generation: int, rows: list[dict[str, Any]], state: dict[str, Any]) -> None:
             state = {**state, "wall_seconds": time.time() - t0}
             rd.commit_generation(generation, rows)
             rd.save_checkpoint(generation, state)
+            if state.get("logbook") is not None:
+                rd.write_logbook(list(state["logbook"]))
+            for r in rows:
+                if r.get("fitness", r.get("val_accuracy")) is not None and \
+                        r.get("fitness", r["val_accuracy"]) >= best_so_far.get("fitness", -1e18):
+                    best_so_far.update(fitness=r.get("fitness", r["val_accuracy"]),
+                                       val_accuracy=r["val_accuracy"], generation=generation)
             if on_generation is not None:
                 on_generation(generation, rows)
+            if interrupt.requested:
+                rd.write_summary({"status": "interrupted", "method": self.method.name,
+                                  "last_generation": generation, "seed": cfg.seed,
+                                  "best_so_far": dict(best_so_far),
+                                  "wall_seconds": round(time.time() - t0, 3),
+                                  "resume": f"neuroprune resume {rd.path}"})
+                raise Interrupted(f"stopped after generation {generation}")
 
-        with evaluator:
+        with evaluator, interrupt:
             ctx = self.context(evaluator, commit, resume_state, progress)
             found = self.method.find(ctx)
             check_bits(self.layout, found.bits)
@@ -131,6 +178,7 @@ class MaskSearch:
                                         "train_loss": final["train_loss"],
                                         "sparsity": mask.sparsity()}])
         summary = {
+            "status": "complete",
             "method": self.method.name,
             "dataset": cfg.data.dataset,
             "arch": cfg.model.arch,
@@ -151,7 +199,9 @@ class MaskSearch:
         }
         metadata = {"architecture": self.spec.to_dict(), "sparsity": summary["sparsity"],
                     "method": self.method.name, "seed": cfg.seed, "dataset": cfg.data.dataset,
+                    "data": cfg.data.model_dump(mode="json"),
                     "test_accuracy": final["test_accuracy"],
+                    "val_accuracy": final["val_accuracy"],
                     "layer_sparsity": summary["layer_sparsity"],
                     "neuroprune_version": __version__}
         weights = trained.weights[0] if trained.weights else None

@@ -1,0 +1,132 @@
+"""Export the best network of a run (or of an Optuna trial) and load it back.
+
+Formats:
+
+* ``safetensors`` (default): boolean masks under the parameter names, trained weights under
+  ``weights/<name>``, metadata with the architecture spec (rebuilds the model), per-layer and
+  global sparsity, method, dataset, seed, accuracies and the neuroprune version. Plain
+  ``safetensors.torch.load_file`` reads it.
+* ``prune``: a ``torch.save`` state dict in the ``torch.nn.utils.prune`` convention
+  (``<layer>.weight_orig`` and ``<layer>.weight_mask``), loadable into a model that had
+  ``prune.custom_from_mask`` applied.
+* ``sparse``: ``torch.save`` of the kept weights as CSR tensors (the rest dense), with the
+  size on disk against the dense file reported.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._io import atomic_write
+from .errors import UserError
+from .masks import apply_mask, load_mask, load_weights, save_mask
+from .models import ModelSpec, build_model
+
+FORMATS = ("safetensors", "prune", "sparse")
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """Rebuild the trained sparse network stored in an exported (or run's) safetensors file.
+
+    The returned model has its masks attached with ``prune.custom_from_mask``.
+    """
+    mask, meta = load_mask(path)
+    if "architecture" not in meta:
+        raise UserError(f"{path} has no architecture in its metadata; it was not written by "
+                        f"neuroprune")
+    weights = load_weights(path)
+    if not weights:
+        raise UserError(f"{path} holds masks only (no trained weights) and cannot rebuild a "
+                        f"trained model; apply it with neuroprune.apply_mask instead")
+    model = build_model(ModelSpec.from_dict(meta["architecture"]))
+    expected = set(model.state_dict())
+    missing, extra = expected - set(weights), set(weights) - expected
+    if missing or extra:
+        raise UserError(f"{path} does not match its architecture: missing tensors "
+                        f"{sorted(missing)}, unexpected {sorted(extra)}")
+    try:
+        model.load_state_dict(weights)
+        apply_mask(model, mask)
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
+    return model.eval()
+
+
+def _prune_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def export(source: str | Path, out: str | Path, fmt: str = "safetensors") -> dict[str, Any]:
+    """Write the network in ``source`` (a run's safetensors file) to ``out`` as ``fmt``."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name")
+    mask, meta = load_mask(source)
+    info: dict[str, Any] = {"format": fmt, "path": str(out), "sparsity": meta.get("sparsity")}
+    if fmt == "safetensors":
+        weights = load_weights(source)
+        save_mask(out, mask, {**meta, "global_sparsity": mask.sparsity(),
+                              "layer_sparsity": mask.layer_sparsity()},
+                  weights=weights or None)
+    elif fmt == "prune":
+        model = load_model(source)
+        state = _prune_state(model)
+        atomic_write(out, lambda tmp: torch.save({"state_dict": state, "metadata": meta}, tmp))
+    else:
+        load_model(source)  # checks that the file rebuilds its architecture
+        dense = load_weights(source)  # pruned entries are exactly zero
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            sparse = {k: (v.to_sparse_csr() if k in mask and v.dim() == 2 else
+                          v.to_sparse() if k in mask else v) for k, v in dense.items()}
+        atomic_write(out, lambda tmp: torch.save({"state_dict": sparse, "metadata": meta}, tmp))
+        buf = io.BytesIO()
+        torch.save(dense, buf)
+        info["dense_bytes"] = buf.getbuffer().nbytes
+        info["sparse_bytes"] = os.path.getsize(out)
+    info["bytes"] = os.path.getsize(out)
+    return info
+
+
+def trial_mask_file(storage: str, study: str, trial: str = "best") -> Path:
+    """The best-mask file of an Optuna trial (``best``, or a trial number).
+
+    For a multi-objective study ``best`` is the Pareto-front trial with the highest first
+    objective (ties: the higher second objective).
+    """
+    import optuna
+
+    from .tuning.storage import open_storage
+
+    try:
+        st = optuna.load_study(study_name=study, storage=open_storage(storage))
+    except KeyError:
+        raise UserError(f"no study named '{study}' in {storage}") from None
+    if trial == "best":
+        front = st.best_trials
+        if not front:
+            raise UserError(f"study '{study}' has no complete trial yet")
+        sign = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in st.directions]
+        chosen = max(front, key=lambda t: tuple(s * v for s, v in zip(sign, t.values)))
+    else:
+        try:
+            number = int(trial)
+            chosen = st.trials[number]
+        except (ValueError, IndexError):
+            raise UserError(f"--trial must be 'best' or a trial number of study '{study}' "
+                            f"(0..{len(st.trials) - 1}), got '{trial}'") from None
+    run_dir = chosen.user_attrs.get("run_dir")
+    path = Path(run_dir) / "best_mask.safetensors" if run_dir else None
+    if path is None or not path.is_file():
+        raise UserError(f"trial {chosen.number} has no best mask on disk "
+                        f"(state {chosen.state.name}, run_dir {run_dir})")
+    return path

@@ -1,0 +1,142 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch.nn.utils import prune
+
+import neuroprune
+from neuroprune import results
+from neuroprune.cli import main
+from neuroprune.config import load_config
+from neuroprune.data import load_dataset
+from neuroprune.errors import UserError
+from neuroprune.export import export, load_model
+from neuroprune.models import ModelSpec, build_model
+from neuroprune.searches.mask_search import MaskSearch
+
+from helpers import REPO
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    cfg = load_config(REPO / "configs" / "quickstart.yaml",
+                      ["method.population=4", "method.generations=3", "method.search_epochs=1",
+                       "training.epochs=3", "model.widths=[32]", "device=cpu"])
+    MaskSearch(cfg).run(out, progress=False)
+    return out
+
+
+def test_safetensors_round_trip_is_exact(run, tmp_path):
+    export(run / "best_mask.safetensors", tmp_path / "e.safetensors")
+    a, meta = neuroprune.load_mask(run / "best_mask.safetensors")
+    b, meta_b = neuroprune.load_mask(tmp_path / "e.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a) and set(a) == set(b)
+    assert meta_b["global_sparsity"] == pytest.approx(a.sparsity())
+    for key in ("architecture", "method", "dataset", "seed", "test_accuracy", "layer_sparsity",
+                "neuroprune_version"):
+        assert key in meta_b
+    plain = load_file(str(tmp_path / "e.safetensors"))
+    assert "weights/1.weight" in plain and plain["1.weight"].dtype == torch.bool
+
+
+def test_reloaded_model_reproduces_the_recorded_test_accuracy(run):
+    model = neuroprune.load_model(run / "best_mask.safetensors")
+    _, meta = neuroprune.load_mask(run / "best_mask.safetensors")
+    d = meta["data"]
+    data = load_dataset(d["dataset"], root=d["root"], seed=d["split_seed"],
+                        val_fraction=d["val_fraction"], test_fraction=d["test_fraction"])
+    with torch.no_grad():
+        acc = float((model(data.test_x).argmax(1) == data.test_y).float().mean())
+    summary = json.loads((run / "summary.json").read_text())
+    assert acc == pytest.approx(summary["test_accuracy"], abs=1e-6)
+    assert hasattr(model[1], "weight_mask")  # masks attached the torch.nn.utils.prune way
+    assert torch.count_nonzero(model[1].weight[~model[1].weight_mask.bool()]) == 0
+
+
+def test_prune_format_loads_into_a_pruned_model(run, tmp_path):
+    export(run / "best_mask.safetensors", tmp_path / "p.pt", "prune")
+    blob = torch.load(tmp_path / "p.pt")
+    state = blob["state_dict"]
+    assert "1.weight_orig" in state and "1.weight_mask" in state
+    model = build_model(ModelSpec.from_dict(blob["metadata"]["architecture"]))
+    for name in ("1", "3"):
+        prune.custom_from_mask(model[int(name)], "weight",
+                               torch.ones_like(model[int(name)].weight))
+    model.load_state_dict(state)
+    mask, _ = neuroprune.load_mask(run / "best_mask.safetensors")
+    assert torch.equal(model[1].weight_mask.bool(), mask["1.weight"])
+
+
+def test_sparse_format_is_smaller_and_exact(run, tmp_path):
+    info = export(run / "best_mask.safetensors", tmp_path / "s.pt", "sparse")
+    assert info["sparse_bytes"] < info["dense_bytes"]
+    sparse = torch.load(tmp_path / "s.pt")["state_dict"]
+    dense = neuroprune.masks.load_weights(run / "best_mask.safetensors")
+    assert sparse["1.weight"].layout == torch.sparse_csr
+    assert torch.equal(sparse["1.weight"].to_dense(), dense["1.weight"])
+
+
+def test_broken_files_give_clear_errors(run, tmp_path):
+    tensors = load_file(str(run / "best_mask.safetensors"))
+    from safetensors import safe_open
+    with safe_open(str(run / "best_mask.safetensors"), "pt") as f:
+        meta = f.metadata()
+    wrong = dict(tensors)
+    wrong["1.weight"] = torch.ones(3, 3, dtype=torch.bool)
+    save_file(wrong, str(tmp_path / "shape.safetensors"), metadata=meta)
+    with pytest.raises(UserError, match="1.weight"):
+        load_model(tmp_path / "shape.safetensors")
+    missing = {k: v for k, v in tensors.items() if k != "weights/3.bias"}
+    save_file(missing, str(tmp_path / "missing.safetensors"), metadata=meta)
+    with pytest.raises(UserError, match="3.bias"):
+        load_model(tmp_path / "missing.safetensors")
+    data = (run / "best_mask.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 3])
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        load_model(tmp_path / "cut.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file at all")
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        load_model(tmp_path / "junk.safetensors")
+    other = build_model(ModelSpec("mlp", (1, 8, 8), 10, (7,)))
+    mask, _ = neuroprune.load_mask(run / "best_mask.safetensors")
+    with pytest.raises(ValueError, match="shape"):
+        neuroprune.apply_mask(other, mask)
+
+
+def test_export_and_report_commands(run, tmp_path, capsys):
+    assert main(["export", str(run), "--out", str(tmp_path / "x.pt"), "--format", "sparse"]) == 0
+    assert "dense" in capsys.readouterr().out
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "y")]) == 2
+    assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
+    for png in ("fitness.png", "layers.png"):
+        assert (tmp_path / "rep" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (tmp_path / "rep" / "report.md").read_text()
+    summary = json.loads((run / "summary.json").read_text())
+    assert f"{summary['test_accuracy']:.4f}" in md
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_results_dataframe_api(run):
+    df = results.load(run)
+    assert set(df.phase) == {"search", "final"}
+    gen = results.per_generation(df, run)
+    assert list(gen.generation) == [0, 1, 2]
+    assert (gen.best.diff().dropna() >= 0).all()
+
+
+def test_export_from_an_optuna_study(tmp_path, capsys):
+    from neuroprune.tuning.tune import Tuner
+    cfg = load_config(REPO / "configs" / "tune_quickstart.yaml",
+                      ["method.population=4", "method.generations=1", "training.epochs=1",
+                       "model.widths=[16]", "tune.pruner=none"])
+    Tuner(cfg, None, tmp_path / "t", n_trials=2).run(progress=False)
+    journal = str(tmp_path / "t" / "optuna.journal")
+    assert main(["export", "--storage", journal, "--study", "tune_quickstart",
+                 "--out", str(tmp_path / "best.safetensors")]) == 0
+    assert neuroprune.load_model(tmp_path / "best.safetensors") is not None
+    assert main(["export", "--storage", journal, "--study", "nope", "--out",
+                 str(tmp_path / "n.safetensors")]) == 2
+    assert main(["export", "--storage", journal, "--study", "tune_quickstart", "--trial", "99",
+                 "--out", str(tmp_path / "n.safetensors")]) == 2
