@@ -115,6 +115,18 @@ def _check_fresh_out(out: Path) -> None:
 def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
     if cfg.kind == "comparison":
         return _run_comparison(cfg, out, resume, progress)
+    if cfg.kind == "ensemble_search":
+        from .searches.ensemble_search import run_ensemble_search
+        from .searches.mask_search import load_data
+        load_data(cfg)  # bad data ends here, before anything is written
+        _check_fresh_out(out)
+        s = run_ensemble_search(cfg, out, progress)
+        print(f"ensemble of {len(s['selected'])} ({', '.join(s['selected'])}): test accuracy "
+              f"{s['test_accuracy']:.4f}; best single ({s['best_single']}) "
+              f"{s['best_single_test_accuracy']:.4f}; whole-pool vote "
+              f"{s['pool_vote_test_accuracy']:.4f}")
+        print(f"run directory: {out}")
+        return 0
     from .searches.mask_search import MaskSearch
 
     search = MaskSearch(cfg)  # validates and loads data before anything is written

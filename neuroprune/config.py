@@ -31,6 +31,8 @@ class DataConfig(Section):
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="bundled sets: validation share")
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="bundled sets: test share")
     split_seed: int = Field(0, ge=0, description="fixes the train/val/test split of bundled sets")
+    path: str | None = Field(None, description="dataset csv: the CSV file")
+    label_column: str = Field("label", description="dataset csv: the column holding the class")
 
     @field_validator("dataset")
     @classmethod
@@ -134,9 +136,33 @@ class ComparisonConfig(Section):
         return out
 
 
+class EnsembleConfig(Section):
+    pool: list[str] = Field(["knn1", "knn3", "knn7", "knn15", "tree_d3", "tree", "logreg",
+                             "linear_svm", "rbf_svm", "gnb", "lda", "mlp", "rf", "extra_trees"],
+                            description="scikit-learn classifiers to select from")
+    algorithm: Literal["ga", "umda", "pbil"] = "ga"
+    fusion: Literal["majority", "weighted", "average"] = "majority"
+    init: Literal["random", "all_ones", "best_k"] = "random"
+    population: int = Field(30, ge=2)
+    generations: int = Field(20, ge=1)
+    diversity_weight: float = Field(0.0, ge=0)
+    diversity: Literal["disagreement", "double_fault"] = "disagreement"
+    size_penalty: float = Field(0.0, ge=0)
+    val_fraction: float = Field(0.3, gt=0, lt=1)
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, v: list[str]) -> list[str]:
+        from .ensembles.pool import POOL
+        bad = [p for p in v if p not in POOL]
+        if bad or not v:
+            raise ValueError(f"unknown classifiers {bad}; choose from {', '.join(POOL)}")
+        return v
+
+
 class RunConfig(Section):
     name: str = Field("run", description="names the run directory")
-    kind: Literal["mask_search", "comparison"] = "mask_search"
+    kind: Literal["mask_search", "comparison", "ensemble_search"] = "mask_search"
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     backend: str = Field("local", description="local, sequential or ray")
@@ -150,6 +176,7 @@ class RunConfig(Section):
     comparison: ComparisonConfig | None = Field(
         None, description="kind: comparison: methods x sparsities x seeds")
     tune: Any = Field(None, description="`neuroprune tune`: sampled values and objectives")
+    ensemble: EnsembleConfig = EnsembleConfig()
 
     @field_validator("tune")
     @classmethod
@@ -191,7 +218,8 @@ class RunConfig(Section):
             raise ConfigError(_format(exc, prefix="method")) from None
 
 
-SECTIONS = ("data", "model", "sparsity", "training", "engine", "ray", "method", "comparison")
+SECTIONS = ("data", "model", "sparsity", "training", "engine", "ray", "method", "comparison",
+            "ensemble")
 # `tune` stays None when empty: an empty tune section is an error, not "tune nothing".
 
 

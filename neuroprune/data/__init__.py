@@ -15,6 +15,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "wine": ("sklearn", "scikit-learn's wine, 13 features, embedded"),
     "iris": ("sklearn", "scikit-learn's iris, 4 features, embedded"),
     "blobs": ("synthetic", "generated Gaussian clusters"),
+    "csv": ("csv", "any CSV file (data.path) with a class column (data.label_column)"),
     "mnist": ("mnist", "MNIST from data.root (full 60k/10k or the MNIST-10k protocol)"),
     "fashion_mnist": ("mnist", "Fashion-MNIST from data.root"),
     "kmnist": ("mnist", "Kuzushiji-MNIST from data.root (IDX or the original .npz)"),
@@ -30,6 +31,9 @@ def _loader(name: str) -> Callable[..., DataSplits]:
     if kind == "synthetic":
         from .synthetic import load_blobs
         return load_blobs
+    if kind == "csv":
+        from .tabular import load_csv
+        return load_csv
     from .mnist import load_mnist_family
     return partial(load_mnist_family, name)
 

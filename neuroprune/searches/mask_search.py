@@ -68,7 +68,8 @@ def load_data(cfg: RunConfig) -> DataSplits:
     d = cfg.data
     return load_dataset(d.dataset, root=d.root, download=d.download, protocol=d.protocol,
                         seed=d.split_seed, val_fraction=d.val_fraction,
-                        test_fraction=d.test_fraction)
+                        test_fraction=d.test_fraction, path=d.path,
+                        label_column=d.label_column)
 
 
 def model_spec(cfg: RunConfig, data: DataSplits) -> ModelSpec:

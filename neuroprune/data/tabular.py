@@ -1,0 +1,46 @@
+"""Any CSV file with a class column, split and standardised like the bundled sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import DataError
+from .base import DataSplits, standardise
+from .sklearn_sets import _split
+
+
+def load_csv(path: str | None = None, label_column: str = "label", seed: int = 0,
+             val_fraction: float = 0.15, test_fraction: float = 0.2, **_: object) -> DataSplits:
+    if not path:
+        raise DataError("dataset csv needs data.path (e.g. --set data.path=my.csv)")
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data.path {p} is not a file")
+    try:
+        df = pd.read_csv(p)
+    except Exception as exc:
+        raise DataError(f"cannot read {p} as CSV: {exc}") from None
+    if label_column not in df:
+        raise DataError(f"{p} has no column '{label_column}' (columns: "
+                        f"{', '.join(map(str, df.columns[:10]))}); set data.label_column")
+    features = df.drop(columns=[label_column])
+    bad = [c for c in features if not pd.api.types.is_numeric_dtype(features[c])]
+    if bad:
+        raise DataError(f"{p}: non-numeric feature columns {bad[:5]}; encode them first")
+    if features.isna().any().any():
+        raise DataError(f"{p} has missing values; fill or drop them first")
+    labels, classes = pd.factorize(df[label_column], sort=True)
+    x = features.to_numpy(np.float32)
+    y = labels.astype(np.int64)
+    if np.bincount(y).min() < 3:
+        raise DataError(f"{p}: every class needs at least 3 rows for a train/val/test split")
+    xtr, ytr, xva, yva, xte, yte = _split(x, y, seed, val_fraction, test_fraction)
+    xtr, xva, xte = standardise(*(torch.from_numpy(a) for a in (xtr, xva, xte)),
+                                per_feature=True)
+    return DataSplits(name=p.stem, train_x=xtr, train_y=torch.from_numpy(ytr), val_x=xva,
+                      val_y=torch.from_numpy(yva), test_x=xte, test_y=torch.from_numpy(yte),
+                      num_classes=len(classes))
