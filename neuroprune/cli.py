@@ -115,6 +115,17 @@ def _check_fresh_out(out: Path) -> None:
 def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
     if cfg.kind == "comparison":
         return _run_comparison(cfg, out, resume, progress)
+    if cfg.kind == "activation_search":
+        from .searches.activation_search import ActivationSearch
+        search = ActivationSearch(cfg)  # validates and loads data first
+        _check_fresh_out(out)
+        s = search.run(out)
+        for name, st in s["strategies"].items():
+            funcs = "; ".join(f"{r}: {f}" for r, f in st["functions"].items())
+            print(f"{name:<12} val {st['val_accuracy']:.4f} test {st['test_accuracy']:.4f}  "
+                  f"{funcs}")
+        print(f"best by validation: {s['best_strategy']}; run directory: {out}")
+        return 0
     if cfg.kind == "ensemble_search":
         from .searches.ensemble_search import run_ensemble_search
         from .searches.mask_search import load_data

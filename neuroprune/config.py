@@ -46,7 +46,7 @@ class DataConfig(Section):
 class ModelConfig(Section):
     arch: Literal["mlp", "lenet5"] = Field("mlp", description="architecture")
     widths: list[int] = Field([300, 100], description="hidden layer widths")
-    activation: Literal["relu", "tanh", "gelu", "silu", "sigmoid"] = "relu"
+    activation: Literal["relu", "tanh", "gelu", "silu", "sigmoid", "evolved"] = "relu"
 
     @field_validator("widths")
     @classmethod
@@ -160,9 +160,22 @@ class EnsembleConfig(Section):
         return v
 
 
+class ActivationConfig(Section):
+    strategies: list[Literal["relu", "gelu", "silu", "random", "ga", "coevolution"]] = Field(
+        ["relu", "gelu", "silu", "random", "ga", "coevolution"],
+        description="what is compared, on the same number of network trainings")
+    population: int = Field(8, ge=2, description="individuals per coevolving population")
+    generations: int = Field(5, ge=1)
+    search_epochs: int = Field(2, ge=1, description="training epochs per fitness evaluation")
+    collaborators: Literal[1, 2] = Field(1, description="1: best of the other populations; "
+                                         "2: and a random member")
+    max_height: int = Field(5, ge=1, le=12, description="tree height limit")
+
+
 class RunConfig(Section):
     name: str = Field("run", description="names the run directory")
-    kind: Literal["mask_search", "comparison", "ensemble_search"] = "mask_search"
+    kind: Literal["mask_search", "comparison", "ensemble_search",
+                  "activation_search"] = "mask_search"
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     backend: str = Field("local", description="local, sequential or ray")
@@ -177,6 +190,7 @@ class RunConfig(Section):
         None, description="kind: comparison: methods x sparsities x seeds")
     tune: Any = Field(None, description="`neuroprune tune`: sampled values and objectives")
     ensemble: EnsembleConfig = EnsembleConfig()
+    activation: ActivationConfig = ActivationConfig()
 
     @field_validator("tune")
     @classmethod
@@ -219,7 +233,7 @@ class RunConfig(Section):
 
 
 SECTIONS = ("data", "model", "sparsity", "training", "engine", "ray", "method", "comparison",
-            "ensemble")
+            "ensemble", "activation")
 # `tune` stays None when empty: an empty tune section is an error, not "tune nothing".
 
 

@@ -20,7 +20,7 @@ class LocalEvaluator(Evaluator):
         return self.trainer.run(task.init, task.masks, task.epochs, task.data_seed,
                                 collect_grads=task.collect_grads,
                                 keep_weights=task.keep_weights, test=task.test,
-                                updater=task.updater)
+                                updater=task.updater, activations=task.activations)
 
 
 class SequentialEvaluator(LocalEvaluator):

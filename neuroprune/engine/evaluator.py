@@ -28,6 +28,7 @@ class EvalTask:
     keep_weights: bool = False
     test: bool = False
     updater: object | None = None  # a MaskUpdater: masks change during training
+    activations: Sequence[dict[str, str]] | None = None  # per network: role -> formula
 
     def __len__(self) -> int:
         return len(self.masks)
@@ -36,7 +37,9 @@ class EvalTask:
         init = self.init if isinstance(self.init, dict) else list(self.init)[start:stop]
         return EvalTask(masks=list(self.masks)[start:stop], init=init, epochs=self.epochs,
                         data_seed=self.data_seed, collect_grads=self.collect_grads,
-                        keep_weights=self.keep_weights, test=self.test, updater=self.updater)
+                        keep_weights=self.keep_weights, test=self.test, updater=self.updater,
+                        activations=None if self.activations is None
+                        else list(self.activations)[start:stop])
 
 
 class Evaluator(ABC):

@@ -79,16 +79,43 @@ class PopulationTrainer:
         self._base = copy.deepcopy(template).to("meta")
         # Plain batched kernels where the architecture allows; vmap for anything else.
         self._forward = stacked_forward(template) or vmap(self._call, in_dims=(0, None))
+        self._stacked = stacked_forward(template) is not None
         self._capture = stacked_forward(template, capture=True)
+        self._acts = None
 
     def _call(self, params: State, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self._base, params, (x,))
+
+    def _fwd(self, params: State, x: torch.Tensor) -> torch.Tensor:
+        if self._acts is not None:
+            return self._forward(params, x, self._acts)
+        return self._forward(params, x)
+
+    def _set_activations(self, activations):
+        """Group networks by identical activation formula per role (see ``per_network``)."""
+        self._acts = None
+        if activations is None:
+            return
+        if self._capture is None:
+            raise ValueError("per-network activation functions need the stacked path "
+                             "(an nn.Sequential MLP)")
+        from ..activations.expr import compile_formula
+        acts: dict[str, list] = {}
+        roles = {r for a in activations for r in a}
+        for role in roles:
+            by_formula: dict[str, list[int]] = {}
+            for i, a in enumerate(activations):
+                by_formula.setdefault(a.get(role, "relu(x)"), []).append(i)
+            acts[role] = [(torch.tensor(ix, device=self.device), compile_formula(f))
+                          for f, ix in by_formula.items()]
+        self._acts = acts
 
     # ------------------------------------------------------------------ public API
     def run(self, init: State | Sequence[State], masks: Sequence[dict[str, torch.Tensor]],
             epochs: int, data_seed: int, *, collect_grads: bool = False,
             keep_weights: bool = False, test: bool = False,
-            updater: "MaskUpdater | None" = None) -> PopulationResult:
+            updater: "MaskUpdater | None" = None,
+            activations: Sequence[dict[str, str]] | None = None) -> PopulationResult:
         """Train ``len(masks)`` networks for ``epochs`` and evaluate them.
 
         ``init`` is one state shared by all networks or one state per network. Networks are
@@ -108,10 +135,14 @@ class PopulationTrainer:
                                masks=[] if updater is not None else None)
         if updater is not None:
             updater = copy.deepcopy(updater)  # its state is per run; the caller's stays clean
+        if activations is not None and len(activations) != n:
+            raise ValueError(f"{len(activations)} activation sets for {n} networks")
         start = 0
         while start < n:
             size = min(self.chunk_size, n - start)
             try:
+                self._set_activations(None if activations is None
+                                      else activations[start:start + size])
                 part = self._run_chunk(inits[start:start + size], masks[start:start + size],
                                        epochs, data_seed, collect_grads, keep_weights, test,
                                        updater)
@@ -133,6 +164,7 @@ class PopulationTrainer:
                 out.grads += part.grads
             if updater is not None:
                 out.masks += part.masks
+        self._acts = None
         return out
 
     def evaluate(self, params: State, x: torch.Tensor, y: torch.Tensor):
@@ -143,7 +175,7 @@ class PopulationTrainer:
         with torch.no_grad():
             for s in range(0, len(y), self.eval_batch_size):
                 xb, yb = x[s:s + self.eval_batch_size], y[s:s + self.eval_batch_size]
-                logits = self._forward(params, xb)
+                logits = self._fwd(params, xb)
                 correct += (logits.argmax(-1) == yb).sum(1)
                 loss += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(p),
                                         reduction="none").view(p, -1).sum(1)
@@ -154,7 +186,7 @@ class PopulationTrainer:
         params = {k: torch.stack([s[k] for s in inits]).to(self.device, torch.float32)
                   for k in self.shapes}
         mstack = {k: torch.stack([m[k] for m in masks]).to(self.device, torch.float32)
-                  for k in self.prunable if k in masks[0]}
+                  for k in self.prunable if k in masks[0]}  # {} trains dense networks
         with torch.no_grad():
             for k, m in mstack.items():
                 params[k].mul_(m)
@@ -194,7 +226,7 @@ class PopulationTrainer:
             lr = self.settings.lr_at(step, total)
             for g in opt.param_groups:
                 g["lr"] = lr
-            logits = self._forward(params, xb)
+            logits = self._fwd(params, xb)
             per = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(p),
                                   reduction="none").view(p, -1).mean(1)
             opt.zero_grad(set_to_none=False)
@@ -211,7 +243,8 @@ class PopulationTrainer:
                     updater.update(step, total, params, mstack, acts)
                     reset_pruned_state(opt, params, mstack)
                 # Masked gradients keep pruned weights and their optimizer state at exactly 0.
-                torch._foreach_mul_([q.grad for q in masked_params], mask_list)
+                if mask_list:
+                    torch._foreach_mul_([q.grad for q in masked_params], mask_list)
             opt.step()
             step += 1
         train_loss = loss_sum / seen if seen else torch.full_like(loss_sum, float("nan"))
@@ -232,12 +265,13 @@ class PopulationTrainer:
             if test:
                 cols["test_accuracy"], cols["test_loss"] = self.evaluate(
                     params, self.data.test_x, self.data.test_y)
-            kept = sum(m.reshape(p, -1).sum(1) for m in mstack.values()).clamp_min(1)
-            cols["magnitude"] = sum((params[k].abs() * m).reshape(p, -1).sum(1)
-                                    for k, m in mstack.items()) / kept
+            zero = torch.zeros(p, device=self.device)
+            kept = (sum((m.reshape(p, -1).sum(1) for m in mstack.values()), zero)).clamp_min(1)
+            cols["magnitude"] = sum(((params[k].abs() * m).reshape(p, -1).sum(1)
+                                     for k, m in mstack.items()), zero) / kept
             if grad_acc is not None:
-                cols["gradient"] = sum((g * mstack[k]).reshape(p, -1).sum(1)
-                                       for k, g in grad_acc.items()) / kept / max(steps, 1)
+                cols["gradient"] = sum(((g * mstack[k]).reshape(p, -1).sum(1)
+                                        for k, g in grad_acc.items()), zero) / kept / max(steps, 1)
             cols["diverged"] = bad.float()
             table = {k: v.float().cpu().tolist() for k, v in cols.items()}
         if bool(bad.any()):

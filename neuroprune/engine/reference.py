@@ -30,14 +30,16 @@ class ReferenceTrainer:
 
     def run(self, init: State | Sequence[State], masks: Sequence[dict[str, torch.Tensor]],
             epochs: int, data_seed: int, *, collect_grads: bool = False,
-            keep_weights: bool = False, test: bool = False, updater=None) -> PopulationResult:
+            keep_weights: bool = False, test: bool = False, updater=None,
+            activations=None) -> PopulationResult:
         inits = [init] * len(masks) if isinstance(init, dict) else list(init)
         out = PopulationResult(metrics=[], weights=[] if keep_weights else None,
                                grads=[] if collect_grads else None,
                                masks=[] if updater is not None else None)
-        for state, mask in zip(inits, masks):
+        for i, (state, mask) in enumerate(zip(inits, masks)):
             metrics, weights, grads, final_mask = self.train_one(
-                state, mask, epochs, data_seed, collect_grads, test, updater)
+                state, mask, epochs, data_seed, collect_grads, test, updater,
+                None if activations is None else activations[i])
             if updater is not None:
                 out.masks.append(final_mask)
             out.metrics.append(metrics)
@@ -58,9 +60,15 @@ class ReferenceTrainer:
         return correct / len(y), loss / len(y)
 
     def train_one(self, state: State, mask: dict[str, torch.Tensor], epochs: int, data_seed: int,
-                  collect_grads: bool = False, test: bool = False, updater=None):
+                  collect_grads: bool = False, test: bool = False, updater=None,
+                  activations: dict[str, str] | None = None):
         model = build_model(self.spec).to(self.device)
         model.load_state_dict(state)
+        if activations:
+            from ..activations.expr import compile_formula
+            for mod in model.modules():
+                if getattr(mod, "role", None) in activations:
+                    mod.fn = compile_formula(activations[mod.role])
         params = dict(model.named_parameters())
         m = {k: mask[k].to(self.device, torch.float32) for k in self.prunable if k in mask}
         with torch.no_grad():
@@ -112,12 +120,12 @@ class ReferenceTrainer:
         if test:
             metrics["test_accuracy"], metrics["test_loss"] = self._accuracy(
                 model, self.data.test_x, self.data.test_y)
-        kept = max(1.0, float(sum(mk.sum() for mk in m.values())))
-        metrics["magnitude"] = float(sum((params[k].detach().abs() * mk).sum()
-                                      for k, mk in m.items())) / kept
+        kept = max(1.0, float(sum((mk.sum() for mk in m.values()), torch.tensor(0.0))))
+        metrics["magnitude"] = float(sum(((params[k].detach().abs() * mk).sum()
+                                       for k, mk in m.items()), torch.tensor(0.0))) / kept
         if grads is not None:
-            metrics["gradient"] = float(sum((g * m[k]).sum() for k, g in grads.items())) / kept \
-                / max(step, 1)
+            metrics["gradient"] = float(sum(((g * m[k]).sum() for k, g in grads.items()),
+                                            torch.tensor(0.0))) / kept / max(step, 1)
         metrics["diverged"] = float(bad)
         if bad:
             metrics["val_accuracy"] = 0.0

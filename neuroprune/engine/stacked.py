@@ -56,6 +56,22 @@ def _is_elementwise(mod: nn.Module) -> bool:
     return bool(getattr(mod, "elementwise", False))
 
 
+def per_network(h: torch.Tensor, groups, kind: str) -> torch.Tensor:
+    """Apply a different elementwise function to each network's rows of ``h``.
+
+    ``groups`` is ``[(index tensor, fn), ...]``: one entry per *distinct* function, so the loop
+    runs over functions (few in an evolving population), never over networks one by one.
+    """
+    if kind != "pop":
+        raise RuntimeError("per-network activations need a [P, B, F] layout (MLPs)")
+    if len(groups) == 1:
+        return groups[0][1](h)
+    out = torch.empty_like(h)
+    for idx, fn in groups:
+        out[idx] = fn(h[idx])
+    return out
+
+
 def stacked_forward(model: nn.Module, capture: bool = False
                     ) -> Callable[[dict, torch.Tensor], torch.Tensor] | None:
     """``forward(params, x) -> logits [P, B, C]`` for stacked ``params``, or None if the model
@@ -68,7 +84,7 @@ def stacked_forward(model: nn.Module, capture: bool = False
     if leaves is None or not all(_supported(m) for _, m in leaves):
         return None
 
-    def forward(params: dict[str, torch.Tensor], x: torch.Tensor):
+    def forward(params: dict[str, torch.Tensor], x: torch.Tensor, acts=None):
         p = next(iter(params.values())).shape[0]
         h, kind = x, "shared"
         seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -109,6 +125,8 @@ def stacked_forward(model: nn.Module, capture: bool = False
                     kind = "pop"
                 else:
                     h = h.flatten(2)
+            elif acts is not None and hasattr(mod, "role") and mod.role in acts:
+                h = per_network(h, acts[mod.role], kind)
             else:  # elementwise activations and pooling act on any layout
                 h = mod(h)
         if kind != "pop":

@@ -10,12 +10,39 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError
 
+class RoleActivation(nn.Module):
+    """A hidden activation whose function is chosen per network by its role (``first``,
+    ``middle``, ``last`` hidden layer): what activation-function search evolves. ReLU until a
+    function is set."""
+
+    elementwise = True
+
+    def __init__(self, role: str):
+        super().__init__()
+        self.role = role
+        self.fn = torch.relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return f"role={self.role}"
+
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
-               "sigmoid": nn.Sigmoid}
+               "sigmoid": nn.Sigmoid, "evolved": RoleActivation}
+
+
+def hidden_roles(n_hidden: int) -> list[str]:
+    """Role of each hidden activation: first, middle..., last (one layer: first)."""
+    if n_hidden == 1:
+        return ["first"]
+    return ["first"] + ["middle"] * (n_hidden - 2) + ["last"]
 
 
 @dataclass(frozen=True)
@@ -43,11 +70,13 @@ class ModelSpec:
 
 def mlp(spec: ModelSpec) -> nn.Module:
     """Fully connected network; LeNet-300-100 is ``widths=(300, 100)``."""
-    act = ACTIVATIONS[spec.activation]
+    roles = hidden_roles(len(spec.widths))
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = math.prod(spec.input_shape)
-    for w in spec.widths:
-        layers += [nn.Linear(fan_in, w), act()]
+    for w, role in zip(spec.widths, roles):
+        act = RoleActivation(role) if spec.activation == "evolved" else \
+            ACTIVATIONS[spec.activation]()
+        layers += [nn.Linear(fan_in, w), act]
         fan_in = w
     layers.append(nn.Linear(fan_in, spec.num_classes))
     return nn.Sequential(*layers)

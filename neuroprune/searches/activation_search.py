@@ -1,0 +1,215 @@
+"""``kind: activation_search``: evolve the activation functions of an MLP's hidden layers.
+
+Three-population cooperative coevolution (Potter and De Jong, "A Cooperative Coevolutionary
+Approach to Function Optimization", PPSN 1994; for activation functions cf. Bingham,
+Macke and Miikkulainen, "Evolutionary Optimization of Deep Learning Activation Functions",
+GECCO 2020, arXiv 2002.07224): one population per role (first, middle, last hidden layer); an
+individual is scored in a network whose other roles use the best member of the other
+populations from the last generation (and, with ``collaborators: 2``, also random members;
+the better score counts).
+
+Compared on the same number of network trainings: fixed ReLU / GELU / SiLU, random search over
+trees, and a one-population GA whose single function is used in every layer. Every candidate
+is scored on the validation split; the winners of every strategy are then trained for
+``training.epochs`` and scored once on the test split, which no selection saw.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..activations import save as save_activations
+from ..activations.expr import compile_formula, is_well_behaved, readable
+from ..activations.gp import next_generation, primitive_set, toolbox
+from ..config import RunConfig, to_dict
+from ..engine import EvalTask, init_state
+from ..models import hidden_roles
+from ..rundir import RunDir
+from .mask_search import MaskSearch
+
+class Top:
+    """The few best distinct candidates seen (by search validation accuracy)."""
+
+    def __init__(self, k: int = 3):
+        self.k, self.items = k, []
+
+    def add(self, combo: dict[str, str], value: float) -> None:
+        if any(c == combo for c, _ in self.items):
+            return
+        self.items.append((dict(combo), value))
+        self.items.sort(key=lambda cv: -cv[1] if cv[1] == cv[1] else 0.0)
+        del self.items[self.k:]
+
+
+FIXED = {"relu": "relu(x)", "gelu": "mul(x, mul(0.5, add(1.0, erf(mul(0.7071067811865476, x)))))",
+         "silu": "mul(x, sigmoid(x))"}
+WORST = -1.0
+
+
+class ActivationSearch:
+    def __init__(self, cfg: RunConfig):
+        cfg = cfg.model_copy(deep=True, update={"model": cfg.model.model_copy(
+            update={"activation": "evolved"})})
+        self.cfg = cfg
+        self.a = cfg.activation
+        self.base = MaskSearch(cfg.model_copy(update={"kind": "mask_search"}))
+        self.roles = sorted(set(hidden_roles(len(cfg.model.widths))),
+                            key=["first", "middle", "last"].index)
+        self.pset = primitive_set()
+        self.tb = toolbox(self.pset, self.a.max_height)
+        self.init = init_state(self.base.spec, cfg.seed)
+        self.ok_cache: dict[str, bool] = {}
+
+    # --------------------------------------------------------------- evaluation
+    def well_behaved(self, formula: str) -> bool:
+        if formula not in self.ok_cache:
+            self.ok_cache[formula] = is_well_behaved(compile_formula(formula))
+        return self.ok_cache[formula]
+
+    def score(self, combos: list[dict[str, str]], epochs: int | None = None,
+              test: bool = False) -> list[dict[str, float]]:
+        """Validation (and test) accuracy of a network per combination; broken ones: WORST."""
+        good = [i for i, c in enumerate(combos) if all(self.well_behaved(f) for f in c.values())]
+        out = [{"val_accuracy": WORST, "diverged": 1.0} for _ in combos]
+        if good:
+            res = self.evaluator.evaluate(EvalTask(
+                masks=[{}] * len(good), init=self.init, epochs=epochs or self.a.search_epochs,
+                data_seed=self.cfg.seed, activations=[combos[i] for i in good], test=test))
+            for i, m in zip(good, res.metrics):
+                out[i] = m if not m["diverged"] else {**m, "val_accuracy": WORST}
+        return out
+
+    def commit(self, strategy: str, generation: int, combos, metrics) -> None:
+        rows = [{"generation": f"{strategy}:{generation}", "index": i, "strategy": strategy,
+                 "val_accuracy": m["val_accuracy"], "diverged": int(m.get("diverged", 0)),
+                 **{f"f_{r}": readable(c[r]) for r in self.roles}}
+                for i, (c, m) in enumerate(zip(combos, metrics))]
+        self.rd.commit_generation(f"{strategy}:{generation}", rows)
+
+    def new_individual(self):
+        """A random tree that passes the probe (constant or exploding ones are redrawn)."""
+        for _ in range(200):
+            ind = self.tb.individual()
+            if self.well_behaved(str(ind)):
+                return ind
+        return ind
+
+    # --------------------------------------------------------------- strategies
+    @property
+    def per_generation(self) -> int:
+        return self.a.population * len(self.roles) * self.a.collaborators
+
+    def random_search(self) -> "Top":
+        top = Top()
+        for g in range(self.a.generations):
+            combos = [{r: str(self.new_individual()) for r in self.roles}
+                      for _ in range(self.per_generation)]
+            metrics = self.score(combos)
+            self.commit("random", g, combos, metrics)
+            for c, m in zip(combos, metrics):
+                top.add(c, m["val_accuracy"])
+        return top
+
+    def ga(self) -> "Top":
+        pop = [self.new_individual() for _ in range(self.per_generation)]
+        top = Top()
+        for g in range(self.a.generations):
+            if g:
+                pop = next_generation(pop, self.tb)
+            todo = [i for i in pop if not i.fitness.valid]
+            combos = [{r: str(i) for r in self.roles} for i in todo]
+            metrics = self.score(combos)
+            self.commit("ga", g, combos, metrics)
+            for ind, c, m in zip(todo, combos, metrics):
+                ind.fitness.values = (m["val_accuracy"],)
+                top.add(c, m["val_accuracy"])
+        return top
+
+    def random_member(self, pop) -> str:
+        ok = [str(i) for i in pop if self.well_behaved(str(i))]
+        return random.choice(ok or [str(i) for i in pop])
+
+    def coevolution(self) -> "Top":
+        pops = {r: [self.new_individual() for _ in range(self.a.population)] for r in self.roles}
+        reps = {r: self.random_member(pops[r]) for r in self.roles}
+        top = Top()
+        for g in range(self.a.generations):
+            if g:
+                pops = {r: next_generation(pops[r], self.tb) for r in self.roles}
+                for p in pops.values():
+                    for ind in p:  # collaborators changed: every score is stale
+                        del ind.fitness.values
+            combos, owners = [], []
+            for r in self.roles:
+                for ind in pops[r]:
+                    partners = [reps] + ([{o: self.random_member(pops[o]) for o in self.roles}]
+                                         if self.a.collaborators == 2 else [])
+                    for partner in partners:
+                        combos.append({**partner, r: str(ind)})
+                        owners.append(ind)
+            metrics = self.score(combos)
+            self.commit("coevolution", g, combos, metrics)
+            for ind, c, m in zip(owners, combos, metrics):
+                v = m["val_accuracy"]
+                if not ind.fitness.valid or v > ind.fitness.values[0]:
+                    ind.fitness.values = (v,)
+                top.add(c, v)
+            reps = {r: str(max(pops[r], key=lambda i: i.fitness.values[0])) for r in self.roles}
+        return top
+
+    # --------------------------------------------------------------- run
+    def run(self, out: str | Path) -> dict[str, Any]:
+        t0 = time.time()
+        random.seed(self.cfg.seed)  # DEAP's gp draws from the global random module
+        self.evaluator = self.base.evaluator()
+        self.rd = RunDir(out).create()
+        self.rd.write_config(to_dict(self.cfg))
+        tops: dict[str, Top] = {}
+        with self.evaluator:
+            for strategy in self.a.strategies:
+                if strategy in FIXED:
+                    tops[strategy] = Top()
+                    tops[strategy].add({r: FIXED[strategy] for r in self.roles}, float("nan"))
+                else:
+                    run = {"random": self.random_search, "ga": self.ga,
+                           "coevolution": self.coevolution}[strategy]
+                    tops[strategy] = run()
+            # The best few candidates of each strategy get the full training; the one with the
+            # best validation accuracy is that strategy's answer (test is looked at once).
+            cands = [(s, c, v) for s, t in tops.items() for c, v in t.items]
+            finals = self.score([c for _, c, _ in cands], epochs=self.cfg.training.epochs,
+                                test=True)
+        self.rd.commit_generation("final", [
+            {"generation": "final", "index": i, "strategy": s, "search_val_accuracy": v,
+             "val_accuracy": m["val_accuracy"], "test_accuracy": m.get("test_accuracy", ""),
+             **{f"f_{r}": readable(c[r]) for r in self.roles}}
+            for i, ((s, c, v), m) in enumerate(zip(cands, finals))])
+        winners: dict[str, tuple[dict[str, str], float, dict]] = {}
+        for (s, c, v), m in zip(cands, finals):
+            if s not in winners or m["val_accuracy"] > winners[s][2]["val_accuracy"]:
+                winners[s] = (c, v, m)
+        strategies = {s: {"functions": {r: readable(c[r]) for r in self.roles}, "prefix": c,
+                          "search_val_accuracy": v, "val_accuracy": m["val_accuracy"],
+                          "test_accuracy": m.get("test_accuracy", float("nan")),
+                          "diverged": bool(m.get("diverged", 0))}
+                      for s, (c, v, m) in winners.items()}
+        best = max(strategies, key=lambda s: strategies[s]["val_accuracy"])  # by validation
+        save_activations(self.rd.path / "best_activations.json", winners[best][0],
+                         {"strategy": best})
+        summary = {"status": "complete", "kind": "activation_search", "best_strategy": best,
+                   "best_functions": strategies[best]["functions"],
+                   "test_accuracy": strategies[best]["test_accuracy"],
+                   "val_accuracy": strategies[best]["val_accuracy"],
+                   "strategies": strategies, "evaluations_per_strategy":
+                       self.per_generation * self.a.generations,
+                   "dataset": self.cfg.data.dataset, "seed": self.cfg.seed,
+                   "device": self.base.device, "wall_seconds": round(time.time() - t0, 3),
+                   "neuroprune_version": __version__}
+        self.rd.write_summary(summary)
+        return summary
