@@ -115,6 +115,17 @@ def _check_fresh_out(out: Path) -> None:
 def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
     if cfg.kind == "comparison":
         return _run_comparison(cfg, out, resume, progress)
+    if cfg.kind == "planted":
+        from .searches.planted_search import run_planted
+        for m in cfg.planted.methods:  # every method and its parameters, before writing
+            entry = {"name": m} if isinstance(m, str) else dict(m)
+            from .config import MethodConfig
+            cfg.model_copy(update={"method": MethodConfig(**entry)}).method_params()
+        _check_fresh_out(out)
+        s = run_planted(cfg, out, progress)
+        print((out / "planted.md").read_text(), end="")
+        print(f"{s['cells']} cells in {s['wall_seconds']:.0f}s; run directory: {out}")
+        return 0
     if cfg.kind == "activation_search":
         from .searches.activation_search import ActivationSearch
         search = ActivationSearch(cfg)  # validates and loads data first

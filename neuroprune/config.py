@@ -77,6 +77,8 @@ class TrainingConfig(Section):
     batch_size: int = Field(64, ge=1)
     epochs: int = Field(20, ge=1, description="epochs of the final training of the best network")
     schedule: Literal["constant", "cosine"] = Field("cosine", description="learning-rate schedule")
+    loss: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="mse for "
+                                                  "regression ('accuracy' is then R^2)")
 
 
 class EngineConfig(Section):
@@ -172,10 +174,21 @@ class ActivationConfig(Section):
     max_height: int = Field(5, ge=1, le=12, description="tree height limit")
 
 
+class PlantedConfig(Section):
+    tasks: list[Literal["relu", "circle", "helix"]] = ["relu", "circle", "helix"]
+    depth: int = Field(5, ge=3, description="linear layers of target and wide network")
+    width: int = Field(50, ge=16, description="width of the wide network")
+    samples: int = Field(3000, ge=100)
+    sparsities: list[float] = Field([0.9, 0.99], description="swept sparsities; the planted "
+                                    "one (and one below it) are added")
+    methods: list[str | dict[str, Any]] = ["random", "magnitude", "snip", "kstarts"]
+    seeds: list[int] = [0]
+
+
 class RunConfig(Section):
     name: str = Field("run", description="names the run directory")
     kind: Literal["mask_search", "comparison", "ensemble_search",
-                  "activation_search"] = "mask_search"
+                  "activation_search", "planted"] = "mask_search"
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     backend: str = Field("local", description="local, sequential or ray")
@@ -191,6 +204,7 @@ class RunConfig(Section):
     tune: Any = Field(None, description="`neuroprune tune`: sampled values and objectives")
     ensemble: EnsembleConfig = EnsembleConfig()
     activation: ActivationConfig = ActivationConfig()
+    planted: PlantedConfig = PlantedConfig()
 
     @field_validator("tune")
     @classmethod
@@ -233,7 +247,7 @@ class RunConfig(Section):
 
 
 SECTIONS = ("data", "model", "sparsity", "training", "engine", "ray", "method", "comparison",
-            "ensemble", "activation")
+            "ensemble", "activation", "planted")
 # `tune` stays None when empty: an empty tune section is an error, not "tune nothing".
 
 

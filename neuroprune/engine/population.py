@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -175,11 +174,10 @@ class PopulationTrainer:
         with torch.no_grad():
             for s in range(0, len(y), self.eval_batch_size):
                 xb, yb = x[s:s + self.eval_batch_size], y[s:s + self.eval_batch_size]
-                logits = self._fwd(params, xb)
-                correct += (logits.argmax(-1) == yb).sum(1)
-                loss += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(p),
-                                        reduction="none").view(p, -1).sum(1)
-        return correct / len(y), loss / len(y)
+                batch_loss, hits = self.settings.scores(self._fwd(params, xb), yb)
+                correct += hits
+                loss += batch_loss
+        return self.settings.accuracy(correct, len(y), y), loss / len(y)
 
     # ------------------------------------------------------------------ internals
     def _stack(self, inits: Sequence[State], masks: Sequence[dict[str, torch.Tensor]]):
@@ -227,8 +225,7 @@ class PopulationTrainer:
             for g in opt.param_groups:
                 g["lr"] = lr
             logits = self._fwd(params, xb)
-            per = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(p),
-                                  reduction="none").view(p, -1).mean(1)
+            per = self.settings.per_network_loss(logits, yb)
             opt.zero_grad(set_to_none=False)
             per.sum().backward()
             with torch.no_grad():

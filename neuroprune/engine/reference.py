@@ -8,7 +8,6 @@ import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..data import DataSplits
 from ..models import ModelSpec, build_model, prunable_names
@@ -50,14 +49,14 @@ class ReferenceTrainer:
         return out
 
     def _accuracy(self, model, x, y):
-        correct, loss = 0.0, 0.0
+        correct, loss = torch.zeros(1), torch.zeros(1)
         with torch.no_grad():
             for s in range(0, len(y), self.eval_batch_size):
-                logits = model(x[s:s + self.eval_batch_size])
-                yb = y[s:s + self.eval_batch_size]
-                correct += float((logits.argmax(-1) == yb).sum())
-                loss += float(F.cross_entropy(logits, yb, reduction="sum"))
-        return correct / len(y), loss / len(y)
+                out = model(x[s:s + self.eval_batch_size]).unsqueeze(0)
+                batch_loss, hits = self.settings.scores(out, y[s:s + self.eval_batch_size])
+                correct += hits.cpu()
+                loss += batch_loss.cpu()
+        return float(self.settings.accuracy(correct, len(y), y.cpu())), float(loss) / len(y)
 
     def train_one(self, state: State, mask: dict[str, torch.Tensor], epochs: int, data_seed: int,
                   collect_grads: bool = False, test: bool = False, updater=None,
@@ -89,7 +88,8 @@ class ReferenceTrainer:
             idx = idx.to(self.device)
             for g in opt.param_groups:
                 g["lr"] = self.settings.lr_at(step, total)
-            loss = F.cross_entropy(model(self.data.train_x[idx]), self.data.train_y[idx])
+            loss = self.settings.per_network_loss(model(self.data.train_x[idx]).unsqueeze(0),
+                                                  self.data.train_y[idx])[0]
             opt.zero_grad(set_to_none=False)
             loss.backward()
             bad |= not math.isfinite(float(loss.detach()))

@@ -19,6 +19,32 @@ class TrainSettings:
     weight_decay: float = 0.0
     batch_size: int = 64
     schedule: str = "constant"
+    loss: str = "cross_entropy"  # or "mse" (regression; "accuracy" is then R^2)
+
+    def per_network_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean loss of each network: ``out [P, B, C]``, shared targets ``y [B]`` / ``[B, C]``."""
+        p = out.shape[0]
+        if self.loss == "mse":
+            return ((out - y.unsqueeze(0)) ** 2).reshape(p, -1).mean(1)
+        return torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.repeat(p),
+                                                 reduction="none").view(p, -1).mean(1)
+
+    def scores(self, out: torch.Tensor, y: torch.Tensor):
+        """Per network: (summed loss, summed "hits") over a batch; hits are correct
+        predictions, or for MSE the summed squared error (turned into R^2 by the caller)."""
+        p = out.shape[0]
+        if self.loss == "mse":
+            sq = ((out - y.unsqueeze(0)) ** 2).reshape(p, out.shape[1], -1).mean(2)
+            return sq.sum(1), sq.sum(1)
+        loss = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.repeat(p),
+                                                 reduction="none").view(p, -1).sum(1)
+        return loss, (out.argmax(-1) == y).sum(1).float()
+
+    def accuracy(self, hits: torch.Tensor, n: int, y: torch.Tensor) -> torch.Tensor:
+        if self.loss == "mse":  # R^2: 1 - MSE / variance of the targets
+            var = ((y.float() - y.float().mean(0)) ** 2).mean().clamp_min(1e-12)
+            return 1.0 - hits / n / var
+        return hits / n
 
     def make_optimizer(self, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
         """Elementwise optimizers only: on stacked tensors they equal per-network ones."""

@@ -7,7 +7,6 @@ ICLR 2019 (arXiv 1810.02340).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from ..masks import flatten, top_bits
@@ -32,7 +31,8 @@ def connection_sensitivity(ctx: MethodContext, batches: int) -> dict[str, torch.
         idx = perm[b * bs:(b + 1) * bs]
         if len(idx) == 0:
             break
-        F.cross_entropy(model(ctx.data.train_x[idx]), ctx.data.train_y[idx]).backward()
+        ctx.settings.per_network_loss(model(ctx.data.train_x[idx]).unsqueeze(0),
+                                      ctx.data.train_y[idx])[0].backward()
     return {k: (params[k].grad * params[k]).abs().detach() for k in ctx.layout.names}
 
 

@@ -82,18 +82,22 @@ def train_settings(cfg: RunConfig) -> TrainSettings:
     t = cfg.training
     return TrainSettings(optimizer=t.optimizer, lr=t.lr, momentum=t.momentum,
                          weight_decay=t.weight_decay, batch_size=t.batch_size,
-                         schedule=t.schedule)
+                         schedule=t.schedule, loss=t.loss)
 
 
 class MaskSearch:
     """Everything one mask search needs, prepared (and validated) before anything is written."""
 
-    def __init__(self, cfg: RunConfig, evaluator_options: dict[str, Any] | None = None):
+    def __init__(self, cfg: RunConfig, evaluator_options: dict[str, Any] | None = None,
+                 data: DataSplits | None = None, init=None, spec: ModelSpec | None = None):
+        """``data``, ``init`` and ``spec`` replace what the config would load or build (the
+        planted-ticket benchmark brings its own)."""
         self.cfg = cfg
         self.method = get_method_class(cfg.method.name)(cfg.method_params())
         self.device = resolve_device(cfg.device)
-        self.data = load_data(cfg)
-        self.spec = model_spec(cfg, self.data)
+        self.data = data if data is not None else load_data(cfg)
+        self.spec = spec or model_spec(cfg, self.data)
+        self.init_override = init
         template = build_model(self.spec)
         shapes = dict(template.named_parameters())
         self.layout = make_layout({k: tuple(shapes[k].shape) for k in prunable_names(template)},
@@ -115,7 +119,8 @@ class MaskSearch:
         """What the method sees: spec, data, layout, settings, evaluator, initial weights."""
         return MethodContext(spec=self.spec, data=self.data, layout=self.layout,
                              settings=self.settings, evaluator=evaluator,
-                             init=init_state(self.spec, self.cfg.seed), seed=self.cfg.seed,
+                             init=self.init_override if self.init_override is not None
+                             else init_state(self.spec, self.cfg.seed), seed=self.cfg.seed,
                              final_epochs=self.cfg.training.epochs, commit=commit,
                              resume_state=resume_state, progress=progress)
 

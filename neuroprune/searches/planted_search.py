@@ -1,0 +1,151 @@
+"""``kind: planted``: every method against tickets planted in wide networks (Plant 'n' Seek).
+
+For each task, method, sparsity (the configured sweep plus the planted sparsity and one below
+it) and seed: the method prunes the wide network that carries the planted target (its
+``init``), the pruned network is scored untrained (``quality_pruned``) and after the final
+training (``quality_trained``); quality is accuracy (circle) or R^2 (relu, helix). The kept
+connections are compared with the planted mask (precision, recall, IoU).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .._io import atomic_write, atomic_write_json, atomic_write_text
+from ..config import MethodConfig, RunConfig, to_dict
+from ..engine import EvalTask
+from ..masks import load_mask
+from ..planted import make_task, recovery
+from ..rundir import RunDir
+from .mask_search import MaskSearch
+
+COLUMNS = ["task", "method", "sparsity", "seed", "planted_sparsity", "quality_pruned",
+           "quality_trained", "precision", "recall", "iou", "wall_seconds"]
+
+
+def sweep(configured: list[float], planted: float) -> list[float]:
+    below = 1 - (1 - planted) * 0.5  # half the planted ticket's weights
+    return sorted({round(s, 6) for s in configured} | {round(planted, 6), round(below, 6)})
+
+
+def run_planted(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    t0 = time.time()
+    pc = cfg.planted
+    rd = RunDir(out).create()
+    rd.write_config(to_dict(cfg))
+    tasks = {t: make_task(t, pc.depth, pc.width, pc.samples, seed=0) for t in pc.tasks}
+    entries = [{"name": m} if isinstance(m, str) else dict(m) for m in pc.methods]
+    plan = [(t, e, s, seed) for t, task in tasks.items() for e in entries
+            for s in sweep(pc.sparsities, task.planted_sparsity) for seed in pc.seeds]
+    rows = []
+    oracle = {}
+    for t, task in tasks.items():  # the planted mask itself, untrained: the ceiling
+        base = MaskSearch(cfg.model_copy(deep=True, update={
+            "kind": "mask_search", "method": MethodConfig(name="random"),
+            "training": cfg.training.model_copy(update={"loss": task.loss})}),
+            data=task.data, init=task.init, spec=task.spec)
+        with base.evaluator() as ev:
+            oracle[t] = ev.evaluate(EvalTask(masks=[task.mask], init=task.init, epochs=0,
+                                             data_seed=0, test=True)).metrics[0]["test_accuracy"]
+    for t, entry, sparsity, seed in tqdm(plan, desc="planted", unit="cell",
+                                         disable=not progress):
+        task = tasks[t]
+        cell = cfg.model_copy(deep=True, update={
+            "kind": "mask_search", "seed": seed, "method": MethodConfig(**entry),
+            "sparsity": cfg.sparsity.model_copy(update={"target": sparsity}),
+            "training": cfg.training.model_copy(update={"loss": task.loss})})
+        name = f"{t}-{entry['name']}-s{sparsity:g}-seed{seed}"
+        cell_dir = rd.path / "cells" / name
+        search = MaskSearch(cell, data=task.data, init=task.init, spec=task.spec)
+        summary = (RunDir(cell_dir).read_summary() if RunDir(cell_dir).is_complete()
+                   else search.run(cell_dir, progress=False, resume=cell_dir.exists()))
+        found, _ = load_mask(cell_dir / "best_mask.safetensors")
+        with search.evaluator() as ev:
+            pruned = ev.evaluate(EvalTask(masks=[found], init=task.init, epochs=0,
+                                          data_seed=seed, test=True)).metrics[0]
+        rows.append({"task": t, "method": entry["name"], "sparsity": sparsity, "seed": seed,
+                     "planted_sparsity": task.planted_sparsity,
+                     "quality_pruned": pruned["test_accuracy"],
+                     "quality_trained": summary["test_accuracy"],
+                     **recovery(found, task.mask), "wall_seconds": summary["wall_seconds"]})
+        _write_csv(rd.path / "results.csv", rows)
+    atomic_write_text(rd.path / "planted.md", table(rows, oracle))
+    _plot(rows, rd.path / "planted.png")
+    summary = {"status": "complete", "kind": "planted", "cells": len(rows),
+               "planted_sparsity": {t: task.planted_sparsity for t, task in tasks.items()},
+               "planted_mask_quality": oracle,
+               "wall_seconds": round(time.time() - t0, 3)}
+    atomic_write_json(rd.path / "summary.json", summary)
+    return summary
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def table(rows: list[dict[str, Any]], oracle: dict[str, float] | None = None) -> str:
+    """Per task: quality after training (and untrained) and IoU with the planted mask."""
+    lines = ["Quality: accuracy (circle) or R^2 (relu, helix) on the test split, after the "
+             "final training (untrained in brackets); IoU of kept connections with the planted "
+             "mask. Means over seeds. `*` marks the planted sparsity.", ""]
+    for t in dict.fromkeys(r["task"] for r in rows):
+        rs = [r for r in rows if r["task"] == t]
+        planted = rs[0]["planted_sparsity"]
+        sps = sorted({r["sparsity"] for r in rs})
+        head = [f"{s:.4%}" + ("*" if abs(s - planted) < 1e-6 else "") for s in sps]
+        ceiling = f"; the planted mask scores {oracle[t]:.3f} untrained" if oracle else ""
+        lines += [f"### {t} (planted ticket keeps {1 - planted:.3%} of the weights{ceiling})",
+                  "",
+                  "| method | " + " | ".join(head) + " |", "| --- |" + " --- |" * len(sps)]
+        for m in dict.fromkeys(r["method"] for r in rs):
+            cells = []
+            for s in sps:
+                c = [r for r in rs if r["method"] == m and r["sparsity"] == s]
+                if not c:
+                    cells.append("-")
+                    continue
+                q = statistics.mean(r["quality_trained"] for r in c)
+                q0 = statistics.mean(r["quality_pruned"] for r in c)
+                iou = statistics.mean(r["iou"] for r in c)
+                cells.append(f"{q:.3f} ({q0:.2f}) IoU {iou:.2f}")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _plot(rows, path: Path) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        rs = [r for r in rows if r["task"] == t]
+        for m in dict.fromkeys(r["method"] for r in rs):
+            pts = sorted({r["sparsity"] for r in rs if r["method"] == m})
+            ys = [statistics.mean(r["quality_trained"] for r in rs
+                                  if r["method"] == m and r["sparsity"] == s) for s in pts]
+            ax.plot([1 - s for s in pts], ys, marker="o", label=m)
+        ax.axvline(1 - rs[0]["planted_sparsity"], color="k", linestyle="--", label="planted")
+        ax.set_xscale("log")
+        ax.set_xlabel("weights kept (log)")
+        ax.set_ylabel("test quality")
+        ax.set_title(t)
+        ax.legend(fontsize=7)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    plt.close(fig)
