@@ -84,6 +84,8 @@ class TrainingConfig(Section):
 class EngineConfig(Section):
     chunk_size: int | None = Field(
         None, ge=1, description="networks per batch (default: 16 on CPU, all on GPU)")
+    tf32: bool = Field(False, description="CUDA: allow TF32 matrix products (faster on "
+                       "Ampere/Hopper, about 1e-3 relative precision)")
 
 
 class RayConfig(Section):

@@ -16,8 +16,6 @@ generation (a retry, a resumed run) is ignored rather than counted twice.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any, Iterable
 import torch
 import yaml
 
-from ._io import atomic_write, atomic_write_json, atomic_write_text
+from ._io import atomic_write, atomic_write_csv, atomic_write_json, atomic_write_text
 from .errors import UserError
 
 
@@ -113,23 +111,11 @@ class RunDir:
         gens = self.committed() if generations is None else generations
         order = sorted(gens, key=lambda g: (isinstance(g, str), g if isinstance(g, int) else 0))
         rows = [r for g in order for r in gens[g]]
-        cols: list[str] = []
-        for r in rows:
-            cols += [k for k in r if k not in cols]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-        atomic_write_text(self.path / "results.csv", buf.getvalue())
+        atomic_write_csv(self.path / "results.csv", rows)
 
     def write_logbook(self, records: list[dict[str, Any]]) -> None:
         """Population statistics per generation (elites included): ``logbook.csv``."""
-        buf = io.StringIO()
-        cols = list(records[0]) if records else ["gen"]
-        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
-        w.writeheader()
-        w.writerows(records)
-        atomic_write_text(self.path / "logbook.csv", buf.getvalue())
+        atomic_write_csv(self.path / "logbook.csv", records)
 
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self, generation: int, state: dict[str, Any]) -> Path:

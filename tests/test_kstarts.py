@@ -129,3 +129,19 @@ def test_ctrl_c_finishes_the_generation_writes_best_so_far_and_resumes(tmp_path)
                           "--no-progress"], env=env, cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert json.loads((out / "summary.json").read_text())["status"] == "complete"
+
+
+def test_corrupt_checkpoint_is_reported_with_the_last_good_one(tmp_path, capsys):
+    from neuroprune.cli import main
+    out = tmp_path / "c"
+    assert main(["run", QUICK, "--out", str(out), "--no-progress", "--set",
+                 "method.population=4", "--set", "method.generations=3", "--set",
+                 "method.search_epochs=1", "--set", "training.epochs=1"]) == 0
+    (out / "summary.json").unlink()  # pretend it stopped before the end
+    (out / "checkpoints" / "gen_0002.pt").write_bytes(b"\x00garbage")
+    assert main(["resume", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "gen_0002.pt is corrupt" in err and "gen_0001.pt" in err
+    (out / "checkpoints" / "gen_0002.pt").unlink()  # as the message says
+    assert main(["resume", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "summary.json").read_text())["status"] == "complete"

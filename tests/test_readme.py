@@ -13,6 +13,13 @@ def test_ci_runs_the_readme_test_command():
 
 def test_readme_lists_every_method_and_dataset():
     from neuroprune.data import DATASETS
+    from neuroprune.methods import METHODS
     readme = (REPO / "README.md").read_text()
-    for name in DATASETS:
+    for name in list(DATASETS) + list(METHODS):
         assert f"`{name}`" in readme, name
+
+
+def test_every_shipped_config_validates():
+    from neuroprune.config import load_config
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        load_config(path)

@@ -215,11 +215,11 @@ class PopulationTrainer:
         loss_sum = torch.zeros(p, device=self.device)  # over the last epoch only
         bad = torch.zeros(p, dtype=torch.bool, device=self.device)
         step, seen, cur_epoch = 0, 0, 0
-        for epoch, idx in batch_order(n, self.settings.batch_size, epochs, data_seed):
+        for epoch, idx in batch_order(n, self.settings.batch_size, epochs, data_seed,
+                                      self.device):
             if epoch != cur_epoch:
                 loss_sum.zero_()
                 seen, cur_epoch = 0, epoch
-            idx = idx.to(self.device)
             xb, yb = x_all[idx], y_all[idx]
             lr = self.settings.lr_at(step, total)
             for g in opt.param_groups:

@@ -82,10 +82,10 @@ class ReferenceTrainer:
         n = len(self.data.train_y)
         total = steps_per_run(n, self.settings.batch_size, epochs)
         step, seen, loss_sum, cur, bad = 0, 0, 0.0, 0, False
-        for epoch, idx in batch_order(n, self.settings.batch_size, epochs, data_seed):
+        for epoch, idx in batch_order(n, self.settings.batch_size, epochs, data_seed,
+                                      self.device):
             if epoch != cur:
                 seen, loss_sum, cur = 0, 0.0, epoch
-            idx = idx.to(self.device)
             for g in opt.param_groups:
                 g["lr"] = self.settings.lr_at(step, total)
             loss = self.settings.per_network_loss(model(self.data.train_x[idx]).unsqueeze(0),

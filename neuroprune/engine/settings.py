@@ -63,15 +63,18 @@ class TrainSettings:
         return self.lr
 
 
-def batch_order(n: int, batch_size: int, epochs: int, data_seed: int):
+def batch_order(n: int, batch_size: int, epochs: int, data_seed: int,
+                device: torch.device | str = "cpu"):
     """Yield ``(epoch, index tensor)`` for every mini-batch: one shuffle per epoch, fixed by seed.
 
     Every trainer (population or single network) walks the data in this order, so a network
-    trained alone and inside a population sees the same batches.
+    trained alone and inside a population sees the same batches. The permutation is drawn on
+    the CPU (the same on every device) and moved to ``device`` once per epoch: a host-to-device
+    copy per step would synchronise the GPU at every step.
     """
     g = torch.Generator().manual_seed(int(data_seed))
     for epoch in range(epochs):
-        perm = torch.randperm(n, generator=g)
+        perm = torch.randperm(n, generator=g).to(device)
         for start in range(0, n, batch_size):
             yield epoch, perm[start:start + batch_size]
 

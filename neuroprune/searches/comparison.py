@@ -9,8 +9,6 @@ standard deviation of the test accuracy per method and sparsity.
 
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .._io import atomic_write_json, atomic_write_text
+from .._io import atomic_write_csv, atomic_write_json, atomic_write_text
 from ..config import MethodConfig, RunConfig, to_dict
 from ..rundir import RunDir
 from .mask_search import MaskSearch
@@ -67,21 +65,13 @@ def run_comparison(cfg: RunConfig, out: str | Path, progress: bool = True,
                      "actual_sparsity": summary["sparsity"],
                      "kept_weights": summary["kept_weights"],
                      "wall_seconds": summary["wall_seconds"]})
-        _write_results(rd.path, rows)
+        atomic_write_csv(rd.path / "results.csv", rows, COLUMNS)
     table = comparison_table(rows)
     atomic_write_text(rd.path / "comparison.md", table)
     summary = {"kind": "comparison", "cells": len(rows), "wall_seconds": round(time.time() - t0, 3),
                "best": max(rows, key=lambda r: r["test_accuracy"]), "device": searches[0][0].device}
     atomic_write_json(rd.path / "summary.json", summary)
     return summary
-
-
-def _write_results(path: Path, rows: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path / "results.csv", buf.getvalue())
 
 
 def _mean_std(values: list[float]) -> str:

@@ -95,6 +95,9 @@ class MaskSearch:
         self.cfg = cfg
         self.method = get_method_class(cfg.method.name)(cfg.method_params())
         self.device = resolve_device(cfg.device)
+        if self.device == "cuda" and cfg.engine.tf32:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         self.data = data if data is not None else load_data(cfg)
         self.spec = spec or model_spec(cfg, self.data)
         self.init_override = init

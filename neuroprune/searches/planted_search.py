@@ -9,8 +9,6 @@ connections are compared with the planted mask (precision, recall, IoU).
 
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .._io import atomic_write, atomic_write_json, atomic_write_text
+from .._io import atomic_write, atomic_write_csv, atomic_write_json, atomic_write_text
 from ..config import MethodConfig, RunConfig, to_dict
 from ..engine import EvalTask
 from ..masks import load_mask
@@ -75,7 +73,7 @@ def run_planted(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict[
                      "quality_pruned": pruned["test_accuracy"],
                      "quality_trained": summary["test_accuracy"],
                      **recovery(found, task.mask), "wall_seconds": summary["wall_seconds"]})
-        _write_csv(rd.path / "results.csv", rows)
+        atomic_write_csv(rd.path / "results.csv", rows, COLUMNS)
     atomic_write_text(rd.path / "planted.md", table(rows, oracle))
     _plot(rows, rd.path / "planted.png")
     summary = {"status": "complete", "kind": "planted", "cells": len(rows),
@@ -84,14 +82,6 @@ def run_planted(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict[
                "wall_seconds": round(time.time() - t0, 3)}
     atomic_write_json(rd.path / "summary.json", summary)
     return summary
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
 
 
 def table(rows: list[dict[str, Any]], oracle: dict[str, float] | None = None) -> str:
