@@ -58,7 +58,7 @@ def main() -> None:
     local = timed(LocalEvaluator(spec, data, settings), task, args.repeats)
     print(f"local backend ({args.cpus} threads):    {work / local:>12,.0f} individual-samples/s")
     from neuroprune.backends.ray_actors import RayEvaluator
-    ray.init(num_cpus=args.cpus, log_to_driver=False, include_dashboard=False)
+    ray.init(address="local", num_cpus=args.cpus, log_to_driver=False, include_dashboard=False)
     try:
         rates = {}
         for workers, cpus in ((1, args.cpus), (2, max(1, args.cpus // 2))):

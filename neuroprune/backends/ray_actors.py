@@ -30,6 +30,30 @@ def import_ray():
     return ray
 
 
+class shared_ray:
+    """Context: start (or join) Ray once for a run of many searches (comparison cells), so that
+    each search's evaluator reuses it instead of starting and stopping its own."""
+
+    def __init__(self, backend: str, address: str | None = None):
+        self.active = backend == "ray"
+        self.address = address
+        self.owned = False
+
+    def __enter__(self):
+        if self.active:
+            ray = import_ray()
+            if not ray.is_initialized():
+                ray.init(address=self.address or "local", log_to_driver=False,
+                         include_dashboard=False)
+                self.owned = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.owned:
+            import ray
+            ray.shutdown()
+
+
 class ShardWorker:
     """Body of the Ray actor: a PopulationTrainer with the data on this actor's device."""
 
@@ -75,8 +99,9 @@ class RayEvaluator(Evaluator):
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             try:
-                ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
-                         include_dashboard=False, **({} if address else {"num_cpus": None}))
+                # no address: a fresh local Ray, never some other cluster found on the machine
+                ray.init(address=address or "local", ignore_reinit_error=True,
+                         log_to_driver=False, include_dashboard=False)
             except Exception as exc:
                 raise UserError(f"cannot connect to Ray at {address or 'a local instance'}: "
                                 f"{str(exc).splitlines()[0][:200]}") from None

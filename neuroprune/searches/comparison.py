@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_write_csv, atomic_write_json, atomic_write_text
 from ..config import MethodConfig, RunConfig, to_dict
+from ..backends.ray_actors import shared_ray
 from ..rundir import RunDir
 from .mask_search import MaskSearch
 
@@ -52,6 +53,17 @@ def run_comparison(cfg: RunConfig, out: str | Path, progress: bool = True,
     rd.write_config(to_dict(cfg))
     t0 = time.time()
     rows = []
+    with shared_ray(cfg.backend, cfg.ray.address):
+        _run_cells(searches, rd, rows, progress, log)
+    table = comparison_table(rows)
+    atomic_write_text(rd.path / "comparison.md", table)
+    summary = {"kind": "comparison", "cells": len(rows), "wall_seconds": round(time.time() - t0, 3),
+               "best": max(rows, key=lambda r: r["test_accuracy"]), "device": searches[0][0].device}
+    atomic_write_json(rd.path / "summary.json", summary)
+    return summary
+
+
+def _run_cells(searches, rd, rows, progress, log) -> None:
     for search, name in tqdm(searches, desc="comparison", unit="cell", disable=not progress):
         cell_dir = rd.path / "cells" / name
         if RunDir(cell_dir).is_complete():
@@ -66,12 +78,6 @@ def run_comparison(cfg: RunConfig, out: str | Path, progress: bool = True,
                      "kept_weights": summary["kept_weights"],
                      "wall_seconds": summary["wall_seconds"]})
         atomic_write_csv(rd.path / "results.csv", rows, COLUMNS)
-    table = comparison_table(rows)
-    atomic_write_text(rd.path / "comparison.md", table)
-    summary = {"kind": "comparison", "cells": len(rows), "wall_seconds": round(time.time() - t0, 3),
-               "best": max(rows, key=lambda r: r["test_accuracy"]), "device": searches[0][0].device}
-    atomic_write_json(rd.path / "summary.json", summary)
-    return summary
 
 
 def _mean_std(values: list[float]) -> str:

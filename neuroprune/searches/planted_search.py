@@ -21,6 +21,7 @@ from ..config import MethodConfig, RunConfig, to_dict
 from ..engine import EvalTask
 from ..masks import load_mask
 from ..planted import make_task, recovery
+from ..backends.ray_actors import shared_ray
 from ..rundir import RunDir
 from .mask_search import MaskSearch
 
@@ -34,6 +35,11 @@ def sweep(configured: list[float], planted: float) -> list[float]:
 
 
 def run_planted(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    with shared_ray(cfg.backend, cfg.ray.address):  # one Ray for every cell
+        return _run_planted(cfg, out, progress)
+
+
+def _run_planted(cfg: RunConfig, out: str | Path, progress: bool) -> dict[str, Any]:
     t0 = time.time()
     pc = cfg.planted
     rd = RunDir(out).create()

@@ -71,8 +71,8 @@ class RayTuner(Tuner):
         rc = self.cfg.ray
         owns = not ray.is_initialized()
         if owns:
-            ray.init(address=rc.address, ignore_reinit_error=True, log_to_driver=False,
-                     include_dashboard=False)
+            ray.init(address=rc.address or "local", ignore_reinit_error=True,
+                     log_to_driver=False, include_dashboard=False)
         try:
             trainable = tune.with_resources(self._ray_trial,
                                             {"cpu": rc.trial_cpus, "gpu": rc.trial_gpus})
