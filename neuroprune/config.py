@@ -60,6 +60,8 @@ class SparsityConfig(Section):
     target: float = Field(0.9, description="fraction of prunable weights removed, in [0, 1)")
     allocation: Literal["uniform", "global", "erk"] = Field(
         "erk", description="how the kept weights are shared between layers")
+    rescale_init: bool = Field(True, description="when a mask is trained from the initial "
+                               "weights, multiply its kept weights by 1/sqrt(layer density)")
 
     @field_validator("target")
     @classmethod

@@ -131,3 +131,19 @@ def test_out_of_memory_halves_the_chunk_and_gives_the_same_results(digits, monke
     assert seen[0] == 6 and max(seen[1:]) <= 3
     for a, b in zip(got, expected):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+
+
+def test_rescaled_init_scales_kept_weights_by_inverse_sqrt_density(digits):
+    spec, layout, masks = _setup(digits, n=2, sparsity=0.75)
+    init = init_state(spec, 0)
+    settings = TrainSettings()
+    pop = PopulationTrainer(spec, digits, settings).run(init, masks, 0, 0, keep_weights=True,
+                                                        rescale_init=True)
+    for mask, w in zip(masks, pop.weights):
+        for k, m in mask.items():
+            scale = float(m.float().mean()) ** -0.5
+            torch.testing.assert_close(w[k], init[k] * m * scale)
+    ref = ReferenceTrainer(spec, digits, settings).run(init, masks, 1, 0, rescale_init=True)
+    got = PopulationTrainer(spec, digits, settings).run(init, masks, 1, 0, rescale_init=True)
+    for a, b in zip(got.metrics, ref.metrics):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)

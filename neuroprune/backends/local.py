@@ -20,7 +20,8 @@ class LocalEvaluator(Evaluator):
         return self.trainer.run(task.init, task.masks, task.epochs, task.data_seed,
                                 collect_grads=task.collect_grads,
                                 keep_weights=task.keep_weights, test=task.test,
-                                updater=task.updater, activations=task.activations)
+                                updater=task.updater, activations=task.activations,
+                                rescale_init=task.rescale_init)
 
 
 class SequentialEvaluator(LocalEvaluator):

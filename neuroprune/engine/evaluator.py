@@ -29,6 +29,7 @@ class EvalTask:
     test: bool = False
     updater: object | None = None  # a MaskUpdater: masks change during training
     activations: Sequence[dict[str, str]] | None = None  # per network: role -> formula
+    rescale_init: bool = False  # kept initial weights x 1/sqrt(layer density), per network
 
     def __len__(self) -> int:
         return len(self.masks)
@@ -39,7 +40,8 @@ class EvalTask:
                         data_seed=self.data_seed, collect_grads=self.collect_grads,
                         keep_weights=self.keep_weights, test=self.test, updater=self.updater,
                         activations=None if self.activations is None
-                        else list(self.activations)[start:stop])
+                        else list(self.activations)[start:stop],
+                        rescale_init=self.rescale_init)
 
 
 class Evaluator(ABC):

@@ -114,13 +114,16 @@ class PopulationTrainer:
             epochs: int, data_seed: int, *, collect_grads: bool = False,
             keep_weights: bool = False, test: bool = False,
             updater: "MaskUpdater | None" = None,
-            activations: Sequence[dict[str, str]] | None = None) -> PopulationResult:
+            activations: Sequence[dict[str, str]] | None = None,
+            rescale_init: bool = False) -> PopulationResult:
         """Train ``len(masks)`` networks for ``epochs`` and evaluate them.
 
         ``init`` is one state shared by all networks or one state per network. Networks are
         processed in chunks of ``chunk_size``; the results do not depend on the chunking.
         ``updater`` changes the masks during training (dynamic sparse training); the final
-        masks are returned in ``result.masks``.
+        masks are returned in ``result.masks``. ``rescale_init`` multiplies each network's kept
+        weights by ``1/sqrt(density)`` of their layer, so that a sparse network starts with the
+        signal scale its dense initialisation was meant to give.
         """
         n = len(masks)
         if n == 0:
@@ -144,7 +147,7 @@ class PopulationTrainer:
                                       else activations[start:start + size])
                 part = self._run_chunk(inits[start:start + size], masks[start:start + size],
                                        epochs, data_seed, collect_grads, keep_weights, test,
-                                       updater)
+                                       updater, rescale_init)
             except torch.cuda.OutOfMemoryError:
                 if size == 1:
                     raise MemoryError(f"one network does not fit on {self.device}; use a "
@@ -180,7 +183,8 @@ class PopulationTrainer:
         return self.settings.accuracy(correct, len(y), y), loss / len(y)
 
     # ------------------------------------------------------------------ internals
-    def _stack(self, inits: Sequence[State], masks: Sequence[dict[str, torch.Tensor]]):
+    def _stack(self, inits: Sequence[State], masks: Sequence[dict[str, torch.Tensor]],
+               rescale_init: bool = False):
         params = {k: torch.stack([s[k] for s in inits]).to(self.device, torch.float32)
                   for k in self.shapes}
         mstack = {k: torch.stack([m[k] for m in masks]).to(self.device, torch.float32)
@@ -188,6 +192,9 @@ class PopulationTrainer:
         with torch.no_grad():
             for k, m in mstack.items():
                 params[k].mul_(m)
+                if rescale_init:
+                    density = m.reshape(len(m), -1).mean(1).clamp_min(1e-12)
+                    params[k].mul_(density.rsqrt().view(-1, *[1] * (m.dim() - 1)))
         for v in params.values():
             v.requires_grad_(True)
         return params, mstack
@@ -200,9 +207,9 @@ class PopulationTrainer:
             return self._capture(params, x)
 
     def _run_chunk(self, inits, masks, epochs, data_seed, collect_grads, keep_weights, test,
-                   updater=None):
+                   updater=None, rescale_init=False):
         p = len(masks)
-        params, mstack = self._stack(inits, masks)
+        params, mstack = self._stack(inits, masks, rescale_init)
         opt = self.settings.make_optimizer(params.values())
         if updater is not None:
             updater.start(params, mstack)

@@ -30,7 +30,7 @@ class ReferenceTrainer:
     def run(self, init: State | Sequence[State], masks: Sequence[dict[str, torch.Tensor]],
             epochs: int, data_seed: int, *, collect_grads: bool = False,
             keep_weights: bool = False, test: bool = False, updater=None,
-            activations=None) -> PopulationResult:
+            activations=None, rescale_init: bool = False) -> PopulationResult:
         inits = [init] * len(masks) if isinstance(init, dict) else list(init)
         out = PopulationResult(metrics=[], weights=[] if keep_weights else None,
                                grads=[] if collect_grads else None,
@@ -38,7 +38,7 @@ class ReferenceTrainer:
         for i, (state, mask) in enumerate(zip(inits, masks)):
             metrics, weights, grads, final_mask = self.train_one(
                 state, mask, epochs, data_seed, collect_grads, test, updater,
-                None if activations is None else activations[i])
+                None if activations is None else activations[i], rescale_init)
             if updater is not None:
                 out.masks.append(final_mask)
             out.metrics.append(metrics)
@@ -60,7 +60,7 @@ class ReferenceTrainer:
 
     def train_one(self, state: State, mask: dict[str, torch.Tensor], epochs: int, data_seed: int,
                   collect_grads: bool = False, test: bool = False, updater=None,
-                  activations: dict[str, str] | None = None):
+                  activations: dict[str, str] | None = None, rescale_init: bool = False):
         model = build_model(self.spec).to(self.device)
         model.load_state_dict(state)
         if activations:
@@ -73,6 +73,8 @@ class ReferenceTrainer:
         with torch.no_grad():
             for k, mk in m.items():
                 params[k].mul_(mk)
+                if rescale_init:
+                    params[k].mul_(mk.mean().clamp_min(1e-12).rsqrt())
         opt = self.settings.make_optimizer(model.parameters())
         if updater is not None:
             updater = copy.deepcopy(updater)

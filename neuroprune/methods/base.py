@@ -36,6 +36,7 @@ class MethodContext:
     commit: Callable[[int, list[dict[str, Any]], dict[str, Any]], None] | None = None
     resume_state: dict[str, Any] | None = None
     progress: bool = True
+    rescale_init: bool = False  # sparsity.rescale_init: for training masks from ``init``
 
 
 @dataclass

@@ -153,7 +153,7 @@ class KStarts(Method):
             return []
         task = EvalTask(masks=[bits_to_mask(ctx.layout, ind.bits) for ind in todo],
                         init=ctx.init, epochs=self.params.search_epochs, data_seed=ctx.seed,
-                        collect_grads=w.gradient > 0)
+                        collect_grads=w.gradient > 0, rescale_init=ctx.rescale_init)
         res = ctx.evaluator.evaluate(task)
         for key in ("magnitude", "gradient"):
             if key not in refs:

@@ -125,7 +125,8 @@ class MaskSearch:
                              init=self.init_override if self.init_override is not None
                              else init_state(self.spec, self.cfg.seed), seed=self.cfg.seed,
                              final_epochs=self.cfg.training.epochs, commit=commit,
-                             resume_state=resume_state, progress=progress)
+                             resume_state=resume_state, progress=progress,
+                             rescale_init=self.cfg.sparsity.rescale_init)
 
     def run(self, run_dir: str | Path, *, progress: bool = True, resume: bool = False,
             log=print, on_generation=None) -> dict[str, Any]:
@@ -177,9 +178,11 @@ class MaskSearch:
             mask = bits_to_mask(self.layout, found.bits)
             trained = found.trained
             if trained is None:
+                from_init = found.init is ctx.init  # not when retraining trained weights
                 trained = evaluator.evaluate(EvalTask(
                     masks=[mask], init=found.init, epochs=cfg.training.epochs,
-                    data_seed=cfg.seed, keep_weights=True, test=True))
+                    data_seed=cfg.seed, keep_weights=True, test=True,
+                    rescale_init=cfg.sparsity.rescale_init and from_init))
         final = trained.metrics[0]
         rd.commit_generation("final", [{"generation": "final", "index": 0,
                                         "val_accuracy": final["val_accuracy"],
