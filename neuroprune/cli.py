@@ -113,78 +113,19 @@ def _check_fresh_out(out: Path) -> None:
 
 
 def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
-    if cfg.kind == "comparison":
-        return _run_comparison(cfg, out, resume, progress)
-    if cfg.kind == "planted":
-        from .searches.planted_search import run_planted
-        for m in cfg.planted.methods:  # every method and its parameters, before writing
-            entry = {"name": m} if isinstance(m, str) else dict(m)
-            from .config import MethodConfig
-            cfg.model_copy(update={"method": MethodConfig(**entry)}).method_params()
-        _check_fresh_out(out)
-        s = run_planted(cfg, out, progress)
-        print((out / "planted.md").read_text(), end="")
-        print(f"{s['cells']} cells in {s['wall_seconds']:.0f}s; run directory: {out}")
-        return 0
-    if cfg.kind == "activation_search":
-        from .searches.activation_search import ActivationSearch
-        search = ActivationSearch(cfg)  # validates and loads data first
-        _check_fresh_out(out)
-        s = search.run(out)
-        for name, st in s["strategies"].items():
-            funcs = "; ".join(f"{r}: {f}" for r, f in st["functions"].items())
-            print(f"{name:<12} val {st['val_accuracy']:.4f} test {st['test_accuracy']:.4f}  "
-                  f"{funcs}")
-        print(f"best by validation: {s['best_strategy']}; run directory: {out}")
-        return 0
-    if cfg.kind == "ensemble_search":
-        from .searches.ensemble_search import run_ensemble_search
-        from .searches.mask_search import load_data
-        load_data(cfg)  # bad data ends here, before anything is written
-        _check_fresh_out(out)
-        s = run_ensemble_search(cfg, out, progress)
-        print(f"ensemble of {len(s['selected'])} ({', '.join(s['selected'])}): test accuracy "
-              f"{s['test_accuracy']:.4f}; best single ({s['best_single']}) "
-              f"{s['best_single_test_accuracy']:.4f}; whole-pool vote "
-              f"{s['pool_vote_test_accuracy']:.4f}")
-        print(f"run directory: {out}")
-        return 0
-    from .searches.mask_search import MaskSearch
+    from .searches.kinds import prepare
+    from .searches.mask_search import Interrupted
 
-    search = MaskSearch(cfg)  # validates and loads data before anything is written
+    job = prepare(cfg, resume)  # validates and loads data before anything is written
     if not resume:
         _check_fresh_out(out)
-    from .searches.mask_search import Interrupted
     try:
-        summary = search.run(out, progress=progress, resume=resume,
-                             log=lambda m: print(m, file=sys.stderr))
+        lines = job.run(out, progress, resume, lambda m: print(m, file=sys.stderr))
     except (KeyboardInterrupt, Interrupted):
-        print(f"\ninterrupted; the last finished generation is saved. Continue with:\n"
+        print(f"\ninterrupted; finished work is saved. Continue with:\n"
               f"  neuroprune resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"{summary['method']}: test accuracy {summary['test_accuracy']:.4f} at sparsity "
-          f"{summary['sparsity']:.4f} ({summary['wall_seconds']:.1f}s on {summary['device']})")
-    print(f"run directory: {out}")
-    return 0
-
-
-def _run_comparison(cfg, out: Path, resume: bool, progress: bool) -> int:
-    from .searches.comparison import cells, run_comparison
-
-    for cell, _ in cells(cfg):  # fail on bad data/method before anything is written
-        cell.method_params()
-    if not resume:
-        _check_fresh_out(out)
-    from .searches.mask_search import Interrupted
-    try:
-        summary = run_comparison(cfg, out, progress=progress,
-                                 log=lambda m: print(m, file=sys.stderr))
-    except (KeyboardInterrupt, Interrupted):
-        print(f"\ninterrupted; finished cells are kept. Continue with:\n"
-              f"  neuroprune resume {out}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print((out / "comparison.md").read_text(), end="")
-    print(f"{summary['cells']} cells in {summary['wall_seconds']:.0f}s; run directory: {out}")
+    print("\n".join(lines))
     return 0
 
 
