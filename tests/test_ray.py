@@ -63,13 +63,14 @@ def test_shards_land_on_both_nodes_and_equal_the_local_backend(cluster, digits):
 def test_actor_killed_mid_generation_is_replaced_without_loss(cluster, digits):
     spec, masks, init = _population(digits, n=8)
     settings = TrainSettings(lr=0.05)
-    local = PopulationTrainer(spec, digits, settings).run(init, masks, 8, 1)
+    epochs = 25  # seconds of work, so that the kill lands mid-generation
+    local = PopulationTrainer(spec, digits, settings).run(init, masks, epochs, 1)
     with RayEvaluator(spec, digits, settings) as ev:
         ev.placement()  # actors up
         victim = ev.actors[0]
         timer = threading.Timer(0.5, lambda: ray.kill(victim, no_restart=True))
         timer.start()
-        res = ev.evaluate(EvalTask(masks=masks, init=init, epochs=8, data_seed=1))
+        res = ev.evaluate(EvalTask(masks=masks, init=init, epochs=epochs, data_seed=1))
         timer.join()
         assert victim not in ev.actors
     assert len(res.metrics) == 8
