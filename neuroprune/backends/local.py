@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..engine import EvalTask, Evaluator, PopulationResult, PopulationTrainer, ReferenceTrainer
+from ..engine.evaluator import run_task
 
 
 class LocalEvaluator(Evaluator):
@@ -17,11 +18,7 @@ class LocalEvaluator(Evaluator):
         self.device = str(self.trainer.device)
 
     def evaluate(self, task: EvalTask) -> PopulationResult:
-        return self.trainer.run(task.init, task.masks, task.epochs, task.data_seed,
-                                collect_grads=task.collect_grads,
-                                keep_weights=task.keep_weights, test=task.test,
-                                updater=task.updater, activations=task.activations,
-                                rescale_init=task.rescale_init)
+        return run_task(self.trainer, task)
 
 
 class SequentialEvaluator(LocalEvaluator):

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..engine import EvalTask, Evaluator, PopulationResult
+from ..engine.evaluator import run_task
 from ..errors import MissingDependencyError, UserError
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,7 @@ class ShardWorker:
                                          chunk_size=chunk_size)
 
     def evaluate(self, task: EvalTask) -> PopulationResult:
-        return self.trainer.run(task.init, task.masks, task.epochs, task.data_seed,
-                                collect_grads=task.collect_grads,
-                                keep_weights=task.keep_weights, test=task.test,
-                                updater=task.updater, activations=task.activations,
-                                rescale_init=task.rescale_init)
+        return run_task(self.trainer, task)
 
     def where(self) -> dict[str, Any]:
         import ray

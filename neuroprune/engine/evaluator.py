@@ -44,6 +44,14 @@ class EvalTask:
                         rescale_init=self.rescale_init)
 
 
+def run_task(trainer, task: EvalTask) -> PopulationResult:
+    """Run ``task`` on a PopulationTrainer or ReferenceTrainer (what every backend does)."""
+    return trainer.run(task.init, task.masks, task.epochs, task.data_seed,
+                       collect_grads=task.collect_grads, keep_weights=task.keep_weights,
+                       test=task.test, updater=task.updater, activations=task.activations,
+                       rescale_init=task.rescale_init)
+
+
 class Evaluator(ABC):
     """Evaluates whole populations. Implementations: ``sequential``, ``local``, ``ray``."""
 
