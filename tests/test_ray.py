@@ -110,6 +110,9 @@ def test_ray_tune_trials_all_land_in_the_optuna_storage(cluster, tmp_path):
                               storage=open_storage(str(tmp_path / "rt" / "optuna.journal")))
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) == 3 and all(t.user_attrs.get("ray_trial_id") for t in done)
+    # a finished experiment is not "restored": a second call adds its trials to the study
+    RayTuner(cfg, None, tmp_path / "rt", n_trials=1).run(progress=False)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
 
 
 def test_missing_ray_gives_an_install_hint(tmp_path):

@@ -57,6 +57,31 @@ class RayTuner(Tuner):
             pass
         return super().objective(trial)
 
+    @staticmethod
+    def _unfinished_experiment(exp_dir: Path) -> Path | None:
+        """The newest experiment folder whose driver stopped before all trials ended."""
+        import json
+
+        from ray import tune
+
+        if not exp_dir.exists():
+            return None
+        for path in sorted(exp_dir.glob("*/"), key=lambda p: p.stat().st_mtime, reverse=True):
+            if not tune.Tuner.can_restore(str(path)):
+                continue
+            states = []
+            for f in path.glob("experiment_state-*.json"):
+                try:
+                    data = json.loads(f.read_text())
+                    states += [json.loads(t[0])["status"] if isinstance(t, list) else t.get("status")
+                               for t in data.get("trial_data", [])]
+                except Exception:
+                    return path  # unreadable state: let Ray decide
+            if any(st not in ("TERMINATED", "ERROR") for st in states):
+                return path
+            return None
+        return None
+
     def run(self, progress: bool = True) -> dict[str, Any]:
         ray = import_ray()
         from ray import tune
@@ -77,11 +102,11 @@ class RayTuner(Tuner):
             trainable = tune.with_resources(self._ray_trial,
                                             {"cpu": rc.trial_cpus, "gpu": rc.trial_gpus})
             exp_dir = (self.out / "ray_results").resolve()
-            name = f"{self.study_name}"
-            path = exp_dir / name
-            if path.exists() and tune.Tuner.can_restore(str(path)):
-                tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
-            else:
+            unfinished = self._unfinished_experiment(exp_dir)
+            if unfinished is not None:  # a driver died mid-experiment: carry it on
+                tuner = tune.Tuner.restore(str(unfinished), trainable, resume_errored=True)
+            else:  # a new experiment; its trials join the same study
+                name = f"{self.study_name}-{len(list(exp_dir.glob('*/'))) if exp_dir.exists() else 0}"
                 tuner = tune.Tuner(
                     trainable,
                     tune_config=tune.TuneConfig(num_samples=self.n_trials,
