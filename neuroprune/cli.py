@@ -23,6 +23,8 @@ EXIT_INTERRUPTED = 130
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable), e.g. --set sparsity.target=0.95")
+    p.add_argument("--method", help="replace the config's method section by this method with "
+                   "its defaults (then --set method.KEY=VALUE for its parameters)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="overrides config device")
     p.add_argument("--seed", type=int, help="overrides config seed")
     p.add_argument("--backend", help="overrides config backend (local, sequential, ray)")
@@ -88,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _apply_flags(args: argparse.Namespace) -> list[str]:
     over = list(args.overrides)
+    if getattr(args, "method", None):  # first, so that --set method.X=... refines it
+        if not args.method.replace("_", "").isalnum():
+            raise UserError(f"--method takes a method name (see `neuroprune methods`), "
+                            f"got '{args.method}'")
+        over.insert(0, f"method={{name: {args.method}}}")
     if args.device:
         over.append(f"device={args.device}")
     if args.seed is not None:

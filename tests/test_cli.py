@@ -151,3 +151,12 @@ def test_subprocess_error_has_no_traceback_unless_debug(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     proc = run_cli("--debug", "run", QUICK, "--set", "sparsity.target=1.5")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_method_flag_replaces_the_method_section(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["run", QUICK, "--method", "rigl", "--set", "method.update_interval=10",
+                 "--set", "training.epochs=1", "--out", str(out), "--no-progress"]) == 0
+    assert "rigl: test accuracy" in capsys.readouterr().out
+    assert main(["run", QUICK, "--method", "nope", "--out", str(tmp_path / "n")]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
