@@ -118,9 +118,12 @@ class RunDir:
         atomic_write_csv(self.path / "logbook.csv", records)
 
     # ---------------------------------------------------------------- checkpoints
-    def save_checkpoint(self, generation: int, state: dict[str, Any]) -> Path:
+    def save_checkpoint(self, generation: int, state: dict[str, Any], keep: int = 3) -> Path:
+        """Write generation's state atomically; only the newest ``keep`` are kept."""
         path = self.ckpt_dir / f"gen_{generation:04d}.pt"
         atomic_write(path, lambda tmp: torch.save(state, tmp))
+        for old in self.checkpoints()[:-keep]:
+            old.unlink(missing_ok=True)
         return path
 
     def checkpoints(self) -> list[Path]:

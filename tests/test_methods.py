@@ -132,3 +132,15 @@ def test_synflow_is_data_free():
     search.data.train_y = search.data.train_y.flip(0)
     b = _find(search)[1].bits
     assert torch.equal(a, b)
+
+
+def test_kstarts_guided_mutation_records_a_signal_per_mask():
+    rows = []
+    search = _search("kstarts_dg", 0.9, population=4, generations=2, search_epochs=1)
+    with search.evaluator() as ev:
+        ctx = search.context(ev, commit=lambda g, r, s: rows.append(s))
+        res = search.method.find(ctx)
+    check_bits(ctx.layout, res.bits)
+    pop = rows[-1]["population"]
+    assert all(ind.signal is not None and ind.signal.shape == ind.bits.shape for ind in pop)
+    assert all(float(ind.signal[~ind.bits].abs().sum()) == 0 for ind in pop)

@@ -53,3 +53,13 @@ def test_genomes_leave_deap_creator_alone():
     ind = mask_individual(torch.tensor([True]))
     pickle.loads(pickle.dumps(ind))
     assert set(vars(creator)) == before
+
+
+def test_guided_mutation_drops_the_lowest_scored_kept_connections():
+    from neuroprune.evolution.operators import mut_guided
+    layout = make_layout({"w": (1, 10)}, 0.6, "uniform")  # 4 kept
+    bits = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=torch.bool)
+    scores = torch.tensor([5.0, 0.1, 3.0, 0.2, 0, 0, 0, 0, 0, 0])
+    out = mut_guided(bits, layout, 0.5, scores, torch.Generator().manual_seed(0))
+    check_bits(layout, out)
+    assert out[0] and out[2] and not out[1] and not out[3]  # 0.1 and 0.2 dropped

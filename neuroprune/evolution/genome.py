@@ -55,6 +55,7 @@ class MaskIndividual(MaskBits):
     def __init__(self, bits: torch.Tensor):
         super().__init__(bits)
         self.fitness = FitnessMax()
+        self.signal: torch.Tensor | None = None  # per-connection score from its evaluation
 
 
 def mask_individual(bits: torch.Tensor) -> MaskIndividual:

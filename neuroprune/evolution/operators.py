@@ -57,3 +57,23 @@ def mut_swap(bits: torch.Tensor, layout: Layout, rate: float,
         unit[drop] = False
         unit[grow] = True
     return out
+
+
+def mut_guided(bits: torch.Tensor, layout: Layout, rate: float, scores: torch.Tensor,
+               generator: torch.Generator) -> torch.Tensor:
+    """Drop the ``round(rate * kept)`` kept connections with the lowest ``scores`` in every
+    unit and grow as many pruned ones at random (the drop step of SET/RigL, with the score
+    coming from the individual's own fitness training)."""
+    out = bits.clone()
+    for start, stop, kept in layout.units:
+        unit = out[start:stop]
+        on = torch.nonzero(unit).flatten()
+        off = torch.nonzero(~unit).flatten()
+        n = min(max(1, round(rate * kept)), len(on), len(off))
+        if n == 0:
+            continue
+        drop = on[torch.topk(scores[start:stop][on].float(), n, largest=False).indices]
+        grow = off[torch.randperm(len(off), generator=generator)[:n]]
+        unit[drop] = False
+        unit[grow] = True
+    return out

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 
 from ..engine import EvalTask
 from ..evolution.genome import mask_individual
-from ..evolution.operators import cx_kept_sets, mut_swap
-from ..masks import bits_to_mask, random_bits
+from ..evolution.operators import cx_kept_sets, mut_guided, mut_swap
+from ..masks import bits_to_mask, flatten, random_bits
 from .base import Method, MethodContext, MethodParams, MethodResult
 
 WORST = -1e9  # fitness of a network whose training diverged
@@ -54,6 +54,10 @@ class KStartsParams(MethodParams):
     crossover_prob: float = Field(0.5, ge=0, le=1)
     mutation_prob: float = Field(0.5, ge=0, le=1)
     mutation_rate: float = Field(0.05, gt=0, le=1, description="share of kept weights swapped")
+    mutation: Literal["random", "magnitude", "movement"] = Field(
+        "random", description="which kept connections a mutation drops: random ones, the "
+        "smallest after the fitness training, or those that moved least from their start "
+        "(the dissipating-gradient signal); regrowth is random")
     elite: int = Field(2, ge=0, description="best masks copied unchanged to the next generation")
 
     @field_validator("elite")
@@ -132,9 +136,16 @@ class KStarts(Method):
                 a, b = cx_kept_sets(offspring[i - 1].bits, offspring[i].bits, ctx.layout, gen)
                 offspring[i - 1].bits, offspring[i].bits = a, b
                 del offspring[i - 1].fitness.values, offspring[i].fitness.values
+        for i in range(1, len(offspring), 2):  # crossover children inherit both signals
+            a, b = offspring[i - 1], offspring[i]
+            if not a.fitness.valid and a.signal is not None and b.signal is not None:
+                a.signal = b.signal = torch.maximum(a.signal, b.signal)
         for ind in offspring:
             if random.random() < p.mutation_prob:
-                ind.bits = mut_swap(ind.bits, ctx.layout, p.mutation_rate, gen)
+                if p.mutation != "random" and ind.signal is not None:
+                    ind.bits = mut_guided(ind.bits, ctx.layout, p.mutation_rate, ind.signal, gen)
+                else:
+                    ind.bits = mut_swap(ind.bits, ctx.layout, p.mutation_rate, gen)
                 del ind.fitness.values
         elites = [self._clone(ind) for ind in hof[: p.elite]]
         return elites + offspring
@@ -142,9 +153,26 @@ class KStarts(Method):
     @staticmethod
     def _clone(ind):
         new = mask_individual(ind.bits.clone())
+        new.signal = getattr(ind, "signal", None)
         if ind.fitness.valid:
             new.fitness.values = ind.fitness.values
         return new
+
+    def _signal(self, ctx: MethodContext, bits: torch.Tensor, trained) -> torch.Tensor:
+        """Per kept connection: |w| after the fitness training, or how far it moved from its
+        (possibly rescaled) start; float16 to keep checkpoints small."""
+        w = flatten(ctx.layout, {k: trained[k] for k in ctx.layout.names})
+        if self.params.mutation == "magnitude":
+            return w.abs().half()
+        start = flatten(ctx.layout, {k: ctx.init[k] for k in ctx.layout.names}).clone()
+        if ctx.rescale_init:
+            for s, e, _ in ctx.layout.units if ctx.layout.allocation != "global" else []:
+                start[s:e] *= float(bits[s:e].float().mean().clamp_min(1e-12)) ** -0.5
+            if ctx.layout.allocation == "global":
+                for i, off in enumerate(ctx.layout.offsets[:-1]):
+                    e = ctx.layout.offsets[i + 1]
+                    start[off:e] *= float(bits[off:e].float().mean().clamp_min(1e-12)) ** -0.5
+        return ((w - start).abs() * bits).half()
 
     def _evaluate(self, ctx: MethodContext, todo, generation: int,
                   refs: dict[str, float]) -> list[dict[str, Any]]:
@@ -153,8 +181,12 @@ class KStarts(Method):
             return []
         task = EvalTask(masks=[bits_to_mask(ctx.layout, ind.bits) for ind in todo],
                         init=ctx.init, epochs=self.params.search_epochs, data_seed=ctx.seed,
-                        collect_grads=w.gradient > 0, rescale_init=ctx.rescale_init)
+                        collect_grads=w.gradient > 0, rescale_init=ctx.rescale_init,
+                        keep_weights=self.params.mutation != "random")
         res = ctx.evaluator.evaluate(task)
+        if res.weights is not None:
+            for ind, trained in zip(todo, res.weights):
+                ind.signal = self._signal(ctx, ind.bits, trained)
         for key in ("magnitude", "gradient"):
             if key not in refs:
                 vals = [m[key] for m in res.metrics if key in m and np.isfinite(m[key])]
