@@ -23,3 +23,12 @@ def test_every_shipped_config_validates():
     from neuroprune.config import load_config
     for path in sorted((REPO / "configs").glob("*.yaml")):
         load_config(path)
+
+
+def test_readme_keeps_a_section_for_every_search_and_tool():
+    readme = (REPO / "README.md").read_text()
+    for heading in ("## Quick start", "## Methods", "## Config reference", "## Tuning with Optuna",
+                    "## Running on a Ray cluster", "## Evolving activation functions",
+                    "## Evolving classifier ensembles", "## Planted tickets",
+                    "## Benchmarks", "## Determinism", "## Development"):
+        assert heading in readme, heading
