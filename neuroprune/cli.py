@@ -205,7 +205,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         from .tuning.ray_tune import RayTuner as TunerCls
     else:
         TunerCls = Tuner
-    tuner = TunerCls(cfg, None, out, storage=args.storage, study_name=args.study,
+    tuner = TunerCls(cfg, out, storage=args.storage, study_name=args.study,
                      n_trials=args.n_trials, n_jobs=args.n_jobs)
     try:
         summary = tuner.run(progress=not args.no_progress)

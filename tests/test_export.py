@@ -131,7 +131,7 @@ def test_export_from_an_optuna_study(tmp_path, capsys):
     cfg = load_config(REPO / "configs" / "tune_quickstart.yaml",
                       ["method.population=4", "method.generations=1", "training.epochs=1",
                        "model.widths=[16]", "tune.pruner=none"])
-    Tuner(cfg, None, tmp_path / "t", n_trials=2).run(progress=False)
+    Tuner(cfg, tmp_path / "t", n_trials=2).run(progress=False)
     journal = str(tmp_path / "t" / "optuna.journal")
     assert main(["export", "--storage", journal, "--study", "tune_quickstart",
                  "--out", str(tmp_path / "best.safetensors")]) == 0

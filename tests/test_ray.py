@@ -104,14 +104,14 @@ def test_ray_tune_trials_all_land_in_the_optuna_storage(cluster, tmp_path):
                       ["method.population=4", "method.generations=2", "training.epochs=2",
                        "model.widths=[16]", "tune.pruner=none", "backend=ray",
                        "ray.max_concurrent_trials=2"])
-    summary = RayTuner(cfg, None, tmp_path / "rt", n_trials=3).run(progress=False)
+    summary = RayTuner(cfg, tmp_path / "rt", n_trials=3).run(progress=False)
     assert summary["trials"]["complete"] == 3
     study = optuna.load_study(study_name="tune_quickstart",
                               storage=open_storage(str(tmp_path / "rt" / "optuna.journal")))
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) == 3 and all(t.user_attrs.get("ray_trial_id") for t in done)
     # a finished experiment is not "restored": a second call adds its trials to the study
-    RayTuner(cfg, None, tmp_path / "rt", n_trials=1).run(progress=False)
+    RayTuner(cfg, tmp_path / "rt", n_trials=1).run(progress=False)
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
 
 

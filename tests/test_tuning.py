@@ -24,7 +24,7 @@ FAST = ["method.population=4", "method.generations=2", "training.epochs=2",
 
 def _tuner(out, n_trials=3, **kw):
     cfg = load_config(TQ, FAST)
-    return Tuner(cfg, None, out, n_trials=n_trials, **kw)
+    return Tuner(cfg, out, n_trials=n_trials, **kw)
 
 
 def test_tune_writes_complete_trials_with_run_dirs_and_mask_artifacts(tmp_path):
@@ -48,13 +48,13 @@ def test_tune_writes_complete_trials_with_run_dirs_and_mask_artifacts(tmp_path):
 def test_multi_objective_reports_a_pareto_front(tmp_path):
     cfg = load_config(TQ, FAST + ["tune.objectives=[val_accuracy, sparsity]",
                                   "tune.params={sparsity.target: {type: float, low: 0.8, high: 0.98}}"])
-    summary = Tuner(cfg, None, tmp_path / "m", n_trials=3).run(progress=False)
+    summary = Tuner(cfg, tmp_path / "m", n_trials=3).run(progress=False)
     assert summary["pareto_front"] and all(len(p["values"]) == 2 for p in summary["pareto_front"])
 
 
 def test_pruner_reports_are_made_per_generation(tmp_path):
     cfg = load_config(TQ, FAST + ["tune.pruner=median"])
-    Tuner(cfg, None, tmp_path / "p", n_trials=3).run(progress=False)
+    Tuner(cfg, tmp_path / "p", n_trials=3).run(progress=False)
     study = optuna.load_study(study_name="tune_quickstart",
                               storage=open_storage(str(tmp_path / "p" / "optuna.journal")))
     for t in study.trials:

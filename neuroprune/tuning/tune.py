@@ -111,7 +111,7 @@ class Heartbeat:
 class Tuner:
     """A study over ``cfg.tune.params``; validated (every key, every range) before it starts."""
 
-    def __init__(self, cfg: RunConfig, tree: dict | None, out: Path, storage: str | None = None,
+    def __init__(self, cfg: RunConfig, out: Path, storage: str | None = None,
                  study_name: str | None = None, n_trials: int | None = None, n_jobs: int = 1):
         if cfg.tune is None:
             raise ConfigError("this config has no 'tune:' section (see configs/tune_quickstart.yaml)")
