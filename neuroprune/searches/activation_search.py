@@ -65,6 +65,7 @@ class ActivationSearch:
         self.tb = toolbox(self.pset, self.a.max_height)
         self.init = init_state(self.base.spec, cfg.seed)
         self.ok_cache: dict[str, bool] = {}
+        self.bar = None
 
     # --------------------------------------------------------------- evaluation
     def well_behaved(self, formula: str) -> bool:
@@ -86,6 +87,10 @@ class ActivationSearch:
         return out
 
     def commit(self, strategy: str, generation: int, combos, metrics) -> None:
+        if self.bar is not None:
+            best = max((m["val_accuracy"] for m in metrics), default=float("nan"))
+            self.bar.set_postfix(strategy=strategy, best=f"{best:.4f}")
+            self.bar.update(1)
         rows = [{"generation": f"{strategy}:{generation}", "index": i, "strategy": strategy,
                  "val_accuracy": m["val_accuracy"], "diverged": int(m.get("diverged", 0)),
                  **{f"f_{r}": readable(c[r]) for r in self.roles}}
@@ -164,8 +169,13 @@ class ActivationSearch:
         return top
 
     # --------------------------------------------------------------- run
-    def run(self, out: str | Path) -> dict[str, Any]:
+    def run(self, out: str | Path, progress: bool = True) -> dict[str, Any]:
+        from tqdm.auto import tqdm
+
         t0 = time.time()
+        searched = [s for s in self.a.strategies if s not in FIXED]
+        self.bar = tqdm(total=len(searched) * self.a.generations, desc="activation",
+                        unit="gen", disable=not progress)
         random.seed(self.cfg.seed)  # DEAP's gp draws from the global random module
         self.evaluator = self.base.evaluator()
         self.rd = RunDir(out).create()
@@ -185,6 +195,7 @@ class ActivationSearch:
             cands = [(s, c, v) for s, t in tops.items() for c, v in t.items]
             finals = self.score([c for _, c, _ in cands], epochs=self.cfg.training.epochs,
                                 test=True)
+        self.bar.close()
         self.rd.commit_generation("final", [
             {"generation": "final", "index": i, "strategy": s, "search_val_accuracy": v,
              "val_accuracy": m["val_accuracy"], "test_accuracy": m.get("test_accuracy", ""),

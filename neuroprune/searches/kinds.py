@@ -67,7 +67,7 @@ def _activation_search(cfg: RunConfig) -> Job:
     search = ActivationSearch(cfg)
 
     def run(out, progress, resume, log):
-        s = search.run(out)
+        s = search.run(out, progress)
         lines = []
         for name, st in s["strategies"].items():
             funcs = "; ".join(f"{r}: {f}" for r, f in st["functions"].items())
