@@ -288,9 +288,16 @@ COMMANDS = {"run": cmd_run, "export": cmd_export, "report": cmd_report, "tune": 
             "datasets": cmd_datasets, "config": cmd_config}
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"neuroprune: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        import warnings
+        warnings.formatwarning = _one_line_warning
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
