@@ -8,7 +8,6 @@ from neuroprune.masks import bits_to_mask, check_bits, flatten
 from neuroprune.methods import METHODS, get_method_class
 from neuroprune.searches.mask_search import MaskSearch
 
-from helpers import REPO
 
 
 def _search(method="random", sparsity=0.8, allocation="erk", **params):

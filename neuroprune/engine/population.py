@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
-from torch import nn
 from torch.func import functional_call, vmap
 
 from ..data import DataSplits
@@ -77,9 +76,9 @@ class PopulationTrainer:
         self.shapes = {k: tuple(v.shape) for k, v in template.named_parameters()}
         self._base = copy.deepcopy(template).to("meta")
         # Plain batched kernels where the architecture allows; vmap for anything else.
-        self._forward = stacked_forward(template) or vmap(self._call, in_dims=(0, None))
-        self._stacked = stacked_forward(template) is not None
-        self._capture = stacked_forward(template, capture=True)
+        stacked = stacked_forward(template)
+        self._forward = stacked or vmap(self._call, in_dims=(0, None))
+        self._capture = stacked_forward(template, capture=True) if stacked else None
         self._acts = None
 
     def _call(self, params: State, x: torch.Tensor) -> torch.Tensor:

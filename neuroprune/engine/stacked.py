@@ -106,7 +106,6 @@ def stacked_forward(model: nn.Module, capture: bool = False
                 kind = "pop"
             elif isinstance(mod, nn.Conv2d):
                 w, b = params[pre + "weight"], params[pre + "bias"]
-                co = w.shape[1]
                 wf = w.reshape(-1, *w.shape[2:])
                 if kind == "shared":
                     h = F.conv2d(h, wf, b.reshape(-1), mod.stride, mod.padding, mod.dilation)
@@ -115,7 +114,6 @@ def stacked_forward(model: nn.Module, capture: bool = False
                                  groups=p)
                 else:
                     raise RuntimeError("Conv2d after Linear is not supported")
-                del co
                 kind = "packed"
             elif isinstance(mod, nn.Flatten):
                 if kind == "shared":

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from .. import __version__
 from ..activations import save as save_activations

@@ -24,7 +24,6 @@ from typing import Any
 from .._io import atomic_write_json
 from ..config import RunConfig, load_config, to_dict
 from ..errors import ConfigError, UserError
-from .space import TuneConfig
 from .storage import artifact_store, open_storage
 
 
