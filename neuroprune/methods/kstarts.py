@@ -131,15 +131,12 @@ class KStarts(Method):
         else:
             chosen = tools.selTournament(pop, n_off, tournsize=p.tournament_size)
         offspring = [self._clone(ind) for ind in chosen]
-        for i in range(1, len(offspring), 2):
+        for a, b in zip(offspring[::2], offspring[1::2]):
             if random.random() < p.crossover_prob:
-                a, b = cx_kept_sets(offspring[i - 1].bits, offspring[i].bits, ctx.layout, gen)
-                offspring[i - 1].bits, offspring[i].bits = a, b
-                del offspring[i - 1].fitness.values, offspring[i].fitness.values
-        for i in range(1, len(offspring), 2):  # crossover children inherit both signals
-            a, b = offspring[i - 1], offspring[i]
-            if not a.fitness.valid and a.signal is not None and b.signal is not None:
-                a.signal = b.signal = torch.maximum(a.signal, b.signal)
+                a.bits, b.bits = cx_kept_sets(a.bits, b.bits, ctx.layout, gen)
+                del a.fitness.values, b.fitness.values
+                if a.signal is not None and b.signal is not None:  # children inherit both
+                    a.signal = b.signal = torch.maximum(a.signal, b.signal)
         for ind in offspring:
             if random.random() < p.mutation_prob:
                 if p.mutation != "random" and ind.signal is not None:
@@ -165,13 +162,10 @@ class KStarts(Method):
         if self.params.mutation == "magnitude":
             return w.abs().half()
         start = flatten(ctx.layout, {k: ctx.init[k] for k in ctx.layout.names}).clone()
-        if ctx.rescale_init:
-            for s, e, _ in ctx.layout.units if ctx.layout.allocation != "global" else []:
-                start[s:e] *= float(bits[s:e].float().mean().clamp_min(1e-12)) ** -0.5
-            if ctx.layout.allocation == "global":
-                for i, off in enumerate(ctx.layout.offsets[:-1]):
-                    e = ctx.layout.offsets[i + 1]
-                    start[off:e] *= float(bits[off:e].float().mean().clamp_min(1e-12)) ** -0.5
+        if ctx.rescale_init:  # as the engine does: each layer by its own mask density
+            offs = ctx.layout.offsets
+            for a, b in zip(offs[:-1], offs[1:]):
+                start[a:b] *= float(bits[a:b].float().mean().clamp_min(1e-12)) ** -0.5
         return ((w - start).abs() * bits).half()
 
     def _evaluate(self, ctx: MethodContext, todo, generation: int,

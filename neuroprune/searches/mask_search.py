@@ -157,10 +157,10 @@ class MaskSearch:
             if state.get("logbook") is not None:
                 rd.write_logbook(list(state["logbook"]))
             for r in rows:
-                if r.get("fitness", r.get("val_accuracy")) is not None and \
-                        r.get("fitness", r["val_accuracy"]) >= best_so_far.get("fitness", -1e18):
-                    best_so_far.update(fitness=r.get("fitness", r["val_accuracy"]),
-                                       val_accuracy=r["val_accuracy"], generation=generation)
+                score = r.get("fitness", r.get("val_accuracy"))
+                if score is not None and score >= best_so_far.get("fitness", -1e18):
+                    best_so_far.update(fitness=score, val_accuracy=r["val_accuracy"],
+                                       generation=generation)
             if on_generation is not None:
                 on_generation(generation, rows)
             if interrupt.requested:
