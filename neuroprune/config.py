@@ -133,13 +133,18 @@ class ComparisonConfig(Section):
         return v
 
     def method_entries(self) -> list[dict[str, Any]]:
-        out = []
-        for m in self.methods:
-            entry = {"name": m} if isinstance(m, str) else dict(m)
-            if "name" not in entry:
-                raise ConfigError(f"comparison.methods: entry {m} has no 'name'")
-            out.append(entry)
-        return out
+        return method_entries(self.methods, "comparison.methods")
+
+
+def method_entries(methods: list[str | dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    """``{name: ..., <params>}`` for every entry of a methods list (a name or a mapping)."""
+    out = []
+    for m in methods:
+        entry = {"name": m} if isinstance(m, str) else dict(m)
+        if "name" not in entry:
+            raise ConfigError(f"{where}: entry {m} has no 'name'")
+        out.append(entry)
+    return out
 
 
 class EnsembleConfig(Section):
@@ -187,6 +192,9 @@ class PlantedConfig(Section):
                                     "one (and one below it) are added")
     methods: list[str | dict[str, Any]] = ["random", "magnitude", "snip", "kstarts"]
     seeds: list[int] = [0]
+
+    def method_entries(self) -> list[dict[str, Any]]:
+        return method_entries(self.methods, "planted.methods")
 
 
 class RunConfig(Section):
@@ -333,15 +341,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except TypeError as exc:
         raise ConfigError(f"config: {exc}") from None
     cfg.method_params()
-    if cfg.kind == "comparison":
-        if cfg.comparison is None:
-            cfg.comparison = ComparisonConfig()
-        for entry in cfg.comparison.method_entries():  # validate every method's parameters
+    if cfg.kind == "comparison" and cfg.comparison is None:
+        cfg.comparison = ComparisonConfig()
+    sweep = {"comparison": cfg.comparison, "planted": cfg.planted}.get(cfg.kind)
+    if sweep is not None:  # every method of a sweep, with its parameters, before any run
+        for entry in sweep.method_entries():
             cell = cfg.model_copy(update={"method": MethodConfig(**entry)})
             try:
                 cell.method_params()
             except ConfigError as exc:
-                raise ConfigError(f"comparison.methods: {exc}") from None
+                raise ConfigError(f"{cfg.kind}.methods: {exc}") from None
     return cfg
 
 

@@ -46,3 +46,12 @@ def test_planted_run_reports_quality_and_recovery(tmp_path, capsys):
     md = (out / "planted.md").read_text()
     assert "### relu" in md and "*" in md
     assert (out / "planted.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_planted_method_is_refused_before_writing(tmp_path, capsys):
+    out = tmp_path / "o"
+    code = main(["run", str(REPO / "configs" / "planted_ci.yaml"), "--out", str(out),
+                 "--set", "planted.methods=[{name: imp, rat: 0.5}]"])
+    assert code == 2 and "planted.methods: method 'imp' has no parameter 'rat'" in \
+        capsys.readouterr().err
+    assert not out.exists()

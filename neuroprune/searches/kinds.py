@@ -1,8 +1,9 @@
 """The kinds of run a config can ask for (``kind:``), registered by name.
 
-Each kind is *prepared* from a validated config first (data loaded, every method and its
-parameters checked), so that bad input ends before anything is written; the prepared job then
-runs into a run directory and returns the lines to print.
+Each kind is *prepared* from a config that :func:`~neuroprune.config.load_config` validated
+(every method of a sweep included) and loads what it needs (data), so that bad input ends
+before anything is written; the prepared job then runs into a run directory and returns the
+lines to print.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..config import MethodConfig, RunConfig
+from ..config import RunConfig
 from ..errors import UserError
 
 
@@ -35,10 +36,7 @@ def _mask_search(cfg: RunConfig) -> Job:
 
 
 def _comparison(cfg: RunConfig) -> Job:
-    from .comparison import cells, run_comparison
-
-    for cell, _ in cells(cfg):
-        cell.method_params()
+    from .comparison import run_comparison
 
     def run(out, progress, resume, log):
         s = run_comparison(cfg, out, progress=progress, log=log)
@@ -49,10 +47,6 @@ def _comparison(cfg: RunConfig) -> Job:
 
 def _planted(cfg: RunConfig) -> Job:
     from .planted_search import run_planted
-
-    for m in cfg.planted.methods:
-        entry = {"name": m} if isinstance(m, str) else dict(m)
-        cfg.model_copy(update={"method": MethodConfig(**entry)}).method_params()
 
     def run(out, progress, resume, log):
         s = run_planted(cfg, out, progress)

@@ -45,7 +45,7 @@ def _run_planted(cfg: RunConfig, out: str | Path, progress: bool) -> dict[str, A
     rd = RunDir(out).create()
     rd.write_config(to_dict(cfg))
     tasks = {t: make_task(t, pc.depth, pc.width, pc.samples, seed=0) for t in pc.tasks}
-    entries = [{"name": m} if isinstance(m, str) else dict(m) for m in pc.methods]
+    entries = pc.method_entries()
     plan = [(t, e, s, seed) for t, task in tasks.items() for e in entries
             for s in sweep(pc.sparsities, task.planted_sparsity) for seed in pc.seeds]
     rows = []
