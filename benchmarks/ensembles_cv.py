@@ -14,10 +14,10 @@ import warnings
 
 import numpy as np
 from sklearn import datasets
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedKFold
 
-from neuroprune.ensembles import DEFAULT_POOL, POOL, EvolvedEnsembleClassifier
-from neuroprune.ensembles.search import fuse
+from neuroprune.ensembles import DEFAULT_POOL, EvolvedEnsembleClassifier
+from neuroprune.ensembles.baselines import reference_scores
 
 
 def fold_scores(X, y, tr, te, args, seed):
@@ -27,14 +27,8 @@ def fold_scores(X, y, tr, te, args, seed):
                                     size_penalty=args.size_penalty, random_state=seed)
     ens.fit(X[tr], y[tr])
     ens_acc = ens.score(X[te], y[te])
-    Xt, Xv, yt, yv = train_test_split(X[tr], y[tr], test_size=0.3, random_state=seed,
-                                      stratify=y[tr])
-    val = {n: POOL[n](seed).fit(Xt, yt).score(Xv, yv) for n in DEFAULT_POOL}
-    best = max(val, key=val.get)
-    single_acc = POOL[best](seed).fit(X[tr], y[tr]).score(X[te], y[te])
-    preds = np.stack([np.eye(y.max() + 1)[POOL[n](seed).fit(X[tr], y[tr]).predict(X[te])]
-                      for n in DEFAULT_POOL])
-    vote_acc = (fuse(preds, np.ones(len(preds), bool), "majority").argmax(1) == y[te]).mean()
+    ref = reference_scores(DEFAULT_POOL, X[tr], y[tr], X[te], y[te], 0.3, seed)
+    single_acc, vote_acc = ref["best_single_test_accuracy"], ref["pool_vote_test_accuracy"]
     return ens_acc, single_acc, vote_acc, len(ens.selected_)
 
 

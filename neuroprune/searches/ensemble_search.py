@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .. import __version__
 from ..config import RunConfig, to_dict
 from ..ensembles import EvolvedEnsembleClassifier
+from ..ensembles.baselines import reference_scores
 from ..rundir import RunDir
 from .mask_search import load_data
 
@@ -28,32 +28,6 @@ def estimator_from(cfg: RunConfig) -> EvolvedEnsembleClassifier:
         population=e.population, generations=e.generations,
         diversity_weight=e.diversity_weight, diversity=e.diversity,
         size_penalty=e.size_penalty, val_fraction=e.val_fraction, random_state=cfg.seed)
-
-
-def baselines(cfg: RunConfig, X, y, Xte, yte) -> dict[str, Any]:
-    """Best single classifier (chosen on the same inner validation split) and a majority vote
-    over the whole pool, both refitted on all training data."""
-    from sklearn.model_selection import train_test_split
-
-    from ..ensembles import POOL
-    from ..ensembles.search import fuse
-
-    Xt, Xv, yt, yv = train_test_split(X, y, test_size=cfg.ensemble.val_fraction,
-                                      random_state=cfg.seed, stratify=y)
-    val_acc, test_pred = {}, {}
-    for name in cfg.ensemble.pool:
-        try:
-            val_acc[name] = float(POOL[name](cfg.seed).fit(Xt, yt).score(Xv, yv))
-            test_pred[name] = POOL[name](cfg.seed).fit(X, y).predict(Xte)
-        except Exception:
-            continue
-    best = max(val_acc, key=val_acc.get)
-    n_classes = int(max(y.max(), yte.max())) + 1
-    votes = np.stack([np.eye(n_classes)[p] for p in test_pred.values()])
-    pool_vote = fuse(votes, np.ones(len(votes), bool), "majority").argmax(1)
-    return {"best_single": best,
-            "best_single_test_accuracy": float((test_pred[best] == yte).mean()),
-            "pool_vote_test_accuracy": float((pool_vote == yte).mean())}
 
 
 def run_ensemble_search(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict:
@@ -77,7 +51,8 @@ def run_ensemble_search(cfg: RunConfig, out: str | Path, progress: bool = True) 
                "weights": None if est.weights_ is None else [float(w) for w in est.weights_],
                "val_fitness": float(est.val_score_),
                "test_accuracy": float(est.score(Xte, yte)), "seed": cfg.seed,
-               **baselines(cfg, X, y, Xte, yte),
+               **reference_scores(cfg.ensemble.pool, X, y, Xte, yte,
+                                  cfg.ensemble.val_fraction, cfg.seed),
                "wall_seconds": round(time.time() - t0, 3), "device": "cpu",
                "neuroprune_version": __version__}
     rd.write_summary(summary)
