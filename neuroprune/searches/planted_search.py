@@ -18,12 +18,12 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_write, atomic_write_csv, atomic_write_json, atomic_write_text
 from ..config import MethodConfig, RunConfig, to_dict
-from ..engine import EvalTask
+from ..engine import PopulationTrainer, TrainSettings
 from ..masks import load_mask
 from ..planted import make_task, recovery
 from ..backends.ray_actors import shared_ray
 from ..rundir import RunDir
-from .mask_search import MaskSearch
+from .mask_search import MaskSearch, resolve_device
 
 COLUMNS = ["task", "method", "sparsity", "seed", "planted_sparsity", "quality_pruned",
            "quality_trained", "precision", "recall", "iou", "wall_seconds"]
@@ -49,15 +49,17 @@ def _run_planted(cfg: RunConfig, out: str | Path, progress: bool) -> dict[str, A
     plan = [(t, e, s, seed) for t, task in tasks.items() for e in entries
             for s in sweep(pc.sparsities, task.planted_sparsity) for seed in pc.seeds]
     rows = []
-    oracle = {}
-    for t, task in tasks.items():  # the planted mask itself, untrained: the ceiling
-        base = MaskSearch(cfg.model_copy(deep=True, update={
-            "kind": "mask_search", "method": MethodConfig(name="random"),
-            "training": cfg.training.model_copy(update={"loss": task.loss})}),
-            data=task.data, init=task.init, spec=task.spec)
-        with base.evaluator() as ev:
-            oracle[t] = ev.evaluate(EvalTask(masks=[task.mask], init=task.init, epochs=0,
-                                             data_seed=0, test=True)).metrics[0]["test_accuracy"]
+    # Untrained quality of a mask on the planted weights: one local trainer per task serves
+    # the planted mask (the ceiling) and every cell; no training, so no backend is needed.
+    device = resolve_device(cfg.device)
+    scorers = {t: PopulationTrainer(task.spec, task.data, TrainSettings(loss=task.loss), device)
+               for t, task in tasks.items()}
+
+    def untrained(t: str, mask) -> float:
+        res = scorers[t].run(tasks[t].init, [mask], 0, 0, test=True)
+        return res.metrics[0]["test_accuracy"]
+
+    oracle = {t: untrained(t, task.mask) for t, task in tasks.items()}
     for t, entry, sparsity, seed in tqdm(plan, desc="planted", unit="cell",
                                          disable=not progress):
         task = tasks[t]
@@ -71,12 +73,9 @@ def _run_planted(cfg: RunConfig, out: str | Path, progress: bool) -> dict[str, A
         summary = (RunDir(cell_dir).read_summary() if RunDir(cell_dir).is_complete()
                    else search.run(cell_dir, progress=False, resume=cell_dir.exists()))
         found, _ = load_mask(cell_dir / "best_mask.safetensors")
-        with search.evaluator() as ev:
-            pruned = ev.evaluate(EvalTask(masks=[found], init=task.init, epochs=0,
-                                          data_seed=seed, test=True)).metrics[0]
         rows.append({"task": t, "method": entry["name"], "sparsity": sparsity, "seed": seed,
                      "planted_sparsity": task.planted_sparsity,
-                     "quality_pruned": pruned["test_accuracy"],
+                     "quality_pruned": untrained(t, found),
                      "quality_trained": summary["test_accuracy"],
                      **recovery(found, task.mask), "wall_seconds": summary["wall_seconds"]})
         atomic_write_csv(rd.path / "results.csv", rows, COLUMNS)
