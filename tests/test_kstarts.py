@@ -69,27 +69,36 @@ def test_sequential_backend_gives_the_local_result(tmp_path):
     assert ra.fitness.dropna().values == pytest.approx(rb.fitness.dropna().values, rel=1e-4)
 
 
+ENV = {**os.environ, "OMP_NUM_THREADS": "2"}
+
+
+def _signal_after(out, checkpoint: str, sig, over):
+    """Start ``neuroprune run`` into ``out``, send ``sig`` once ``checkpoint`` is written, and
+    return the finished process with its stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "neuroprune", "run", QUICK, "--out",
+                             str(out), *over], env=ENV, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    target = out / "checkpoints" / checkpoint
+    deadline = time.time() + 300
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    return proc, err
+
+
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     over = ["--set", "method.population=12", "--set", "method.generations=8",
             "--set", "method.search_epochs=4", "--set", "training.epochs=3",
             "--device", "cpu", "--no-progress"]
     full = tmp_path / "full"
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
     subprocess.run([sys.executable, "-m", "neuroprune", "run", QUICK, "--out", str(full),
-                    *over], check=True, env=env, cwd=REPO, capture_output=True)
+                    *over], check=True, env=ENV, cwd=REPO, capture_output=True)
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "neuroprune", "run", QUICK, "--out",
-                             str(cut), *over], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = cut / "checkpoints" / "gen_0002.pt"
-    deadline = time.time() + 300
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _signal_after(cut, "gen_0002.pt", signal.SIGKILL, over)
     assert not (cut / "summary.json").exists(), "run finished before it could be killed"
     res = subprocess.run([sys.executable, "-m", "neuroprune", "resume", str(cut),
-                          "--no-progress"], env=env, cwd=REPO, capture_output=True, text=True)
+                          "--no-progress"], env=ENV, cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "resuming from gen_" in res.stderr
     assert (cut / "results.csv").read_text() == (full / "results.csv").read_text()
@@ -107,16 +116,7 @@ def test_ctrl_c_finishes_the_generation_writes_best_so_far_and_resumes(tmp_path)
             "--set", "method.search_epochs=4", "--set", "training.epochs=2",
             "--device", "cpu", "--no-progress"]
     out = tmp_path / "int"
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "neuroprune", "run", QUICK, "--out",
-                             str(out), *over], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    target = out / "checkpoints" / "gen_0001.pt"
-    deadline = time.time() + 300
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
+    proc, err = _signal_after(out, "gen_0001.pt", signal.SIGINT, over)
     assert proc.returncode == 130
     assert f"neuroprune resume {out}" in err and "Traceback" not in err
     summary = json.loads((out / "summary.json").read_text())
@@ -126,7 +126,7 @@ def test_ctrl_c_finishes_the_generation_writes_best_so_far_and_resumes(tmp_path)
     assert not (out / "checkpoints" / f"gen_{last + 1:04d}.pt").exists()
     assert summary["best_so_far"]["fitness"] > 0
     res = subprocess.run([sys.executable, "-m", "neuroprune", "resume", str(out),
-                          "--no-progress"], env=env, cwd=REPO, capture_output=True, text=True)
+                          "--no-progress"], env=ENV, cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert json.loads((out / "summary.json").read_text())["status"] == "complete"
 
