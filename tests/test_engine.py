@@ -42,6 +42,13 @@ def test_population_equals_training_each_network_alone(digits, arch, widths, opt
             torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_optimizer_step_is_fused(optimizer):
+    # With stacked parameters the step is memory-bound: one fused pass, not one per operation.
+    opt = TrainSettings(optimizer=optimizer).make_optimizer([torch.zeros(3, requires_grad=True)])
+    assert opt.defaults["fused"] is True
+
+
 def test_masked_weights_stay_exactly_zero_and_kept_ones_move(digits):
     spec, _, masks = _setup(digits, n=4)
     settings = TrainSettings(optimizer="adam", lr=1e-2, weight_decay=1e-3)

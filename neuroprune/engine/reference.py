@@ -92,7 +92,7 @@ class ReferenceTrainer:
                 g["lr"] = self.settings.lr_at(step, total)
             loss = self.settings.per_network_loss(model(self.data.train_x[idx]).unsqueeze(0),
                                                   self.data.train_y[idx])[0]
-            opt.zero_grad(set_to_none=False)
+            opt.zero_grad()
             loss.backward()
             bad |= not math.isfinite(float(loss.detach()))
             loss_sum += float(loss.detach()) * len(idx)

@@ -47,14 +47,20 @@ class TrainSettings:
         return hits / n
 
     def make_optimizer(self, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
-        """Elementwise optimizers only: on stacked tensors they equal per-network ones."""
+        """Elementwise optimizers only: on stacked tensors they equal per-network ones.
+
+        The fused implementations update parameter and state in one pass over memory (one
+        kernel for all tensors); with a population's stacked parameters the optimizer step is
+        memory-bound, so this is what it costs.
+        """
         params = list(params)
+        fused = all(p.device.type in ("cpu", "cuda") for p in params)
+        impl = {"fused": True} if fused else {"foreach": True}
         if self.optimizer == "sgd":
             return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
-                                   weight_decay=self.weight_decay, foreach=True)
+                                   weight_decay=self.weight_decay, **impl)
         if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay,
-                                    foreach=True)
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, **impl)
         raise ValueError(f"unknown optimizer {self.optimizer}")
 
     def lr_at(self, step: int, total_steps: int) -> float:

@@ -94,8 +94,10 @@ def stacked_forward(model: nn.Module, capture: bool = False
                 w, b = params[pre + "weight"], params[pre + "bias"]
                 h_in = h
                 if kind == "shared":
-                    out = h @ w.reshape(-1, w.shape[-1]).t()  # [B, P*out], one GEMM
-                    h = out.view(h.shape[0], p, -1).transpose(0, 1) + b.unsqueeze(1)
+                    # [B, P*out]: one GEMM with the bias in its epilogue; the [P, B, out]
+                    # view is strided, which the batched GEMMs after it read as they are.
+                    out = torch.addmm(b.reshape(-1), h, w.reshape(-1, w.shape[-1]).t())
+                    h = out.view(h.shape[0], p, -1).transpose(0, 1)
                     h_in = h_in.unsqueeze(0).expand(p, *h_in.shape)
                 elif kind == "pop":
                     h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
