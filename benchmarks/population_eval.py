@@ -30,19 +30,26 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--population", type=int, default=16)
+    ap.add_argument("--population", type=_positive, default=16)
     ap.add_argument("--data-root", help="MNIST folder (MNIST-10k works); default: digits")
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--epochs", type=_positive, default=1)
+    ap.add_argument("--batch-size", type=_positive, default=128)
     ap.add_argument("--sparsity", type=float, default=0.9)
     ap.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     ap.add_argument("--chunk-size", type=int, help="networks per batch (engine default)")
     ap.add_argument("--one-by-one", type=int, default=None,
                     help="networks timed one by one (default: min(P, 8)); the rate is per network")
-    ap.add_argument("--repeats", type=int, default=3,
+    ap.add_argument("--repeats", type=_positive, default=3,
                     help="timed runs of each; the fastest counts")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA")
     args = ap.parse_args()
@@ -92,7 +99,8 @@ def main() -> None:
           f"{args.repeats})")
     steps = steps_per_run(n, args.batch_size, args.epochs) * math.ceil(p / pop.chunk_size)
     weights = p * sum(math.prod(s) for s in shapes.values()) * 4 / 1e6
-    print(f"population:  {batched:,.0f} individual-samples/s (chunk size {pop.chunk_size}; "
+    chunk = min(p, pop.chunk_size)
+    print(f"population:  {batched:,.0f} individual-samples/s (chunk size {chunk}; "
           f"{t_pop / steps * 1e3:.2f} ms per step; stacked weights {weights:,.0f} MB; best of "
           f"{args.repeats})")
     print(f"speedup: {batched / single:.1f}x")
