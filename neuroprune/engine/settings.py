@@ -54,14 +54,17 @@ class TrainSettings:
         memory-bound, so this is what it costs.
         """
         params = list(params)
-        fused = all(p.device.type in ("cpu", "cuda") for p in params)
-        impl = {"fused": True} if fused else {"foreach": True}
         if self.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
-                                   weight_decay=self.weight_decay, **impl)
-        if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, **impl)
-        raise ValueError(f"unknown optimizer {self.optimizer}")
+            cls, kwargs = torch.optim.SGD, {"momentum": self.momentum}
+        elif self.optimizer == "adam":
+            cls, kwargs = torch.optim.Adam, {}
+        else:
+            raise ValueError(f"unknown optimizer {self.optimizer}")
+        kwargs.update(lr=self.lr, weight_decay=self.weight_decay)
+        try:
+            return cls(params, fused=True, **kwargs)
+        except RuntimeError:  # a device (or an older torch) without the fused kernels
+            return cls(params, foreach=True, **kwargs)
 
     def lr_at(self, step: int, total_steps: int) -> float:
         if self.schedule == "cosine" and total_steps > 0:
