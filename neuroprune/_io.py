@@ -44,18 +44,28 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def atomic_write_csv(path: str | os.PathLike, rows: list[dict[str, Any]],
-                     columns: list[str] | None = None) -> None:
-    """Rows as CSV (columns: given, or every key in first-seen order); missing cells empty."""
+def csv_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Every key of ``rows`` in first-seen order."""
+    columns: dict[str, None] = {}
+    for r in rows:
+        columns.update(dict.fromkeys(r))
+    return list(columns)
+
+
+def csv_text(rows: list[dict[str, Any]], columns: list[str], header: bool = True) -> str:
+    """Rows as CSV text under ``columns``; missing cells empty, unknown keys dropped."""
     import csv
     import io
 
-    if columns is None:
-        columns = []
-        for r in rows:
-            columns += [k for k in r if k not in columns]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
+    if header:
+        w.writeheader()
     w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: list[dict[str, Any]],
+                     columns: list[str] | None = None) -> None:
+    """Rows as CSV (columns: given, or every key in first-seen order); missing cells empty."""
+    atomic_write_text(path, csv_text(rows, csv_columns(rows) if columns is None else columns))

@@ -4,7 +4,7 @@ Layout::
 
     config.yaml              resolved config
     ledger.jsonl             append-only: one committed line per generation (source of truth)
-    results.csv              one row per evaluated individual, rebuilt from the ledger
+    results.csv              one row per evaluated individual, derived from the ledger
     checkpoints/gen_NNNN.pt  search state after each generation
     summary.json             best network's figures
     best_mask.safetensors    masks (and trained weights) of the best network
@@ -12,6 +12,12 @@ Layout::
 Nothing below us is exactly-once (Ray retries, killed processes), so evaluations are keyed by
 ``(generation, index)``: a generation is committed once, and a second commit of the same
 generation (a retry, a resumed run) is ignored rather than counted twice.
+
+``results.csv`` grows by appending each committed generation's rows, so a long search pays per
+generation for that generation only (rewriting the whole file every generation made
+bookkeeping quadratic: 19 s for 200 generations of 256 networks). Because the ledger is
+committed first, a crash can at worst cut the file's last rows; the first commit of every
+process (a resumed run) rewrites it whole from the ledger, atomically.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from typing import Any, Iterable
 import torch
 import yaml
 
-from ._io import atomic_write, atomic_write_csv, atomic_write_json, atomic_write_text
+from ._io import (atomic_write, atomic_write_csv, atomic_write_json, atomic_write_text,
+                  csv_columns, csv_text)
 from .errors import UserError
 
 
@@ -37,6 +44,8 @@ class RunDir:
             raise UserError(f"output path {self.path} is a file; choose a folder with --out")
         self.ledger_path = self.path / "ledger.jsonl"
         self.ckpt_dir = self.path / "checkpoints"
+        self._done: dict[int | str, list[dict[str, Any]]] | None = None  # ledger, in memory
+        self._columns: list[str] | None = None  # results.csv header as written
 
     def create(self) -> "RunDir":
         try:
@@ -83,7 +92,11 @@ class RunDir:
         ``generation`` is the search generation, or ``"final"`` for the final training.
         """
         self.create()
-        done = self.committed()
+        if self._done is None:  # first commit of this process: trust only the ledger
+            self._done = self.committed()
+            if self._done:
+                self.write_results(self._done)
+        done = self._done
         if generation in done:
             return False
         rows = list(rows)
@@ -95,7 +108,23 @@ class RunDir:
             f.write(json.dumps({"generation": generation, "rows": rows}) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        self.write_results({**done, generation: rows})
+        last = _sorts_last(generation, done)
+        done[generation] = rows
+        if not (last and self._append_results(rows)):
+            self.write_results(done)
+        return True
+
+    def _append_results(self, rows: list[dict[str, Any]]) -> bool:
+        """Append rows under the existing header; False when a rewrite is needed instead."""
+        path = self.path / "results.csv"
+        if self._columns is None or not path.is_file():
+            return False
+        if any(k not in self._columns for r in rows for k in r):
+            return False  # a new column: the header changes
+        with open(path, "a", encoding="utf-8", newline="") as f:
+            f.write(csv_text(rows, self._columns, header=False))
+            f.flush()
+            os.fsync(f.fileno())
         return True
 
     def _truncate_torn_tail(self) -> None:
@@ -108,10 +137,11 @@ class RunDir:
                 f.truncate(cut)
 
     def write_results(self, generations: dict[int, list[dict[str, Any]]] | None = None) -> None:
+        """Rewrite ``results.csv`` whole (atomically) from the given or the committed ledger."""
         gens = self.committed() if generations is None else generations
-        order = sorted(gens, key=lambda g: (isinstance(g, str), g if isinstance(g, int) else 0))
-        rows = [r for g in order for r in gens[g]]
-        atomic_write_csv(self.path / "results.csv", rows)
+        rows = [r for g in sorted(gens, key=_order_key) for r in gens[g]]
+        self._columns = csv_columns(rows)
+        atomic_write_csv(self.path / "results.csv", rows, self._columns)
 
     def write_logbook(self, records: list[dict[str, Any]]) -> None:
         """Population statistics per generation (elites included): ``logbook.csv``."""
@@ -142,3 +172,16 @@ class RunDir:
                                 f"delete it to resume from there") from None
             return state, path
         return None, None
+
+
+def _order_key(generation: int | str):
+    """results.csv order: search generations by number, then named ones (``"final"``,
+    ``"ga:3"``) in commit order."""
+    return (isinstance(generation, str), generation if isinstance(generation, int) else 0)
+
+
+def _sorts_last(generation: int | str, done: dict) -> bool:
+    """Would ``generation`` come after every committed one in results.csv order?"""
+    if isinstance(generation, str):
+        return True
+    return all(isinstance(g, int) and g < generation for g in done)
