@@ -40,6 +40,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, write)
 
 
+def append_durably(path: str | os.PathLike, text: str) -> None:
+    """Append ``text`` and wait until it is on disk (for append-only logs; a crash can at
+    worst cut the last line, which their readers handle)."""
+    with open(path, "a", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 

@@ -30,8 +30,8 @@ from typing import Any, Iterable
 import torch
 import yaml
 
-from ._io import (atomic_write, atomic_write_csv, atomic_write_json, atomic_write_text,
-                  csv_columns, csv_text)
+from ._io import (append_durably, atomic_write, atomic_write_csv, atomic_write_json,
+                  atomic_write_text, csv_columns, csv_text)
 from .errors import UserError
 
 
@@ -104,10 +104,8 @@ class RunDir:
         if len(keys) != len(rows):
             raise ValueError(f"generation {generation} has duplicate (generation, index) rows")
         self._truncate_torn_tail()
-        with open(self.ledger_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"generation": generation, "rows": rows}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        entry = json.dumps({"generation": generation, "rows": rows})
+        append_durably(self.ledger_path, entry + "\n")
         last = _sorts_last(generation, done)
         done[generation] = rows
         if not (last and self._append_results(rows)):
@@ -121,20 +119,23 @@ class RunDir:
             return False
         if any(k not in self._columns for r in rows for k in r):
             return False  # a new column: the header changes
-        with open(path, "a", encoding="utf-8", newline="") as f:
-            f.write(csv_text(rows, self._columns, header=False))
-            f.flush()
-            os.fsync(f.fileno())
+        append_durably(path, csv_text(rows, self._columns, header=False))
         return True
 
     def _truncate_torn_tail(self) -> None:
+        """Cut a torn last line, so the next entry starts on a line of its own. Called before
+        every append: it reads the last byte, and the whole file only when that is torn."""
         if not self.ledger_path.exists():
             return
-        data = self.ledger_path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with open(self.ledger_path, "r+b") as f:
-                f.truncate(cut)
+        with open(self.ledger_path, "r+b") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return
+            f.seek(0)
+            data = f.read()
+            f.truncate(data.rfind(b"\n") + 1)
 
     def write_results(self, generations: dict[int, list[dict[str, Any]]] | None = None) -> None:
         """Rewrite ``results.csv`` whole (atomically) from the given or the committed ledger."""

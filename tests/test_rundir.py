@@ -49,3 +49,17 @@ def test_results_cut_by_a_crash_are_rebuilt_by_the_next_process(tmp_path):
     assert path.read_text() == whole
     resumed.commit_generation(3, _rows(3))
     assert path.read_text() == _from_ledger(resumed, tmp_path)
+
+
+def test_a_torn_ledger_line_is_cut_before_the_next_commit(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    rd.commit_generation(0, _rows(0))
+    with open(rd.ledger_path, "a", encoding="utf-8") as f:
+        f.write('{"generation": 1, "rows": [{"gen')  # a writer killed mid-append
+    resumed = RunDir(tmp_path / "run")
+    assert sorted(resumed.committed()) == [0]
+    assert resumed.commit_generation(1, _rows(1))
+    lines = rd.ledger_path.read_text().splitlines()
+    assert len(lines) == 2 and '"gen' not in lines[1][-10:]
+    assert sorted(RunDir(tmp_path / "run").committed()) == [0, 1]
+    assert (rd.path / "results.csv").read_text() == _from_ledger(resumed, tmp_path)
