@@ -94,8 +94,9 @@ class ReferenceTrainer:
                                                   self.data.train_y[idx])[0]
             opt.zero_grad()
             loss.backward()
-            bad |= not math.isfinite(float(loss.detach()))
-            loss_sum += float(loss.detach()) * len(idx)
+            value = float(loss.detach())  # one host sync per step
+            bad |= not math.isfinite(value)
+            loss_sum += value * len(idx)
             seen += len(idx)
             with torch.no_grad():
                 if grads is not None:
