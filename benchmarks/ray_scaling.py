@@ -42,7 +42,7 @@ def main() -> None:
     import ray
 
     data = load_dataset("digits")
-    spec = ModelSpec("mlp", data.input_shape, data.num_classes, (300, 100))
+    spec = ModelSpec.zoo("mlp", data.input_shape, data.num_classes, widths=(300, 100))
     model = build_model(spec)
     shapes = {k: tuple(v.shape) for k, v in model.named_parameters()}
     layout = make_layout({k: shapes[k] for k in prunable_names(model)}, 0.9, "erk")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from . import __version__
 from .errors import UserError
 
 EXIT_USAGE = 2
@@ -35,11 +36,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neuroprune", description="Evolutionary search for sparse neural networks.")
+    parser.add_argument("--version", action="version",
+                        version=f"neuroprune {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a search from a YAML config")
-    run.add_argument("config", help="YAML config (see configs/)")
+    run.add_argument("config", help="YAML config, or the name of a shipped one (quickstart)")
     run.add_argument("--out", help="run directory (default runs/<config name>-<timestamp>)")
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="continue the run in RUN_DIR from its last generation checkpoint")
@@ -81,10 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list the pruning / search methods, one line each")
     sub.add_parser("datasets", help="list the datasets")
-    cfg = sub.add_parser("config", help="print a resolved config (all keys with defaults)")
-    cfg.add_argument("config", nargs="?", help="YAML config (default: all defaults)")
+    sub.add_parser("models", help="list the built-in models (and other ways to give one)")
+    sub.add_parser("kinds", help="list the kinds of run")
+    cfg = sub.add_parser("config", help="print a resolved config: every key with its value "
+                         "and help")
+    cfg.add_argument("config", nargs="?", help="YAML config or shipped config name (default: "
+                     "all defaults)")
     cfg.add_argument("--set", dest="overrides", action="append", default=[],
                      metavar="KEY=VALUE")
+    cfg.add_argument("--schema", action="store_true", help="print the JSON schema of configs "
+                     "(for editors) instead")
     return parser
 
 
@@ -122,18 +131,29 @@ def _check_fresh_out(out: Path) -> None:
 def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
     from .searches.kinds import prepare
     from .searches.mask_search import Interrupted
+    from .workbench import Workbench
 
-    job = prepare(cfg, resume)  # validates and loads data before anything is written
+    kind = prepare(Workbench.from_config(cfg), resume)  # every check before anything is written
     if not resume:
         _check_fresh_out(out)
     try:
-        lines = job.run(out, progress, resume, lambda m: print(m, file=sys.stderr))
+        summary = kind.run(out, progress=progress, resume=resume,
+                           log=lambda m: print(m, file=sys.stderr))
     except (KeyboardInterrupt, Interrupted):
         print(f"\ninterrupted; finished work is saved. Continue with:\n"
               f"  neuroprune resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print("\n".join(lines))
+    print("\n".join(kind.lines(summary, out)))
     return 0
+
+
+def run_name(cfg) -> str:
+    """``<config name>`` or, for a mask search, ``<config name>-<method>`` unless the name
+    already says it (``quickstart-rigl``)."""
+    method = cfg.method.name
+    if cfg.kind == "mask_search" and method not in cfg.name.split("-")[-1].split("_"):
+        return f"{cfg.name}-{method}"
+    return cfg.name
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -142,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(Path(args.resume), not args.no_progress, _apply_flags(args))
     cfg = load_config(args.config, _apply_flags(args))
-    out = Path(args.out) if args.out else _default_out(cfg.name)
+    out = Path(args.out) if args.out else _default_out(run_name(cfg))
     return _run_search(cfg, out, resume=False, progress=not args.no_progress)
 
 
@@ -165,29 +185,49 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from .methods import METHODS, get_method_class
+    from .methods import METHODS
 
     for name in METHODS:
-        cls = get_method_class(name)
+        cls = METHODS.load(name)
         print(f"{name:<22} {cls.summary}  [{cls.citation}]")
     return 0
 
 
-def cmd_datasets(args: argparse.Namespace) -> int:
-    from .data import DATASETS
+def _listing(module: str, attr: str) -> int:
+    import importlib
 
-    for name, (_, text) in DATASETS.items():
-        print(f"{name:<15} {text}")
+    registry = getattr(importlib.import_module(module, __package__), attr)
+    width = max(len(n) for n in registry) + 2
+    for name in registry:
+        print(f"{name:<{width}} {registry.help(name)}")
     return 0
 
 
-def cmd_config(args: argparse.Namespace) -> int:
-    from .config import load_config, to_dict
+def cmd_datasets(args: argparse.Namespace) -> int:
+    return _listing(".data.registry", "DATASETS")
 
+
+def cmd_models(args: argparse.Namespace) -> int:
+    code = _listing(".models", "MODELS")
+    print("torchvision:NAME    any torchvision classification model (needs neuroprune[vision])")
+    print("factory: pkg.mod:fn your own function returning an nn.Module (model.factory)")
+    return code
+
+
+def cmd_kinds(args: argparse.Namespace) -> int:
+    return _listing(".searches.registry", "KINDS")
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .config import RunConfig, load_config
+    from .config_help import annotated_yaml
+
+    if args.schema:
+        import json
+        print(json.dumps(RunConfig.model_json_schema(), indent=2))
+        return 0
     cfg = load_config(args.config, args.overrides)
-    tree = to_dict(cfg)
-    tree["method"] = {"name": cfg.method.name, **cfg.method_params().model_dump(mode="json")}
-    print(yaml.safe_dump(tree, sort_keys=False), end="")
+    print(annotated_yaml(cfg), end="")
     return 0
 
 
@@ -284,8 +324,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "export": cmd_export, "report": cmd_report, "tune": cmd_tune, "dashboard": cmd_dashboard, "resume": cmd_resume, "methods": cmd_methods,
-            "datasets": cmd_datasets, "config": cmd_config}
+COMMANDS = {"run": cmd_run, "export": cmd_export, "report": cmd_report, "tune": cmd_tune,
+            "dashboard": cmd_dashboard, "resume": cmd_resume, "methods": cmd_methods,
+            "datasets": cmd_datasets, "models": cmd_models, "kinds": cmd_kinds,
+            "config": cmd_config}
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

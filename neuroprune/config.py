@@ -1,13 +1,16 @@
-"""Typed, validated run configs. Every knob lives here once, with its default and help text.
+"""Typed, validated run configs, assembled from the sections each layer defines.
 
 A config is YAML; ``--set a.b=value`` overrides any value (the value is parsed as YAML, so
 ``--set model.widths=[100,50]`` works). Validation happens on load: an unknown key, a wrong
 type or an out-of-range value raises :class:`~neuroprune.errors.ConfigError` naming the key.
+Names that select an implementation (datasets, models, methods, backends, kinds, ...) are
+checked against their registries, with the close matches of a misspelt name.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,125 +18,27 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from .backends import BACKENDS
+from .backends.config import RayConfig
+from .data.config import DataConfig
+from .engine.settings import EngineConfig, TrainSettings
+from .ensembles.config import EnsembleConfig
 from .errors import ConfigError
+from .masks.config import SparsityConfig
+from .methods.registry import METHODS
+from .models.config import ModelConfig
+from .searches.registry import KINDS, STRATEGIES
+from .section import Section, registered, registered_list
 
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(Section):
-    dataset: str = Field("digits", description="dataset name (see `neuroprune datasets`)")
-    root: str | None = Field(None, description="folder with the dataset files (MNIST family)")
-    download: bool = Field(False, description="download missing files through torchvision")
-    protocol: Literal["auto", "full", "10k"] = Field(
-        "auto", description="MNIST family: full 60k/10k, or the MNIST-10k protocol")
-    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="bundled sets: validation share")
-    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="bundled sets: test share")
-    split_seed: int = Field(0, ge=0, description="fixes the train/val/test split of bundled sets")
-    path: str | None = Field(None, description="dataset csv: the CSV file")
-    label_column: str = Field("label", description="dataset csv: the column holding the class")
-
-    @field_validator("dataset")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from .data import DATASETS
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset '{v}'; choose one of {', '.join(sorted(DATASETS))}")
-        return v
-
-
-class ModelConfig(Section):
-    arch: Literal["mlp", "lenet5"] = Field("mlp", description="architecture")
-    widths: list[int] = Field([300, 100], description="hidden layer widths")
-    activation: Literal["relu", "tanh", "gelu", "silu", "sigmoid", "evolved"] = "relu"
-
-    @field_validator("widths")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if not v or any(w < 1 for w in v):
-            raise ValueError("widths must be a non-empty list of positive integers")
-        return v
-
-
-class SparsityConfig(Section):
-    target: float = Field(0.9, description="fraction of prunable weights removed, in [0, 1)")
-    allocation: Literal["uniform", "global", "erk"] = Field(
-        "erk", description="how the kept weights are shared between layers")
-    rescale_init: bool = Field(True, description="when a mask is trained from the initial "
-                               "weights, multiply its kept weights by 1/sqrt(layer density)")
-
-    @field_validator("target")
-    @classmethod
-    def _range(cls, v: float) -> float:
-        if not 0.0 <= v < 1.0:
-            raise ValueError(f"must be in [0, 1) (0.9 keeps 10% of the weights), got {v}")
-        return v
-
-
-class TrainingConfig(Section):
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = Field(0.1, gt=0, description="learning rate")
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    batch_size: int = Field(64, ge=1)
-    epochs: int = Field(20, ge=1, description="epochs of the final training of the best network")
-    schedule: Literal["constant", "cosine"] = Field("cosine", description="learning-rate schedule")
-    loss: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="mse for "
-                                                  "regression ('accuracy' is then R^2)")
-
-
-class EngineConfig(Section):
-    chunk_size: int | None = Field(
-        None, ge=1, description="networks per batch (default: 16 on CPU, all on GPU)")
-    tf32: bool = Field(False, description="CUDA: allow TF32 matrix products (faster on "
-                       "Ampere/Hopper, about 1e-3 relative precision)")
-
-
-class RayConfig(Section):
-    address: str | None = Field(None, description="Ray address (auto, ray://HOST:10001); "
-                                "none starts a local Ray")
-    num_workers: int | None = Field(None, ge=1, description="shard actors (default: one per "
-                                    "GPU, else one per cpus_per_worker CPUs)")
-    cpus_per_worker: int = Field(1, ge=1)
-    gpus_per_worker: float | None = Field(None, ge=0, description="default 1 when the cluster "
-                                          "has GPUs")
-    trial_cpus: float = Field(1, gt=0, description="tune: CPUs per trial")
-    trial_gpus: float = Field(0, ge=0, description="tune: GPUs per trial (fractions allowed)")
-    max_concurrent_trials: int | None = Field(None, ge=1)
-    max_failures: int = Field(1, ge=0, description="tune: retries of a failed trial")
+MAX_SEED = 2**32 - 1
 
 
 class MethodConfig(BaseModel):
     """``name`` plus the method's own parameters, validated by the method's ``Params``."""
 
     model_config = ConfigDict(extra="allow")
-    name: str = "kstarts"
-
-
-class ComparisonConfig(Section):
-    methods: list[str | dict[str, Any]] = Field(
-        ["random", "snip", "kstarts"],
-        description="method names, or {name: ..., <params>} entries")
-    sparsities: list[float] = Field([0.9], description="target sparsities")
-    seeds: list[int] = Field([0], description="seeds (initial weights, masks, data order)")
-
-    @field_validator("sparsities")
-    @classmethod
-    def _range(cls, v: list[float]) -> list[float]:
-        if not v or any(not 0.0 <= s < 1.0 for s in v):
-            raise ValueError(f"every sparsity must be in [0, 1), got {v}")
-        return v
-
-    @field_validator("methods", "seeds")
-    @classmethod
-    def _nonempty(cls, v: list) -> list:
-        if not v:
-            raise ValueError("must not be empty")
-        return v
-
-    def method_entries(self) -> list[dict[str, Any]]:
-        return method_entries(self.methods, "comparison.methods")
+    name: registered(METHODS, "kstarts", "pruning or search method (see `neuroprune methods`); "
+                     "its parameters sit beside the name")
 
 
 def method_entries(methods: list[str | dict[str, Any]], where: str) -> list[dict[str, Any]]:
@@ -147,36 +52,35 @@ def method_entries(methods: list[str | dict[str, Any]], where: str) -> list[dict
     return out
 
 
-class EnsembleConfig(Section):
-    pool: list[str] = Field(["knn1", "knn3", "knn7", "knn15", "tree_d3", "tree", "logreg",
-                             "linear_svm", "rbf_svm", "gnb", "lda", "mlp", "rf", "extra_trees"],
-                            description="scikit-learn classifiers to select from")
-    algorithm: Literal["ga", "umda", "pbil"] = "ga"
-    fusion: Literal["majority", "weighted", "average"] = "majority"
-    init: Literal["random", "all_ones", "best_k"] = "random"
-    population: int = Field(30, ge=2)
-    generations: int = Field(20, ge=1)
-    diversity_weight: float = Field(0.0, ge=0)
-    diversity: Literal["disagreement", "double_fault"] = "disagreement"
-    size_penalty: float = Field(0.0, ge=0)
-    val_fraction: float = Field(0.3, gt=0, lt=1)
+class ComparisonConfig(Section):
+    """``kind: comparison``: the grid of methods, sparsities and seeds."""
 
-    @field_validator("pool")
+    methods: list[str | dict[str, Any]] = Field(
+        ["random", "snip", "kstarts"], min_length=1,
+        description="method names, or {name: ..., <params>} entries")
+    sparsities: list[float] = Field([0.9], min_length=1, description="target sparsities")
+    seeds: list[int] = Field([0], min_length=1, description="seeds (initial weights, masks, "
+                             "data order)")
+
+    @field_validator("sparsities")
     @classmethod
-    def _pool(cls, v: list[str]) -> list[str]:
-        from .ensembles.pool import POOL
-        bad = [p for p in v if p not in POOL]
-        if bad or not v:
-            raise ValueError(f"unknown classifiers {bad}; choose from {', '.join(POOL)}")
+    def _range(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 <= s < 1.0 for s in v):
+            raise ValueError(f"every sparsity must be in [0, 1), got {v}")
         return v
+
+    def method_entries(self) -> list[dict[str, Any]]:
+        return method_entries(self.methods, "comparison.methods")
 
 
 class ActivationConfig(Section):
-    strategies: list[Literal["relu", "gelu", "silu", "random", "ga", "coevolution"]] = Field(
-        ["relu", "gelu", "silu", "random", "ga", "coevolution"],
+    """``kind: activation_search``: what is compared and the evolutionary budget."""
+
+    strategies: registered_list(STRATEGIES) = Field(
+        ["relu", "gelu", "silu", "random", "ga", "coevolution"], min_length=1,
         description="what is compared, on the same number of network trainings")
     population: int = Field(8, ge=2, description="individuals per coevolving population")
-    generations: int = Field(5, ge=1)
+    generations: int = Field(5, ge=1, description="generations")
     search_epochs: int = Field(2, ge=1, description="training epochs per fitness evaluation")
     collaborators: Literal[1, 2] = Field(1, description="1: best of the other populations; "
                                          "2: and a random member")
@@ -184,30 +88,38 @@ class ActivationConfig(Section):
 
 
 class PlantedConfig(Section):
-    tasks: list[Literal["relu", "circle", "helix"]] = ["relu", "circle", "helix"]
+    """``kind: planted``: tasks, network size, sweep and methods."""
+
+    tasks: list[Literal["relu", "circle", "helix"]] = Field(
+        ["relu", "circle", "helix"], min_length=1, description="planted tasks")
     depth: int = Field(5, ge=3, description="linear layers of target and wide network")
     width: int = Field(50, ge=16, description="width of the wide network")
-    samples: int = Field(3000, ge=100)
+    samples: int = Field(3000, ge=100, description="samples per task")
     sparsities: list[float] = Field([0.9, 0.99], description="swept sparsities; the planted "
                                     "one (and one below it) are added")
-    methods: list[str | dict[str, Any]] = ["random", "magnitude", "snip", "kstarts"]
-    seeds: list[int] = [0]
+    methods: list[str | dict[str, Any]] = Field(["random", "magnitude", "snip", "kstarts"],
+                                                min_length=1, description="methods compared")
+    seeds: list[int] = Field([0], min_length=1, description="seeds")
 
     def method_entries(self) -> list[dict[str, Any]]:
         return method_entries(self.methods, "planted.methods")
 
 
 class RunConfig(Section):
-    name: str = Field("run", description="names the run directory")
-    kind: Literal["mask_search", "comparison", "ensemble_search",
-                  "activation_search", "planted"] = "mask_search"
-    seed: int = Field(0, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    backend: str = Field("local", description="local, sequential or ray")
+    """A whole run: what kind of search, on which data and model, trained how, where."""
+
+    name: str = Field("run", description="names the run directory (letters, digits, . _ -)")
+    kind: registered(KINDS, "mask_search", "what to run (see `neuroprune kinds`)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="initial weights, masks, data order, "
+                      "evolution")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="cpu, cuda, or auto "
+                                                   "(cuda when available)")
+    backend: registered(BACKENDS, "local", "local (vectorised), sequential (one network at a "
+                        "time) or ray")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     sparsity: SparsityConfig = SparsityConfig()
-    training: TrainingConfig = TrainingConfig()
+    training: TrainSettings = TrainSettings()
     engine: EngineConfig = EngineConfig()
     ray: RayConfig = RayConfig()
     method: MethodConfig = MethodConfig()
@@ -217,6 +129,14 @@ class RunConfig(Section):
     ensemble: EnsembleConfig = EnsembleConfig()
     activation: ActivationConfig = ActivationConfig()
     planted: PlantedConfig = PlantedConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", v):
+            raise ValueError(f"must be a plain name of letters, digits, '.', '_' and '-' "
+                             f"(it names a folder under runs/), got {v!r}")
+        return v
 
     @field_validator("tune")
     @classmethod
@@ -234,28 +154,24 @@ class RunConfig(Section):
             return {k: ({} if v is None and k in SECTIONS else v) for k, v in tree.items()}
         return tree
 
-    @field_validator("backend")
-    @classmethod
-    def _backend(cls, v: str) -> str:
-        from .backends import BACKENDS
-        if v not in BACKENDS:
-            raise ValueError(f"unknown backend '{v}'; choose one of {', '.join(BACKENDS)}")
-        return v
-
     def method_params(self) -> BaseModel:
         """The method's parameters, validated against its ``Params`` model."""
-        from .methods import get_method_class
-        cls = get_method_class(self.method.name)
-        extra = dict(self.method.model_extra or {})
-        try:
-            return cls.Params(**extra)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
-                takes = ", ".join(cls.Params.model_fields) or "no parameters"
-                raise ConfigError(f"method '{self.method.name}' has no parameter "
-                                  f"'{err['loc'][0]}' (it takes: {takes})") from None
-            raise ConfigError(_format(exc, prefix="method")) from None
+        return method_params(self.method)
+
+
+def method_params(method: MethodConfig) -> BaseModel:
+    """``method``'s parameters validated by its ``Params``; one-line :class:`ConfigError`."""
+    cls = METHODS.load(method.name)
+    extra = dict(method.model_extra or {})
+    try:
+        return cls.Params(**extra)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+            takes = ", ".join(cls.Params.model_fields) or "no parameters"
+            raise ConfigError(f"method '{method.name}' has no parameter "
+                              f"'{err['loc'][0]}' (it takes: {takes})") from None
+        raise ConfigError(format_error(exc, prefix="method")) from None
 
 
 SECTIONS = ("data", "model", "sparsity", "training", "engine", "ray", "method", "comparison",
@@ -263,7 +179,9 @@ SECTIONS = ("data", "model", "sparsity", "training", "engine", "ray", "method", 
 # `tune` stays None when empty: an empty tune section is an error, not "tune nothing".
 
 
-def _format(exc: ValidationError, prefix: str = "") -> str:
+def format_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line for the first error of a pydantic validation: the dotted key and what is
+    wrong (the offending value once)."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
     msg = err["msg"].removeprefix("Value error, ")
@@ -272,7 +190,7 @@ def _format(exc: ValidationError, prefix: str = "") -> str:
     if err["type"] == "missing":
         return f"config key '{loc}' is required"
     got = err.get("input")
-    shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    shown = "" if isinstance(got, (dict, list)) or "got " in msg else f" (got {got!r})"
     return f"config key '{loc}': {msg}{shown}"
 
 
@@ -304,10 +222,29 @@ def parse_overrides(items: list[str] | None) -> list[tuple[str, str]]:
     return out
 
 
+def shipped_configs() -> Path:
+    """The folder of the configs shipped with neuroprune (``neuroprune run quickstart``):
+    package data in an installed wheel, the repository's ``configs/`` in a source checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parent / "configs"
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """``path`` itself, or a shipped config named ``path`` (``quickstart``)."""
+    p = Path(path)
+    if p.exists() or p.suffix or "/" in str(path):
+        return p
+    shipped = shipped_configs() / f"{p.name}.yaml"
+    return shipped if shipped.is_file() else p
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+    path = resolve_config_path(path)
     if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
+        names = ", ".join(sorted(p.stem for p in shipped_configs().glob("*.yaml")))
+        raise ConfigError(f"config file {path} does not exist (shipped configs, usable by "
+                          f"name: {names})")
     if path.is_dir():
         raise ConfigError(f"config path {path} is a folder; give a .yaml file")
     try:
@@ -328,27 +265,29 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 tree: dict[str, Any] | None = None) -> RunConfig:
-    """Read, override and validate a config; the method's parameters are validated too."""
+    """Read, override and validate a config; method and model options are validated too."""
     tree = copy.deepcopy(tree) if tree is not None else (read_yaml(path) if path else {})
     if path is not None and "name" not in tree:
-        tree["name"] = Path(path).stem
+        tree["name"] = resolve_config_path(path).stem
     for key, value in parse_overrides(overrides):
         _set_path(tree, key, value)
     try:
         cfg = RunConfig(**tree)
     except ValidationError as exc:
-        raise ConfigError(_format(exc)) from None
+        raise ConfigError(format_error(exc)) from None
     except TypeError as exc:
         raise ConfigError(f"config: {exc}") from None
     cfg.method_params()
+    cfg.model.check_options()
     if cfg.kind == "comparison" and cfg.comparison is None:
         cfg.comparison = ComparisonConfig()
     sweep = {"comparison": cfg.comparison, "planted": cfg.planted}.get(cfg.kind)
     if sweep is not None:  # every method of a sweep, with its parameters, before any run
         for entry in sweep.method_entries():
-            cell = cfg.model_copy(update={"method": MethodConfig(**entry)})
             try:
-                cell.method_params()
+                method_params(MethodConfig(**entry))
+            except ValidationError as exc:
+                raise ConfigError(f"{cfg.kind}.methods: {format_error(exc)}") from None
             except ConfigError as exc:
                 raise ConfigError(f"{cfg.kind}.methods: {exc}") from None
     return cfg

@@ -104,7 +104,7 @@ def make_task(name: str, depth: int = 5, width: int = 50, n_samples: int = 3000,
     d_in, d_out, tw, tb, needed = _target(name, depth)
     if width < needed:
         raise ValueError(f"the {name} task needs width >= {needed}, got {width}")
-    spec = ModelSpec("mlp", (d_in,), d_out, tuple([width] * (depth - 1)), "relu")
+    spec = ModelSpec.zoo("mlp", (d_in,), d_out, widths=(width,) * (depth - 1))
     g = torch.Generator().manual_seed(seed)
     model = build_model(spec)
     names = prunable_names(model)

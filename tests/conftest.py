@@ -18,4 +18,4 @@ def digits():
 @pytest.fixture(scope="session")
 def blobs():
     from neuroprune.data import load_dataset
-    return load_dataset("blobs", n_samples=400, n_features=12)
+    return load_dataset("blobs", samples=400, features=12, classes=4)

@@ -13,3 +13,10 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
     return subprocess.run([sys.executable, "-m", "neuroprune", *args], cwd=cwd or REPO,
                           capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def mask_search(cfg):
+    """A MaskSearch on the workbench of ``cfg`` (a validated RunConfig)."""
+    from neuroprune.searches.mask_search import MaskSearch
+    from neuroprune.workbench import Workbench
+    return MaskSearch(Workbench.from_config(cfg))

@@ -2,7 +2,8 @@ import pandas as pd
 
 from neuroprune.cli import main
 from neuroprune.config import load_config
-from neuroprune.searches.comparison import comparison_table, run_comparison
+from neuroprune.searches.comparison import Comparison, comparison_table
+from neuroprune.workbench import Workbench
 
 from helpers import REPO
 
@@ -16,14 +17,14 @@ def _cfg():
 
 def test_comparison_runs_every_cell_and_resumes_without_rerunning(tmp_path):
     out = tmp_path / "cmp"
-    run_comparison(_cfg(), out, progress=False)
+    Comparison(Workbench.from_config(_cfg())).run(out, progress=False)
     df = pd.read_csv(out / "results.csv")
     assert len(df) == 4 and set(df.method) == {"random", "imp"}
     assert (df.actual_sparsity.round(3) == 0.9).all()
     table = (out / "comparison.md").read_text()
     assert "| random |" in table and "| imp |" in table and "±" in table
     stamp = (out / "cells" / "imp-s0.9-seed1" / "summary.json").stat().st_mtime_ns
-    run_comparison(_cfg(), out, progress=False)
+    Comparison(Workbench.from_config(_cfg())).run(out, progress=False)
     assert (out / "cells" / "imp-s0.9-seed1" / "summary.json").stat().st_mtime_ns == stamp
     assert pd.read_csv(out / "results.csv").equals(df)
 

@@ -22,7 +22,7 @@ def _masks(spec, n, sparsity=0.9):
 def test_cuda_population_equals_cuda_reference_and_cpu(digits, arch, widths):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    spec = ModelSpec(arch, digits.input_shape, digits.num_classes, widths)
+    spec = ModelSpec.zoo(arch, digits.input_shape, digits.num_classes, widths=widths)
     masks = _masks(spec, 8)
     init = init_state(spec, 0)
     settings = TrainSettings(lr=0.05, batch_size=64)
@@ -40,7 +40,7 @@ def test_cuda_population_equals_cuda_reference_and_cpu(digits, arch, widths):
 
 
 def test_cuda_large_population_runs_in_one_chunk(digits):
-    spec = ModelSpec("mlp", digits.input_shape, digits.num_classes, (300, 100))
+    spec = ModelSpec.zoo("mlp", digits.input_shape, digits.num_classes, widths=(300, 100))
     trainer = PopulationTrainer(spec, digits, TrainSettings(), device="cuda")
     res = trainer.run(init_state(spec, 0), _masks(spec, 256), 1, 0)
     assert len(res.metrics) == 256 and trainer.chunk_size >= 256

@@ -10,9 +10,9 @@ from neuroprune.errors import DataError, UserError
 
 
 def test_digits_splits_are_fixed_disjoint_and_standardised():
-    a = load_dataset("digits", seed=0)
-    b = load_dataset("digits", seed=0)
-    c = load_dataset("digits", seed=1)
+    a = load_dataset("digits", split_seed=0)
+    b = load_dataset("digits", split_seed=0)
+    c = load_dataset("digits", split_seed=1)
     assert a.sizes() == {"train": 1167, "val": 270, "test": 360}
     assert torch.equal(a.test_x, b.test_x) and not torch.equal(a.test_x, c.test_x)
     assert a.input_shape == (1, 8, 8) and a.num_classes == 10

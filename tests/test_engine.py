@@ -10,7 +10,7 @@ from neuroprune.models import ModelSpec, build_model, prunable_names
 
 
 def _setup(data, arch="mlp", widths=(32, 16), sparsity=0.8, n=3, seed=0):
-    spec = ModelSpec(arch, data.input_shape, data.num_classes, widths)
+    spec = ModelSpec.zoo(arch, data.input_shape, data.num_classes, widths=widths)
     model = build_model(spec)
     shapes = {k: tuple(v.shape) for k, v in model.named_parameters()}
     layout = make_layout({k: shapes[k] for k in prunable_names(model)}, sparsity, "erk")
@@ -97,13 +97,13 @@ def test_diverging_network_is_flagged_and_others_unharmed(digits):
 
 
 def test_evaluators_agree(digits):
-    from neuroprune.backends import make_evaluator
+    from neuroprune.backends import BACKENDS
     spec, _, masks = _setup(digits, n=3)
     settings = TrainSettings(lr=0.05)
     task = EvalTask(masks=masks, init=init_state(spec, 0), epochs=1, data_seed=1)
     out = {}
     for name in ("local", "sequential"):
-        with make_evaluator(name, spec=spec, data=digits, settings=settings) as ev:
+        with BACKENDS.load(name)(spec=spec, data=digits, settings=settings) as ev:
             out[name] = ev.evaluate(task).metrics
     for a, b in zip(out["local"], out["sequential"]):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)

@@ -9,13 +9,12 @@ import neuroprune
 from neuroprune import results
 from neuroprune.cli import main
 from neuroprune.config import load_config
-from neuroprune.data import load_dataset
+from neuroprune.data import DataConfig, load_dataset
 from neuroprune.errors import UserError
 from neuroprune.export import export, load_model
 from neuroprune.models import ModelSpec, build_model
-from neuroprune.searches.mask_search import MaskSearch
 
-from helpers import REPO
+from helpers import REPO, mask_search
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,7 @@ def run(tmp_path_factory):
     cfg = load_config(REPO / "configs" / "quickstart.yaml",
                       ["method.population=4", "method.generations=3", "method.search_epochs=1",
                        "training.epochs=3", "model.widths=[32]", "device=cpu"])
-    MaskSearch(cfg).run(out, progress=False)
+    mask_search(cfg).run(out, progress=False)
     return out
 
 
@@ -45,8 +44,7 @@ def test_reloaded_model_reproduces_the_recorded_test_accuracy(run):
     model = neuroprune.load_model(run / "best_mask.safetensors")
     _, meta = neuroprune.load_mask(run / "best_mask.safetensors")
     d = meta["data"]
-    data = load_dataset(d["dataset"], root=d["root"], seed=d["split_seed"],
-                        val_fraction=d["val_fraction"], test_fraction=d["test_fraction"])
+    data = load_dataset(DataConfig(**d))
     with torch.no_grad():
         acc = float((model(data.test_x).argmax(1) == data.test_y).float().mean())
     summary = json.loads((run / "summary.json").read_text())
@@ -99,7 +97,7 @@ def test_broken_files_give_clear_errors(run, tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file at all")
     with pytest.raises(UserError, match="truncated or corrupt"):
         load_model(tmp_path / "junk.safetensors")
-    other = build_model(ModelSpec("mlp", (1, 8, 8), 10, (7,)))
+    other = build_model(ModelSpec.zoo("mlp", (1, 8, 8), 10, widths=(7,)))
     mask, _ = neuroprune.load_mask(run / "best_mask.safetensors")
     with pytest.raises(ValueError, match="shape"):
         neuroprune.apply_mask(other, mask)

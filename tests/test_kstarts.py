@@ -11,9 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from neuroprune.config import load_config
-from neuroprune.searches.mask_search import MaskSearch
 
-from helpers import REPO
+from helpers import REPO, mask_search
 
 QUICK = str(REPO / "configs" / "quickstart.yaml")
 
@@ -25,7 +24,7 @@ def _cfg(*over):
 
 
 def test_kstarts_elitism_keeps_best_fitness_and_every_mask_is_exact(tmp_path):
-    summary = MaskSearch(_cfg()).run(tmp_path / "r", progress=False)
+    summary = mask_search(_cfg()).run(tmp_path / "r", progress=False)
     df = pd.read_csv(tmp_path / "r" / "results.csv")
     search = df[df.generation != "final"].copy()
     search["generation"] = search.generation.astype(int)
@@ -41,7 +40,7 @@ def test_kstarts_elitism_keeps_best_fitness_and_every_mask_is_exact(tmp_path):
 def test_fitness_weights_select_what_they_say(tmp_path):
     cfg = _cfg("method.fitness={accuracy: 0, magnitude: 1, gradient: 0}",
                "method.generations=1")
-    MaskSearch(cfg).run(tmp_path / "m", progress=False)
+    mask_search(cfg).run(tmp_path / "m", progress=False)
     df = pd.read_csv(tmp_path / "m" / "results.csv")
     gen0 = df[df.generation == "0"]
     ratio = gen0.fitness / gen0.magnitude
@@ -50,8 +49,8 @@ def test_fitness_weights_select_what_they_say(tmp_path):
 
 
 def test_same_seed_same_figures(tmp_path):
-    a = MaskSearch(_cfg()).run(tmp_path / "a", progress=False)
-    b = MaskSearch(_cfg()).run(tmp_path / "b", progress=False)
+    a = mask_search(_cfg()).run(tmp_path / "a", progress=False)
+    b = mask_search(_cfg()).run(tmp_path / "b", progress=False)
     drop = {"wall_seconds"}
     assert {k: v for k, v in a.items() if k not in drop} == \
         {k: v for k, v in b.items() if k not in drop}
@@ -60,8 +59,8 @@ def test_same_seed_same_figures(tmp_path):
 
 
 def test_sequential_backend_gives_the_local_result(tmp_path):
-    a = MaskSearch(_cfg("method.generations=2")).run(tmp_path / "a", progress=False)
-    b = MaskSearch(_cfg("method.generations=2", "backend=sequential")).run(tmp_path / "b",
+    a = mask_search(_cfg("method.generations=2")).run(tmp_path / "a", progress=False)
+    b = mask_search(_cfg("method.generations=2", "backend=sequential")).run(tmp_path / "b",
                                                                           progress=False)
     assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1 / 360 + 1e-9)
     ra = pd.read_csv(tmp_path / "a" / "results.csv")

@@ -6,7 +6,8 @@ import torch
 from neuroprune.config import load_config
 from neuroprune.masks import bits_to_mask, check_bits, flatten
 from neuroprune.methods import METHODS, get_method_class
-from neuroprune.searches.mask_search import MaskSearch
+
+from helpers import mask_search
 
 
 
@@ -15,11 +16,11 @@ def _search(method="random", sparsity=0.8, allocation="erk", **params):
     tree = {"data": {"dataset": "digits"}, "model": {"widths": [24]}, "device": "cpu",
             "sparsity": {"target": sparsity, "allocation": allocation},
             "training": {"epochs": 3, "lr": 0.1}, "method": {"name": method}}
-    return MaskSearch(load_config(tree=tree, overrides=over))
+    return mask_search(load_config(tree=tree, overrides=over))
 
 
 def _find(search):
-    with search.evaluator() as ev:
+    with search.bench.evaluator() as ev:
         ctx = search.context(ev)
         return ctx, search.method.find(ctx)
 
@@ -54,7 +55,7 @@ def test_magnitude_keeps_largest_initial_weights():
 def test_imp_rewinds_to_init_and_prunes_iteratively():
     rows = []
     search = _search("imp", 0.8, rate=0.5, round_epochs=1)
-    with search.evaluator() as ev:
+    with search.bench.evaluator() as ev:
         ctx = search.context(ev, commit=lambda g, r, s: rows.extend(r))
         res = search.method.find(ctx)
     assert res.info["rounds"] == 3  # 50% -> 75% -> 80%
@@ -103,7 +104,7 @@ def test_rigl_grows_where_the_gradient_is_largest():
 def test_dissipating_gradients_removes_the_weights_that_moved_least():
     from neuroprune.methods.dissipating import dissipating_gradient_signal
     search = _search("dissipating_gradients", 0.7, "global", epochs=1)
-    with search.evaluator() as ev:
+    with search.bench.evaluator() as ev:
         ctx = search.context(ev)
         bits, trained, _ = dissipating_gradient_signal(ctx, 1, "distance", 0.7, commit=False)
     moved = flatten(ctx.layout, {k: (trained[k] - ctx.init[k]).abs() for k in ctx.layout.names})
@@ -114,13 +115,13 @@ def test_dissipating_gradients_removes_the_weights_that_moved_least():
 def test_kstarts_dg_temperature_zero_starts_from_one_mask():
     search = _search("kstarts_dg", 0.8, population=3, generations=1, search_epochs=1,
                      temperature=0.0)
-    with search.evaluator() as ev:
+    with search.bench.evaluator() as ev:
         ctx = search.context(ev)
         starts = search.method.initial_bits(ctx, torch.Generator().manual_seed(0))
     assert all(torch.equal(starts[0], s) for s in starts[1:])
     search = _search("kstarts_dg", 0.8, population=3, generations=1, search_epochs=1,
                      temperature=1.0)
-    with search.evaluator() as ev:
+    with search.bench.evaluator() as ev:
         starts = search.method.initial_bits(search.context(ev), torch.Generator().manual_seed(0))
     assert not torch.equal(starts[0], starts[1])
 
@@ -128,7 +129,7 @@ def test_kstarts_dg_temperature_zero_starts_from_one_mask():
 def test_synflow_is_data_free():
     a = _find(_search("synflow", 0.9, iterations=5))[1].bits
     search = _search("synflow", 0.9, iterations=5)
-    search.data.train_y = search.data.train_y.flip(0)
+    search.bench.data.train_y = search.bench.data.train_y.flip(0)
     b = _find(search)[1].bits
     assert torch.equal(a, b)
 
@@ -136,7 +137,7 @@ def test_synflow_is_data_free():
 def test_kstarts_guided_mutation_records_a_signal_per_mask():
     rows = []
     search = _search("kstarts_dg", 0.9, population=4, generations=2, search_epochs=1)
-    with search.evaluator() as ev:
+    with search.bench.evaluator() as ev:
         ctx = search.context(ev, commit=lambda g, r, s: rows.append(s))
         res = search.method.find(ctx)
     check_bits(ctx.layout, res.bits)

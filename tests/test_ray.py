@@ -18,7 +18,7 @@ from neuroprune.engine import EvalTask, PopulationTrainer, TrainSettings, init_s
 from neuroprune.masks import bits_to_mask, make_layout, random_bits  # noqa: E402
 from neuroprune.models import ModelSpec, build_model, prunable_names  # noqa: E402
 
-from helpers import REPO  # noqa: E402
+from helpers import REPO, mask_search  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def cluster():
 
 
 def _population(data, n=6):
-    spec = ModelSpec("mlp", data.input_shape, data.num_classes, (32,))
+    spec = ModelSpec.zoo("mlp", data.input_shape, data.num_classes, widths=(32,))
     model = build_model(spec)
     shapes = {k: tuple(v.shape) for k, v in model.named_parameters()}
     layout = make_layout({k: shapes[k] for k in prunable_names(model)}, 0.8, "erk")
@@ -79,12 +79,11 @@ def test_actor_killed_mid_generation_is_replaced_without_loss(cluster, digits):
 
 
 def test_search_on_ray_backend_gives_the_local_results(cluster, tmp_path):
-    from neuroprune.searches.mask_search import MaskSearch
     over = ["method.population=4", "method.generations=2", "method.search_epochs=1",
             "training.epochs=2", "model.widths=[24]", "device=cpu"]
     quick = REPO / "configs" / "quickstart.yaml"
-    a = MaskSearch(load_config(quick, over)).run(tmp_path / "local", progress=False)
-    b = MaskSearch(load_config(quick, over + ["backend=ray"])).run(tmp_path / "ray",
+    a = mask_search(load_config(quick, over)).run(tmp_path / "local", progress=False)
+    b = mask_search(load_config(quick, over + ["backend=ray"])).run(tmp_path / "ray",
                                                                   progress=False)
     assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1e-9)
     rows_a = (tmp_path / "local" / "results.csv").read_text().splitlines()

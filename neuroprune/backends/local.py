@@ -10,11 +10,10 @@ class LocalEvaluator(Evaluator):
     """The whole population on one device, trained as stacked tensors."""
 
     name = "local"
-    trainer_cls = PopulationTrainer
 
-    def __init__(self, spec, data, settings, device="cpu", chunk_size=None, **_: object):
-        self.trainer = self.trainer_cls(spec, data, settings, device=device,
-                                        chunk_size=chunk_size)
+    def __init__(self, spec, data, settings, device="cpu", chunk_size=None):
+        self.trainer = PopulationTrainer(spec, data, settings, device=device,
+                                         chunk_size=chunk_size)
         self.device = str(self.trainer.device)
 
     def evaluate(self, task: EvalTask) -> PopulationResult:
@@ -22,7 +21,11 @@ class LocalEvaluator(Evaluator):
 
 
 class SequentialEvaluator(LocalEvaluator):
-    """Reference backend: one plain ``nn.Module`` after another (slow; for checking)."""
+    """Reference backend: one plain ``nn.Module`` after another (slow; for checking).
+    ``chunk_size`` does not apply: every network trains alone."""
 
     name = "sequential"
-    trainer_cls = ReferenceTrainer
+
+    def __init__(self, spec, data, settings, device="cpu", chunk_size=None):
+        self.trainer = ReferenceTrainer(spec, data, settings, device=device)
+        self.device = str(self.trainer.device)

@@ -91,7 +91,7 @@ class RayEvaluator(Evaluator):
 
     def __init__(self, spec, data, settings, device="cpu", chunk_size=None, address=None,
                  num_workers=None, cpus_per_worker=1, gpus_per_worker=None,
-                 max_shard_retries=3, **_: object):
+                 max_shard_retries=3):
         ray = import_ray()
         self._ray = ray
         self._owns_ray = not ray.is_initialized()

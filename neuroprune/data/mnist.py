@@ -16,6 +16,7 @@ Two protocols:
 from __future__ import annotations
 
 import gzip
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 
 from ..errors import DataError, MissingDependencyError
 from .base import DataSplits, standardise
+from .config import DataConfig
 
 TORCHVISION_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST",
                      "usps": "USPS"}
@@ -107,12 +109,12 @@ def _load_usps(root: Path, download: bool):
             np.asarray(te.targets))
 
 
-def load_mnist_family(name: str, root: str | None, download: bool = False,
-                      protocol: str = "auto", seed: int = 0, **_: object) -> DataSplits:
-    """Load ``name`` (mnist, fashion_mnist, kmnist, usps) from ``root`` as :class:`DataSplits`."""
+def load_mnist_family(name: str, cfg: DataConfig) -> DataSplits:
+    """Load ``name`` (mnist, fashion_mnist, kmnist, usps) from ``data.root``."""
+    root, download, protocol = cfg.root, cfg.download, cfg.protocol
     if root is None:
-        raise DataError(f"dataset {name} needs data.root: a folder with its files "
-                        f"(e.g. --set data.root=../shared/datasets/{name})")
+        raise DataError(f"dataset {name} needs data.root: a folder with its files (set "
+                        f"data.download=true to fetch them there through torchvision)")
     rootp = Path(root).expanduser()
     if rootp.exists() and not rootp.is_dir():
         raise DataError(f"data.root {rootp} is a file, not a folder")
@@ -162,3 +164,9 @@ def load_mnist_family(name: str, root: str | None, download: bool = False,
     lab = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))  # noqa: E731
     return DataSplits(name=name, train_x=trx, train_y=lab(train_y), val_x=vax, val_y=lab(val_y),
                       test_x=tex, test_y=lab(test_y), num_classes=10)
+
+
+load_mnist = partial(load_mnist_family, "mnist")
+load_fashion_mnist = partial(load_mnist_family, "fashion_mnist")
+load_kmnist = partial(load_mnist_family, "kmnist")
+load_usps = partial(load_mnist_family, "usps")

@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
 from .base import DataSplits, standardise
+from .config import DataConfig
 
 
-def _split(x: np.ndarray, y: np.ndarray, seed: int, val_fraction: float, test_fraction: float):
-    """Stratified train / val / test split, fixed by ``seed``."""
+def split(x: np.ndarray, y: np.ndarray, cfg: DataConfig):
+    """Stratified train / val / test split, fixed by ``cfg.split_seed``."""
     x_rest, x_test, y_rest, y_test = train_test_split(
-        x, y, test_size=test_fraction, random_state=seed, stratify=y
-    )
+        x, y, test_size=cfg.test_fraction, random_state=cfg.split_seed, stratify=y)
     x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=val_fraction / (1 - test_fraction), random_state=seed,
-        stratify=y_rest,
-    )
+        x_rest, y_rest, test_size=cfg.val_fraction / (1 - cfg.test_fraction),
+        random_state=cfg.split_seed, stratify=y_rest)
     return x_train, y_train, x_val, y_val, x_test, y_test
 
 
-def load_sklearn(name: str, seed: int = 0, val_fraction: float = 0.15,
-                 test_fraction: float = 0.2, **_: object) -> DataSplits:
-    """Load one of scikit-learn's bundled sets (digits, breast_cancer, wine, iris)."""
+def load_bundled(name: str, cfg: DataConfig) -> DataSplits:
+    """One of scikit-learn's bundled sets, split by ``cfg``."""
     from sklearn import datasets
 
     bunch = getattr(datasets, f"load_{name}")()
     x = bunch.data.astype(np.float32)
     y = bunch.target.astype(np.int64)
-    xtr, ytr, xva, yva, xte, yte = _split(x, y, seed, val_fraction, test_fraction)
+    xtr, ytr, xva, yva, xte, yte = split(x, y, cfg)
     xtr, xva, xte = (torch.from_numpy(a) for a in (xtr, xva, xte))
     if name == "digits":
         # 8x8 grey images, 0..16: one global scale keeps the image structure (for convs).
@@ -37,10 +37,13 @@ def load_sklearn(name: str, seed: int = 0, val_fraction: float = 0.15,
         xtr, xva, xte = (t.reshape(-1, 1, 8, 8) for t in (xtr, xva, xte))
     else:
         xtr, xva, xte = standardise(xtr, xva, xte, per_feature=True)
-    return DataSplits(
-        name=name,
-        train_x=xtr.contiguous(), train_y=torch.from_numpy(ytr),
-        val_x=xva.contiguous(), val_y=torch.from_numpy(yva),
-        test_x=xte.contiguous(), test_y=torch.from_numpy(yte),
-        num_classes=int(y.max()) + 1,
-    )
+    return DataSplits(name=name, train_x=xtr.contiguous(), train_y=torch.from_numpy(ytr),
+                      val_x=xva.contiguous(), val_y=torch.from_numpy(yva),
+                      test_x=xte.contiguous(), test_y=torch.from_numpy(yte),
+                      num_classes=int(y.max()) + 1)
+
+
+load_digits = partial(load_bundled, "digits")
+load_breast_cancer = partial(load_bundled, "breast_cancer")
+load_wine = partial(load_bundled, "wine")
+load_iris = partial(load_bundled, "iris")

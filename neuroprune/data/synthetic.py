@@ -1,20 +1,49 @@
-"""Generated classification data (for tests and quick experiments)."""
+"""Generated classification data (for tests and quick experiments), fixed by
+``data.split_seed``."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .base import DataSplits, standardise
+from .config import DataConfig
 
 
-def load_blobs(seed: int = 0, n_samples: int = 1200, n_features: int = 20, n_classes: int = 4,
-               **_: object) -> DataSplits:
-    """Gaussian class clusters in ``n_features`` dimensions, split 60/20/20."""
-    g = torch.Generator().manual_seed(seed)
-    centres = torch.randn(n_classes, n_features, generator=g) * 2.0
-    y = torch.randint(0, n_classes, (n_samples,), generator=g)
-    x = centres[y] + torch.randn(n_samples, n_features, generator=g) * 1.5
-    a, b = int(0.6 * n_samples), int(0.8 * n_samples)
-    xtr, xva, xte = standardise(x[:a], x[a:b], x[b:], per_feature=True)
-    return DataSplits(name="blobs", train_x=xtr, train_y=y[:a], val_x=xva, val_y=y[a:b],
-                      test_x=xte, test_y=y[b:], num_classes=n_classes)
+def _splits(name: str, x: torch.Tensor, y: torch.Tensor, cfg: DataConfig, per_feature: bool,
+            classes: int) -> DataSplits:
+    n = len(y)
+    n_test, n_val = int(cfg.test_fraction * n), int(cfg.val_fraction * n)
+    a, b = n - n_test - n_val, n - n_test
+    xtr, xva, xte = standardise(x[:a], x[a:b], x[b:], per_feature=per_feature)
+    return DataSplits(name=name, train_x=xtr, train_y=y[:a], val_x=xva, val_y=y[a:b],
+                      test_x=xte, test_y=y[b:], num_classes=classes)
+
+
+def load_blobs(cfg: DataConfig) -> DataSplits:
+    """Gaussian class clusters in ``data.features`` dimensions."""
+    g = torch.Generator().manual_seed(cfg.split_seed)
+    centres = torch.randn(cfg.classes, cfg.features, generator=g) * 2.0
+    y = torch.randint(0, cfg.classes, (cfg.samples,), generator=g)
+    x = centres[y] + torch.randn(cfg.samples, cfg.features, generator=g) * 1.5
+    return _splits("blobs", x, y, cfg, True, cfg.classes)
+
+
+def load_images(cfg: DataConfig) -> DataSplits:
+    """Colour images (3 x ``image_size`` x ``image_size``): each class is a smooth random
+    pattern; every sample is its class pattern, shifted by up to an eighth of the image,
+    randomly mirrored, with pixel noise. Learnable by a small conv net, not by chance."""
+    g = torch.Generator().manual_seed(cfg.split_seed)
+    s, k = cfg.image_size, cfg.classes
+    base = torch.randn(k, 3, max(2, s // 4), max(2, s // 4), generator=g)
+    patterns = F.interpolate(base, size=(s, s), mode="bilinear", align_corners=False)
+    y = torch.randint(0, k, (cfg.samples,), generator=g)
+    shift = max(1, s // 8)
+    dy = torch.randint(-shift, shift + 1, (cfg.samples,), generator=g)
+    dx = torch.randint(-shift, shift + 1, (cfg.samples,), generator=g)
+    flip = torch.rand(cfg.samples, generator=g) < 0.5
+    x = torch.stack([torch.roll(patterns[c], (int(a), int(b)), dims=(1, 2))
+                     for c, a, b in zip(y.tolist(), dy.tolist(), dx.tolist())])
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    x = x + 0.8 * torch.randn(x.shape, generator=g)
+    return _splits("images", x, y, cfg, False, k)

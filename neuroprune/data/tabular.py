@@ -10,11 +10,12 @@ import torch
 
 from ..errors import DataError
 from .base import DataSplits, standardise
-from .sklearn_sets import _split
+from .config import DataConfig
+from .sklearn_sets import split
 
 
-def load_csv(path: str | None = None, label_column: str = "label", seed: int = 0,
-             val_fraction: float = 0.15, test_fraction: float = 0.2, **_: object) -> DataSplits:
+def load_csv(cfg: DataConfig) -> DataSplits:
+    path, label_column = cfg.path, cfg.label_column
     if not path:
         raise DataError("dataset csv needs data.path (e.g. --set data.path=my.csv)")
     p = Path(path)
@@ -38,7 +39,7 @@ def load_csv(path: str | None = None, label_column: str = "label", seed: int = 0
     y = labels.astype(np.int64)
     if np.bincount(y).min() < 3:
         raise DataError(f"{p}: every class needs at least 3 rows for a train/val/test split")
-    xtr, ytr, xva, yva, xte, yte = _split(x, y, seed, val_fraction, test_fraction)
+    xtr, ytr, xva, yva, xte, yte = split(x, y, cfg)
     xtr, xva, xte = standardise(*(torch.from_numpy(a) for a in (xtr, xva, xte)),
                                 per_feature=True)
     return DataSplits(name=p.stem, train_x=xtr, train_y=torch.from_numpy(ytr), val_x=xva,

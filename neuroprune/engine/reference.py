@@ -20,7 +20,7 @@ class ReferenceTrainer:
     """Same interface and same math as :class:`PopulationTrainer`, looping over networks."""
 
     def __init__(self, spec: ModelSpec, data: DataSplits, settings: TrainSettings,
-                 device: str | torch.device = "cpu", eval_batch_size: int = 2048, **_: object):
+                 device: str | torch.device = "cpu", eval_batch_size: int = 2048):
         self.spec, self.settings = spec, settings
         self.device = torch.device(device)
         self.data = data.to(self.device)

@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Literal
 
 import torch
+from pydantic import ConfigDict, Field, model_validator
+
+from ..registry import Registry
+from ..section import Section, registered
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    """How every network is trained: optimizer, learning rate and its schedule, batch size."""
+OPTIMIZERS = Registry("optimizer", "training.optimizer", {
+    "sgd": ("torch.optim:SGD", "SGD with momentum (training.momentum)"),
+    "adam": ("torch.optim:Adam", "Adam (Kingma & Ba 2015)"),
+})
 
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    schedule: str = "constant"
-    loss: str = "cross_entropy"  # or "mse" (regression; "accuracy" is then R^2)
+
+class TrainSettings(Section):
+    """How every network is trained: optimizer, learning rate and its schedule, batch size.
+    The ``training:`` config section; ``epochs`` is the final training's length."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    optimizer: registered(OPTIMIZERS, "sgd", "sgd or adam (elementwise, so that a stacked "
+                          "population equals its networks trained one by one)")
+    lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="L2 weight decay")
+    batch_size: int = Field(64, ge=1, description="mini-batch size")
+    epochs: int = Field(20, ge=1, description="epochs of the final training of the best network")
+    schedule: Literal["constant", "cosine"] = Field("cosine", description="learning-rate "
+                                                   "schedule over each training run")
+    loss: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="mse for "
+                                                  "regression ('accuracy' is then R^2)")
 
     def per_network_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean loss of each network: ``out [P, B, C]``, shared targets ``y [B]`` / ``[B, C]``."""
@@ -54,12 +68,8 @@ class TrainSettings:
         memory-bound, so this is what it costs.
         """
         params = list(params)
-        if self.optimizer == "sgd":
-            cls, kwargs = torch.optim.SGD, {"momentum": self.momentum}
-        elif self.optimizer == "adam":
-            cls, kwargs = torch.optim.Adam, {}
-        else:
-            raise ValueError(f"unknown optimizer {self.optimizer}")
+        cls = OPTIMIZERS.load(self.optimizer)
+        kwargs = {"momentum": self.momentum} if self.optimizer == "sgd" else {}
         kwargs.update(lr=self.lr, weight_decay=self.weight_decay)
         try:
             return cls(params, fused=True, **kwargs)
@@ -90,3 +100,23 @@ def batch_order(n: int, batch_size: int, epochs: int, data_seed: int,
 
 def steps_per_run(n: int, batch_size: int, epochs: int) -> int:
     return epochs * math.ceil(n / batch_size)
+
+
+class EngineConfig(Section):
+    """Where and how populations are trained (the ``engine:`` config section)."""
+
+    trainer: Literal["auto", "stacked", "per_network"] = Field(
+        "auto", description="stacked: a population as one set of batched kernels; per_network: "
+        "one network at a time (networks too large to stack); auto picks by a memory estimate")
+    chunk_size: int | None = Field(None, ge=1, description="networks trained in one batch "
+                                   "(default: 16 on CPU, as many as fit on a GPU)")
+    precision: Literal["fp32", "tf32", "bf16"] = Field(
+        "fp32", description="CUDA: tf32 matrix products, or bf16 autocast (weights stay fp32); "
+        "the CPU always computes in fp32")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, tree):
+        if isinstance(tree, dict) and "tf32" in tree:
+            raise ValueError("'engine.tf32' is now 'engine.precision: tf32'")
+        return tree

@@ -22,8 +22,8 @@ def reference_scores(pool: Sequence[str], X, y, Xte, yte, val_fraction: float,
     val_acc, test_pred = {}, {}
     for name in pool:
         try:
-            val_acc[name] = float(POOL[name](seed).fit(Xt, yt).score(Xv, yv))
-            test_pred[name] = POOL[name](seed).fit(X, y).predict(Xte)
+            val_acc[name] = float(POOL.load(name)(seed).fit(Xt, yt).score(Xv, yv))
+            test_pred[name] = POOL.load(name)(seed).fit(X, y).predict(Xte)
         except Exception:
             continue
     best = max(val_acc, key=val_acc.get)

@@ -17,6 +17,15 @@ from .pool import DEFAULT_POOL, POOL
 from .search import ALGORITHMS, FUSIONS, INITS, FitnessSpec, evolve, fuse
 
 
+def _fit_to_size(est, n_samples: int):
+    """A k-NN (alone or last in a pipeline) with at most ``n_samples`` neighbours."""
+    knn = est.steps[-1][1] if hasattr(est, "steps") else est
+    k = getattr(knn, "n_neighbors", None)
+    if k is not None and k > n_samples:
+        knn.set_params(n_neighbors=max(1, n_samples))
+    return est
+
+
 def _probas(estimators, X, n_classes, classes_seen) -> np.ndarray:
     out = np.zeros((len(estimators), X.shape[0], n_classes))
     for i, (est, seen) in enumerate(zip(estimators, classes_seen)):
@@ -73,23 +82,31 @@ class EvolvedEnsembleClassifier(ClassifierMixin, BaseEstimator):
         for name, value, allowed in (("algorithm", self.algorithm, ALGORITHMS),
                                      ("fusion", self.fusion, FUSIONS), ("init", self.init, INITS)):
             if value not in allowed:
-                raise ValueError(f"{name}={value!r}; choose one of {allowed}")
+                raise ValueError(f"{name}={value!r}; choose one of {', '.join(allowed)}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
     def _fit_pool(self, X, y, seed):
-        fitted, seen, names = [], [], []
+        """Fit every pool member on ``(X, y)``. A k-NN asking for more neighbours than there
+        are samples is given as many as there are; a member that still cannot fit or predict
+        (LDA on collinear data, say) is left out with a warning."""
+        fitted, seen, names, dropped = [], [], [], []
         for name in self.pool:
-            est = POOL[name](seed)
+            est = _fit_to_size(POOL.load(name)(seed), len(X))
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     est.fit(X, y)
-            except Exception:  # e.g. LDA on collinear data: this member is left out
+                    est.predict(X[:1])
+            except Exception as exc:
+                dropped.append(f"{name} ({type(exc).__name__})")
                 continue
             fitted.append(est)
             seen.append(np.unique(y))
             names.append(name)
+        if dropped:
+            warnings.warn(f"left out of the pool on this data: {', '.join(dropped)}",
+                          UserWarning, stacklevel=3)
         return fitted, seen, names
 
     def fit(self, X, y):
@@ -120,8 +137,10 @@ class EvolvedEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.selected_ = [n for n, s in zip(names, res.select) if s]
         self.weights_ = None if res.weights is None else res.weights[res.select]
         self.val_score_ = res.fitness
+        self.val_accuracy_ = float((fuse(probas, res.select, self.fusion, res.weights).argmax(1)
+                                    == yv).mean())
         self.history_ = res.history
-        chosen = [POOL[n](seed) for n in self.selected_]
+        chosen = [_fit_to_size(POOL.load(n)(seed), len(X)) for n in self.selected_]
         self.estimators_, self._seen = [], []
         for est in chosen:
             with warnings.catch_warnings():

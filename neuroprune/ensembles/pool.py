@@ -6,9 +6,6 @@ scikit-learn 1.9); under ``average`` fusion their vote counts as a one-hot proba
 
 from __future__ import annotations
 
-from typing import Callable
-
-from sklearn.base import ClassifierMixin
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -20,28 +17,79 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
+from ..registry import Registry
+
 
 def _scaled(est):
     return make_pipeline(StandardScaler(), est)
 
 
-#: name -> factory(random_state) -> unfitted classifier
-POOL: dict[str, Callable[[int | None], ClassifierMixin]] = {
-    "knn1": lambda rs: _scaled(KNeighborsClassifier(1)),
-    "knn3": lambda rs: _scaled(KNeighborsClassifier(3)),
-    "knn7": lambda rs: _scaled(KNeighborsClassifier(7)),
-    "knn15": lambda rs: _scaled(KNeighborsClassifier(15)),
-    "tree_d3": lambda rs: DecisionTreeClassifier(max_depth=3, random_state=rs),
-    "tree": lambda rs: DecisionTreeClassifier(random_state=rs),
-    "logreg": lambda rs: _scaled(LogisticRegression(max_iter=1000)),
-    "linear_svm": lambda rs: _scaled(SVC(kernel="linear", random_state=rs)),
-    "rbf_svm": lambda rs: _scaled(SVC(kernel="rbf", random_state=rs)),
-    "gnb": lambda rs: GaussianNB(),
-    "lda": lambda rs: LinearDiscriminantAnalysis(),
-    "mlp": lambda rs: _scaled(MLPClassifier((64,), max_iter=500, random_state=rs)),
-    "rf": lambda rs: RandomForestClassifier(100, random_state=rs),
-    "extra_trees": lambda rs: ExtraTreesClassifier(100, random_state=rs),
-}
+def knn1(rs):
+    return _scaled(KNeighborsClassifier(1))
 
-DEFAULT_POOL = ("knn1", "knn3", "knn7", "knn15", "tree_d3", "tree", "logreg", "linear_svm",
-                "rbf_svm", "gnb", "lda", "mlp", "rf", "extra_trees")
+
+def knn3(rs):
+    return _scaled(KNeighborsClassifier(3))
+
+
+def knn7(rs):
+    return _scaled(KNeighborsClassifier(7))
+
+
+def knn15(rs):
+    return _scaled(KNeighborsClassifier(15))
+
+
+def tree_d3(rs):
+    return DecisionTreeClassifier(max_depth=3, random_state=rs)
+
+
+def tree(rs):
+    return DecisionTreeClassifier(random_state=rs)
+
+
+def logreg(rs):
+    return _scaled(LogisticRegression(max_iter=1000))
+
+
+def linear_svm(rs):
+    return _scaled(SVC(kernel="linear", random_state=rs))
+
+
+def rbf_svm(rs):
+    return _scaled(SVC(kernel="rbf", random_state=rs))
+
+
+def gnb(rs):
+    return GaussianNB()
+
+
+def lda(rs):
+    return LinearDiscriminantAnalysis()
+
+
+def mlp(rs):
+    return _scaled(MLPClassifier((64,), max_iter=500, random_state=rs))
+
+
+def rf(rs):
+    return RandomForestClassifier(100, random_state=rs)
+
+
+def extra_trees(rs):
+    return ExtraTreesClassifier(100, random_state=rs)
+
+
+_HELP = {"knn1": "1-nearest neighbour", "knn3": "3-nearest neighbours",
+         "knn7": "7-nearest neighbours", "knn15": "15-nearest neighbours",
+         "tree_d3": "decision tree of depth 3", "tree": "decision tree",
+         "logreg": "logistic regression", "linear_svm": "linear SVM", "rbf_svm": "RBF SVM",
+         "gnb": "Gaussian naive Bayes", "lda": "linear discriminant analysis",
+         "mlp": "one-hidden-layer perceptron (64)", "rf": "random forest (100 trees)",
+         "extra_trees": "extremely randomised trees (100)"}
+
+#: name -> factory(random_state) -> unfitted classifier
+POOL = Registry("classifier", "ensemble.pool",
+                {name: (f"neuroprune.ensembles.pool:{name}", text) for name, text in _HELP.items()})
+
+DEFAULT_POOL = tuple(POOL)

@@ -18,8 +18,16 @@ from typing import Mapping, Sequence
 import torch
 
 from ..errors import ConfigError
+from ..registry import Registry
 
-ALLOCATIONS = ("uniform", "global", "erk")
+#: allocation name -> function(shapes, sparsity) -> kept count per layer, or one for all
+ALLOCATIONS = Registry("allocation", "sparsity.allocation", {
+    "uniform": ("neuroprune.masks.allocation:uniform_counts", "the same sparsity in every layer"),
+    "global": ("neuroprune.masks.allocation:global_counts",
+               "one budget over all layers (the kept weights go anywhere)"),
+    "erk": ("neuroprune.masks.allocation:erk_counts",
+            "Erdős–Rényi-kernel: denser layers where fan-in + fan-out is large for its size"),
+})
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,19 @@ def erk_densities(shapes: Sequence[tuple[int, ...]], density: float,
     return [1.0 if i in dense else eps * raw[i] for i in range(len(shapes))]
 
 
+def uniform_counts(shapes: Sequence[tuple[int, ...]], sparsity: float) -> list[int]:
+    return [kept_count(math.prod(s), sparsity) for s in shapes]
+
+
+def global_counts(shapes: Sequence[tuple[int, ...]], sparsity: float) -> int:
+    return kept_count(sum(math.prod(s) for s in shapes), sparsity)
+
+
+def erk_counts(shapes: Sequence[tuple[int, ...]], sparsity: float) -> list[int]:
+    dens = erk_densities(shapes, 1.0 - sparsity)
+    return [kept_count(math.prod(s), 1.0 - d) for s, d in zip(shapes, dens)]
+
+
 def make_layout(shapes: Mapping[str, tuple[int, ...]], sparsity: float,
                 allocation: str = "erk") -> Layout:
     """Layout for masks over ``shapes`` (name -> shape, in model order) at ``sparsity``."""
@@ -92,22 +113,14 @@ def make_layout(shapes: Mapping[str, tuple[int, ...]], sparsity: float,
         raise ConfigError(f"sparsity must be in [0, 1), got {sparsity}")
     names = tuple(shapes)
     shp = tuple(tuple(int(d) for d in shapes[n]) for n in names)
-    numel = [math.prod(s) for s in shp]
     offs = [0]
-    for n in numel:
-        offs.append(offs[-1] + n)
-    if allocation == "global":
-        units = ((0, offs[-1], kept_count(offs[-1], sparsity)),)
-    elif allocation == "uniform":
-        units = tuple((offs[i], offs[i + 1], kept_count(numel[i], sparsity))
-                      for i in range(len(names)))
-    elif allocation == "erk":
-        dens = erk_densities(shp, 1.0 - sparsity)
-        units = tuple((offs[i], offs[i + 1], kept_count(numel[i], 1.0 - dens[i]))
-                      for i in range(len(names)))
+    for s in shp:
+        offs.append(offs[-1] + math.prod(s))
+    counts = ALLOCATIONS.load(allocation)(shp, sparsity)
+    if isinstance(counts, int):  # one unit over every layer
+        units = ((0, offs[-1], counts),)
     else:
-        raise ConfigError(f"sparsity.allocation: unknown '{allocation}'; choose one of "
-                          f"{', '.join(ALLOCATIONS)}")
+        units = tuple((offs[i], offs[i + 1], k) for i, k in enumerate(counts))
     return Layout(names=names, shapes=shp, units=units, allocation=allocation)
 
 

@@ -26,11 +26,15 @@ from .. import __version__
 from ..activations import save as save_activations
 from ..activations.expr import compile_formula, is_well_behaved, readable
 from ..activations.gp import next_generation, primitive_set, toolbox
-from ..config import RunConfig, to_dict
-from ..engine import EvalTask, init_state
-from ..models import hidden_roles
+from ..config import to_dict
+from ..engine import EvalTask
+from ..errors import ConfigError
+from ..evolution.random_state import deap_random
+from ..models import RoleActivation
+from ..models.config import ModelConfig
 from ..rundir import RunDir
-from .mask_search import MaskSearch
+from ..workbench import Workbench
+from .registry import STRATEGIES
 
 class Top:
     """The few best distinct candidates seen (by search validation accuracy)."""
@@ -51,20 +55,46 @@ FIXED = {"relu": "relu(x)", "gelu": "mul(x, mul(0.5, add(1.0, erf(mul(0.70710678
 WORST = -1.0
 
 
+def _fixed(name: str):
+    def strategy(search: "ActivationSearch") -> "Top":
+        top = Top()
+        top.add({r: FIXED[name] for r in search.roles}, float("nan"))
+        return top
+    strategy.__name__ = f"fixed_{name}"
+    return strategy
+
+
+fixed_relu, fixed_gelu, fixed_silu = _fixed("relu"), _fixed("gelu"), _fixed("silu")
+
+
+def evolved_model(bench: Workbench) -> Workbench:
+    """``bench`` with its model's activations turned into per-network slots (``evolved``)."""
+    model = ModelConfig(**{**bench.config.model.model_dump(), "activation": "evolved"})
+    return bench.derive(bench.config.model_copy(update={"model": model}))
+
+
+def slot_roles(bench: Workbench) -> list[str]:
+    """The activation roles of the model's slots, in the order first, middle, last."""
+    roles = {m.role for m in bench.build_model().modules() if isinstance(m, RoleActivation)}
+    if not roles:
+        raise ConfigError(f"model {bench.spec.describe()} has no activation slots to evolve; "
+                          f"use a model with an 'activation' option (mlp, lenet5, conv4, ...)")
+    return sorted(roles, key=["first", "middle", "last"].index)
+
+
 class ActivationSearch:
-    def __init__(self, cfg: RunConfig):
-        cfg = cfg.model_copy(deep=True, update={"model": cfg.model.model_copy(
-            update={"activation": "evolved"})})
-        self.cfg = cfg
-        self.a = cfg.activation
-        self.base = MaskSearch(cfg.model_copy(update={"kind": "mask_search"}))
-        self.roles = sorted(set(hidden_roles(len(cfg.model.widths))),
-                            key=["first", "middle", "last"].index)
+    def __init__(self, bench: Workbench):
+        self.bench = evolved_model(bench)
+        self.cfg = self.bench.config
+        self.a = self.cfg.activation
+        self.roles = slot_roles(self.bench)
         self.pset = primitive_set()
         self.tb = toolbox(self.pset, self.a.max_height)
-        self.init = init_state(self.base.spec, cfg.seed)
+        self.init = self.bench.init_state()
         self.ok_cache: dict[str, bool] = {}
         self.bar = None
+        self.on_generation = None
+        self._reported = 0
 
     # --------------------------------------------------------------- evaluation
     def well_behaved(self, formula: str) -> bool:
@@ -95,6 +125,9 @@ class ActivationSearch:
                  **{f"f_{r}": readable(c[r]) for r in self.roles}}
                 for i, (c, m) in enumerate(zip(combos, metrics))]
         self.rd.commit_generation(f"{strategy}:{generation}", rows)
+        if self.on_generation is not None:  # tuning: one step per searched generation
+            self.on_generation(self._reported, rows)
+            self._reported += 1
 
     def new_individual(self):
         """A random tree that passes the probe (constant or exploding ones are redrawn)."""
@@ -168,27 +201,22 @@ class ActivationSearch:
         return top
 
     # --------------------------------------------------------------- run
-    def run(self, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    def run(self, out: str | Path, progress: bool = True, on_generation=None) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         t0 = time.time()
         searched = [s for s in self.a.strategies if s not in FIXED]
         self.bar = tqdm(total=len(searched) * self.a.generations, desc="activation",
                         unit="gen", disable=not progress)
-        random.seed(self.cfg.seed)  # DEAP's gp draws from the global random module
-        self.evaluator = self.base.evaluator()
+        self.on_generation = on_generation
+        self.evaluator = self.bench.evaluator()
         self.rd = RunDir(out).create()
         self.rd.write_config(to_dict(self.cfg))
         tops: dict[str, Top] = {}
-        with self.evaluator:
+        # DEAP's gp draws from the global random module: lend it this search's own state
+        with self.evaluator, deap_random(self.cfg.seed):
             for strategy in self.a.strategies:
-                if strategy in FIXED:
-                    tops[strategy] = Top()
-                    tops[strategy].add({r: FIXED[strategy] for r in self.roles}, float("nan"))
-                else:
-                    run = {"random": self.random_search, "ga": self.ga,
-                           "coevolution": self.coevolution}[strategy]
-                    tops[strategy] = run()
+                tops[strategy] = STRATEGIES.load(strategy)(self)
             # The best few candidates of each strategy get the full training; the one with the
             # best validation accuracy is that strategy's answer (test is looked at once).
             cands = [(s, c, v) for s, t in tops.items() for c, v in t.items]
@@ -219,7 +247,7 @@ class ActivationSearch:
                    "strategies": strategies, "evaluations_per_strategy":
                        self.per_generation * self.a.generations,
                    "dataset": self.cfg.data.dataset, "seed": self.cfg.seed,
-                   "device": self.base.device, "wall_seconds": round(time.time() - t0, 3),
+                   "device": self.bench.device, "wall_seconds": round(time.time() - t0, 3),
                    "neuroprune_version": __version__}
         self.rd.write_summary(summary)
         return summary

@@ -20,6 +20,7 @@ from .._io import atomic_write_csv, atomic_write_json, atomic_write_text
 from ..config import MethodConfig, RunConfig, to_dict
 from ..backends.ray_actors import shared_ray
 from ..rundir import RunDir
+from ..workbench import Workbench
 from .mask_search import MaskSearch
 
 COLUMNS = ["method", "sparsity", "seed", "test_accuracy", "val_accuracy", "actual_sparsity",
@@ -30,7 +31,7 @@ def cell_name(method: str, sparsity: float, seed: int) -> str:
     return f"{method}-s{sparsity:g}-seed{seed}"
 
 
-def cells(cfg: RunConfig) -> list[tuple[RunConfig, str]]:
+def cell_configs(cfg: RunConfig) -> list[tuple[RunConfig, str]]:
     """Every cell's config and folder name, in table order."""
     comp = cfg.comparison
     out = []
@@ -45,22 +46,29 @@ def cells(cfg: RunConfig) -> list[tuple[RunConfig, str]]:
     return out
 
 
-def run_comparison(cfg: RunConfig, out: str | Path, progress: bool = True,
-                   log=print) -> dict[str, Any]:
-    plan = cells(cfg)
-    searches = [(MaskSearch(c), name) for c, name in plan]  # validate all before writing
-    rd = RunDir(out).create()
-    rd.write_config(to_dict(cfg))
-    t0 = time.time()
-    rows = []
-    with shared_ray(cfg.backend, cfg.ray.address):
-        _run_cells(searches, rd, rows, progress, log)
-    table = comparison_table(rows)
-    atomic_write_text(rd.path / "comparison.md", table)
-    summary = {"kind": "comparison", "cells": len(rows), "wall_seconds": round(time.time() - t0, 3),
-               "best": max(rows, key=lambda r: r["test_accuracy"]), "device": searches[0][0].device}
-    atomic_write_json(rd.path / "summary.json", summary)
-    return summary
+class Comparison:
+    """Every cell prepared from one workbench (the data is loaded once and shared)."""
+
+    def __init__(self, bench: Workbench):
+        self.bench = bench
+        self.searches = [(MaskSearch(bench.derive(c)), name)
+                         for c, name in cell_configs(bench.config)]
+
+    def run(self, out: str | Path, progress: bool = True, log=print) -> dict[str, Any]:
+        cfg = self.bench.config
+        rd = RunDir(out).create()
+        rd.write_config(to_dict(cfg))
+        t0 = time.time()
+        rows: list[dict[str, Any]] = []
+        with shared_ray(cfg.backend, cfg.ray.address):
+            _run_cells(self.searches, rd, rows, progress, log)
+        atomic_write_text(rd.path / "comparison.md", comparison_table(rows))
+        summary = {"status": "complete", "kind": "comparison", "cells": len(rows),
+                   "wall_seconds": round(time.time() - t0, 3),
+                   "best": max(rows, key=lambda r: r["test_accuracy"]),
+                   "device": self.bench.device}
+        atomic_write_json(rd.path / "summary.json", summary)
+        return summary
 
 
 def _run_cells(searches, rd, rows, progress, log) -> None:

@@ -18,7 +18,7 @@ from ..config import RunConfig, to_dict
 from ..ensembles import EvolvedEnsembleClassifier
 from ..ensembles.baselines import reference_scores
 from ..rundir import RunDir
-from .mask_search import load_data
+from ..workbench import Workbench
 
 
 def estimator_from(cfg: RunConfig) -> EvolvedEnsembleClassifier:
@@ -30,9 +30,10 @@ def estimator_from(cfg: RunConfig) -> EvolvedEnsembleClassifier:
         size_penalty=e.size_penalty, val_fraction=e.val_fraction, random_state=cfg.seed)
 
 
-def run_ensemble_search(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict:
+def run_ensemble_search(bench: Workbench, out: str | Path, progress: bool = True,
+                        on_generation=None) -> dict:
     t0 = time.time()
-    data = load_data(cfg)
+    cfg, data = bench.config, bench.data
     flat = lambda t: t.reshape(len(t), -1).numpy()  # noqa: E731
     X = np.concatenate([flat(data.train_x), flat(data.val_x)])
     y = np.concatenate([data.train_y.numpy(), data.val_y.numpy()])
@@ -45,11 +46,13 @@ def run_ensemble_search(cfg: RunConfig, out: str | Path, progress: bool = True) 
             for h in est.history_]
     for r in rows:
         rd.commit_generation(r["generation"], [r])
+        if on_generation is not None:
+            on_generation(r["generation"], [{**r, "val_accuracy": r["best"]}])
     summary = {"status": "complete", "kind": "ensemble_search", "dataset": cfg.data.dataset,
                "algorithm": cfg.ensemble.algorithm, "fusion": cfg.ensemble.fusion,
                "selected": est.selected_,
                "weights": None if est.weights_ is None else [float(w) for w in est.weights_],
-               "val_fitness": float(est.val_score_),
+               "val_fitness": float(est.val_score_), "val_accuracy": est.val_accuracy_,
                "test_accuracy": float(est.score(Xte, yte)), "seed": cfg.seed,
                **reference_scores(cfg.ensemble.pool, X, y, Xte, yte,
                                   cfg.ensemble.val_fraction, cfg.seed),

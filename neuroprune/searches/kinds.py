@@ -1,103 +1,144 @@
-"""The kinds of run a config can ask for (``kind:``), registered by name.
+"""The kinds of run a config can ask for (``kind:``), one class each, registered in
+:data:`~neuroprune.searches.registry.KINDS`.
 
-Each kind is *prepared* from a config that :func:`~neuroprune.config.load_config` validated
-(every method of a sweep included) and loads what it needs (data), so that bad input ends
-before anything is written; the prepared job then runs into a run directory and returns the
-lines to print.
+A kind is *prepared* from a workbench (data loaded, model checked, every method of a sweep
+validated), so bad input ends before anything is written; it then runs into a run directory,
+returns its summary, and says which lines the command line prints. The tuner runs the same
+kinds: ``objectives`` are the summary keys a study may optimise (empty: not tunable, and
+``not_tunable`` says why).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, ClassVar
 
-from ..config import RunConfig
 from ..errors import UserError
+from ..workbench import Workbench
+
+Log = Callable[[str], None]
+OnGeneration = Callable[[int, list[dict[str, Any]]], None]
 
 
-@dataclass
-class Job:
-    run: Callable[[Path, bool, bool, Callable[[str], None]], list[str]]
-    resumable: bool = True
+class Kind:
+    """Base of every kind."""
+
+    name: ClassVar[str]
+    resumable: ClassVar[bool] = True
+    objectives: ClassVar[tuple[str, ...]] = ()
+    not_tunable: ClassVar[str] = ""
+
+    def __init__(self, bench: Workbench):
+        self.bench = bench
+
+    def run(self, out: Path, *, progress: bool = True, resume: bool = False,
+            log: Log = print, on_generation: OnGeneration | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def lines(self, summary: dict[str, Any], out: Path) -> list[str]:
+        """What the command line prints when the run is done."""
+        return [f"run directory: {out}"]
 
 
-def _mask_search(cfg: RunConfig) -> Job:
-    from .mask_search import MaskSearch
+class MaskSearchKind(Kind):
+    name = "mask_search"
+    objectives = ("val_accuracy", "sparsity", "wall_seconds")
 
-    search = MaskSearch(cfg)
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        from .mask_search import MaskSearch
+        self.search = MaskSearch(bench)
 
-    def run(out, progress, resume, log):
-        s = search.run(out, progress=progress, resume=resume, log=log)
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        return self.search.run(out, progress=progress, resume=resume, log=log,
+                               on_generation=on_generation)
+
+    def lines(self, summary, out):
+        s = summary
         return [f"{s['method']}: test accuracy {s['test_accuracy']:.4f} at sparsity "
                 f"{s['sparsity']:.4f} ({s['wall_seconds']:.1f}s on {s['device']})",
                 f"run directory: {out}"]
-    return Job(run)
 
 
-def _comparison(cfg: RunConfig) -> Job:
-    from .comparison import run_comparison
+class ComparisonKind(Kind):
+    name = "comparison"
+    not_tunable = ("a comparison is already a grid over methods, sparsities and seeds; tune "
+                   "one method with kind: mask_search")
 
-    def run(out, progress, resume, log):
-        s = run_comparison(cfg, out, progress=progress, log=log)
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        from .comparison import Comparison
+        self.comparison = Comparison(bench)
+
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        return self.comparison.run(out, progress=progress, log=log)
+
+    def lines(self, summary, out):
         return [(out / "comparison.md").read_text().rstrip("\n"),
-                f"{s['cells']} cells in {s['wall_seconds']:.0f}s; run directory: {out}"]
-    return Job(run)
+                f"{summary['cells']} cells in {summary['wall_seconds']:.0f}s; "
+                f"run directory: {out}"]
 
 
-def _planted(cfg: RunConfig) -> Job:
-    from .planted_search import run_planted
+class PlantedKind(Kind):
+    name = "planted"
+    not_tunable = ("the planted-ticket benchmark is a fixed sweep with a known answer; tune a "
+                   "method with kind: mask_search")
 
-    def run(out, progress, resume, log):
-        s = run_planted(cfg, out, progress)
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        from .planted_search import run_planted
+        return run_planted(self.bench, out, progress)
+
+    def lines(self, summary, out):
         return [(out / "planted.md").read_text().rstrip("\n"),
-                f"{s['cells']} cells in {s['wall_seconds']:.0f}s; run directory: {out}"]
-    return Job(run)
+                f"{summary['cells']} cells in {summary['wall_seconds']:.0f}s; "
+                f"run directory: {out}"]
 
 
-def _activation_search(cfg: RunConfig) -> Job:
-    from .activation_search import ActivationSearch
+class ActivationSearchKind(Kind):
+    name = "activation_search"
+    resumable = False
+    objectives = ("val_accuracy", "wall_seconds")
 
-    search = ActivationSearch(cfg)
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        from .activation_search import ActivationSearch
+        self.search = ActivationSearch(bench)
 
-    def run(out, progress, resume, log):
-        s = search.run(out, progress)
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        return self.search.run(out, progress, on_generation=on_generation)
+
+    def lines(self, summary, out):
         lines = []
-        for name, st in s["strategies"].items():
+        for name, st in summary["strategies"].items():
             funcs = "; ".join(f"{r}: {f}" for r, f in st["functions"].items())
             lines.append(f"{name:<12} val {st['val_accuracy']:.4f} "
                          f"test {st['test_accuracy']:.4f}  {funcs}")
-        return lines + [f"best by validation: {s['best_strategy']}; run directory: {out}"]
-    return Job(run, resumable=False)
+        return lines + [f"best by validation: {summary['best_strategy']}; run directory: {out}"]
 
 
-def _ensemble_search(cfg: RunConfig) -> Job:
-    from .ensemble_search import run_ensemble_search
-    from .mask_search import load_data
+class EnsembleSearchKind(Kind):
+    name = "ensemble_search"
+    resumable = False
+    objectives = ("val_accuracy", "wall_seconds")
 
-    load_data(cfg)
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        from .ensemble_search import run_ensemble_search
+        return run_ensemble_search(self.bench, out, progress, on_generation=on_generation)
 
-    def run(out, progress, resume, log):
-        s = run_ensemble_search(cfg, out, progress)
+    def lines(self, summary, out):
+        s = summary
         return [f"ensemble of {len(s['selected'])} ({', '.join(s['selected'])}): test "
                 f"accuracy {s['test_accuracy']:.4f}; best single ({s['best_single']}) "
                 f"{s['best_single_test_accuracy']:.4f}; whole-pool vote "
                 f"{s['pool_vote_test_accuracy']:.4f}", f"run directory: {out}"]
-    return Job(run, resumable=False)
 
 
-KINDS: dict[str, Callable[[RunConfig], Job]] = {
-    "mask_search": _mask_search,
-    "comparison": _comparison,
-    "planted": _planted,
-    "activation_search": _activation_search,
-    "ensemble_search": _ensemble_search,
-}
-
-
-def prepare(cfg: RunConfig, resume: bool = False) -> Job:
-    """Validate everything a run of ``cfg`` needs, without writing anything."""
-    job = KINDS[cfg.kind](cfg)
-    if resume and not job.resumable:
-        raise UserError(f"a {cfg.kind} run cannot be resumed; start it again with a new --out")
-    return job
+def prepare(bench: Workbench, resume: bool = False) -> Kind:
+    """The kind ``bench.config.kind`` asks for, prepared without writing anything."""
+    from .registry import KINDS
+    kind = KINDS.load(bench.config.kind)(bench)
+    if resume and not kind.resumable:
+        article = "an" if kind.name[0] in "aeiou" else "a"
+        raise UserError(f"{article} {kind.name} run cannot be resumed; start it again with a "
+                        f"new --out")
+    return kind

@@ -1,6 +1,6 @@
 """A sparse-mask search from a validated config to a run directory.
 
-config -> data, model spec, layout -> method.find (evolution on an evaluator) -> best mask ->
+workbench (data, model, layout) -> method.find (evolution on an evaluator) -> best mask ->
 final training -> test accuracy -> ``summary.json`` and ``best_mask.safetensors``.
 """
 
@@ -13,15 +13,12 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..backends import make_evaluator
-from ..config import RunConfig, to_dict
-from ..data import DataSplits, load_dataset
-from ..engine import EvalTask, TrainSettings, init_state
-from ..errors import UserError
-from ..masks import bits_to_mask, check_bits, make_layout, save_mask
-from ..methods import MethodContext, get_method_class
-from ..models import ModelSpec, build_model, prunable_names
+from ..config import to_dict
+from ..engine import EvalTask
+from ..masks import bits_to_mask, check_bits, save_mask
+from ..methods import METHODS, MethodContext
 from ..rundir import RunDir
+from ..workbench import Workbench
 
 
 class Interrupted(Exception):
@@ -54,76 +51,24 @@ class _GracefulInterrupt:
             signal.signal(signal.SIGINT, self._old)
 
 
-def resolve_device(name: str) -> str:
-    """``auto`` -> cuda when available; asking for cuda without one is a clear error."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda requested but no CUDA device is visible to torch; "
-                        "use --device cpu (or auto)")
-    return name
-
-
-def load_data(cfg: RunConfig) -> DataSplits:
-    d = cfg.data
-    return load_dataset(d.dataset, root=d.root, download=d.download, protocol=d.protocol,
-                        seed=d.split_seed, val_fraction=d.val_fraction,
-                        test_fraction=d.test_fraction, path=d.path,
-                        label_column=d.label_column)
-
-
-def model_spec(cfg: RunConfig, data: DataSplits) -> ModelSpec:
-    return ModelSpec(arch=cfg.model.arch, input_shape=data.input_shape,
-                     num_classes=data.num_classes, widths=tuple(cfg.model.widths),
-                     activation=cfg.model.activation)
-
-
-def train_settings(cfg: RunConfig) -> TrainSettings:
-    t = cfg.training
-    return TrainSettings(optimizer=t.optimizer, lr=t.lr, momentum=t.momentum,
-                         weight_decay=t.weight_decay, batch_size=t.batch_size,
-                         schedule=t.schedule, loss=t.loss)
-
-
 class MaskSearch:
-    """Everything one mask search needs, prepared (and validated) before anything is written."""
+    """One method's search for a mask on a workbench, then the final training and test."""
 
-    def __init__(self, cfg: RunConfig, evaluator_options: dict[str, Any] | None = None,
-                 data: DataSplits | None = None, init=None, spec: ModelSpec | None = None):
-        """``data``, ``init`` and ``spec`` replace what the config would load or build (the
-        planted-ticket benchmark brings its own)."""
-        self.cfg = cfg
-        self.method = get_method_class(cfg.method.name)(cfg.method_params())
-        self.device = resolve_device(cfg.device)
-        if self.device == "cuda" and cfg.engine.tf32:
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        self.data = data if data is not None else load_data(cfg)
-        self.spec = spec or model_spec(cfg, self.data)
-        self.init_override = init
-        template = build_model(self.spec)
-        shapes = dict(template.named_parameters())
-        self.layout = make_layout({k: tuple(shapes[k].shape) for k in prunable_names(template)},
-                                  cfg.sparsity.target, cfg.sparsity.allocation)
-        self.settings = train_settings(cfg)
-        self.evaluator_options = evaluator_options or {}
+    def __init__(self, bench: Workbench):
+        self.bench = bench
+        self.cfg = bench.config
+        self.method = METHODS.load(self.cfg.method.name)(self.cfg.method_params())
 
-    def evaluator(self, **options: Any):
-        """The configured backend for this search's model, data and settings."""
-        if self.cfg.backend == "ray":
-            options = {**self.cfg.ray.model_dump(), **options}
-        return make_evaluator(self.cfg.backend, spec=self.spec, data=self.data,
-                              settings=self.settings, device=self.device,
-                              chunk_size=self.cfg.engine.chunk_size,
-                              **{**self.evaluator_options, **options})
+    @property
+    def layout(self):
+        return self.bench.layout
 
     def context(self, evaluator, commit=None, resume_state=None,
                 progress: bool = False) -> MethodContext:
         """What the method sees: spec, data, layout, settings, evaluator, initial weights."""
-        return MethodContext(spec=self.spec, data=self.data, layout=self.layout,
-                             settings=self.settings, evaluator=evaluator,
-                             init=self.init_override if self.init_override is not None
-                             else init_state(self.spec, self.cfg.seed), seed=self.cfg.seed,
+        b = self.bench
+        return MethodContext(spec=b.spec, data=b.data, layout=b.layout, settings=b.settings,
+                             evaluator=evaluator, init=b.init_state(), seed=b.seed,
                              final_epochs=self.cfg.training.epochs, commit=commit,
                              resume_state=resume_state, progress=progress,
                              rescale_init=self.cfg.sparsity.rescale_init)
@@ -143,7 +88,7 @@ class MaskSearch:
             if resume_state is not None:
                 log(f"resuming from {path.name} (generation {resume_state['generation']})")
             t0 -= float(resume_state.get("wall_seconds", 0.0)) if resume_state else 0.0
-        evaluator = self.evaluator()  # backend problems (Ray missing, unreachable) end here
+        evaluator = self.bench.evaluator()  # backend problems (Ray missing, unreachable) end here
         rd.create()
         rd.write_config(to_dict(cfg))
 
@@ -193,7 +138,7 @@ class MaskSearch:
             "status": "complete",
             "method": self.method.name,
             "dataset": cfg.data.dataset,
-            "arch": cfg.model.arch,
+            "model": self.bench.spec.describe(),
             "sparsity": mask.sparsity(),
             "target_sparsity": cfg.sparsity.target,
             "allocation": cfg.sparsity.allocation,
@@ -203,13 +148,13 @@ class MaskSearch:
             "test_accuracy": final["test_accuracy"],
             "val_accuracy": final["val_accuracy"],
             "seed": cfg.seed,
-            "device": self.device,
+            "device": self.bench.device,
             "backend": cfg.backend,
             "wall_seconds": round(time.time() - t0, 3),
             "neuroprune_version": __version__,
             **{k: v for k, v in found.info.items() if k != "logbook"},
         }
-        metadata = {"architecture": self.spec.to_dict(), "sparsity": summary["sparsity"],
+        metadata = {"architecture": self.bench.spec.to_dict(), "sparsity": summary["sparsity"],
                     "method": self.method.name, "seed": cfg.seed, "dataset": cfg.data.dataset,
                     "data": cfg.data.model_dump(mode="json"),
                     "test_accuracy": final["test_accuracy"],

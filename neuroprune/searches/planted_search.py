@@ -17,13 +17,14 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .._io import atomic_write, atomic_write_csv, atomic_write_json, atomic_write_text
-from ..config import MethodConfig, RunConfig, to_dict
+from ..config import MethodConfig, to_dict
 from ..engine import PopulationTrainer, TrainSettings
 from ..masks import load_mask
 from ..planted import make_task, recovery
 from ..backends.ray_actors import shared_ray
 from ..rundir import RunDir
-from .mask_search import MaskSearch, resolve_device
+from ..workbench import Workbench
+from .mask_search import MaskSearch
 
 COLUMNS = ["task", "method", "sparsity", "seed", "planted_sparsity", "quality_pruned",
            "quality_trained", "precision", "recall", "iou", "wall_seconds"]
@@ -34,13 +35,14 @@ def sweep(configured: list[float], planted: float) -> list[float]:
     return sorted({round(s, 6) for s in configured} | {round(planted, 6), round(below, 6)})
 
 
-def run_planted(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
+def run_planted(bench: Workbench, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    cfg = bench.config
     with shared_ray(cfg.backend, cfg.ray.address):  # one Ray for every cell
-        return _run_planted(cfg, out, progress)
+        return _run_planted(bench, out, progress)
 
 
-def _run_planted(cfg: RunConfig, out: str | Path, progress: bool) -> dict[str, Any]:
-    t0 = time.time()
+def _run_planted(bench: Workbench, out: str | Path, progress: bool) -> dict[str, Any]:
+    t0, cfg = time.time(), bench.config
     pc = cfg.planted
     rd = RunDir(out).create()
     rd.write_config(to_dict(cfg))
@@ -51,7 +53,7 @@ def _run_planted(cfg: RunConfig, out: str | Path, progress: bool) -> dict[str, A
     rows = []
     # Untrained quality of a mask on the planted weights: one local trainer per task serves
     # the planted mask (the ceiling) and every cell; no training, so no backend is needed.
-    device = resolve_device(cfg.device)
+    device = bench.device
     scorers = {t: PopulationTrainer(task.spec, task.data, TrainSettings(loss=task.loss), device)
                for t, task in tasks.items()}
 
@@ -69,7 +71,7 @@ def _run_planted(cfg: RunConfig, out: str | Path, progress: bool) -> dict[str, A
             "training": cfg.training.model_copy(update={"loss": task.loss})})
         name = f"{t}-{entry['name']}-s{sparsity:g}-seed{seed}"
         cell_dir = rd.path / "cells" / name
-        search = MaskSearch(cell, data=task.data, init=task.init, spec=task.spec)
+        search = MaskSearch(bench.derive(cell, data=task.data, spec=task.spec, init=task.init))
         summary = (RunDir(cell_dir).read_summary() if RunDir(cell_dir).is_complete()
                    else search.run(cell_dir, progress=False, resume=cell_dir.exists()))
         found, _ = load_mask(cell_dir / "best_mask.safetensors")

@@ -6,8 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-OBJECTIVES = {"val_accuracy": "maximize", "test_accuracy": "maximize", "sparsity": "maximize",
-              "wall_seconds": "minimize"}
+OBJECTIVES = {"val_accuracy": "maximize", "sparsity": "maximize", "wall_seconds": "minimize"}
 
 
 class ParamSpec(BaseModel):
@@ -67,6 +66,9 @@ class TuneConfig(BaseModel):
     @field_validator("objectives")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
+        if "test_accuracy" in v:
+            raise ValueError("test_accuracy cannot be a tuning objective: choosing settings by "
+                             "the test split leaves no unbiased test; use val_accuracy")
         bad = [o for o in v if o not in OBJECTIVES]
         if bad or not v:
             raise ValueError(f"unknown objective(s) {bad}; choose from {', '.join(OBJECTIVES)}")

@@ -27,6 +27,12 @@ from ..errors import ConfigError, UserError
 from .storage import artifact_store, open_storage
 
 
+#: files a trial's run directory may hold -> user attribute of their artifact id
+ARTIFACTS = {"best_mask.safetensors": "best_mask_artifact",
+             "best_activations.json": "best_activations_artifact",
+             "ensemble.joblib": "ensemble_artifact"}
+
+
 def set_value(tree: dict, dotted: str, value: Any) -> None:
     node = tree
     keys = dotted.split(".")
@@ -114,6 +120,14 @@ class Tuner:
                  study_name: str | None = None, n_trials: int | None = None, n_jobs: int = 1):
         if cfg.tune is None:
             raise ConfigError("this config has no 'tune:' section (see configs/tune_quickstart.yaml)")
+        from ..searches.registry import KINDS
+        kind = KINDS.load(cfg.kind)
+        if not kind.objectives:
+            raise ConfigError(f"kind {cfg.kind} cannot be tuned: {kind.not_tunable}")
+        bad = [o for o in cfg.tune.objectives if o not in kind.objectives]
+        if bad:
+            raise ConfigError(f"tune.objectives: a {cfg.kind} run has no objective "
+                              f"{', '.join(bad)}; choose from {', '.join(kind.objectives)}")
         self.cfg, self.tune = cfg, cfg.tune
         self.base = {k: v for k, v in to_dict(cfg).items() if k != "tune"}
         self.out = Path(out)
@@ -132,6 +146,8 @@ class Tuner:
                     raise ConfigError(f"tune.params.{key}: {exc}") from None
         if len(self.tune.objectives) > 1 and self.tune.pruner != "none":
             self.tune = self.tune.model_copy(update={"pruner": "none"})  # Optuna: single only
+        from ..workbench import Workbench
+        self.bench = Workbench.from_config(cfg)  # data loaded once, shared by every trial
 
     def _study(self, storage, seed: int | None | str = "config"):
         import optuna
@@ -149,10 +165,11 @@ class Tuner:
     def objective(self, trial) -> float | tuple[float, ...]:
         import optuna
 
-        from ..searches.mask_search import MaskSearch
+        from ..searches.kinds import prepare
 
         values = {k: spec.sample(trial, k) for k, spec in self.tune.params.items()}
         cfg = trial_config(self.base, values)
+        kind = prepare(self.bench.derive(cfg))
         run_dir = self.out / "trials" / f"trial_{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
         beat = Heartbeat(trial, min(15.0, self.tune.stale_after / 4))
@@ -170,18 +187,19 @@ class Tuner:
                 raise optuna.TrialPruned(f"pruned at generation {generation}")
 
         try:
-            summary = MaskSearch(cfg).run(run_dir, progress=False, on_generation=on_generation,
-                                          resume=(run_dir / "config.yaml").exists())
+            summary = kind.run(run_dir, progress=False, on_generation=on_generation,
+                               resume=kind.resumable and (run_dir / "config.yaml").exists())
         finally:
             beat.stop()
-        keep = ("test_accuracy", "val_accuracy", "sparsity", "wall_seconds", "method", "device")
+        keep = ("val_accuracy", "sparsity", "wall_seconds", "method", "device", "kind")
         trial.set_user_attr("summary", {k: summary[k] for k in keep if k in summary})
-        mask = run_dir / "best_mask.safetensors"
-        if mask.is_file():
-            from optuna.artifacts import upload_artifact
-            artifact_id = upload_artifact(artifact_store=self.artifacts, file_path=str(mask),
-                                          study_or_trial=trial)
-            trial.set_user_attr("best_mask_artifact", artifact_id)
+        for name, attr in ARTIFACTS.items():
+            path = run_dir / name
+            if path.is_file():
+                from optuna.artifacts import upload_artifact
+                artifact_id = upload_artifact(artifact_store=self.artifacts,
+                                              file_path=str(path), study_or_trial=trial)
+                trial.set_user_attr(attr, artifact_id)
         result = tuple(float(summary[o]) for o in self.tune.objectives)
         return result[0] if single else result
 

@@ -1,0 +1,63 @@
+"""``neuroprune config``: the resolved config as YAML, every key with its help text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from .config import RunConfig, to_dict
+
+
+def _scalar(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    return text.removesuffix("\n...").removesuffix("...").strip()
+
+
+def _lines(model: type[BaseModel] | None, values: dict[str, Any], indent: int) -> list[str]:
+    out, pad = [], "  " * indent
+    fields = model.model_fields if model is not None else {}
+    for key, value in values.items():
+        info = fields.get(key)
+        help_text = f"  # {info.description}" if info is not None and info.description else ""
+        sub = _section_model(info)
+        if isinstance(value, dict) and value and sub is not None:
+            out.append(f"{pad}{key}:{help_text}")
+            out += _lines(sub, value, indent + 1)
+        else:
+            out.append(f"{pad}{key}: {_scalar(value)}{help_text}")
+    return out
+
+
+def _section_model(info) -> type[BaseModel] | None:
+    if info is None:
+        return None
+    ann = info.annotation
+    for cand in (ann, *getattr(ann, "__args__", ())):
+        if isinstance(cand, type) and issubclass(cand, BaseModel):
+            return cand
+    return None
+
+
+def annotated_yaml(cfg: RunConfig) -> str:
+    """Every key of ``cfg`` with its value and, as a comment, its help text; the method's
+    parameters under ``method`` with theirs."""
+    tree = to_dict(cfg)
+    params = cfg.method_params()
+    tree["method"] = {"name": cfg.method.name, **params.model_dump(mode="json")}
+    lines = []
+    for key, value in tree.items():
+        info = RunConfig.model_fields[key]
+        help_text = f"  # {info.description}" if info.description else ""
+        if key == "method":
+            lines.append(f"method:  # {cfg.method.name}: its parameters")
+            lines.append(f"  name: {cfg.method.name}")
+            rest = {k: v for k, v in value.items() if k != "name"}
+            lines += _lines(type(params), rest, 1)
+        elif isinstance(value, dict) and _section_model(info) is not None:
+            lines.append(f"{key}:{help_text}")
+            lines += _lines(_section_model(info), value, 1)
+        else:
+            lines.append(f"{key}: {_scalar(value)}{help_text}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,45 @@
+"""The ``data:`` config section."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from ..section import Section, registered, registered_list
+from .registry import AUGMENTATIONS, DATASETS
+
+
+class DataConfig(Section):
+    """Which dataset, where its files are, how it is split and augmented."""
+
+    dataset: registered(DATASETS, "digits", "dataset name (see `neuroprune datasets`)")
+    root: str | None = Field(None, description="folder with the dataset's files (MNIST family: "
+                             "IDX or .npz; CIFAR: the python-pickle batches)")
+    download: bool = Field(False, description="download missing files through torchvision "
+                           "(needs neuroprune[vision] and internet)")
+    protocol: Literal["auto", "full", "10k"] = Field(
+        "auto", description="MNIST family: full 60k/10k, or MNIST-10k (the 10k test images "
+        "only); auto picks full when the training images are there")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="bundled, CSV and generated "
+                                "sets: validation share")
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="bundled, CSV and generated "
+                                 "sets: test share")
+    split_seed: int = Field(0, ge=0, description="fixes the split of bundled, CSV and "
+                            "generated sets (and the generated data itself)")
+    path: str | None = Field(None, description="dataset csv: the CSV file")
+    label_column: str = Field("label", description="dataset csv: the column holding the class")
+    samples: int = Field(2000, ge=30, description="generated sets (blobs, images): samples")
+    features: int = Field(20, ge=1, description="blobs: features per sample")
+    classes: int = Field(10, ge=2, description="generated sets: classes")
+    image_size: int = Field(32, ge=4, description="images: height and width (3 channels)")
+    augment: registered_list(AUGMENTATIONS) = Field(
+        [], description="on-device augmentation of training batches, seeded: crop "
+        "(random crop with 4 pixels of padding), flip (horizontal)")
+
+    @field_validator("augment")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"lists an augmentation twice: {v}")
+        return v

@@ -1,0 +1,25 @@
+"""Names of the pruning and sparse-training methods (one line per method)."""
+
+from __future__ import annotations
+
+from ..registry import Registry
+
+METHODS = Registry("method", "method.name", {
+    "kstarts": ("neuroprune.methods.kstarts:KStarts",
+                "evolve k random sparse masks, picked by magnitude, gradient and/or accuracy"),
+    "kstarts_dg": ("neuroprune.methods.kstarts_dg:KStartsDG",
+                   "K-starts whose starting masks come from the dissipating-gradient score"),
+    "dissipating_gradients": ("neuroprune.methods.dissipating:DissipatingGradients",
+                              "prune the weights that moved least from init in the first epochs"),
+    "random": ("neuroprune.methods.random_masks:RandomMasks", "uniformly random mask"),
+    "magnitude": ("neuroprune.methods.magnitude:MagnitudeAtInit", "largest initial weights"),
+    "magnitude_retrain": ("neuroprune.methods.magnitude_retrain:MagnitudeRetrain",
+                          "train dense, prune the smallest, retrain"),
+    "snip": ("neuroprune.methods.snip:Snip", "largest |gradient x weight| at init"),
+    "synflow": ("neuroprune.methods.synflow:SynFlow", "data-free iterative synaptic flow"),
+    "grasp": ("neuroprune.methods.grasp:GraSP", "preserve gradient flow (Hessian-gradient)"),
+    "imp": ("neuroprune.methods.imp:IMP", "iterative magnitude pruning with rewinding"),
+    "rigl": ("neuroprune.methods.rigl:RigL", "dynamic sparse training, grow by gradient"),
+    "set": ("neuroprune.methods.set_:SET", "dynamic sparse training, grow at random"),
+    "ctre": ("neuroprune.methods.ctre:CTRE", "dynamic sparse training, grow by similarity"),
+})

@@ -1,0 +1,105 @@
+"""Pieces every model family shares: activations by name, role-tagged activation slots,
+initialisation schemes, and the small checks on input sizes."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+import torch
+from annotated_types import Len
+from pydantic import PositiveInt
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+#: hidden layer widths of a zoo model: at least one layer, every width positive
+Widths = Annotated[tuple[PositiveInt, ...], Len(min_length=1)]
+
+#: activation name -> nn.Module class (``evolved``: a slot whose function is set per network)
+ACTIVATIONS = Registry("activation", "model.activation", {
+    "relu": ("torch.nn:ReLU", "max(0, x)"),
+    "tanh": ("torch.nn:Tanh", "hyperbolic tangent"),
+    "gelu": ("torch.nn:GELU", "Gaussian error linear unit"),
+    "silu": ("torch.nn:SiLU", "x * sigmoid(x)"),
+    "sigmoid": ("torch.nn:Sigmoid", "logistic"),
+    "leaky_relu": ("torch.nn:LeakyReLU", "max(0.01 x, x)"),
+    "elu": ("torch.nn:ELU", "exponential linear unit"),
+    "evolved": ("neuroprune.models.base:RoleActivation",
+                "a slot whose function activation search sets per network"),
+})
+
+
+class RoleActivation(nn.Module):
+    """A hidden activation whose function is chosen per network by its role (``first``,
+    ``middle``, ``last`` hidden layer): what activation-function search evolves. ReLU until a
+    function is set."""
+
+    elementwise = True
+
+    def __init__(self, role: str = "first"):
+        super().__init__()
+        self.role = role
+        self.fn = torch.relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return f"role={self.role}"
+
+
+def hidden_roles(n_hidden: int) -> list[str]:
+    """Role of each hidden activation: first, middle..., last (one layer: first)."""
+    if n_hidden == 1:
+        return ["first"]
+    return ["first"] + ["middle"] * (n_hidden - 2) + ["last"]
+
+
+def make_activation(name: str, role: str = "first") -> nn.Module:
+    """A fresh activation module; ``evolved`` gives a :class:`RoleActivation` for ``role``."""
+    cls = ACTIVATIONS.load(name)
+    return cls(role) if cls is RoleActivation else cls()
+
+
+INITS = ("default", "kaiming_normal", "xavier_normal")
+
+
+def initialise(model: nn.Module, scheme: str) -> nn.Module:
+    """Re-initialise Linear and Conv weights (biases to zero) by ``scheme``; ``default`` keeps
+    PyTorch's own initialisation. BatchNorm starts at weight 1, bias 0 (PyTorch's default)."""
+    if scheme not in INITS:
+        raise ConfigError(f"model.init: unknown scheme '{scheme}'; choose one of "
+                          f"{', '.join(INITS)}")
+    if scheme == "default":
+        return model
+    for mod in model.modules():
+        if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            if scheme == "kaiming_normal":
+                nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+            else:
+                nn.init.xavier_normal_(mod.weight)
+            if mod.bias is not None:
+                nn.init.zeros_(mod.bias)
+    return model
+
+
+def image_shape(input_shape: tuple[int, ...], model: str) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of an image input; a clear error for other inputs."""
+    if len(input_shape) == 3:
+        return tuple(int(d) for d in input_shape)  # type: ignore[return-value]
+    if len(input_shape) == 2:
+        return (1, int(input_shape[0]), int(input_shape[1]))
+    raise ConfigError(f"model {model} needs image inputs (channels, height, width); this "
+                      f"dataset has feature vectors of shape {tuple(input_shape)} (use mlp)")
+
+
+def need_size(model: str, hw: tuple[int, int], minimum: int) -> None:
+    if min(hw) < minimum:
+        raise ConfigError(f"model {model} needs inputs of at least {minimum}x{minimum}, this "
+                          f"dataset has {hw[0]}x{hw[1]}")
+
+
+def flat_features(input_shape: tuple[int, ...]) -> int:
+    return math.prod(input_shape)

@@ -1,0 +1,32 @@
+"""Names of the run kinds and of the activation-search strategies."""
+
+from __future__ import annotations
+
+from ..registry import Registry
+
+#: kind name -> Kind class (see :mod:`neuroprune.searches.kinds`)
+KINDS = Registry("kind", "kind", {
+    "mask_search": ("neuroprune.searches.kinds:MaskSearchKind",
+                    "one method finds a sparse mask; the best network is trained and tested"),
+    "comparison": ("neuroprune.searches.kinds:ComparisonKind",
+                   "methods x sparsities x seeds side by side"),
+    "activation_search": ("neuroprune.searches.kinds:ActivationSearchKind",
+                          "evolve activation functions (coevolution and baselines)"),
+    "ensemble_search": ("neuroprune.searches.kinds:EnsembleSearchKind",
+                        "evolve a classifier ensemble (CIF-E)"),
+    "planted": ("neuroprune.searches.kinds:PlantedKind",
+                "every method against tickets planted in wide networks"),
+})
+
+#: activation-search strategy -> the ActivationSearch method that runs it, or a fixed function
+STRATEGIES = Registry("strategy", "activation.strategies", {
+    "relu": ("neuroprune.searches.activation_search:fixed_relu", "ReLU everywhere"),
+    "gelu": ("neuroprune.searches.activation_search:fixed_gelu", "GELU everywhere"),
+    "silu": ("neuroprune.searches.activation_search:fixed_silu", "SiLU everywhere"),
+    "random": ("neuroprune.searches.activation_search:ActivationSearch.random_search",
+               "random search over trees"),
+    "ga": ("neuroprune.searches.activation_search:ActivationSearch.ga",
+           "one population, one function in every layer"),
+    "coevolution": ("neuroprune.searches.activation_search:ActivationSearch.coevolution",
+                    "three populations, one per layer role"),
+})

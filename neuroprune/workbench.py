@@ -1,0 +1,128 @@
+"""The workbench: the one composition root of a run.
+
+Built from a validated config (or from Python arguments, :func:`neuroprune.prune`), it owns the
+data, the model factory, the mask layout, the training and engine settings, the device and the
+evaluator. Every search kind, the tuner, the sweeps and the Python API receive one; nothing else
+loads data, builds models or picks a backend. A sweep derives one workbench per cell from its
+own (:meth:`Workbench.derive`): the data is loaded once and shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import RunConfig
+from .data import DataSplits, load_dataset
+from .data.augment import Augmenter
+from .engine import Evaluator, State, TrainSettings
+from .errors import ConfigError, UserError
+from .masks import Layout, make_layout
+from .models import ModelSpec, build_model, check_model, output_names, prunable_names
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> cuda when available; asking for cuda without one is a clear error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda requested but no CUDA device is visible to torch; "
+                        "use --device cpu (or auto)")
+    return name
+
+
+def mask_names(model: nn.Module, exclude: list[str]) -> list[str]:
+    """Prunable parameter names minus ``sparsity.exclude`` (``first``, ``output`` or names)."""
+    names = prunable_names(model)
+    drop: set[str] = set()
+    for item in exclude:
+        if item == "first":
+            drop.add(names[0])
+        elif item == "output":
+            drop.update(output_names(model))
+        elif item in names:
+            drop.add(item)
+        else:
+            raise ConfigError(f"sparsity.exclude: '{item}' is not a prunable layer of this "
+                              f"model; use first, output or one of {', '.join(names)}")
+    kept = [n for n in names if n not in drop]
+    if not kept:
+        raise ConfigError("sparsity.exclude leaves no layer to prune")
+    return kept
+
+
+@dataclass
+class Workbench:
+    """Data, model, mask layout, settings and device of one run (see the module docstring)."""
+
+    config: RunConfig
+    data: DataSplits
+    spec: ModelSpec
+    layout: Layout
+    device: str
+    init_override: State | None = None
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig, *, data: DataSplits | None = None,
+                    spec: ModelSpec | None = None, init: State | None = None) -> "Workbench":
+        """Load the data, build and check the model, lay out the masks: every problem with
+        the config ends here, before anything is written. ``data``, ``spec`` and ``init``
+        replace what the config would give (the planted-ticket benchmark brings its own)."""
+        device = resolve_device(cfg.device)
+        data = data if data is not None else load_dataset(cfg.data)
+        Augmenter(cfg.data.augment).check(data.input_shape)
+        spec = spec or cfg.model.spec(data.input_shape, data.num_classes)
+        template = check_model(spec)
+        return cls(cfg, data, spec, cls._layout(cfg, template), device, init)
+
+    @staticmethod
+    def _layout(cfg: RunConfig, template: nn.Module) -> Layout:
+        params = dict(template.named_parameters())
+        names = mask_names(template, cfg.sparsity.exclude)
+        return make_layout({k: tuple(params[k].shape) for k in names}, cfg.sparsity.target,
+                           cfg.sparsity.allocation)
+
+    def derive(self, cfg: RunConfig, *, data: DataSplits | None = None,
+               spec: ModelSpec | None = None, init: State | None = None) -> "Workbench":
+        """A workbench for ``cfg`` (a sweep's cell, a tuning trial) that reuses this one's data
+        when ``cfg`` reads the same data, and its model when the model is the same too."""
+        same_data = data is None and cfg.data == self.config.data
+        data = self.data if same_data else data
+        if spec is None and same_data and cfg.model == self.config.model:
+            spec = self.spec
+        return Workbench.from_config(cfg, data=data, spec=spec, init=init)
+
+    # ------------------------------------------------------------------ what runs use
+    @property
+    def settings(self) -> TrainSettings:
+        return self.config.training
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    def build_model(self) -> nn.Module:
+        """A fresh module of this run's architecture (initialised from torch's global RNG)."""
+        return build_model(self.spec)
+
+    def init_state(self, seed: int | None = None) -> State:
+        """The initial weights for ``seed`` (default: the run's), or the given ``init``."""
+        if self.init_override is not None:
+            return self.init_override
+        from .engine import init_state
+        return init_state(self.spec, self.seed if seed is None else seed)
+
+    def evaluator(self, **options: Any) -> Evaluator:
+        """The configured backend for this run's model, data and settings."""
+        from .backends import BACKENDS
+        cfg = self.config
+        if cfg.backend == "ray":
+            options = {**cfg.ray.model_dump(exclude={"trial_cpus", "trial_gpus",
+                                                     "max_concurrent_trials",
+                                                     "max_failures"}), **options}
+        return BACKENDS.load(cfg.backend)(spec=self.spec, data=self.data,
+                                          settings=self.settings, device=self.device,
+                                          chunk_size=cfg.engine.chunk_size, **options)
