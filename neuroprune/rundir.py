@@ -7,6 +7,7 @@ Layout::
     results.csv              one row per evaluated individual, derived from the ledger
     checkpoints/gen_NNNN.pt  search state after each generation
     summary.json             best network's figures
+    learning_curve.csv       final training: loss and validation accuracy per epoch
     best_mask.safetensors    masks (and trained weights) of the best network
 
 Nothing below us is exactly-once (Ray retries, killed processes), so evaluations are keyed by
@@ -143,6 +144,11 @@ class RunDir:
         rows = [r for g in sorted(gens, key=_order_key) for r in gens[g]]
         self._columns = csv_columns(rows)
         atomic_write_csv(self.path / "results.csv", rows, self._columns)
+
+    def write_curve(self, rows: list[dict[str, Any]]) -> None:
+        """The final training's learning curve, one row per epoch: ``learning_curve.csv``
+        (epoch, train_loss, val_loss, val_accuracy)."""
+        atomic_write_csv(self.path / "learning_curve.csv", rows)
 
     def write_logbook(self, records: list[dict[str, Any]]) -> None:
         """Population statistics per generation (elites included): ``logbook.csv``."""

@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -38,6 +39,9 @@ def test_quickstart_run_writes_the_documented_run_directory(tmp_path):
     kept = sum(int(v.sum()) for v in masks.values())
     assert kept == summary["kept_weights"]
     assert len(list((out / "checkpoints").glob("gen_*.pt"))) == 2
+    curve = pd.read_csv(out / "learning_curve.csv")
+    assert curve.epoch.tolist() == list(range(1, 3))
+    assert curve.val_accuracy.iloc[-1] == pytest.approx(summary["val_accuracy"], abs=1e-6)
 
 
 def test_methods_lists_one_line_each(capsys):

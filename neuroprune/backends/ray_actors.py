@@ -179,4 +179,6 @@ def merge(parts: list[PopulationResult]) -> PopulationResult:
         for name in ("weights", "grads", "masks"):
             if getattr(out, name) is not None:
                 getattr(out, name).extend(getattr(p, name) or [])
+        for key, value in p.extra.items():
+            out.extra.setdefault(key, []).extend(value)
     return out

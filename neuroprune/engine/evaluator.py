@@ -30,6 +30,7 @@ class EvalTask:
     updater: object | None = None  # a MaskUpdater: masks change during training
     activations: Sequence[dict[str, str]] | None = None  # per network: role -> formula
     rescale_init: bool = False  # kept initial weights x 1/sqrt(layer density), per network
+    curve: bool = False  # record train loss, validation loss and accuracy after every epoch
 
     def __len__(self) -> int:
         return len(self.masks)
@@ -41,7 +42,7 @@ class EvalTask:
                         keep_weights=self.keep_weights, test=self.test, updater=self.updater,
                         activations=None if self.activations is None
                         else list(self.activations)[start:stop],
-                        rescale_init=self.rescale_init)
+                        rescale_init=self.rescale_init, curve=self.curve)
 
 
 def run_task(trainer, task: EvalTask) -> PopulationResult:
@@ -49,7 +50,7 @@ def run_task(trainer, task: EvalTask) -> PopulationResult:
     return trainer.run(task.init, task.masks, task.epochs, task.data_seed,
                        collect_grads=task.collect_grads, keep_weights=task.keep_weights,
                        test=task.test, updater=task.updater, activations=task.activations,
-                       rescale_init=task.rescale_init)
+                       rescale_init=task.rescale_init, curve=task.curve)
 
 
 class Evaluator(ABC):

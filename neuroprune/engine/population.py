@@ -121,7 +121,7 @@ class PopulationTrainer:
             keep_weights: bool = False, test: bool = False,
             updater: "MaskUpdater | None" = None,
             activations: Sequence[dict[str, str]] | None = None,
-            rescale_init: bool = False) -> PopulationResult:
+            rescale_init: bool = False, curve: bool = False) -> PopulationResult:
         """Train ``len(masks)`` networks for ``epochs`` and evaluate them.
 
         ``init`` is one state shared by all networks or one state per network. Networks are
@@ -153,7 +153,7 @@ class PopulationTrainer:
                                       else activations[start:start + size])
                 part = self._run_chunk(inits[start:start + size], masks[start:start + size],
                                        epochs, data_seed, collect_grads, keep_weights, test,
-                                       updater, rescale_init)
+                                       updater, rescale_init, curve)
             except torch.cuda.OutOfMemoryError:
                 if size == 1:
                     raise MemoryError(f"one network does not fit on {self.device}; use a "
@@ -172,6 +172,8 @@ class PopulationTrainer:
                 out.grads += part.grads
             if updater is not None:
                 out.masks += part.masks
+            if curve:
+                out.extra.setdefault("curve", []).extend(part.extra["curve"])
         self._acts = None
         return out
 
@@ -212,8 +214,17 @@ class PopulationTrainer:
         with torch.no_grad():
             return self._capture(params, x)
 
+    def _epoch_rows(self, params, epoch: int, loss_sum, seen: int) -> list[dict[str, float]]:
+        """One learning-curve row per network after ``epoch``."""
+        with torch.no_grad():
+            acc, loss = self.evaluate({k: v.detach() for k, v in params.items()},
+                                      self.data.val_x, self.data.val_y)
+        train = (loss_sum / max(seen, 1)).tolist()
+        return [{"epoch": epoch, "train_loss": t, "val_loss": float(v), "val_accuracy": float(a)}
+                for t, v, a in zip(train, loss.tolist(), acc.tolist())]
+
     def _run_chunk(self, inits, masks, epochs, data_seed, collect_grads, keep_weights, test,
-                   updater=None, rescale_init=False):
+                   updater=None, rescale_init=False, curve=False):
         p = len(masks)
         params, mstack = self._stack(inits, masks, rescale_init)
         opt = self.settings.make_optimizer(params.values())
@@ -228,9 +239,13 @@ class PopulationTrainer:
         loss_sum = torch.zeros(p, device=self.device)  # over the last epoch only
         bad = torch.zeros(p, dtype=torch.bool, device=self.device)
         step, seen, cur_epoch = 0, 0, 0
+        rows: list[list[dict[str, float]]] = [[] for _ in range(p)]
         for epoch, idx in batch_order(n, self.settings.batch_size, epochs, data_seed,
                                       self.device):
             if epoch != cur_epoch:
+                if curve:
+                    for r, row in zip(rows, self._epoch_rows(params, epoch, loss_sum, seen)):
+                        r.append(row)
                 loss_sum.zero_()
                 seen, cur_epoch = 0, epoch
             xb, yb = x_all[idx], y_all[idx]
@@ -257,8 +272,13 @@ class PopulationTrainer:
                     torch._foreach_mul_([q.grad for q in masked_params], mask_list)
             opt.step()
             step += 1
+        if curve and epochs:
+            for r, row in zip(rows, self._epoch_rows(params, epochs, loss_sum, seen)):
+                r.append(row)
         train_loss = loss_sum / seen if seen else torch.full_like(loss_sum, float("nan"))
         res = self._collect(params, mstack, grad_acc, train_loss, bad, step, keep_weights, test)
+        if curve:
+            res.extra["curve"] = rows
         if updater is not None:
             cpu = {k: v.bool().cpu() for k, v in mstack.items()}
             res.masks = [{k: v[i].clone() for k, v in cpu.items()} for i in range(p)]

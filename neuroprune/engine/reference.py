@@ -30,7 +30,8 @@ class ReferenceTrainer:
     def run(self, init: State | Sequence[State], masks: Sequence[dict[str, torch.Tensor]],
             epochs: int, data_seed: int, *, collect_grads: bool = False,
             keep_weights: bool = False, test: bool = False, updater=None,
-            activations=None, rescale_init: bool = False) -> PopulationResult:
+            activations=None, rescale_init: bool = False,
+            curve: bool = False) -> PopulationResult:
         inits = [init] * len(masks) if isinstance(init, dict) else list(init)
         out = PopulationResult(metrics=[], weights=[] if keep_weights else None,
                                grads=[] if collect_grads else None,
@@ -38,7 +39,9 @@ class ReferenceTrainer:
         for i, (state, mask) in enumerate(zip(inits, masks)):
             metrics, weights, grads, final_mask = self.train_one(
                 state, mask, epochs, data_seed, collect_grads, test, updater,
-                None if activations is None else activations[i], rescale_init)
+                None if activations is None else activations[i], rescale_init, curve)
+            if curve:
+                out.extra.setdefault("curve", []).append(metrics.pop("curve"))
             if updater is not None:
                 out.masks.append(final_mask)
             out.metrics.append(metrics)
@@ -60,7 +63,8 @@ class ReferenceTrainer:
 
     def train_one(self, state: State, mask: dict[str, torch.Tensor], epochs: int, data_seed: int,
                   collect_grads: bool = False, test: bool = False, updater=None,
-                  activations: dict[str, str] | None = None, rescale_init: bool = False):
+                  activations: dict[str, str] | None = None, rescale_init: bool = False,
+                  curve: bool = False):
         model = build_model(self.spec).to(self.device)
         model.load_state_dict(state)
         if activations:
@@ -84,9 +88,18 @@ class ReferenceTrainer:
         n = len(self.data.train_y)
         total = steps_per_run(n, self.settings.batch_size, epochs)
         step, seen, loss_sum, cur, bad = 0, 0, 0.0, 0, False
+        rows: list[dict[str, float]] = []
+
+        def curve_row(epoch: int) -> None:
+            acc, loss = self._accuracy(model, self.data.val_x, self.data.val_y)
+            rows.append({"epoch": epoch, "train_loss": loss_sum / max(seen, 1),
+                         "val_loss": loss, "val_accuracy": acc})
+
         for epoch, idx in batch_order(n, self.settings.batch_size, epochs, data_seed,
                                       self.device):
             if epoch != cur:
+                if curve:
+                    curve_row(epoch)
                 seen, loss_sum, cur = 0, 0.0, epoch
             for g in opt.param_groups:
                 g["lr"] = self.settings.lr_at(step, total)
@@ -115,6 +128,8 @@ class ReferenceTrainer:
                     params[k].grad.mul_(mk)
             opt.step()
             step += 1
+        if curve and epochs:
+            curve_row(epochs)
         model.eval()
         bad |= not all(bool(torch.isfinite(p).all()) for p in model.parameters())
         metrics = {"train_loss": loss_sum / seen if seen else float("nan")}
@@ -130,6 +145,8 @@ class ReferenceTrainer:
             metrics["gradient"] = float(sum(((g * m[k]).sum() for k, g in grads.items()),
                                             torch.tensor(0.0))) / kept / max(step, 1)
         metrics["diverged"] = float(bad)
+        if curve:
+            metrics["curve"] = rows
         if bad:
             metrics["val_accuracy"] = 0.0
             if test:

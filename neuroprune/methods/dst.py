@@ -91,7 +91,7 @@ class DynamicSparseMethod(Method):
         updater = self.updater_cls(self.params, ctx.seed)
         res = ctx.evaluator.evaluate(EvalTask(
             masks=[bits_to_mask(ctx.layout, start)], init=ctx.init, epochs=ctx.final_epochs,
-            data_seed=ctx.seed, keep_weights=True, test=True, updater=updater,
+            data_seed=ctx.seed, keep_weights=True, test=True, updater=updater, curve=True,
             rescale_init=ctx.rescale_init))
         final = flatten(ctx.layout, res.masks[0])
         changed = int((final & ~start).sum())

@@ -126,9 +126,11 @@ class MaskSearch:
                 from_init = found.init is ctx.init  # not when retraining trained weights
                 trained = evaluator.evaluate(EvalTask(
                     masks=[mask], init=found.init, epochs=cfg.training.epochs,
-                    data_seed=cfg.seed, keep_weights=True, test=True,
+                    data_seed=cfg.seed, keep_weights=True, test=True, curve=True,
                     rescale_init=cfg.sparsity.rescale_init and from_init))
         final = trained.metrics[0]
+        if trained.extra.get("curve"):
+            rd.write_curve(trained.extra["curve"][0])
         rd.commit_generation("final", [{"generation": "final", "index": 0,
                                         "val_accuracy": final["val_accuracy"],
                                         "test_accuracy": final["test_accuracy"],
