@@ -21,6 +21,7 @@ file-system artifact store: ``artifacts`` beside a journal or SQLite file, else
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -145,6 +146,26 @@ def _journal_file_storage(path: Path):
     return optuna.storages.JournalStorage(backend)
 
 
+# Optuna creates its tables on the first open of a database; several workers started at once
+# on a new database would race there ("already exists"), so creation is serialised.
+SCHEMA_LOCK = {"postgresql": "SELECT pg_advisory_lock(74201)",
+               "mysql": "SELECT GET_LOCK('neuroprune_optuna_tables', 120)"}
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str, engine_kwargs: dict):
+    """Hold a server-side lock (released with its connection) while Optuna creates tables."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text(SCHEMA_LOCK[engine.dialect.name]))
+            yield
+    finally:
+        engine.dispose()
+
+
 def _server_storage(url: str):
     """An RDB or Redis journal storage; the first read happens here, so an unreachable
     server fails now."""
@@ -157,12 +178,15 @@ def _server_storage(url: str):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             backend = JournalRedisBackend(url)
         return optuna.storages.JournalStorage(backend)
+    if scheme == "sqlite":
+        return optuna.storages.RDBStorage(url)
     engine_kwargs: dict = {"pool_pre_ping": True}  # a restarted server does not break a worker
     if scheme.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
         if scheme == "postgresql":  # psycopg 3, whatever SQLAlchemy's default driver is
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    with _schema_lock(url, engine_kwargs):
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
 
 def _first_line(exc: Exception) -> str:

@@ -147,9 +147,10 @@ def save_trial_note(trial, summary: dict[str, Any], run_dir: Path) -> None:
         from optuna_dashboard import save_note
     except ImportError:
         return
-    rows = "".join(f"| {k} | {summary[k]} |\n" for k in
+    cell = {k: f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in summary.items()}
+    rows = "".join(f"| {k} | {cell[k]} |\n" for k in
                    ("val_accuracy", "test_accuracy", "sparsity", "wall_seconds", "method")
-                   if k in summary)
+                   if k in cell)
     save_note(trial, f"## Trial {trial.number}\n\nRun directory: `{run_dir}`\n\n"
                      f"| result | value |\n| --- | --- |\n{rows}\n"
                      f"`neuroprune export --storage STORAGE --study {trial.study.study_name} "
