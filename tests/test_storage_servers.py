@@ -132,3 +132,27 @@ def test_a_missing_driver_names_the_extra_to_install(tmp_path, url, module, extr
     assert proc.returncode == 2, proc.stderr
     assert f"pip install 'neuroprune[{extra}]'" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
+
+
+def test_ray_tune_trials_on_postgresql_all_land_and_are_pruned(tmp_path):
+    pytest.importorskip("ray")
+    with SERVERS["postgresql"]() as url:
+        study = optuna.create_study(study_name=STUDY, storage=open_storage(url),
+                                    direction="maximize")
+        good, bad = 0.3, 1e-5  # bad: the network learns nothing, the median pruner stops it
+        for lr in (good, good, bad, bad, bad):
+            study.enqueue_trial({"training.lr": lr})
+        args = _tune_args(url, tmp_path / "ray", 5) + [
+            "--backend", "ray", "--set", "ray.max_concurrent_trials=2",
+            "--set", "tune.pruner=median", "--set", "method.generations=3",
+            "--set", "tune.params={training.lr: {type: float, low: 1.0e-6, high: 0.5, log: true}}"]
+        proc = run_cli(*args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        trials = study.get_trials()
+        assert len(trials) == 5 and all(t.user_attrs.get("ray_trial_id") for t in trials)
+        states = {t.number: t.state for t in trials}
+        assert {states[0], states[1]} == {TrialState.COMPLETE}
+        pruned = [t for t in trials if t.state == TrialState.PRUNED]
+        assert pruned and all(t.params["training.lr"] == bad for t in pruned)
+        assert set(states.values()) <= {TrialState.COMPLETE, TrialState.PRUNED}
+        assert f"{len(pruned)} pruned" in proc.stdout
