@@ -120,11 +120,11 @@ def test_a_missing_database_is_named(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("url, module, extra", [
-    ("postgresql://postgres@127.0.0.1/test", "psycopg", "postgres"),
+    ("postgresql://postgres@127.0.0.1/test", "psycopg,psycopg2", "postgres"),
     ("mysql+pymysql://root@127.0.0.1/test", "pymysql", "mysql"),
     ("redis://127.0.0.1:6379/0", "redis", "redis")])
 def test_a_missing_driver_names_the_extra_to_install(tmp_path, url, module, extra):
-    code = ("import sys; sys.modules[sys.argv[1]] = None\n"
+    code = ("import sys; sys.modules.update(dict.fromkeys(sys.argv[1].split(','), None))\n"
             "from neuroprune.cli import main\n"
             "sys.exit(main(sys.argv[2:]))")
     proc = subprocess.run([sys.executable, "-c", code, module] + _tune_args(url, tmp_path / "o", 1),

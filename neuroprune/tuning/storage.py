@@ -102,10 +102,18 @@ def check_url(url: str, writers: int = 1) -> None:
     if scheme not in SERVER_SCHEMES:
         raise UserError(f"unknown storage URL {redacted(url)}; give {SCHEMES_HELP}")
     module, package, extra, server = SERVER_SCHEMES[scheme]
+    if scheme == "postgresql" and _importable("psycopg2"):
+        return  # psycopg 3 is preferred, psycopg2 serves too
+    if not _importable(module):
+        raise MissingDependencyError(package, extra, f"{server} storage")
+
+
+def _importable(module: str) -> bool:
     try:
         __import__(module)
     except ImportError:
-        raise MissingDependencyError(package, extra, f"{server} storage") from None
+        return False
+    return True
 
 
 def repair_journal(path: Path) -> bool:
@@ -183,8 +191,9 @@ def _server_storage(url: str):
     engine_kwargs: dict = {"pool_pre_ping": True}  # a restarted server does not break a worker
     if scheme.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
-        if scheme == "postgresql":  # psycopg 3, whatever SQLAlchemy's default driver is
-            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        if scheme == "postgresql":  # whatever SQLAlchemy's default driver is
+            driver = "psycopg" if _importable("psycopg") else "psycopg2"
+            url = f"postgresql+{driver}://" + url.split("://", 1)[1]
     with _schema_lock(url, engine_kwargs):
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
