@@ -70,7 +70,8 @@ def test_four_workers_one_killed_mid_trial_lose_and_repeat_nothing(server_url, t
     study = optuna.load_study(study_name=STUDY, storage=open_storage(server_url))
     trials = study.get_trials()
     by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
-    assert len(by_state[TrialState.COMPLETE]) == 3 * 2 + 1
+    before_kill = [t for t in by_state[TrialState.COMPLETE] if t.user_attrs["pid"] == victim.pid]
+    assert len(by_state[TrialState.COMPLETE]) == len(before_kill) + 3 * 2 + 1
     assert [t.number for t in by_state[TrialState.FAIL]] == [killed.number]
     assert not by_state[TrialState.RUNNING] and not by_state[TrialState.WAITING]
     params = [tuple(sorted(t.params.items())) for t in by_state[TrialState.COMPLETE]]
@@ -156,3 +157,15 @@ def test_ray_tune_trials_on_postgresql_all_land_and_are_pruned(tmp_path):
         assert pruned and all(t.params["training.lr"] == bad for t in pruned)
         assert set(states.values()) <= {TrialState.COMPLETE, TrialState.PRUNED}
         assert f"{len(pruned)} pruned" in proc.stdout
+
+
+def test_of_two_processes_failing_one_stale_trial_exactly_one_wins(server_url):
+    from neuroprune.tuning.tune import fail_trial
+
+    first = optuna.create_study(study_name=STUDY, storage=open_storage(server_url))
+    second = optuna.load_study(study_name=STUDY, storage=open_storage(server_url))  # apart
+    stale = first.ask()
+    second.get_trials()  # the second process has seen the trial RUNNING
+    assert fail_trial(first, stale.number) is True
+    assert fail_trial(second, stale.number) is False
+    assert second.trials[stale.number].state == TrialState.FAIL
