@@ -2,6 +2,7 @@
 processes on one study, one of them killed with SIGKILL mid-trial, the dashboard and export
 reading the same study; bad URLs, missing drivers and unreachable servers."""
 
+import json
 import os
 import signal
 import subprocess
@@ -66,6 +67,7 @@ def test_four_workers_one_killed_mid_trial_lose_and_repeat_nothing(server_url, t
     # a later call recovers the trial if the others had finished before it was found dead
     later = run_cli(*_tune_args(server_url, out, 1))
     assert later.returncode == 0, later.stderr
+    assert f"storage {server_url}" in later.stdout  # (these URLs carry no password)
 
     study = optuna.load_study(study_name=STUDY, storage=open_storage(server_url))
     trials = study.get_trials()
@@ -120,19 +122,25 @@ def test_a_missing_database_is_named(tmp_path, capsys):
         assert "does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("url, module, extra", [
-    ("postgresql://postgres@127.0.0.1/test", "psycopg,psycopg2", "postgres"),
-    ("mysql+pymysql://root@127.0.0.1/test", "pymysql", "mysql"),
-    ("redis://127.0.0.1:6379/0", "redis", "redis")])
-def test_a_missing_driver_names_the_extra_to_install(tmp_path, url, module, extra):
-    code = ("import sys; sys.modules.update(dict.fromkeys(sys.argv[1].split(','), None))\n"
+def test_a_missing_driver_names_the_extra_to_install(tmp_path):
+    drivers = {"postgresql://postgres@127.0.0.1/test": "postgres",
+               "mysql+pymysql://root@127.0.0.1/test": "mysql",
+               "redis://127.0.0.1:6379/0": "redis"}
+    code = ("import json, sys\n"
+            "sys.modules.update(dict.fromkeys(['psycopg', 'psycopg2', 'pymysql', 'redis']))\n"
             "from neuroprune.cli import main\n"
-            "sys.exit(main(sys.argv[2:]))")
-    proc = subprocess.run([sys.executable, "-c", code, module] + _tune_args(url, tmp_path / "o", 1),
-                          capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 2, proc.stderr
-    assert f"pip install 'neuroprune[{extra}]'" in proc.stderr
-    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
+            "for url in sys.argv[2:]:\n"
+            "    args = [url if a == 'URL' else a for a in json.loads(sys.argv[1])]\n"
+            "    print(main(args), flush=True)")
+    args = json.dumps(_tune_args("URL", tmp_path / "o", 1))
+    proc = subprocess.run([sys.executable, "-c", code, args, *drivers], capture_output=True,
+                          text=True, cwd=REPO)
+    assert proc.stdout.split() == ["2"] * len(drivers), proc.stderr
+    errors = proc.stderr.strip().splitlines()
+    assert len(errors) == len(drivers) and "Traceback" not in proc.stderr
+    for line, extra in zip(errors, drivers.values()):
+        assert line.endswith(f"pip install 'neuroprune[{extra}]'"), line
+    assert not (tmp_path / "o").exists()
 
 
 def test_ray_tune_trials_on_postgresql_all_land_and_are_pruned(tmp_path):

@@ -37,7 +37,7 @@ from typing import Any
 from .._io import atomic_write_json
 from ..config import RunConfig, load_config, to_dict
 from ..errors import ConfigError, UserError
-from .storage import artifact_store, open_storage
+from .storage import artifact_store, open_storage, redacted
 
 
 def set_value(tree: dict, dotted: str, value: Any) -> None:
@@ -280,7 +280,8 @@ class Tuner:
 
         counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,)))
                   for s in TrialState}
-        summary: dict[str, Any] = {"study": study.study_name, "storage": self.storage_url,
+        summary: dict[str, Any] = {"study": study.study_name,
+                                   "storage": redacted(self.storage_url),  # no password
                                    "objectives": self.tune.objectives, "trials": counts}
         if counts["complete"]:
             if len(self.tune.objectives) == 1:
