@@ -177,3 +177,22 @@ def test_of_two_processes_failing_one_stale_trial_exactly_one_wins(server_url):
     assert fail_trial(first, stale.number) is True
     assert fail_trial(second, stale.number) is False
     assert second.trials[stale.number].state == TrialState.FAIL
+
+
+def test_a_trial_of_another_node_is_failed_only_once_its_heartbeat_is_stale(server_url):
+    from neuroprune.tuning.tune import recover_stale_trials
+
+    study = optuna.create_study(study_name=STUDY, storage=open_storage(server_url))
+    beats = {"silent": time.time() - 1000, "beating": time.time()}
+    trials = {}
+    for name, beat in beats.items():
+        trials[name] = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        for key, value in {"host": "another-node", "pid": 1, "heartbeat": beat}.items():
+            trials[name].set_user_attr(key, value)
+    assert recover_stale_trials(study, stale_after=120, retry=1) == [trials["silent"].number]
+    assert study.trials[trials["beating"].number].state == TrialState.RUNNING
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    assert waiting.user_attrs["retried_from"] == trials["silent"].number
+    retry = study.ask()  # the next worker takes the re-run, with the same parameters
+    assert retry.number == waiting.number
+    assert retry.suggest_float("x", 0, 1) == trials["silent"].params["x"]
