@@ -270,3 +270,28 @@ def test_auto_trainer_stacks_small_networks_and_describes_itself(digits):
     small = trainer.footprint
     big = StackedTrainer(spec, digits, TrainSettings(batch_size=512), layout).footprint
     assert 0 < small.activations < big.activations and small.state == big.state
+
+
+class RecordRows:
+    """A hook that records which networks of the task each chunk trained."""
+
+    def start(self, state):
+        self.rows = state.rows.tolist()
+
+    def finish(self, state):
+        return {"rows": [[r] for r in self.rows]}
+
+    def loss(self, state):
+        return None
+
+    after_backward = after_step = end_epoch = lambda self, state: None
+
+
+def test_hooks_know_their_networks_positions_in_the_task(digits):
+    spec, layout, bits = population(digits, widths=(16,), n=5)
+    task = EvalTask(masks=bits, init=init_state(spec, 0), epochs=0, hooks=(RecordRows(),))
+    res = StackedTrainer(spec, digits, TrainSettings(), layout,
+                         engine=EngineConfig(chunk_size=2)).run(task)
+    assert res.extras["rows"] == [[0], [1], [2], [3], [4]]
+    part = PerNetworkTrainer(spec, digits, TrainSettings(), layout).run(task.slice(3, 5))
+    assert part.extras["rows"] == [[3], [4]]

@@ -44,6 +44,7 @@ class TrainState:
     evaluate: Callable[[str], tuple[torch.Tensor, torch.Tensor]]  # split -> (acc, loss) [P]
     data: Any = None                    # DataSplits on the device
     data_seed: int = 0
+    rows: torch.Tensor | None = None    # [P] these networks' positions in the whole task
     step: int = 0
     epoch: int = 0
     x: torch.Tensor | None = None

@@ -28,7 +28,9 @@ class EvalTask:
     network) fix each network's own random draws (dropout, random regrowth), so a network gives
     the same result alone and in any population. ``hooks`` act during training (regularisers,
     mask updates, gradient statistics, learning curves); every chunk of networks gets fresh
-    copies. ``activations`` gives each network its activation functions by role (formulas).
+    copies, and a hook with per-network parameters reads its networks' positions in the
+    whole task from :attr:`TrainState.rows`. ``activations`` gives each network its
+    activation functions by role (formulas).
     """
 
     masks: torch.Tensor | None
@@ -43,6 +45,7 @@ class EvalTask:
     keep_weights: bool = False
     test: bool = False
     rescale_init: bool = False
+    offset: int = 0  # index of the first network in the task it was sliced from
 
     def __post_init__(self) -> None:
         if (self.init is None) == (self.inits is None):
@@ -73,7 +76,7 @@ class EvalTask:
     def slice(self, start: int, stop: int) -> "EvalTask":
         """Networks ``start`` to ``stop`` (for chunks and shards); hooks are shared."""
         return replace(
-            self,
+            self, offset=self.offset + start,
             masks=None if self.masks is None else self.masks[start:stop],
             size=None if self.masks is not None else stop - start,
             inits=None if self.inits is None else {k: v[start:stop]

@@ -148,7 +148,8 @@ class Trainer:
 
         state = TrainState(p=p, params=params, buffers=buffers, masks=masks, optimizer=opt,
                            settings=cfg, seeds=seeds, total_steps=0, forward=fwd,
-                           evaluate=evaluate, data=self.data, data_seed=task.data_seed)
+                           evaluate=evaluate, data=self.data, data_seed=task.data_seed,
+                           rows=torch.arange(task.offset, task.offset + p, device=dev))
         hooks = [copy.deepcopy(h) for h in task.hooks]
         x_all, y_all = self.data.train_x, self.data.train_y
         n = len(y_all)
