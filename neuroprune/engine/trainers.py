@@ -344,11 +344,16 @@ def make_trainer(spec: ModelSpec, data: DataSplits, settings: TrainSettings,
     """The configured trainer; ``engine.trainer: auto`` stacks networks unless two of them do
     not fit in the device's free memory."""
     engine = engine or EngineConfig()
+    need = estimate(template(spec), data, settings, layout).training
+    free = free_memory(torch.device(device))
+    if need > 0.9 * free:
+        from ..errors import UserError
+        raise UserError(f"one network of {spec.describe()} needs about {human(need)} to train "
+                        f"at batch size {settings.batch_size}, but {device} has {human(free)} "
+                        f"free; lower training.batch_size or use a smaller model")
     choice = engine.trainer
     if choice == "auto":
-        need = estimate(template(spec), data, settings, layout).training
-        choice = "per_network" if 2 * need > 0.8 * free_memory(torch.device(device)) \
-            else "stacked"
+        choice = "per_network" if 2 * need > 0.8 * free else "stacked"
     cls = StackedTrainer if choice == "stacked" else PerNetworkTrainer
     return cls(spec, data, settings, layout, device, engine, augment)
 

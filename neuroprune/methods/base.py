@@ -77,3 +77,8 @@ class Method(ABC):
     @abstractmethod
     def find(self, ctx: MethodContext) -> MethodResult:
         """Search for a mask at the layout's sparsity."""
+
+    def state_bytes(self, layout: Layout) -> int:
+        """Memory the search's own state needs on the engine's device (a population of
+        masks, say); checked against the free memory before anything runs."""
+        return 0

@@ -99,6 +99,12 @@ class KStarts(Method):
     citation = "Haroon 2022, arXiv 2209.02201"
     Params = KStartsParams
 
+    def state_bytes(self, layout: Layout) -> int:
+        """The population and its offspring (one byte per connection each), and the float16
+        signals of guided mutation."""
+        per_mask = layout.numel * (1 + (2 if self.params.mutation != "random" else 0))
+        return 2 * self.params.population * per_mask
+
     def initial_bits(self, ctx: MethodContext, draws: Draws) -> torch.Tensor:
         """The k starting masks ``[k, n]`` (random; subclasses seed them from other
         signals)."""

@@ -17,6 +17,7 @@ from ..config import to_dict
 from ..engine import EvalTask, LearningCurve
 from ..masks import bits_to_mask, check_bits, save_mask
 from ..methods import METHODS, MethodContext
+from ..errors import UserError
 from ..rundir import RunDir
 from ..workbench import Workbench
 
@@ -58,6 +59,19 @@ class MaskSearch:
         self.bench = bench
         self.cfg = bench.config
         self.method = METHODS.load(self.cfg.method.name)(self.cfg.method_params())
+        self._check_memory()
+
+    def _check_memory(self) -> None:
+        """Refuse a search whose own state (a population of masks) cannot fit where it lives."""
+        from ..engine.memory import free_memory, human
+        need = self.method.state_bytes(self.bench.layout)
+        device = torch.device(self.bench.device if self.cfg.backend != "ray" else "cpu")
+        free = free_memory(device)
+        if need > 0.8 * free:
+            raise UserError(f"method {self.method.name} needs {human(need)} for its masks "
+                            f"({self.bench.layout.numel:,} connections each) but {device} has "
+                            f"{human(free)} free; lower method.population or use a smaller "
+                            f"model")
 
     @property
     def layout(self):
@@ -91,6 +105,7 @@ class MaskSearch:
                 log(f"resuming from {path.name} (generation {resume_state['generation']})")
             t0 -= float(resume_state.get("wall_seconds", 0.0)) if resume_state else 0.0
         evaluator = self.bench.evaluator()  # backend problems (Ray missing, unreachable) end here
+        log(f"engine: {evaluator.describe()}")
         rd.create()
         rd.write_config(to_dict(cfg))
 
