@@ -23,6 +23,7 @@ _LAZY = {
     "load_mask": ("neuroprune.masks", "load_mask"),
     "load_model": ("neuroprune.export", "load_model"),
     "prune": ("neuroprune.api", "prune"),
+    "load_ensemble": ("neuroprune.searches.ensemble_search", "load_ensemble"),
     "PruneResult": ("neuroprune.api", "PruneResult"),
 }
 
@@ -37,5 +38,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'neuroprune' has no attribute '{name}'")
 
 
-__all__ = ["Mask", "PruneResult", "__version__", "apply_mask", "load_mask", "load_model",
-           "prune"]
+__all__ = ["Mask", "PruneResult", "__version__", "apply_mask", "load_ensemble", "load_mask",
+           "load_model", "prune"]

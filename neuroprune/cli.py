@@ -299,6 +299,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise UserError("--storage needs --study NAME")
         from .tuning.storage import existing_storage
         source = trial_mask_file(existing_storage(args.storage), args.study, args.trial)
+    elif args.run_dir and (Path(args.run_dir) / "ensemble.joblib").is_file():
+        return _export_ensemble(Path(args.run_dir), Path(args.out))
     elif args.run_dir:
         source = Path(args.run_dir) / "best_mask.safetensors"
         if not source.is_file():
@@ -312,6 +314,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         extra = (f"; {info['sparse_bytes']:,} bytes against {info['dense_bytes']:,} dense "
                  f"({info['sparse_bytes'] / info['dense_bytes']:.1%})")
     print(f"wrote {info['path']} ({info['format']}, {info['bytes']:,} bytes{extra})")
+    return 0
+
+
+def _export_ensemble(run_dir: Path, out: Path) -> int:
+    """An ensemble run's fitted estimator, written to ``out`` (joblib)."""
+    from .searches.ensemble_search import load_ensemble, save_ensemble
+
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name (e.g. ensemble.joblib)")
+    est = load_ensemble(run_dir)
+    save_ensemble(est, out)
+    print(f"wrote {out} (joblib, {out.stat().st_size:,} bytes; load it with "
+          f"neuroprune.load_ensemble)")
     return 0
 
 
@@ -339,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         import warnings
         warnings.formatwarning = _one_line_warning
+        # Optuna marks features it may change (metric names, artifacts) as experimental;
+        # that is its roadmap, not something a neuroprune user can act on.
+        warnings.filterwarnings("ignore", message=".*is an experimental feature")
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:

@@ -1,8 +1,11 @@
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from neuroprune.cli import main
@@ -51,10 +54,50 @@ def test_methods_lists_one_line_each(capsys):
     assert all(len(line.split()) > 2 for line in lines)
 
 
-def test_config_prints_every_key_with_defaults(capsys):
+def test_config_prints_every_key_with_defaults_and_help(capsys):
     assert main(["config", QUICK, "--set", "sparsity.target=0.95"]) == 0
     out = capsys.readouterr().out
-    assert "target: 0.95" in out and "tournament_size: 3" in out
+    assert "target: 0.95  # fraction of prunable weights removed" in out
+    assert "tournament_size: 3" in out
+    tree = yaml.safe_load(out)  # comments aside, it is the resolved config
+    from neuroprune.config import RunConfig
+    for section, model in (("training", "TrainSettings"), ("data", "DataConfig")):
+        fields = RunConfig.model_fields[section].annotation.model_fields
+        assert set(tree[section]) == set(fields), section
+        for name, info in fields.items():  # every key has its help text
+            assert info.description, f"{section}.{name} has no help text"
+            assert f"{name}: " in out
+
+
+def test_json_schema_lists_registered_names(capsys):
+    import json
+    assert main(["config", "--schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert "kstarts" in json.dumps(schema["properties"]["method"])
+    data = schema["$defs"]["DataConfig"]["properties"]["dataset"]
+    assert "cifar10" in data["enum"] and "digits" in data["enum"]
+
+
+def test_version_and_help_do_not_import_torch():
+    code = ("import sys; from neuroprune.cli import main\n"
+            "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO).stdout.split()
+    assert out[0] == "neuroprune" and out[-1] == "False"
+
+
+def test_shipped_configs_run_by_name_and_the_run_folder_names_the_method(tmp_path):
+    proc = run_cli("run", "quickstart", "--method", "random", "--set", "training.epochs=1",
+                   "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("quickstart-random-")
+
+
+def test_a_value_is_shown_once_in_an_error(capsys):
+    assert main(["run", QUICK, "--set", "sparsity.target=1.0"]) == 2
+    assert capsys.readouterr().err.count("got 1.0") == 1
 
 
 def test_overrides_parse_yaml_values():

@@ -29,6 +29,29 @@ def test_passes_scikit_learns_estimator_checks(kw):
     assert not failed
 
 
+def test_default_pool_passes_the_checks_on_tiny_data():
+    """The default pool holds a 15-nearest-neighbour classifier, which cannot fit the checks'
+    14-sample sets: it is adapted (fewer neighbours), never a failure."""
+    est = EvolvedEnsembleClassifier(population=4, generations=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(est, on_fail=None)
+    failed = [(r["check_name"], str(r["exception"])[:100]) for r in results
+              if r["status"] == "failed"]
+    assert not failed
+
+
+def test_a_member_that_cannot_fit_is_left_out_with_a_warning():
+    X = np.r_[np.zeros((6, 3)), np.ones((6, 3))]  # collinear: LDA and others struggle
+    y = np.r_[np.zeros(6), np.ones(6)]
+    est = EvolvedEnsembleClassifier(pool=("knn15", "gnb", "lda"), population=4,
+                                    generations=1, random_state=0)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        est.fit(X, y)
+    assert (est.predict(X) == y).all()
+
+
 def test_fusion_rules():
     # 3 classifiers, 2 samples, 2 classes
     probas = np.array([[[0.9, 0.1], [0.6, 0.4]],
@@ -86,6 +109,13 @@ def test_ensemble_search_run_and_csv_data(tmp_path, capsys):
     assert s["test_accuracy"] > 0.8 and s["selected"]
     assert {"best_single", "best_single_test_accuracy", "pool_vote_test_accuracy"} <= set(s)
     assert len(pd.read_csv(out / "results.csv")) == 3
+    import neuroprune
+    loaded = neuroprune.load_ensemble(out)  # the fitted ensemble is saved with the run
+    assert loaded.selected_ == s["selected"]
+    assert main(["export", str(out), "--out", str(tmp_path / "e.joblib")]) == 0
+    again = neuroprune.load_ensemble(tmp_path / "e.joblib")
+    X = df[list("abcd")].to_numpy()
+    assert (again.predict(X) == loaded.predict(X)).all()
     assert main(["run", str(REPO / "configs" / "ensemble_breast_cancer.yaml"), "--out",
                  str(tmp_path / "bad"), "--set", "data.dataset=csv", "--set",
                  f"data.path={tmp_path / 'd.csv'}", "--set", "data.label_column=nope"]) == 2

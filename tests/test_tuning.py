@@ -168,3 +168,47 @@ def test_dashboard_serves_the_study_over_http(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+KIND_CONFIGS = {
+    "activation_search": ("activation_digits.yaml", [
+        "activation.population=2", "activation.generations=1", "activation.search_epochs=1",
+        "activation.strategies=[relu, ga]", "training.epochs=1", "model.widths=[8, 8, 8]"],
+        "best_activations.json"),
+    "ensemble_search": ("ensemble_breast_cancer.yaml", [
+        "ensemble.population=4", "ensemble.generations=2", "ensemble.pool=[knn3, gnb, tree]"],
+        None),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(__import__("neuroprune.searches.registry",
+                                                   fromlist=["KINDS"]).KINDS))
+def test_tune_runs_the_kind_its_config_names(tmp_path, kind):
+    """Every kind is tuned as that kind, or refused in one clear line (a test over the
+    registry: a new kind must say which)."""
+    from neuroprune.errors import ConfigError
+    from neuroprune.searches.registry import KINDS
+    cls = KINDS.load(kind)
+    if kind == "mask_search":
+        name, over, artifact = "tune_quickstart.yaml", FAST, "best_mask.safetensors"
+    elif kind in KIND_CONFIGS:
+        name, over, artifact = KIND_CONFIGS[kind]
+    else:
+        assert cls.not_tunable, f"kind {kind} is neither tunable nor says why"
+        cfg = load_config(REPO / "configs" / "quickstart.yaml",
+                          [f"kind={kind}", "tune={params: {training.lr: {type: float, "
+                                           "low: 0.01, high: 0.1}}}"])
+        with pytest.raises(ConfigError, match=f"kind {kind} cannot be tuned"):
+            Tuner(cfg, tmp_path / "x")
+        assert not (tmp_path / "x").exists()
+        return
+    cfg = load_config(REPO / "configs" / name, over + [
+        "tune={params: {seed: {type: int, low: 0, high: 3}}, pruner: none}"])
+    summary = Tuner(cfg, tmp_path / "t", n_trials=1).run(progress=False)
+    assert summary["trials"]["complete"] == 1
+    trial_dir = tmp_path / "t" / "trials" / "trial_0000"
+    assert json.loads((trial_dir / "summary.json").read_text()).get("kind", "mask_search") == kind
+    if artifact:
+        assert (trial_dir / artifact).is_file()
+    if kind != "mask_search":
+        assert not (trial_dir / "best_mask.safetensors").exists()

@@ -58,5 +58,40 @@ def run_ensemble_search(bench: Workbench, out: str | Path, progress: bool = True
                                   cfg.ensemble.val_fraction, cfg.seed),
                "wall_seconds": round(time.time() - t0, 3), "device": "cpu",
                "neuroprune_version": __version__}
+    save_ensemble(est, rd.path / ENSEMBLE_FILE)
     rd.write_summary(summary)
     return summary
+
+
+ENSEMBLE_FILE = "ensemble.joblib"
+
+
+def save_ensemble(est: EvolvedEnsembleClassifier, path: Path) -> None:
+    """The fitted estimator, with joblib (scikit-learn's own persistence), atomically."""
+    import joblib
+
+    from .._io import atomic_write
+    atomic_write(path, lambda tmp: joblib.dump(est, tmp))
+
+
+def load_ensemble(path: str | Path) -> EvolvedEnsembleClassifier:
+    """A fitted :class:`EvolvedEnsembleClassifier` saved by an ensemble run (or exported).
+
+    joblib files are pickles: load only files you trust, as with any scikit-learn model.
+    """
+    import joblib
+
+    from ..errors import UserError
+    path = Path(path)
+    if path.is_dir():
+        path = path / ENSEMBLE_FILE
+    if not path.is_file():
+        raise UserError(f"{path} does not exist (an ensemble run writes {ENSEMBLE_FILE})")
+    try:
+        est = joblib.load(path)
+    except Exception as exc:
+        raise UserError(f"{path} is not a saved ensemble (truncated or corrupt?): "
+                        f"{type(exc).__name__}") from None
+    if not isinstance(est, EvolvedEnsembleClassifier):
+        raise UserError(f"{path} holds a {type(est).__name__}, not an evolved ensemble")
+    return est

@@ -155,6 +155,7 @@ class MaskSearch:
                                         "sparsity": mask.sparsity()}])
         summary = {
             "status": "complete",
+            "kind": "mask_search",
             "method": self.method.name,
             "dataset": cfg.data.dataset,
             "model": self.bench.spec.describe(),

@@ -261,7 +261,8 @@ class Tuner:
 
         try:
             summary = kind.run(run_dir, progress=False, on_generation=on_generation,
-                               resume=kind.resumable and (run_dir / "config.yaml").exists())
+                               resume=kind.resumable and (run_dir / "config.yaml").exists(),
+                               log=lambda _: None)
         finally:
             beat.stop()
         keep = ("val_accuracy", "sparsity", "wall_seconds", "method", "device", "kind")
