@@ -21,24 +21,22 @@ SMALL = ("knn3", "tree_d3", "gnb", "logreg")
 def test_passes_scikit_learns_estimator_checks(kw):
     est = EvolvedEnsembleClassifier(pool=SMALL, population=6, generations=2, random_state=0,
                                     **kw)
+    assert not _failed_checks(est)
+
+
+def _failed_checks(est) -> list:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = check_estimator(est, on_fail=None)
-    failed = [(r["check_name"], str(r["exception"])[:100]) for r in results
-              if r["status"] == "failed"]
-    assert not failed
+    return [(r["check_name"], str(r["exception"])[:100]) for r in results
+            if r["status"] == "failed"]
 
 
 def test_default_pool_passes_the_checks_on_tiny_data():
     """The default pool holds a 15-nearest-neighbour classifier, which cannot fit the checks'
     14-sample sets: it is adapted (fewer neighbours), never a failure."""
-    est = EvolvedEnsembleClassifier(population=4, generations=1, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        results = check_estimator(est, on_fail=None)
-    failed = [(r["check_name"], str(r["exception"])[:100]) for r in results
-              if r["status"] == "failed"]
-    assert not failed
+    assert not _failed_checks(EvolvedEnsembleClassifier(population=4, generations=1,
+                                                        random_state=0))
 
 
 def test_a_member_that_cannot_fit_is_left_out_with_a_warning():
