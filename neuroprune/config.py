@@ -61,6 +61,9 @@ class ComparisonConfig(Section):
     sparsities: list[float] = Field([0.9], min_length=1, description="target sparsities")
     seeds: list[int] = Field([0], min_length=1, description="seeds (initial weights, masks, "
                              "data order)")
+    budget: int | None = Field(None, ge=1, description="network-epochs every cell trains in "
+                               "all (its search and its final training); none: every final "
+                               "training gets training.epochs")
 
     @field_validator("sparsities")
     @classmethod
@@ -284,6 +287,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     sweep = {"comparison": cfg.comparison, "planted": cfg.planted}.get(cfg.kind)
     if sweep is not None:  # every method of a sweep, with its parameters, before any run
         for entry in sweep.method_entries():
+            entry = {k: v for k, v in entry.items() if k != "label"}
             try:
                 method_params(MethodConfig(**entry))
             except ValidationError as exc:

@@ -144,3 +144,41 @@ def test_corrupt_checkpoint_is_reported_with_the_last_good_one(tmp_path, capsys)
     (out / "checkpoints" / "gen_0002.pt").unlink()  # as the message says
     assert main(["resume", str(out), "--no-progress"]) == 0
     assert json.loads((out / "summary.json").read_text())["status"] == "complete"
+
+
+def test_paper_kstarts_keeps_the_fittest_of_k_and_trains_on_from_its_weights(tmp_path):
+    cfg = _cfg("method.variant=paper", "method.fitness={accuracy: 0, magnitude: 1, gradient: 0}")
+    search = mask_search(cfg)
+    with search.bench.evaluator() as ev:
+        ctx = search.context(ev)
+        found = search.method.find(ctx)
+    assert not found.from_init and found.info["variant"] == "paper"
+    assert not torch.equal(found.init["1.weight"], ctx.init["1.weight"])  # no rewinding
+    summary = mask_search(cfg).run(tmp_path / "p", progress=False)
+    df = pd.read_csv(tmp_path / "p" / "results.csv")
+    gen0 = df[df.generation == "0"].reset_index(drop=True)
+    assert len(gen0) == 6 and summary["winner"] == int(gen0.fitness.idxmax())
+    assert gen0.fitness.tolist() == pytest.approx((gen0.magnitude / gen0.magnitude.mean())
+                                                  .tolist())  # magnitude only, no accuracy
+    # compute on the record: k masks x search epochs, then the winner's final epochs
+    assert summary["compute"]["search_network_epochs"] == 6 * 1
+    assert summary["compute"]["network_epochs"] == 6 * 1 + 2
+    assert summary["compute"]["training_flops"] > 0
+
+
+def test_paper_kstarts_refuses_an_accuracy_fitness():
+    from neuroprune.errors import ConfigError
+    with pytest.raises(ConfigError, match="fitness.accuracy to 0"):
+        _cfg("method.variant=paper")
+
+
+def test_kstarts_then_dg_prunes_the_winner_further(tmp_path):
+    cfg = _cfg("method.name=kstarts_dg", "method.combination=kstarts_then_dg",
+               "method.variant=paper", "method.fitness={accuracy: 0, magnitude: 1, gradient: 1}",
+               "method.dg_epochs=2", "sparsity.allocation=global")
+    search = mask_search(cfg)
+    with search.bench.evaluator() as ev:
+        ctx = search.context(ev)
+        found = search.method.find(ctx)
+    assert found.info["kstarts_sparsity"] == pytest.approx(0.8, abs=1e-3)  # twice the weights
+    assert int(found.bits.sum()) == ctx.layout.kept and not found.from_init

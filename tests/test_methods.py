@@ -108,14 +108,16 @@ def test_rigl_grows_where_the_gradient_is_largest():
 
 
 def test_dissipating_gradients_removes_the_weights_that_moved_least():
-    from neuroprune.methods.dissipating import dissipating_gradient_signal
+    from neuroprune.methods.dissipating import DGParams, prune_by_dissipation
     search = _search("dissipating_gradients", 0.7, "global", epochs=1)
     with search.bench.evaluator() as ev:
         ctx = search.context(ev)
-        bits, trained, _ = dissipating_gradient_signal(ctx, 1, "distance", 0.7, commit=False)
-    moved = flatten(ctx.layout, {k: (trained[k] - ctx.init[k]).abs() for k in ctx.layout.names})
+        bits, trained, moved, _ = prune_by_dissipation(ctx, DGParams(epochs=1), 0.7)
+    # how far each weight moved in the epoch, measured before the pruned ones were zeroed
     assert moved[bits].min() >= moved[~bits].max()
     assert float(1 - bits.float().mean()) == pytest.approx(0.7, abs=1e-3)
+    for name, m in bits_to_mask(ctx.layout, bits).items():
+        assert torch.count_nonzero(trained[name][~m]) == 0
 
 
 def test_kstarts_dg_temperature_zero_starts_from_one_mask():
@@ -151,3 +153,40 @@ def test_kstarts_guided_mutation_records_a_signal_per_mask():
     assert pop["signals"] is not None and pop["signals"].shape == pop["bits"].shape
     # every kept connection of an evaluated mask has a movement score; pruned ones score 0
     assert (pop["signals"][~pop["bits"]] == 0).all() and (pop["signals"][pop["bits"]] > 0).any()
+
+
+@pytest.mark.parametrize("fill", ["smallest_change", "stop"])
+def test_dg_fraction_rule_drops_weights_that_stayed_near_their_start(fill):
+    from neuroprune.methods.dissipating import DGParams, prune_by_dissipation
+    search = _search("dissipating_gradients", 0.95, "global")
+    params = DGParams(rule="fraction", epochs=2, fraction=0.2, fill=fill)
+    with search.bench.evaluator() as ev:
+        ctx = search.context(ev)
+        bits, trained, scores, res = prune_by_dissipation(ctx, params, 0.95)
+    sparsity = 1 - float(bits.float().mean())
+    if fill == "smallest_change":
+        assert sparsity == pytest.approx(0.95, abs=1e-3)
+    else:  # stops where the rule left it: every dropped weight moved less than 20%
+        assert sparsity <= 0.95 + 1e-3
+        history = res.extras["dg_sparsity"][0]
+        assert history == sorted(history) and history[-1] == pytest.approx(sparsity)
+    assert res.extras["curve"][0][-1]["epoch"] == 2
+
+
+def test_comparison_labels_must_be_unique_and_budgets_met():
+    from neuroprune.errors import ConfigError
+    from neuroprune.searches.comparison import cell_configs
+    cfg = load_config(tree={"kind": "comparison", "comparison": {
+        "methods": ["random", {"name": "imp", "rate": 0.5, "round_epochs": 2}],
+        "sparsities": [0.75], "seeds": [0], "budget": 10}})
+    epochs = {label: c.training.epochs for c, label, _ in cell_configs(cfg)}
+    assert epochs == {"random": 10, "imp": 10 - 2 * 2}  # two IMP rounds of 2 epochs
+    dup = load_config(tree={"kind": "comparison", "comparison": {
+        "methods": ["random", {"name": "random"}]}})
+    with pytest.raises(ConfigError, match="both called 'random'"):
+        cell_configs(dup)
+    small = load_config(tree={"kind": "comparison", "comparison": {
+        "methods": [{"name": "imp", "rate": 0.5, "round_epochs": 5}], "sparsities": [0.75],
+        "budget": 10}})
+    with pytest.raises(ConfigError, match="comparison.budget"):
+        cell_configs(small)

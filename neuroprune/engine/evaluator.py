@@ -30,3 +30,23 @@ class Evaluator(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Metered(Evaluator):
+    """An evaluator that records the training it was asked for: network-epochs (one network
+    trained for one epoch is one) over every task, the compute a method spent."""
+
+    def __init__(self, inner: Evaluator):
+        self.inner = inner
+        self.name, self.device = inner.name, inner.device
+        self.network_epochs = 0
+
+    def evaluate(self, task: EvalTask) -> PopulationResult:
+        self.network_epochs += len(task) * task.epochs
+        return self.inner.evaluate(task)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        self.inner.close()

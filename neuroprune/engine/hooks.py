@@ -73,6 +73,19 @@ class TrainState:
                          buffers_={k: v.clone() for k, v in self.buffers.items()})
         return got
 
+    def masks_updated(self) -> None:
+        """After a hook changed ``masks`` in place: zero the pruned weights and their
+        optimiser state (dropped weights must not come back through momentum; grown ones
+        start from zero with a clean state, as RigL does), and report the new masks."""
+        with torch.no_grad():
+            for k, m in self.masks.items():
+                w = self.params[k]
+                w.mul_(m)
+                for v in self.optimizer.state.get(w, {}).values():
+                    if isinstance(v, torch.Tensor) and v.shape == w.shape:
+                        v.mul_(m)
+        self.masks_changed = True
+
     def batches(self, count: int, batch_size: int | None = None):
         """The first ``count`` training batches ``(x, y)`` in this run's data order."""
         from .settings import batch_order

@@ -68,6 +68,17 @@ def footprint(model: nn.Module, input_shape: tuple[int, ...], batch: int, optimi
     return Footprint(state=state, activations=2 * per_sample * batch, per_sample=per_sample)
 
 
+def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one sample's forward pass through the dense model (``torch.utils.
+    flop_counter`` on the meta device; a masked network in dense kernels costs the same)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(model).to("meta").eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        meta(torch.zeros(1, *input_shape, device="meta"))
+    return int(counter.get_total_flops())
+
+
 def free_memory(device: torch.device) -> int:
     """Bytes free on ``device`` (CUDA: as the driver reports; CPU: MemAvailable)."""
     if device.type == "cuda":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -38,6 +38,14 @@ class MethodContext:
     progress: bool = True
     rescale_init: bool = False  # sparsity.rescale_init: for training masks from ``init``
     device: torch.device = torch.device("cpu")  # where populations of masks live
+
+    def with_layout(self, layout: Layout) -> "MethodContext":
+        """The same context at another layout (another sparsity)."""
+        return replace(self, layout=layout)
+
+    def without_commit(self) -> "MethodContext":
+        """The same context for a step whose rows are not recorded."""
+        return replace(self, commit=None)
 
     def task(self, masks: torch.Tensor | None, epochs: int, **options: Any) -> EvalTask:
         """An evaluation of ``masks`` (``[P, n]`` rows) trained from ``init`` with the run's
@@ -77,6 +85,13 @@ class Method(ABC):
     @abstractmethod
     def find(self, ctx: MethodContext) -> MethodResult:
         """Search for a mask at the layout's sparsity."""
+
+    def search_network_epochs(self, final_epochs: int, sparsity: float) -> int:
+        """Network-epochs of training the search itself spends (one network trained for one
+        epoch is one) when the final training has ``final_epochs`` and the target is
+        ``sparsity``, that training not included: what an equal-compute comparison subtracts
+        from its budget."""
+        return 0
 
     def state_bytes(self, layout: Layout) -> int:
         """Memory the search's own state needs on the engine's device (a population of

@@ -31,22 +31,6 @@ class DSTParams(MethodParams):
                                  "of training")
 
 
-def reset_pruned_state(opt: torch.optim.Optimizer, params: dict[str, torch.Tensor],
-                       masks: dict[str, torch.Tensor]) -> None:
-    """Zero pruned weights and their optimiser state after a mask change.
-
-    Dropped weights must not come back through momentum; grown ones start from zero with a
-    clean state (as RigL does).
-    """
-    with torch.no_grad():
-        for k, m in masks.items():
-            p = params[k]
-            p.mul_(m)
-            for v in opt.state.get(p, {}).values():
-                if isinstance(v, torch.Tensor) and v.shape == p.shape:
-                    v.mul_(m)
-
-
 class DropGrowUpdater(TrainingHook):
     """Drop the smallest kept weights, grow the best-scoring pruned ones; per layer, per net."""
 
@@ -96,8 +80,7 @@ class DropGrowUpdater(TrainingHook):
             grow_idx = torch.topk(grow, n, dim=1).indices
             flat_m.scatter_(1, drop_idx, 0)
             flat_m.scatter_(1, grow_idx, 1)
-        reset_pruned_state(state.optimizer, state.params, state.masks)
-        state.masks_changed = True
+        state.masks_updated()
         self.updates += 1
 
 

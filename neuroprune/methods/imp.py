@@ -36,6 +36,10 @@ class IMP(Method):
     citation = "Frankle & Carbin 2019, arXiv 1803.03635; Zimmer et al. 2023 (SLR)"
     Params = IMPParams
 
+    def search_network_epochs(self, final_epochs: int, sparsity: float) -> int:
+        p = self.params
+        return p.rewind_epoch + rounds_for(sparsity, p.rate) * (p.round_epochs or final_epochs)
+
     def find(self, ctx: MethodContext) -> MethodResult:
         p = self.params
         epochs = p.round_epochs or ctx.final_epochs

@@ -1,14 +1,24 @@
-"""K-starts: evolve which of k random p-sparse masks to keep, from the first epochs of training.
+"""K-starts: pick which of k random p-sparse masks to keep, from the first epochs of training.
 
 Haroon, "What to Prune and What Not to Prune at Initialization", arXiv 2209.02201 (2022).
 
-k random masks at the target sparsity share one set of initial weights. Each is trained for a
-few epochs by the population engine (all k at once); its fitness is a weighted sum of the
-validation accuracy, the mean magnitude of its kept weights and the mean accumulated gradient
-magnitude of its kept weights (the last two relative to the first generation's mean, so the
-weights in the config are comparable). DEAP selection and sparsity-preserving crossover and
-mutation breed the next generation; the best masks survive (elitism). The winner is trained to
-the end by the search driver.
+Two variants of one method (``variant``):
+
+* ``paper``: as the abstract describes it. k random masks at the target sparsity share one set
+  of initial weights and are trained together for ``search_epochs`` ("the first couple of
+  epochs"); the fittest is kept, fitness being the magnitude of its kept weights, the gradient
+  magnitude accumulated over that training, or both (``fitness.magnitude``,
+  ``fitness.gradient``; validation accuracy is not used: ``fitness.accuracy`` must be 0). The
+  winner then keeps training from where it is, without rewinding: the final training starts
+  from its trained weights. The paper does not say whether the optimiser and learning-rate
+  schedule carry on; here the final training starts a fresh schedule of ``training.epochs``
+  (named, not an option: the engine restarts its optimiser per run).
+* ``ga`` (the default, our extension): a DEAP genetic algorithm over the masks. Each
+  generation's masks are trained for ``search_epochs``; fitness is a weighted sum of the
+  validation accuracy, the mean magnitude and the mean accumulated gradient of the kept weights
+  (the last two relative to the first generation's mean, so the weights in the config are
+  comparable); selection and sparsity-preserving crossover and mutation breed the next
+  generation; the best masks survive (elitism). The winner is trained from the initial weights.
 """
 
 from __future__ import annotations
@@ -46,6 +56,9 @@ class FitnessWeights(MethodParams):
 
 
 class KStartsParams(MethodParams):
+    variant: Literal["ga", "paper"] = Field(
+        "ga", description="paper: best of k after the first epochs by magnitude/gradient, the "
+        "winner keeps training; ga: our genetic algorithm over the masks")
     population: int = Field(16, ge=2, description="k: masks per generation")
     generations: int = Field(5, ge=1, description="generations, the random start included")
     search_epochs: int = Field(2, ge=1, description="training epochs per fitness evaluation")
@@ -68,6 +81,13 @@ class KStartsParams(MethodParams):
         if pop is not None and v >= pop:
             raise ValueError(f"elite must be smaller than population ({pop})")
         return v
+
+    @model_validator(mode="after")
+    def _paper(self) -> "KStartsParams":
+        if self.variant == "paper" and self.fitness.accuracy > 0:
+            raise ValueError("the paper's K-starts picks by weight magnitude and/or gradient, "
+                             "not validation accuracy: set fitness.accuracy to 0")
+        return self
 
 
 class MaskSignal(TrainingHook):
@@ -99,6 +119,13 @@ class KStarts(Method):
     citation = "Haroon 2022, arXiv 2209.02201"
     Params = KStartsParams
 
+    def search_network_epochs(self, final_epochs: int, sparsity: float) -> int:
+        """Network-epochs the search trains at most (the final training not included)."""
+        p = self.params
+        if p.variant == "paper":
+            return p.population * p.search_epochs
+        return p.search_epochs * (p.population + (p.generations - 1) * (p.population - p.elite))
+
     def state_bytes(self, layout: Layout) -> int:
         """The population and its offspring (one byte per connection each), and the float16
         signals of guided mutation."""
@@ -111,6 +138,30 @@ class KStarts(Method):
         return random_rows(ctx.layout, self.params.population, draws)
 
     def find(self, ctx: MethodContext) -> MethodResult:
+        if self.params.variant == "paper":
+            return self.best_of_k(ctx)
+        return self.evolve(ctx)
+
+    def best_of_k(self, ctx: MethodContext, bits: torch.Tensor | None = None) -> MethodResult:
+        """The paper's K-starts: train the k masks (``bits``, default random) together for
+        ``search_epochs``, keep the fittest by magnitude/gradient, continue from its weights."""
+        draws = Draws(ctx.seed + 1, ctx.device)
+        pop = MaskPopulation(self.initial_bits(ctx, draws) if bits is None else bits)
+        todo = torch.arange(len(pop))
+        task = self.fitness_task(ctx, pop, todo)
+        task.keep_weights = True
+        res = ctx.evaluator.evaluate(task)
+        rows = self.collect(pop, todo, res, 0, {})
+        if ctx.commit is not None:
+            ctx.commit(0, rows, {"generation": 0, "method": self.name, "variant": "paper"})
+        best = max(range(len(pop)), key=lambda i: pop.individuals[i].fitness.values[0])
+        return MethodResult(bits=pop.bits[best].cpu().clone(), init=res.weights_of(best),
+                            from_init=False,
+                            info={"best_fitness": pop.individuals[best].fitness.values[0],
+                                  "winner": best, "variant": "paper"})
+
+    def evolve(self, ctx: MethodContext) -> MethodResult:
+        """Our GA over masks (``variant: ga``)."""
         p = self.params
         draws = Draws(ctx.seed + 1, ctx.device)
         rng = DeapRandom(ctx.seed)
@@ -153,7 +204,7 @@ class KStarts(Method):
         best = hof[0]
         return MethodResult(bits=best.bits.cpu().clone(), init=ctx.init,
                             info={"best_fitness": float(best.fitness.values[0]),
-                                  "logbook": list(logbook)})
+                                  "logbook": list(logbook), "variant": "ga"})
 
     def _breed(self, pop: MaskPopulation, hof, ctx: MethodContext, draws: Draws,
                rng: DeapRandom) -> MaskPopulation:

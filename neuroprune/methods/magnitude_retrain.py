@@ -24,6 +24,9 @@ class MagnitudeRetrain(Method):
     citation = "Han et al. 2015, arXiv 1506.02626"
     Params = MagnitudeRetrainParams
 
+    def search_network_epochs(self, final_epochs: int, sparsity: float) -> int:
+        return self.params.dense_epochs or final_epochs
+
     def find(self, ctx: MethodContext) -> MethodResult:
         dense = dense_bits(ctx.layout)
         res = train(ctx, dense, ctx.init, self.params.dense_epochs or ctx.final_epochs)

@@ -1,14 +1,24 @@
-"""Methods side by side: methods x sparsities x seeds on the same data, architecture, training
-budget for the final network, and data splits.
+"""Methods side by side: methods x sparsities x seeds on the same data, architecture and data
+splits, with the training each method spent on the record.
 
-Each cell is an ordinary mask search in ``cells/<method>-s<sparsity>-seed<seed>/``; a cell
-with a ``summary.json`` is done and is not run again, so an interrupted comparison resumes
-where it stopped. ``results.csv`` has one row per cell and ``comparison.md`` the mean and
-standard deviation of the test accuracy per method and sparsity.
+Each cell is an ordinary mask search in ``cells/<label>-s<sparsity>-seed<seed>/``; a cell with
+a ``summary.json`` is done and is not run again, so an interrupted comparison resumes where it
+stopped. A method entry may carry a ``label`` (to compare two settings of one method).
+
+The final network of every method gets ``training.epochs``, unless ``comparison.budget`` gives
+every cell the same training compute: then a cell's final training gets the budget's
+network-epochs minus what its method's search spends (``Method.search_network_epochs``).
+
+``results.csv`` has one row per cell (accuracy, sparsity, network-epochs and training FLOPs);
+``comparison.md`` the mean and standard deviation of the test accuracy per method and
+sparsity, the compute each spent, and Welch's t-test of every method against ``random`` and
+against ``dissipating_gradients`` where those ran; ``comparison.png`` plots test accuracy
+against training compute.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from pathlib import Path
@@ -16,33 +26,69 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .._io import atomic_write_csv, atomic_write_json, atomic_write_text
-from ..config import MethodConfig, RunConfig, to_dict
+from .._io import atomic_write, atomic_write_csv, atomic_write_json, atomic_write_text
 from ..backends.ray_actors import shared_ray
+from ..config import MethodConfig, RunConfig, method_params, to_dict
+from ..errors import ConfigError
+from ..methods import METHODS
 from ..rundir import RunDir
 from ..workbench import Workbench
 from .mask_search import MaskSearch
 
 COLUMNS = ["method", "sparsity", "seed", "test_accuracy", "val_accuracy", "actual_sparsity",
-           "kept_weights", "wall_seconds"]
+           "kept_weights", "network_epochs", "training_flops", "final_epochs", "wall_seconds"]
+BASELINES = ("random", "dissipating_gradients")
 
 
-def cell_name(method: str, sparsity: float, seed: int) -> str:
-    return f"{method}-s{sparsity:g}-seed{seed}"
+def cell_name(label: str, sparsity: float, seed: int) -> str:
+    return f"{label}-s{sparsity:g}-seed{seed}"
 
 
-def cell_configs(cfg: RunConfig) -> list[tuple[RunConfig, str]]:
-    """Every cell's config and folder name, in table order."""
+def labelled_entries(cfg: RunConfig) -> list[tuple[str, dict[str, Any]]]:
+    """``(label, method entry)`` for every method of the comparison; labels are unique."""
+    out, seen = [], set()
+    for entry in cfg.comparison.method_entries():
+        entry = dict(entry)
+        label = str(entry.pop("label", entry["name"]))
+        if label in seen:
+            raise ConfigError(f"comparison.methods: two entries are both called '{label}'; "
+                              f"give one a label (e.g. {{name: {entry['name']}, label: "
+                              f"{entry['name']}_2, ...}})")
+        seen.add(label)
+        out.append((label, entry))
+    return out
+
+
+def final_epochs(cfg: RunConfig, entry: dict[str, Any], sparsity: float) -> int:
+    """The final training's epochs of a cell: ``training.epochs``, or what is left of the
+    budget after the method's search."""
+    budget = cfg.comparison.budget
+    if budget is None:
+        return cfg.training.epochs
+    method = METHODS.load(entry["name"])(method_params(MethodConfig(**entry)))
+    for epochs in range(budget, 0, -1):
+        if epochs + method.search_network_epochs(epochs, sparsity) <= budget:
+            return epochs
+    raise ConfigError(f"comparison.budget: {entry['name']} spends "
+                      f"{method.search_network_epochs(1, sparsity)} network-epochs searching at "
+                      f"sparsity {sparsity:g}, which leaves no epoch of the {budget} for its "
+                      f"final training; raise the budget or shrink its search")
+
+
+def cell_configs(cfg: RunConfig) -> list[tuple[RunConfig, str, str]]:
+    """Every cell's config, label and folder name, in table order."""
     comp = cfg.comparison
     out = []
-    for entry in comp.method_entries():
+    for label, entry in labelled_entries(cfg):
         for sparsity in comp.sparsities:
+            epochs = final_epochs(cfg, entry, sparsity)
             for seed in comp.seeds:
                 cell = cfg.model_copy(deep=True, update={
                     "kind": "mask_search", "comparison": None, "seed": seed,
                     "method": MethodConfig(**entry),
+                    "training": cfg.training.model_copy(update={"epochs": epochs}),
                     "sparsity": cfg.sparsity.model_copy(update={"target": sparsity})})
-                out.append((cell, cell_name(entry["name"], sparsity, seed)))
+                out.append((cell, label, cell_name(label, sparsity, seed)))
     return out
 
 
@@ -51,8 +97,8 @@ class Comparison:
 
     def __init__(self, bench: Workbench):
         self.bench = bench
-        self.searches = [(MaskSearch(bench.derive(c)), name)
-                         for c, name in cell_configs(bench.config)]
+        self.searches = [(MaskSearch(bench.derive(c)), label, name)
+                         for c, label, name in cell_configs(bench.config)]
 
     def run(self, out: str | Path, progress: bool = True, log=print) -> dict[str, Any]:
         cfg = self.bench.config
@@ -62,28 +108,34 @@ class Comparison:
         rows: list[dict[str, Any]] = []
         with shared_ray(cfg.backend, cfg.ray.address):
             _run_cells(self.searches, rd, rows, progress, log)
-        atomic_write_text(rd.path / "comparison.md", comparison_table(rows))
+        atomic_write_text(rd.path / "comparison.md", comparison_table(rows, cfg.comparison.budget))
+        plot_compute(rows, rd.path / "comparison.png")
         summary = {"status": "complete", "kind": "comparison", "cells": len(rows),
                    "wall_seconds": round(time.time() - t0, 3),
-                   "best": max(rows, key=lambda r: r["test_accuracy"]),
+                   "best": max(rows, key=lambda r: r["val_accuracy"]),
                    "device": self.bench.device}
         atomic_write_json(rd.path / "summary.json", summary)
         return summary
 
 
 def _run_cells(searches, rd, rows, progress, log) -> None:
-    for search, name in tqdm(searches, desc="comparison", unit="cell", disable=not progress):
+    for search, label, name in tqdm(searches, desc="comparison", unit="cell",
+                                    disable=not progress):
         cell_dir = rd.path / "cells" / name
         if RunDir(cell_dir).is_complete():
             summary = RunDir(cell_dir).read_summary()
         else:
             resume = (cell_dir / "config.yaml").is_file()
-            summary = search.run(cell_dir, progress=False, resume=resume, log=log)
-        rows.append({"method": summary["method"], "sparsity": search.cfg.sparsity.target,
+            summary = search.run(cell_dir, progress=False, resume=resume, log=lambda _: None)
+        compute = summary.get("compute", {})
+        rows.append({"method": label, "sparsity": search.cfg.sparsity.target,
                      "seed": summary["seed"], "test_accuracy": summary["test_accuracy"],
                      "val_accuracy": summary["val_accuracy"],
                      "actual_sparsity": summary["sparsity"],
                      "kept_weights": summary["kept_weights"],
+                     "network_epochs": compute.get("network_epochs"),
+                     "training_flops": compute.get("training_flops"),
+                     "final_epochs": search.cfg.training.epochs,
                      "wall_seconds": summary["wall_seconds"]})
         atomic_write_csv(rd.path / "results.csv", rows, COLUMNS)
 
@@ -94,20 +146,108 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def comparison_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: test accuracy mean ± std (over seeds) per method and sparsity, and wall time."""
+def welch(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test (unequal variances); None with fewer than two
+    values on a side or no spread at all."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy import stats
+    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
+        return None if statistics.mean(a) == statistics.mean(b) else 0.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def _test_cell(rows, method: str, baseline: str, sparsity: float) -> str:
+    mine = [r["test_accuracy"] for r in rows if r["method"] == method and r["sparsity"] == sparsity]
+    base = [r["test_accuracy"] for r in rows if r["method"] == baseline and
+            r["sparsity"] == sparsity]
+    p = welch(mine, base)
+    if p is None:
+        return "-"
+    diff = statistics.mean(mine) - statistics.mean(base)
+    star = "*" if p < 0.05 else ""
+    return f"{diff:+.4f} (p={p:.3f}){star}"
+
+
+def comparison_table(rows: list[dict[str, Any]], budget: int | None = None) -> str:
+    """Markdown: test accuracy mean ± std (over seeds) per method and sparsity, the compute
+    each spent, and each method against the baselines."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     sparsities = sorted({r["sparsity"] for r in rows})
     n_seeds = len({r["seed"] for r in rows})
-    head = "| method | " + " | ".join(f"{s:.0%} sparse" for s in sparsities) + \
-        " | mean wall s |\n"
-    head += "| --- |" + " --- |" * (len(sparsities) + 1) + "\n"
+    head = "| method | " + " | ".join(f"{s:.1%} sparse" for s in sparsities) + \
+        " | network-epochs | mean wall s |\n"
+    head += "| --- |" + " --- |" * (len(sparsities) + 2) + "\n"
     lines = []
     for m in methods:
-        cellsm = [r for r in rows if r["method"] == m]
-        accs = [_mean_std([r["test_accuracy"] for r in cellsm if r["sparsity"] == s]) or "-"
-                if any(r["sparsity"] == s for r in cellsm) else "-" for s in sparsities]
-        wall = statistics.mean(r["wall_seconds"] for r in cellsm)
-        lines.append(f"| {m} | " + " | ".join(accs) + f" | {wall:.1f} |")
-    return (f"Test accuracy, mean ± std over {n_seeds} seed(s); the final network of every "
-            f"method gets the same training budget.\n\n" + head + "\n".join(lines) + "\n")
+        cells = [r for r in rows if r["method"] == m]
+        accs = [_mean_std([r["test_accuracy"] for r in cells if r["sparsity"] == s])
+                if any(r["sparsity"] == s for r in cells) else "-" for s in sparsities]
+        epochs = [r["network_epochs"] for r in cells if r.get("network_epochs") is not None]
+        spent = f"{statistics.mean(epochs):.0f}" if epochs else "-"
+        wall = statistics.mean(r["wall_seconds"] for r in cells)
+        lines.append(f"| {m} | " + " | ".join(accs) + f" | {spent} | {wall:.1f} |")
+    rule = (f"every cell trains for {budget} network-epochs in all (search and final "
+            f"training)" if budget else "the final network of every method gets the same "
+            "epochs; the searches spend what the network-epochs column says")
+    text = (f"Test accuracy, mean ± std over {n_seeds} seed(s); {rule}. Network-epochs: one "
+            f"network trained for one epoch is one.\n\n" + head + "\n".join(lines) + "\n")
+    for base in BASELINES:
+        if base not in methods or n_seeds < 2:
+            continue
+        others = [m for m in methods if m != base]
+        text += (f"\nAgainst `{base}`: difference of mean test accuracy, Welch's t-test "
+                 f"p-value (* below 0.05), {n_seeds} seeds each.\n\n"
+                 "| method | " + " | ".join(f"{s:.1%}" for s in sparsities) + " |\n"
+                 "| --- |" + " --- |" * len(sparsities) + "\n")
+        text += "\n".join(f"| {m} | " + " | ".join(_test_cell(rows, m, base, s)
+                                                 for s in sparsities) + " |" for m in others)
+        text += "\n"
+    return text
+
+
+def plot_compute(rows: list[dict[str, Any]], path: Path) -> None:
+    """Test accuracy against training compute, one panel per sparsity, one colour per
+    method (mean and standard deviation over seeds)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    sparsities = sorted({r["sparsity"] for r in rows})
+    if not any(r.get("network_epochs") for r in rows):
+        return
+    colours = plt.get_cmap("tab10").colors
+    n_seeds = len({r["seed"] for r in rows})
+    cols = min(3, len(sparsities))
+    fig, axes = plt.subplots(math.ceil(len(sparsities) / cols), cols,
+                             figsize=(4.2 * cols, 3.4 * math.ceil(len(sparsities) / cols)),
+                             squeeze=False)
+    for ax, s in zip(axes.flat, sparsities):
+        for i, m in enumerate(methods):
+            cell = [r for r in rows if r["method"] == m and r["sparsity"] == s and
+                    r.get("network_epochs")]
+            if not cell:
+                continue
+            acc = [r["test_accuracy"] for r in cell]
+            ax.errorbar(statistics.mean(r["network_epochs"] for r in cell), statistics.mean(acc),
+                        yerr=statistics.stdev(acc) if len(acc) > 1 else 0, fmt="o",
+                        color=colours[i % len(colours)], capsize=3, label=m)
+        ax.set_xscale("log")
+        ax.set_title(f"{s:.1%} sparse ({1 - s:.1%} of weights kept)", fontsize=9)
+        ax.set_xlabel("training compute (network-epochs, log)")
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(sparsities):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(methods)), fontsize=8,
+               bbox_to_anchor=(0.5, -0.02 - 0.035 * math.ceil(len(methods) / 4)))
+    fig.suptitle(f"Test accuracy against training compute (mean ± std over {n_seeds} seeds)",
+                 fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
+    plt.close(fig)

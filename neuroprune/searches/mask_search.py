@@ -15,6 +15,7 @@ import torch
 from .. import __version__
 from ..config import to_dict
 from ..engine import EvalTask, LearningCurve
+from ..engine.evaluator import Metered
 from ..masks import bits_to_mask, check_bits, save_mask
 from ..methods import METHODS, MethodContext
 from ..errors import UserError
@@ -61,6 +62,20 @@ class MaskSearch:
         self.method = METHODS.load(self.cfg.method.name)(self.cfg.method_params())
         self._check_memory()
 
+    def compute(self, network_epochs: int, search_epochs: int,
+                resume_state: dict | None) -> dict[str, Any]:
+        """The training this run spent: network-epochs (of the search and in all) and
+        training FLOPs (three forward passes' worth per sample: forward, backward through
+        activations and weights), counted for the dense network in dense kernels. A resumed
+        run adds what the interrupted one had spent."""
+        from ..engine.memory import forward_flops
+        before = (resume_state or {}).get("network_epochs", 0)
+        total = network_epochs + before
+        per_epoch = 3 * forward_flops(self.bench.build_model(), self.bench.data.input_shape) * \
+            len(self.bench.data.train_y)
+        return {"network_epochs": total, "search_network_epochs": search_epochs + before,
+                "training_flops": total * per_epoch}
+
     def _check_memory(self) -> None:
         """Refuse a search whose own state (a population of masks) cannot fit where it lives."""
         from ..engine.memory import free_memory, human
@@ -104,16 +119,18 @@ class MaskSearch:
             if resume_state is not None:
                 log(f"resuming from {path.name} (generation {resume_state['generation']})")
             t0 -= float(resume_state.get("wall_seconds", 0.0)) if resume_state else 0.0
-        evaluator = self.bench.evaluator()  # backend problems (Ray missing, unreachable) end here
+        evaluator = Metered(self.bench.evaluator())  # a missing or unreachable Ray ends here
         log(f"engine: {evaluator.describe()}")
         rd.create()
         rd.write_config(to_dict(cfg))
 
         interrupt = _GracefulInterrupt()
+        spent_before = (resume_state or {}).get("network_epochs", 0)
         best_so_far: dict[str, Any] = {}
 
         def commit(generation: int, rows: list[dict[str, Any]], state: dict[str, Any]) -> None:
-            state = {**state, "wall_seconds": time.time() - t0}
+            state = {**state, "wall_seconds": time.time() - t0,
+                     "network_epochs": evaluator.network_epochs + spent_before}
             rd.commit_generation(generation, rows)
             rd.save_checkpoint(generation, state)
             if state.get("logbook") is not None:
@@ -136,7 +153,9 @@ class MaskSearch:
         with evaluator, interrupt:
             ctx = self.context(evaluator, commit, resume_state, progress)
             found = self.method.find(ctx)
-            check_bits(self.layout, found.bits)
+            search_epochs = evaluator.network_epochs
+            if found.info.get("exact", True):  # every unit keeps exactly its count
+                check_bits(self.layout, found.bits)
             mask = bits_to_mask(self.layout, found.bits)
             trained = found.trained
             if trained is None:  # trained weights (not the init) are never rescaled
@@ -146,13 +165,15 @@ class MaskSearch:
                     test=True, hooks=(LearningCurve(),),
                     rescale_init=cfg.sparsity.rescale_init and found.from_init))
         final = trained.row(0)
+        compute = self.compute(evaluator.network_epochs, search_epochs, resume_state)
         if trained.extras.get("curve"):
             rd.write_curve(trained.extras["curve"][0])
         rd.commit_generation("final", [{"generation": "final", "index": 0,
                                         "val_accuracy": final["val_accuracy"],
                                         "test_accuracy": final["test_accuracy"],
                                         "train_loss": final["train_loss"],
-                                        "sparsity": mask.sparsity()}])
+                                        "sparsity": mask.sparsity(),
+                                        "network_epochs": compute["network_epochs"]}])
         summary = {
             "status": "complete",
             "kind": "mask_search",
@@ -172,7 +193,8 @@ class MaskSearch:
             "backend": cfg.backend,
             "wall_seconds": round(time.time() - t0, 3),
             "neuroprune_version": __version__,
-            **{k: v for k, v in found.info.items() if k != "logbook"},
+            "compute": compute,
+            **{k: v for k, v in found.info.items() if k not in ("logbook", "exact")},
         }
         metadata = {"architecture": self.bench.spec.to_dict(), "sparsity": summary["sparsity"],
                     "method": self.method.name, "seed": cfg.seed, "dataset": cfg.data.dataset,
