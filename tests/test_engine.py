@@ -295,3 +295,33 @@ def test_hooks_know_their_networks_positions_in_the_task(digits):
     assert res.extras["rows"] == [[0], [1], [2], [3], [4]]
     part = PerNetworkTrainer(spec, digits, TrainSettings(), layout).run(task.slice(3, 5))
     assert part.extras["rows"] == [[3], [4]]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("key,values", [("lr", [0.01, 0.1, 0.03]), ("momentum", [0.0, 0.5, 0.9]),
+                                        ("weight_decay", [0.0, 1e-3, 1e-2]),
+                                        ("cosine", [0.0, 1.0, 0.0])])
+def test_networks_with_their_own_settings_train_as_alone_with_them(digits, optimizer, key,
+                                                                   values):
+    if optimizer == "adam" and key == "momentum":
+        pytest.skip("Adam has no momentum setting")
+    spec, layout, bits = population(digits, widths=(32,), n=3)
+    base = {"lr": 0.05 if optimizer == "sgd" else 3e-3, "momentum": 0.9, "weight_decay": 0.0,
+            "schedule": "cosine"}
+    if optimizer == "adam":
+        values = [v / 10 for v in values] if key == "lr" else values
+    init = init_state(spec, 0)
+    mixed = StackedTrainer(spec, digits, TrainSettings(optimizer=optimizer, **base), layout).run(
+        EvalTask(masks=bits, init=init, epochs=2, keep_weights=True,
+                 network_settings={key: torch.tensor(values)}))
+    for i, v in enumerate(values):
+        own = dict(base, **({"schedule": "cosine" if v else "constant"} if key == "cosine"
+                            else {key: v}))
+        alone = PerNetworkTrainer(spec, digits, TrainSettings(optimizer=optimizer, **own),
+                                  layout).run(EvalTask(masks=bits[i:i + 1], init=init, epochs=2,
+                                                       keep_weights=True))
+        torch.testing.assert_close(mixed.metrics["val_loss"][i:i + 1], alone.metrics["val_loss"],
+                                   rtol=1e-4, atol=1e-6)
+        for k in alone.weights:
+            torch.testing.assert_close(mixed.weights[k][i:i + 1], alone.weights[k], rtol=1e-4,
+                                       atol=1e-5)

@@ -30,7 +30,9 @@ class EvalTask:
     mask updates, gradient statistics, learning curves); every chunk of networks gets fresh
     copies, and a hook with per-network parameters reads its networks' positions in the
     whole task from :attr:`TrainState.rows`. ``activations`` gives each network its
-    activation functions by role (formulas).
+    activation functions by role (formulas). ``network_settings`` gives networks their own
+    ``lr``, ``momentum``, ``weight_decay`` or ``cosine`` schedule (1.0) or not (0.0): one
+    ``[P]`` tensor per setting that differs from the trainer's.
     """
 
     masks: torch.Tensor | None
@@ -45,6 +47,7 @@ class EvalTask:
     keep_weights: bool = False
     test: bool = False
     rescale_init: bool = False
+    network_settings: dict[str, torch.Tensor] | None = None
     offset: int = 0  # index of the first network in the task it was sliced from
 
     def __post_init__(self) -> None:
@@ -60,6 +63,11 @@ class EvalTask:
             raise ValueError(f"{len(self.seeds)} seeds for {n} networks")
         if self.activations is not None and len(self.activations) != n:
             raise ValueError(f"{len(self.activations)} activation sets for {n} networks")
+        from .optim import VARYING
+        for key, values in (self.network_settings or {}).items():
+            if key not in VARYING or len(values) != n:
+                raise ValueError(f"network_settings['{key}']: one value per network of "
+                                 f"{', '.join(VARYING)}")
 
     def __len__(self) -> int:
         if self.masks is not None:
@@ -83,7 +91,9 @@ class EvalTask:
                                                    for k, v in self.inits.items()},
             seeds=self.network_seeds()[start:stop],
             activations=None if self.activations is None else
-            list(self.activations)[start:stop])
+            list(self.activations)[start:stop],
+            network_settings=None if self.network_settings is None else
+            {k: v[start:stop] for k, v in self.network_settings.items()})
 
     def to(self, device: torch.device | str) -> "EvalTask":
         """The same task with its tensors on ``device`` (CPU before shipping to a worker)."""
@@ -92,7 +102,9 @@ class EvalTask:
             init=None if self.init is None else {k: v.to(device) for k, v in self.init.items()},
             inits=None if self.inits is None else {k: v.to(device)
                                                    for k, v in self.inits.items()},
-            seeds=self.network_seeds().to(device))
+            seeds=self.network_seeds().to(device),
+            network_settings=None if self.network_settings is None else
+            {k: v.to(device) for k, v in self.network_settings.items()})
 
 
 @dataclass

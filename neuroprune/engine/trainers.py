@@ -20,6 +20,7 @@ optimiser, and the first layer's bias added inside its GEMM.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from typing import Any
 
@@ -35,6 +36,7 @@ from .forward import ModuleForward, population_forward
 from .graph import Pass
 from .hooks import TrainState
 from .memory import Footprint, footprint, free_memory, human
+from .optim import PopulationOptimizer
 from .precision import autocast, float_dtype, mask_dtype, precision_scope
 from .settings import EngineConfig, TrainSettings, batch_order, steps_per_run
 from .task import EvalTask, PopulationResult
@@ -114,13 +116,28 @@ class Trainer:
             v.requires_grad_(True)
         return params, buffers, masks
 
+    def _optimizer(self, task: EvalTask, params: dict, p: int):
+        """The fused optimiser of the run's settings, or, when networks have their own
+        settings, the per-network one: ``(optimizer, [P] cosine flags or None)``."""
+        cfg, dev = self.settings, self.device
+        if not task.network_settings:
+            return cfg.make_optimizer(params.values()), None
+        given = {k: v.to(dev, self.dtype) for k, v in task.network_settings.items()}
+        default = {"lr": cfg.lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay,
+                   "cosine": 1.0 if cfg.schedule == "cosine" else 0.0}
+        value = {k: given.get(k, torch.full((p,), d, device=dev, dtype=self.dtype))
+                 for k, d in default.items()}
+        opt = PopulationOptimizer(params.values(), cfg.optimizer, value["lr"],
+                                  value["momentum"], value["weight_decay"])
+        return opt, value["cosine"]
+
     def train_chunk(self, task: EvalTask, forward, activations: dict | None) -> PopulationResult:
         """Train and evaluate the networks of ``task`` (one chunk) with ``forward``."""
         p, dev, cfg = len(task), self.device, self.settings
         params, buffers, masks = self._stack(task)
         seeds = task.network_seeds().to(dev)
         precision = self.engine.precision
-        opt = cfg.make_optimizer(params.values())
+        opt, cosine = self._optimizer(task, params, p)
         masked = [params[k] for k in masks]
         mask_list = list(masks.values())
         eval_batch = self.footprint.eval_batch(p, max(1 << 28, free_memory(dev) // 8))
@@ -180,9 +197,13 @@ class Trainer:
                 if aug is not None:
                     xb = self.augmenter.apply(xb, aug[idx])
                 state.x, state.y = xb, yb
-                lr = cfg.lr_at(state.step, total)
-                for g in opt.param_groups:
-                    g["lr"] = lr
+                if cosine is None:
+                    lr = cfg.lr_at(state.step, total)
+                    for g in opt.param_groups:
+                        g["lr"] = lr
+                else:  # per-network settings: each its own rate and schedule
+                    factor = 0.5 * (1.0 + math.cos(math.pi * state.step / max(total, 1)))
+                    opt.set_scale(torch.where(cosine > 0, factor, 1.0))
                 logits = fwd(xb, True)
                 per = cfg.per_network_loss(logits, yb)
                 state.logits, state.loss = logits, per
