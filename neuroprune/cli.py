@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "study is continued")
     tune.add_argument("--n-trials", type=int, help="trials to run now (default tune.n_trials)")
     tune.add_argument("--n-jobs", type=int, default=1, help="trials in parallel (threads)")
+    tune.add_argument("--batch", type=int, default=1, metavar="N",
+                      help="ask N trials at once and train those of one structure as one "
+                      "population (default 1: one trial at a time)")
     tune.add_argument("--out", help="study folder (default runs/<config name>-tune)")
     _common(tune)
 
@@ -249,7 +252,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     else:
         TunerCls = Tuner
     tuner = TunerCls(cfg, out, storage=args.storage, study_name=args.study,
-                     n_trials=args.n_trials, n_jobs=args.n_jobs)
+                     n_trials=args.n_trials, n_jobs=args.n_jobs, batch=args.batch)
     try:
         summary = tuner.run(progress=not args.no_progress)
     except KeyboardInterrupt:

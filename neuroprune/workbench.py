@@ -64,6 +64,7 @@ class Workbench:
     layout: Layout
     device: str
     init_override: State | None = None
+    shared_evaluator: Evaluator | None = None  # a batch of tuning trials trains through one
 
     @classmethod
     def from_config(cls, cfg: RunConfig, *, data: DataSplits | None = None,
@@ -86,14 +87,18 @@ class Workbench:
                            cfg.sparsity.allocation)
 
     def derive(self, cfg: RunConfig, *, data: DataSplits | None = None,
-               spec: ModelSpec | None = None, init: State | None = None) -> "Workbench":
+               spec: ModelSpec | None = None, init: State | None = None,
+               evaluator: Evaluator | None = None) -> "Workbench":
         """A workbench for ``cfg`` (a sweep's cell, a tuning trial) that reuses this one's data
-        when ``cfg`` reads the same data, and its model when the model is the same too."""
+        when ``cfg`` reads the same data, and its model when the model is the same too.
+        ``evaluator`` is used instead of building one (a batch of tuning trials)."""
         same_data = data is None and cfg.data == self.config.data
         data = self.data if same_data else data
         if spec is None and same_data and cfg.model == self.config.model:
             spec = self.spec
-        return Workbench.from_config(cfg, data=data, spec=spec, init=init)
+        bench = Workbench.from_config(cfg, data=data, spec=spec, init=init)
+        bench.shared_evaluator = evaluator
+        return bench
 
     # ------------------------------------------------------------------ what runs use
     @property
@@ -116,7 +121,10 @@ class Workbench:
         return init_state(self.spec, self.seed if seed is None else seed)
 
     def evaluator(self, **options: Any) -> Evaluator:
-        """The configured backend for this run's model, data and settings."""
+        """The configured backend for this run's model, data and settings (or the shared
+        evaluator of a batch of trials)."""
+        if self.shared_evaluator is not None:
+            return self.shared_evaluator
         from .backends import BACKENDS
         cfg = self.config
         if cfg.backend == "ray":

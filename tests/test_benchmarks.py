@@ -38,3 +38,11 @@ def test_generation_overhead_reports_breed_stack_collect():
     assert re.match(r"P= +8: breed [\d.]+s, stack [\d.]+s \(\d+ new masks\), collect [\d.]+s",
                     lines[1])
     assert "individual-samples/s over whole generations" in lines[2]
+
+
+def test_tune_batch_compares_the_same_trials_one_by_one_and_batched():
+    lines = _run("tune_batch.py", "--trials", "2", "--set", "method.population=4",
+                 "--set", "method.generations=1", "--set", "training.epochs=1")
+    assert re.match(r"one by one: +[\d,]+ trials/hour", lines[-4])
+    assert re.match(r"batch of 2: +[\d,]+ trials/hour", lines[-3])
+    assert re.fullmatch(r"speedup: \d+\.\d\dx", lines[-1])

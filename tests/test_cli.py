@@ -202,6 +202,17 @@ BAD_FILES = [
 ]
 
 
+def test_bad_tune_flags(tmp_path, capsys):
+    tq = str(REPO / "configs" / "tune_quickstart.yaml")
+    for args, needle in ((["--batch", "0"], "--batch must be at least 1"),
+                         (["--batch", "2", "--n-jobs", "2"], "cannot be combined")):
+        out = tmp_path / "t"
+        assert main(["tune", tq, "--out", str(out), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1
+        assert not out.exists()
+
+
 @pytest.mark.parametrize("name,text,needle", BAD_FILES, ids=[b[0] for b in BAD_FILES])
 def test_bad_config_files(tmp_path, capsys, name, text, needle):
     out = tmp_path / "out"

@@ -109,6 +109,26 @@ def test_ray_tune_trials_all_land_in_the_optuna_storage(cluster, tmp_path):
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
 
 
+def test_ray_tune_trials_run_batches_of_optuna_trials(cluster, tmp_path):
+    from optuna.trial import TrialState
+
+    from neuroprune.tuning.ray_tune import RayTuner
+    cfg = load_config(REPO / "configs" / "tune_quickstart.yaml",
+                      ["method.population=4", "method.generations=2", "training.epochs=1",
+                       "model.widths=[16]", "tune.pruner=none", "backend=ray",
+                       "ray.max_concurrent_trials=2"])
+    tuner = RayTuner(cfg, tmp_path / "rb", n_trials=4, batch=2)
+    summary = tuner.run(progress=False)
+    assert summary["trials"]["complete"] == 4
+    import optuna
+    from neuroprune.tuning.storage import open_storage
+    study = optuna.load_study(study_name="tune_quickstart",
+                              storage=open_storage(str(tmp_path / "rb" / "optuna.journal")))
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    ray_trials = {t.user_attrs["ray_trial_id"] for t in done}
+    assert len(ray_trials) == 2  # two Ray Tune trials, each a batch of two Optuna trials
+
+
 def test_missing_ray_gives_an_install_hint(tmp_path):
     code = ("import sys; sys.modules['ray'] = None\n"
             "from neuroprune.cli import main\n"

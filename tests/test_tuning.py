@@ -212,3 +212,47 @@ def test_tune_runs_the_kind_its_config_names(tmp_path, kind):
         assert (trial_dir / artifact).is_file()
     if kind != "mask_search":
         assert not (trial_dir / "best_mask.safetensors").exists()
+
+
+def _replayed(tmp_path, name, batch, params):
+    cfg = load_config(TQ, FAST)
+    tuner = Tuner(cfg, tmp_path / name, n_trials=len(params), batch=batch)
+    study = tuner._study(open_storage(str(tmp_path / name / "optuna.journal")))
+    for p in params:
+        study.enqueue_trial(p)
+    tuner.run(progress=False)
+    trials = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+    return trials
+
+
+def test_a_batch_of_trials_gives_the_unbatched_results(tmp_path):
+    """The same proposals, replayed: trained as one population, each trial scores what it
+    scores alone (float rounding aside), with its own run folder and artifacts."""
+    params = [{"training.lr": lr, "method.fitness.magnitude": m, "method.fitness.gradient": g,
+               "method.mutation_rate": r}
+              for lr, m, g, r in ((0.05, 0.1, 0.0, 0.05), (0.2, 0.5, 0.3, 0.1),
+                                  (0.1, 0.0, 0.8, 0.02), (0.03, 0.9, 0.1, 0.15))]
+    alone = _replayed(tmp_path, "alone", 1, params)
+    together = _replayed(tmp_path, "together", 4, params)
+    assert [t.params for t in alone] == [t.params for t in together]
+    for a, b in zip(alone, together):
+        assert b.value == pytest.approx(a.value, abs=2e-3)
+        run = tmp_path / "together" / "trials" / f"trial_{b.number:04d}"
+        assert (run / "best_mask.safetensors").is_file() and (run / "summary.json").is_file()
+        assert b.user_attrs["best_mask_artifact"]
+
+
+def test_a_pruned_trial_leaves_its_batch_and_the_others_finish(tmp_path):
+    cfg = load_config(TQ, ["method.population=4", "method.generations=3", "training.epochs=1",
+                           "model.widths=[32]", "sparsity.target=0.8", "method.search_epochs=2",
+                           "tune.pruner=median",
+                           "tune.params={training.lr: {type: float, low: 1e-6, high: 0.3, "
+                           "log: true}}"])
+    tuner = Tuner(cfg, tmp_path / "p", n_trials=6, batch=3)
+    study = tuner._study(open_storage(str(tmp_path / "p" / "optuna.journal")))
+    for lr in (0.1, 0.1, 0.1, 0.1, 1e-6, 1e-6):  # the second batch: two cannot learn
+        study.enqueue_trial({"training.lr": lr})
+    tuner.run(progress=False)
+    states = [t.state for t in sorted(study.trials, key=lambda t: t.number)]
+    assert states[:4] == [TrialState.COMPLETE] * 4  # the good one of the batch finished
+    assert states[4:] == [TrialState.PRUNED] * 2

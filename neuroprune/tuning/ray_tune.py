@@ -2,7 +2,9 @@
 
 Ray Tune's own Optuna searcher ignores Optuna's pruners and keeps the study inside the driver.
 Here every Ray Tune trial instead joins the study in the shared storage and runs exactly one
-Optuna trial with ask/tell (``study.optimize(n_trials=1)``): the study stays complete and
+Optuna trial (``study.optimize(n_trials=1)``), or with ``--batch N`` one batch of N Optuna
+trials trained as one population on the Ray trial's resources (a GPU, say): the study stays
+complete and
 resumable in its storage (the dashboard reads it live), Optuna's pruner acts on the per
 generation reports, and Ray Tune provides placement (CPUs, fractional GPUs per trial), the
 concurrency limit, retries of failed trials and experiment restore.
@@ -42,7 +44,10 @@ class RayTuner(Tuner):
         self.artifacts = artifact_store(self.storage_url, self.out)
         study = self._study(storage, seed=None)  # no shared seed: workers must not collide
         recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
-        study.optimize(self.objective, n_trials=1, catch=())
+        if self.batch > 1:  # a batch of Optuna trials per Ray Tune trial (per GPU actor)
+            self.run_batch(study, self.batch)
+        else:
+            study.optimize(self.objective, n_trials=1, catch=())
         mine = [t for t in study.get_trials(deepcopy=False)
                 if t.user_attrs.get("ray_trial_id") == tune.get_context().get_trial_id()]
         last = mine[-1] if mine else None
@@ -50,13 +55,13 @@ class RayTuner(Tuner):
                      "state": last.state.name if last else "NONE",
                      "value": (last.values or [float("nan")])[0] if last else float("nan")})
 
-    def objective(self, trial):
+    def run_trial(self, trial, cfg, evaluator=None):
         try:
             from ray import tune
             trial.set_user_attr("ray_trial_id", tune.get_context().get_trial_id())
         except Exception:
             pass
-        return super().objective(trial)
+        return super().run_trial(trial, cfg, evaluator)
 
     @staticmethod
     def _unfinished_experiment(exp_dir: Path) -> Path | None:
@@ -107,7 +112,7 @@ class RayTuner(Tuner):
                 name = f"{self.study_name}-{len(list(exp_dir.glob('*/'))) if exp_dir.exists() else 0}"
                 tuner = tune.Tuner(
                     trainable,
-                    tune_config=tune.TuneConfig(num_samples=self.n_trials,
+                    tune_config=tune.TuneConfig(num_samples=-(-self.n_trials // self.batch),
                                                 max_concurrent_trials=rc.max_concurrent_trials),
                     run_config=tune.RunConfig(
                         name=name, storage_path=str(exp_dir), verbose=1 if progress else 0,

@@ -58,7 +58,9 @@ class TuneConfig(BaseModel):
                                   "more (multi-objective, Pareto front)")
     n_trials: int = Field(8, ge=1, description="trials per `neuroprune tune` call")
     pruner: Literal["median", "none"] = "median"
-    sampler: Literal["tpe", "random", "nsga2"] = "tpe"
+    sampler: Literal["tpe", "random", "qmc", "nsga2"] = Field(
+        "tpe", description="how values are proposed; with --batch, TPE assumes the worst for "
+        "trials still running (constant liar)")
     stale_after: float = Field(120.0, gt=0, description="seconds without a heartbeat after "
                                "which a RUNNING trial is failed")
     retry_failed: int = Field(1, ge=0, description="times a trial of a dead process is re-run")

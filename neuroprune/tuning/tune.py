@@ -46,6 +46,23 @@ ARTIFACTS = {"best_mask.safetensors": "best_mask_artifact",
              "ensemble.joblib": "ensemble_artifact"}
 
 
+#: what the trials of one batch must share: they train in one population
+STRUCTURE = ("data", "model", "engine", "backend", "device", "ray", "kind")
+STRUCTURE_TRAINING = ("optimizer", "batch_size", "loss")
+
+
+def structure_key(cfg: RunConfig) -> str:
+    """Equal for configs whose networks can train in one population (same data, model,
+    optimiser kind, batch size, engine and backend); learning rate, momentum, weight decay,
+    schedule, epochs, sparsity, method and seed may differ."""
+    import json
+    tree = to_dict(cfg)
+    key = {k: tree[k] for k in STRUCTURE}
+    key["training"] = {k: tree["training"][k] for k in STRUCTURE_TRAINING}
+    key["exclude"] = tree["sparsity"]["exclude"]
+    return json.dumps(key, sort_keys=True, default=str)
+
+
 def set_value(tree: dict, dotted: str, value: Any) -> None:
     node = tree
     keys = dotted.split(".")
@@ -167,7 +184,8 @@ class Tuner:
     """A study over ``cfg.tune.params``; validated (every key, every range) before it starts."""
 
     def __init__(self, cfg: RunConfig, out: Path, storage: str | None = None,
-                 study_name: str | None = None, n_trials: int | None = None, n_jobs: int = 1):
+                 study_name: str | None = None, n_trials: int | None = None, n_jobs: int = 1,
+                 batch: int = 1):
         if cfg.tune is None:
             raise ConfigError("this config has no 'tune:' section (see configs/tune_quickstart.yaml)")
         from ..searches.registry import KINDS
@@ -187,6 +205,13 @@ class Tuner:
         self.study_name = study_name or cfg.name
         self.n_trials = n_trials or self.tune.n_trials
         self.n_jobs = n_jobs
+        if batch < 1:
+            raise UserError(f"--batch must be at least 1, got {batch}")
+        if batch > 1 and n_jobs > 1:
+            raise UserError("--batch and --n-jobs cannot be combined: a batch already trains "
+                            "its trials together; run several processes on one storage "
+                            "instead")
+        self.batch = batch
         for key, spec in self.tune.params.items():  # every key exists and takes its range
             for value in ([spec.low, spec.high] if spec.type != "categorical" else spec.choices):
                 value = int(value) if spec.type == "int" else value
@@ -217,8 +242,12 @@ class Tuner:
         import optuna
 
         seed = self._sampler_seed(storage) if seed == "config" else seed
-        sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        # trials asked together are proposed with the others still pending: TPE assumes
+        # the worst for them (the constant liar), so that a batch spreads out
+        liar = self.batch > 1 or self.n_jobs > 1
+        sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed, constant_liar=liar),
                    "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+                   "qmc": lambda: optuna.samplers.QMCSampler(seed=seed),
                    "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed)}[self.tune.sampler]()
         pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
                   if self.tune.pruner == "median" else optuna.pruners.NopPruner())
@@ -236,13 +265,22 @@ class Tuner:
         recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
 
     def objective(self, trial) -> float | tuple[float, ...]:
+        return self.run_trial(trial, self.trial_config(trial))
+
+    def trial_config(self, trial) -> RunConfig:
+        """The trial's config: the base config with the sampled values."""
+        values = {k: spec.sample(trial, k) for k, spec in self.tune.params.items()}
+        return trial_config(self.base, values)
+
+    def run_trial(self, trial, cfg: RunConfig,
+                  evaluator=None) -> float | tuple[float, ...]:
+        """Run the trial's kind into its run directory and return its objectives
+        (``evaluator``: a batch member to train through)."""
         import optuna
 
         from ..searches.kinds import prepare
 
-        values = {k: spec.sample(trial, k) for k, spec in self.tune.params.items()}
-        cfg = trial_config(self.base, values)
-        kind = prepare(self.bench.derive(cfg))
+        kind = prepare(self.bench.derive(cfg, evaluator=evaluator))
         run_dir = self.out / "trials" / f"trial_{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
         beat = Heartbeat(trial, min(15.0, self.tune.stale_after / 4))
@@ -251,10 +289,12 @@ class Tuner:
 
         def on_generation(generation, rows):
             beat.beat()
-            accs = [r["val_accuracy"] for r in rows if "val_accuracy" in r]
-            if not accs or not single or not isinstance(generation, int):
+            if not single or not isinstance(generation, int):
                 return
-            best[0] = max(best[0], max(accs))
+            accs = [r["val_accuracy"] for r in rows if "val_accuracy" in r]
+            best[0] = max([best[0], *accs])  # a generation with nothing new still reports
+            if best[0] == float("-inf"):
+                return
             trial.report(best[0], generation)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at generation {generation}")
@@ -289,10 +329,73 @@ class Tuner:
         study = self._study(storage)
         recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
         study.set_user_attr("neuroprune_config", self.base)
-        study.optimize(self.objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
-                       callbacks=[self._recover_after_trial],
-                       show_progress_bar=progress and self.n_jobs == 1)
+        if self.batch > 1:
+            done = 0
+            while done < self.n_trials:
+                done += self.run_batch(study, min(self.batch, self.n_trials - done))
+                recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
+        else:
+            study.optimize(self.objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
+                           callbacks=[self._recover_after_trial],
+                           show_progress_bar=progress and self.n_jobs == 1)
         return self.summarise(study)
+
+    def run_batch(self, study, size: int) -> int:
+        """Ask ``size`` trials at once, train those that share a structure as one population
+        (:mod:`.batch`), and tell the study each trial's outcome; returns ``size``."""
+        import optuna
+        from optuna.trial import TrialState
+
+        from .batch import BatchEvaluator
+
+        asked = []
+        for _ in range(size):
+            trial = study.ask()
+            try:
+                asked.append((trial, self.trial_config(trial)))
+            except ConfigError as exc:  # a sampled combination the config refuses
+                study.tell(trial, state=TrialState.FAIL)
+                optuna.logging.get_logger("optuna").warning(f"trial {trial.number}: {exc}")
+        groups: dict[str, list] = {}
+        for trial, cfg in asked:
+            groups.setdefault(structure_key(cfg), []).append((trial, cfg))
+        outcomes: dict[int, tuple] = {}
+        for members in groups.values():
+            bench = self.bench.derive(members[0][1])
+            with bench.evaluator() as inner:
+                batch = BatchEvaluator(inner)
+                threads = [threading.Thread(target=self._batch_trial, daemon=True,
+                                            args=(trial, cfg, batch.member(cfg.training),
+                                                  outcomes))
+                           for trial, cfg in members]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+        for trial, _ in asked:
+            state, values = outcomes[trial.number]
+            if state == TrialState.COMPLETE:
+                study.tell(trial, values)
+            else:
+                study.tell(trial, state=state)
+            self._recover_after_trial(study, trial)
+        return size
+
+    def _batch_trial(self, trial, cfg: RunConfig, member, outcomes: dict) -> None:
+        """One trial of a batch, in its own thread; its outcome goes to ``outcomes``."""
+        import optuna
+        from optuna.trial import TrialState
+
+        try:
+            outcomes[trial.number] = (TrialState.COMPLETE, self.run_trial(trial, cfg, member))
+        except optuna.TrialPruned:
+            outcomes[trial.number] = (TrialState.PRUNED, None)
+        except Exception as exc:  # as study.optimize does: the trial fails, the study goes on
+            optuna.logging.get_logger("optuna").warning(
+                f"trial {trial.number} failed: {type(exc).__name__}: {exc}")
+            outcomes[trial.number] = (TrialState.FAIL, None)
+        finally:
+            member.close()  # the batch goes on without this trial
 
     def summarise(self, study) -> dict[str, Any]:
         from optuna.trial import TrialState

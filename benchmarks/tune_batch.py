@@ -1,0 +1,86 @@
+"""Tuning throughput: trials per hour with trials one by one, and with a batch of trials
+trained as one population (``neuroprune tune --batch N``), on the same proposals.
+
+    python benchmarks/tune_batch.py --trials 16
+    python benchmarks/tune_batch.py --trials 16 --data-root DIR            # MNIST-10k
+    python benchmarks/tune_batch.py --trials 256 --batch 256 --device cuda --data-root DIR
+
+The tuning config is ``configs/tune_quickstart.yaml`` (K-starts; learning rate, fitness weights
+and mutation rate sampled). The proposals are drawn once (random sampler, fixed seed) and
+replayed in both runs, so both train the same trials; the figures are wall-clock trials per
+hour, and the largest difference between a trial's objective in the two runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+from neuroprune.config import load_config
+from neuroprune.tuning.storage import open_storage
+from neuroprune.tuning.tune import Tuner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def proposals(cfg, n: int, seed: int) -> list[dict]:
+    """``n`` parameter sets drawn from the config's search space."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        out.append({k: spec.sample(trial, k) for k, spec in cfg.tune.params.items()})
+        study.tell(trial, 0.0)
+    return out
+
+
+def timed(cfg, params: list[dict], batch: int, folder: Path) -> tuple[float, list[float]]:
+    tuner = Tuner(cfg, folder, n_trials=len(params), batch=batch)
+    study = tuner._study(open_storage(str(folder / "optuna.journal")))
+    for p in params:
+        study.enqueue_trial(p)
+    start = time.perf_counter()
+    tuner.run(progress=False)
+    wall = time.perf_counter() - start
+    values = [t.value for t in sorted(study.trials, key=lambda t: t.number)]
+    return wall, values
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--batch", type=int, help="trials per batch (default: all of them)")
+    ap.add_argument("--data-root", help="MNIST folder (default: digits)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="config override for both runs, e.g. method.population=8")
+    args = ap.parse_args()
+    if args.trials < 2:
+        ap.error("--trials must be at least 2")
+    over = [f"device={args.device}", "tune.pruner=none", *args.overrides]
+    if args.data_root:
+        over += ["data.dataset=mnist", f"data.root={args.data_root}"]
+    cfg = load_config(ROOT / "configs" / "tune_quickstart.yaml", over)
+    params = proposals(cfg, args.trials, seed=0)
+    batch = args.batch or args.trials
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        one_wall, one = timed(cfg, params, 1, Path(tmp) / "one")
+        batch_wall, together = timed(cfg, params, batch, Path(tmp) / "batch")
+    diff = max(abs(a - b) for a, b in zip(one, together) if a is not None and b is not None)
+    rate = lambda wall: args.trials / wall * 3600  # noqa: E731
+    print(f"{cfg.data.dataset}, {args.trials} trials of tune_quickstart (K-starts, population "
+          f"{cfg.method_params().population}, {cfg.method_params().generations} generations); "
+          f"device {args.device}")
+    print(f"one by one:  {rate(one_wall):,.0f} trials/hour ({one_wall:.1f}s)")
+    print(f"batch of {batch}: {rate(batch_wall):,.0f} trials/hour ({batch_wall:.1f}s)")
+    print(f"largest objective difference between the runs: {diff:.2e}")
+    print(f"speedup: {one_wall / batch_wall:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
