@@ -101,6 +101,9 @@ BAD = [
     ("mutation rate 0", ["--set", "method.mutation_rate=0"], "method.mutation_rate"),
     ("section set to value", ["--set", "training=5"], "training"),
     ("subkey of a value", ["--set", "seed.x=1"], "seed"),
+    ("unknown logger", ["--set", "logging=[tensorbord]"],
+     "unknown logger 'tensorbord' (did you mean 'tensorboard'?)"),
+    ("logging not a list", ["--set", "logging=tensorboard"], "logging"),
 ]
 if not torch.cuda.is_available():
     BAD.append(("cuda without gpu", ["--device", "cuda"], "--device cpu"))

@@ -16,10 +16,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .._io import atomic_write_csv, atomic_write_json, atomic_write_text
+from .._io import atomic_write_csv, atomic_write_text
 from ..config import MethodConfig, RunConfig, to_dict
 from ..backends.ray_actors import shared_ray
 from ..rundir import RunDir
+from ..tracking import open_tracking
 from ..workbench import Workbench
 from .mask_search import MaskSearch
 
@@ -56,7 +57,7 @@ class Comparison:
 
     def run(self, out: str | Path, progress: bool = True, log=print) -> dict[str, Any]:
         cfg = self.bench.config
-        rd = RunDir(out).create()
+        rd = RunDir(out, open_tracking(cfg.logging, out, cfg.name)).create()
         rd.write_config(to_dict(cfg))
         t0 = time.time()
         rows: list[dict[str, Any]] = []
@@ -67,7 +68,7 @@ class Comparison:
                    "wall_seconds": round(time.time() - t0, 3),
                    "best": max(rows, key=lambda r: r["test_accuracy"]),
                    "device": self.bench.device}
-        atomic_write_json(rd.path / "summary.json", summary)
+        rd.write_summary(summary)
         return summary
 
 
@@ -78,7 +79,8 @@ def _run_cells(searches, rd, rows, progress, log) -> None:
             summary = RunDir(cell_dir).read_summary()
         else:
             resume = (cell_dir / "config.yaml").is_file()
-            summary = search.run(cell_dir, progress=False, resume=resume, log=log)
+            summary = search.run(cell_dir, progress=False, resume=resume, log=log,
+                                 tracking=rd.child_tracking(name))
         rows.append({"method": summary["method"], "sparsity": search.cfg.sparsity.target,
                      "seed": summary["seed"], "test_accuracy": summary["test_accuracy"],
                      "val_accuracy": summary["val_accuracy"],
