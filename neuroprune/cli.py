@@ -78,8 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", required=True, help="file to write")
     exp.add_argument("--format", default="safetensors", choices=["safetensors", "prune", "sparse"])
 
-    rep = sub.add_parser("report", help="plots and a markdown summary of runs")
-    rep.add_argument("run_dirs", nargs="+")
+    rep = sub.add_parser("report", help="plots and a markdown summary of runs of any kind and "
+                         "of tuning folders, finished or not")
+    rep.add_argument("run_dirs", nargs="+", metavar="RUN",
+                     help="a run folder, or a tuning folder (holding optuna.journal)")
     rep.add_argument("--out", help="folder (default: <first run>/report)")
 
     sub.add_parser("methods", help="list the pruning / search methods, one line each")
@@ -319,7 +321,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import make_report
 
-    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "report"
+    first = Path(args.run_dirs[0])
+    out = Path(args.out) if args.out else (first.parent if first.is_file() else first) / "report"
     print(f"wrote {make_report(args.run_dirs, out)}")
     return 0
 

@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +159,14 @@ class Tuner:
                    "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed)}[self.tune.sampler]()
         pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
                   if self.tune.pruner == "median" else optuna.pruners.NopPruner())
-        return optuna.create_study(storage=storage, study_name=self.study_name,
-                                   directions=self.tune.directions, sampler=sampler,
-                                   pruner=pruner, load_if_exists=True)
+        study = optuna.create_study(storage=storage, study_name=self.study_name,
+                                    directions=self.tune.directions, sampler=sampler,
+                                    pruner=pruner, load_if_exists=True)
+        if study.metric_names is None:  # the dashboard and reports label the objectives
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(self.tune.objectives))
+        return study
 
     def objective(self, trial) -> float | tuple[float, ...]:
         import optuna
