@@ -27,6 +27,7 @@ from ..engine import EvalTask
 from ..evolution.genome import mask_individual
 from ..evolution.operators import cx_kept_sets, mut_guided, mut_swap
 from ..masks import bits_to_mask, flatten, random_bits
+from ..progress import show_best
 from .base import Method, MethodContext, MethodParams, MethodResult
 
 WORST = -1e9  # fitness of a network whose training diverged
@@ -111,7 +112,7 @@ class KStarts(Method):
             hof.update(pop)
             record = stats.compile(pop)
             logbook.record(gen=g, evals=len(todo), **record)
-            bar.set_postfix(best=f"{record['best']:.4f}")
+            show_best(bar, record["best"], rows)
             if ctx.commit is not None:
                 ctx.commit(g, rows, {
                     "generation": g, "population": pop, "hof": hof, "logbook": logbook,

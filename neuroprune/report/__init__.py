@@ -71,6 +71,22 @@ def make_report(inputs: Sequence[str | Path], out: str | Path) -> Path:
     return out / "report.md"
 
 
+def fitness_png(run_dir: str | Path) -> Path | None:
+    """Draw ``<run_dir>/fitness.png``: a run's fitness per generation, as its kind's report
+    draws it (the picture a tuning trial shows in the dashboard). None for kinds without one
+    (each reporter module may offer ``fitness(run, document)``)."""
+    import importlib
+
+    run = open_input(run_dir)
+    if run.kind not in REPORTERS:
+        return None
+    module = importlib.import_module(REPORTERS[run.kind].target.partition(":")[0])
+    draw = getattr(module, "fitness", None)
+    if draw is None or not draw(run, Document(run.path)):
+        return None
+    return run.path / "fitness.png"
+
+
 def _scratch_folder(out: Path) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -187,6 +187,12 @@ def search_figure(doc: Document, run: Run, look: dict, name: str) -> bool:
     return True
 
 
+def fitness(run: Run, doc: Document) -> bool:
+    """One search's validation accuracy per generation (a tuning trial's picture)."""
+    strategies = dict.fromkeys(run.results.strategy.dropna())
+    return search_figure(doc, run, styles(["relu", *strategies]), "fitness")
+
+
 def report(runs: list[Run], doc: Document) -> None:
     for i, run in enumerate(runs):
         suffix = f"-{i + 1}" if len(runs) > 1 else ""

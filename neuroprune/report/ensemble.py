@@ -31,20 +31,10 @@ def fitness_caption(runs: list[Run]) -> str:
     return " + ".join(terms).replace("+ −", "−")
 
 
-def report(runs: list[Run], doc: Document) -> None:
-    names = [label(r, runs) for r in runs]
-    look = styles(names)
-    doc.heading(f"Ensemble search ({len(runs)} run{'s' if len(runs) > 1 else ''})")
-    rows = []
-    for r, n in zip(runs, names):
-        s = r.summary or {}
-        single = (f"{s['best_single']} ({s['best_single_test_accuracy']:.4f})"
-                  if "best_single" in s else None)
-        rows.append([n, f"`{r.name}`", r.status, s.get("val_accuracy"), s.get("test_accuracy"),
-                     single, s.get("pool_vote_test_accuracy"), ", ".join(s.get("selected", []))])
-    doc.table(["run", "folder", "status", "val accuracy", "test accuracy",
-               "best single (test)", "whole-pool vote (test)", "members"], rows)
+def fitness_figure(doc: Document, runs: list[Run], names: list[str]) -> bool:
+    """Best and mean fitness of the population per generation, one colour per run."""
     plt = pyplot()
+    look = styles(names)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for r, n in zip(runs, names):
         gen = r.results.sort_values("generation")  # one row per generation: best, mean
@@ -58,10 +48,33 @@ def report(runs: list[Run], doc: Document) -> None:
     doc.figure("fitness", fig, f"Best (solid) and mean (dashed) fitness of the population per "
                f"generation; fitness = {fitness_caption(runs)} on the estimator's inner "
                f"validation split.")
+    return True
+
+
+def fitness(run: Run, doc: Document) -> bool:
+    """One search's fitness per generation (a tuning trial's picture)."""
+    return fitness_figure(doc, [run], [label(run, [run])])
+
+
+def report(runs: list[Run], doc: Document) -> None:
+    names = [label(r, runs) for r in runs]
+    look = styles(names)
+    doc.heading(f"Ensemble search ({len(runs)} run{'s' if len(runs) > 1 else ''})")
+    rows = []
+    for r, n in zip(runs, names):
+        s = r.summary or {}
+        single = (f"{s['best_single']} ({s['best_single_test_accuracy']:.4f})"
+                  if "best_single" in s else None)
+        rows.append([n, f"`{r.name}`", r.status, s.get("val_accuracy"), s.get("test_accuracy"),
+                     single, s.get("pool_vote_test_accuracy"), ", ".join(s.get("selected", []))])
+    doc.table(["run", "folder", "status", "val accuracy", "test accuracy",
+               "best single (test)", "whole-pool vote (test)", "members"], rows)
+    fitness_figure(doc, runs, names)
     done = [(r, n) for r, n in zip(runs, names) if r.finished]
     if not done:
         doc.para("No run is finished: the test accuracies come with the summary.")
         return
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 0.6 * len(done) + 1.8))
     marks = (("test_accuracy", "o", "evolved ensemble"),
              ("best_single_test_accuracy", "s", "best single classifier"),

@@ -189,6 +189,11 @@ def run_table(doc: Document, runs: list[Run], names: list[str]) -> None:
                  "is the best of the masks evaluated so far, and they have no test accuracy.")
 
 
+def fitness(run: Run, doc: Document) -> bool:
+    """One run's fitness beside its validation accuracy (a tuning trial's picture)."""
+    return fitness_figure(doc, [run], labels([run]))
+
+
 def report(runs: list[Run], doc: Document) -> None:
     names = labels(runs)
     doc.heading(f"Mask search ({len(runs)} run{'s' if len(runs) > 1 else ''})")

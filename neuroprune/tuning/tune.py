@@ -25,13 +25,9 @@ from typing import Any
 from .._io import atomic_write_json
 from ..config import RunConfig, load_config, to_dict
 from ..errors import ConfigError, UserError
+from ..progress import logs_above_bars
+from .dashboard import show_trial
 from .storage import artifact_store, open_storage
-
-
-#: files a trial's run directory may hold -> user attribute of their artifact id
-ARTIFACTS = {"best_mask.safetensors": "best_mask_artifact",
-             "best_activations.json": "best_activations_artifact",
-             "ensemble.joblib": "ensemble_artifact"}
 
 
 def set_value(tree: dict, dotted: str, value: Any) -> None:
@@ -138,6 +134,7 @@ class Tuner:
         self.study_name = study_name or cfg.name
         self.n_trials = n_trials or self.tune.n_trials
         self.n_jobs = n_jobs
+        self.trial_bars = False  # set by run()
         for key, spec in self.tune.params.items():  # every key exists and takes its range
             for value in ([spec.low, spec.high] if spec.type != "categorical" else spec.choices):
                 value = int(value) if spec.type == "int" else value
@@ -157,8 +154,7 @@ class Tuner:
         sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
                    "random": lambda: optuna.samplers.RandomSampler(seed=seed),
                    "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed)}[self.tune.sampler]()
-        pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-                  if self.tune.pruner == "median" else optuna.pruners.NopPruner())
+        pruner = self.tune.make_pruner()
         study = optuna.create_study(storage=storage, study_name=self.study_name,
                                     directions=self.tune.directions, sampler=sampler,
                                     pruner=pruner, load_if_exists=True)
@@ -193,19 +189,18 @@ class Tuner:
                 raise optuna.TrialPruned(f"pruned at generation {generation}")
 
         try:
-            summary = kind.run(run_dir, progress=False, on_generation=on_generation,
+            summary = kind.run(run_dir, progress=self.trial_bars, on_generation=on_generation,
                                resume=kind.resumable and (run_dir / "config.yaml").exists())
+        except optuna.TrialPruned as pruned:  # the dashboard shows how far it got
+            show_trial(trial, run_dir, {"kind": cfg.kind}, str(pruned), self.artifacts)
+            raise
         finally:
             beat.stop()
-        keep = ("val_accuracy", "sparsity", "wall_seconds", "method", "device", "kind")
-        trial.set_user_attr("summary", {k: summary[k] for k in keep if k in summary})
-        for name, attr in ARTIFACTS.items():
-            path = run_dir / name
-            if path.is_file():
-                from optuna.artifacts import upload_artifact
-                artifact_id = upload_artifact(artifact_store=self.artifacts,
-                                              file_path=str(path), study_or_trial=trial)
-                trial.set_user_attr(attr, artifact_id)
+        keep = ("val_accuracy", "sparsity", "wall_seconds", "method", "device", "kind",
+                "best_strategy")  # never test_accuracy: the dashboard shows it while choosing
+        shown = {"kind": cfg.kind, **{k: summary[k] for k in keep if k in summary}}
+        trial.set_user_attr("summary", shown)
+        show_trial(trial, run_dir, shown, "complete", self.artifacts)
         result = tuple(float(summary[o]) for o in self.tune.objectives)
         return result[0] if single else result
 
@@ -220,8 +215,11 @@ class Tuner:
         study = self._study(storage)
         recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
         study.set_user_attr("neuroprune_config", self.base)
-        study.optimize(self.objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
-                       show_progress_bar=progress and self.n_jobs == 1)
+        # One bar per trial (its search's own, with fitness and validation accuracy); with
+        # parallel trials none. Optuna's trial lines are written above the bars.
+        self.trial_bars = progress and self.n_jobs == 1
+        with logs_above_bars():
+            study.optimize(self.objective, n_trials=self.n_trials, n_jobs=self.n_jobs)
         return self.summarise(study)
 
     def summarise(self, study) -> dict[str, Any]:
