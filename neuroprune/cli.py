@@ -71,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="export the best network of a run or an Optuna trial")
     exp.add_argument("run_dir", nargs="?", help="a run directory")
-    exp.add_argument("--storage", help="Optuna storage (instead of a run directory)")
+    exp.add_argument("--storage", help="Optuna storage (instead of a run directory): the "
+                     "study folder of `neuroprune tune` (holding optuna.journal), a journal "
+                     "file or a database URL")
+    exp.add_argument("--artifacts", help="with --storage: the study's artifact folder, used "
+                     "when the trial's run folder is not on this machine (default: beside "
+                     "the journal or SQLite file)")
     exp.add_argument("--study", help="study name, with --storage")
     exp.add_argument("--trial", default="best", help="'best' (multi-objective: the Pareto "
                      "trial with the highest first objective) or a trial number")
@@ -296,20 +301,24 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export, trial_mask_file
+    from contextlib import nullcontext
+
+    from .export import export, trial_mask
 
     if args.storage:
         if not args.study:
             raise UserError("--storage needs --study NAME")
-        source = trial_mask_file(args.storage, args.study, args.trial)
+        source = trial_mask(args.storage, args.study, args.trial, args.artifacts)
     elif args.run_dir:
-        source = Path(args.run_dir) / "best_mask.safetensors"
-        if not source.is_file():
+        path = Path(args.run_dir) / "best_mask.safetensors"
+        if not path.is_file():
             raise UserError(f"{args.run_dir} has no best_mask.safetensors (unfinished run, or "
                             f"not a mask-search run directory)")
+        source = nullcontext(path)
     else:
         raise UserError("give a run directory, or --storage URL --study NAME")
-    info = export(source, args.out, args.format)
+    with source as path:
+        info = export(path, args.out, args.format)
     extra = ""
     if "sparse_bytes" in info:
         extra = (f"; {info['sparse_bytes']:,} bytes against {info['dense_bytes']:,} dense "
