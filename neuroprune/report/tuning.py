@@ -156,6 +156,7 @@ def study_section(doc: Document, study, folder: StudyFolder, suffix: str) -> Non
                 line.set(color=REFERENCE, linewidth=1.2, alpha=1.0, label="best so far")
             for dots in ax.collections:
                 dots.set_label("complete trial")
+            integer_ticks(ax)
             shown_legend(ax)
             doc.figure(name, ax.figure, f"{objective} of each complete trial (dots) and the "
                        f"best so far (line; Optuna's plot_optimization_history).")
@@ -172,6 +173,8 @@ def study_section(doc: Document, study, folder: StudyFolder, suffix: str) -> Non
                 line.set(color=look.get(key, {}).get("color", "grey"),
                          linestyle="-" if states.get(key) == "complete" else ":",
                          label=f"trial {key[5:]} ({states.get(key, '?')})", alpha=1.0)
+            steps = [s for t in study.trials for s in t.intermediate_values]
+            ax.set_xlim(min(steps) - 0.3, max(max(steps), min(steps) + 1) + 0.3)
             integer_ticks(ax)
             ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
             doc.figure(name, ax.figure, "The best validation accuracy so far that each trial "
