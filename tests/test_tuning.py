@@ -57,8 +57,8 @@ def test_pruner_reports_are_made_per_generation(tmp_path):
     Tuner(cfg, tmp_path / "p", n_trials=3).run(progress=False)
     study = optuna.load_study(study_name="tune_quickstart",
                               storage=open_storage(str(tmp_path / "p" / "optuna.journal")))
-    for t in study.trials:
-        assert set(t.intermediate_values) <= {0, 1} and t.intermediate_values
+    for t in study.trials:  # every generation, also one whose masks were all carried over
+        assert set(t.intermediate_values) == {0, 1}
 
 
 def test_four_processes_on_one_journal_lose_no_trial(tmp_path):

@@ -181,9 +181,9 @@ class Tuner:
         def on_generation(generation, rows):
             beat.beat()
             accs = [r["val_accuracy"] for r in rows if "val_accuracy" in r]
-            if not accs or not single or not isinstance(generation, int):
-                return
-            best[0] = max(best[0], max(accs))
+            best[0] = max([best[0], *accs])
+            if best[0] == float("-inf") or not single or not isinstance(generation, int):
+                return  # (a generation of unchanged masks still reports the best so far)
             trial.report(best[0], generation)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at generation {generation}")
