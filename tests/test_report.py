@@ -3,6 +3,7 @@ bad input (one line, exit 2, nothing half-written)."""
 
 import os
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -252,16 +253,16 @@ def test_bad_output_paths(runs, tmp_path, capsys):
     assert code == 2 and "is a file" in cap.err and afile.read_text() == "x"
     code, cap = _report([runs["ensemble_search"]], afile / "sub", capsys)
     assert code == 2 and "cannot write the report" in cap.err
-    if os.geteuid() != 0:  # root writes anywhere
-        locked = tmp_path / "locked"
-        locked.mkdir()
-        locked.chmod(0o500)
-        try:
-            code, cap = _report([runs["ensemble_search"]], locked / "r", capsys)
-            assert code == 2 and "Permission denied" in cap.err
-        finally:
-            locked.chmod(0o700)
-        assert not list(locked.iterdir())
+    locked = tmp_path / "locked"  # read-only; root writes anywhere but in /sys
+    locked.mkdir()
+    locked.chmod(0o500)
+    target = Path("/sys/neuroprune-report") if os.geteuid() == 0 else locked / "r"
+    try:
+        code, cap = _report([runs["ensemble_search"]], target, capsys)
+    finally:
+        locked.chmod(0o700)
+    assert code == 2 and f"cannot write the report to {target}" in cap.err
+    assert not target.exists() and not list(locked.iterdir())
 
 
 def test_a_failure_mid_report_leaves_nothing_half_written(runs, tmp_path, monkeypatch):

@@ -118,6 +118,8 @@ class Tuner:
         if cfg.tune is None:
             raise ConfigError("this config has no 'tune:' section (see configs/tune_quickstart.yaml)")
         from ..searches.registry import KINDS
+        from ..tracking import check_loggers
+        check_loggers(cfg.logging)  # every trial logs into its own folder with these
         kind = KINDS.load(cfg.kind)
         if not kind.objectives:
             raise ConfigError(f"kind {cfg.kind} cannot be tuned: {kind.not_tunable}")
