@@ -40,8 +40,8 @@ def fitness_weights(run: Run) -> str:
     parts = [f"{w[k]:g} × {name}" for k, name in (("accuracy", "validation accuracy"),
                                                   ("magnitude", "magnitude"),
                                                   ("gradient", "gradient")) if w.get(k)]
-    return "fitness = " + " + ".join(parts) + (" (magnitude and gradient relative to the "
-                                              "first generation's mean)" if len(parts) > 1 else "")
+    return " + ".join(parts) + ("; magnitude and gradient relative to the first generation's "
+                                "mean" if len(parts) > 1 else "")
 
 
 def has_fitness(run: Run) -> bool:
@@ -69,6 +69,9 @@ def fitness_figure(doc: Document, runs: list[Run], names: list[str], name="fitne
                                                                    4), squeeze=False)
     look = styles(names)
     single = len(searched) == 1
+    one_each = all(r.results[r.results.phase == "search"].groupby("generation").size().max() == 1
+                   for r, _ in searched)  # IMP and DG rounds: one network per generation
+    spread = "each generation's value" if one_each else "mean ± std"
     panels = [("fitness", axes[0][0])] if with_fitness else []
     panels.append(("val", axes[0][-1]))
     for run, label in searched:
@@ -80,9 +83,9 @@ def fitness_figure(doc: Document, runs: list[Run], names: list[str], name="fitne
                    else val_per_generation(run))
             x = gen.generation.astype(float)
             ax.plot(x, gen["best"], color=color, marker="o", markersize=4,
-                    label="best" if single else label)
+                    label="best so far" if single else label)
             ax.plot(x, gen["mean"], color=color, linestyle="--",
-                    label="mean ± std" if single else None)
+                    label=spread if single else None)
             band(ax, x, gen["mean"], gen["std"].fillna(0), color)
     titles = {"fitness": ("Weighted fitness (whole population)", "fitness"),
               "val": ("Validation accuracy (masks evaluated)", "validation accuracy")}
@@ -97,16 +100,19 @@ def fitness_figure(doc: Document, runs: list[Run], names: list[str], name="fitne
         from matplotlib.lines import Line2D
         axes[0][0].legend(title="run", loc="best")
         axes[0][-1].legend(handles=[Line2D([], [], color="k", marker="o", markersize=4,
-                                           label="best (so far)"),
+                                           label="best so far"),
                                     Line2D([], [], color="k", linestyle="--",
-                                           label="mean ± std")], loc="lower right")
+                                           label=spread)], loc="lower right")
     weights = {fitness_weights(r) for r, _ in searched} - {""}
     defined = (f" ({weights.pop()})" if len(weights) == 1 else
                " (fitness weights differ between runs)" if weights else "")
-    left = (f"Left: weighted fitness{defined} of the whole population per generation, elites "
-            f"included: best, and mean ± std as a band. Right: " if with_fitness else "")
-    doc.figure(name, fig, f"{left}validation accuracy of the masks evaluated in each "
-               f"generation: best so far, and mean ± std.")
+    right = ("validation accuracy of the one network each generation (round) trains, and "
+             "the best so far." if one_each else "validation accuracy of the masks evaluated "
+             "in each generation: best so far, and mean ± std.")
+    caption = (f"Left: weighted fitness{defined} of the whole population per generation, "
+               f"elites included: best, and mean ± std as a band. Right: {right}"
+               if with_fitness else right[0].upper() + right[1:])
+    doc.figure(name, fig, caption)
     return True
 
 
