@@ -1,13 +1,15 @@
-"""Population engine throughput: P masked LeNet-300-100 networks trained one by one (plain
-``nn.Module``) and then as one population, on MNIST-10k (or digits when no data root is given).
+"""Population engine throughput: P masked networks trained one by one (each through its own
+``nn.Module``) and then as one population, for any zoo model.
 
-    python benchmarks/population_eval.py --device cpu --population 16 \
-        --data-root ../shared/datasets/mnist
+    python benchmarks/population_eval.py --arch lenet_300_100 --population 16 --data-root DIR
+    python benchmarks/population_eval.py --arch resnet20 --dataset images --population 16 \\
+        --device cuda --precision bf16
 
-Prints both rates in individual-samples per second (networks x training samples / second),
-the population's time per training step and the size of its stacked weights (a step reads and
-writes them several times, so on a GPU the step time over that size shows how close it runs to
-memory bandwidth), and, last, ``speedup: N.Nx``.
+Data: MNIST-10k (``--data-root``, a folder with the MNIST files), CIFAR-10 (``--dataset cifar10
+--data-root DIR``), generated CIFAR-shaped images (``--dataset images``) or digits (default).
+Prints both rates in individual-samples per second (networks x training samples / second, the
+fastest of ``--repeats`` runs), the population's time per training step, the trainer's memory
+estimate, and, last, ``speedup: N.Nx``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import time
 import torch
 
 from neuroprune.data import load_dataset
-from neuroprune.engine import PopulationTrainer, ReferenceTrainer, TrainSettings, init_state
+from neuroprune.engine import (EngineConfig, EvalTask, PerNetworkTrainer, StackedTrainer,
+                               TrainSettings, init_state)
 from neuroprune.engine.settings import steps_per_run
-from neuroprune.masks import bits_to_mask, make_layout, random_bits
-from neuroprune.models import ModelSpec, build_model, prunable_names
+from neuroprune.evolution.operators import Draws, random_rows
+from neuroprune.masks import make_layout
+from neuroprune.models import MODELS, ModelSpec, build_model, prunable_names
 
 
 def _sync(device: str) -> None:
@@ -30,55 +34,70 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--population", type=_positive, default=16)
-    ap.add_argument("--data-root", help="MNIST folder (MNIST-10k works); default: digits")
-    ap.add_argument("--epochs", type=_positive, default=1)
-    ap.add_argument("--batch-size", type=_positive, default=128)
-    ap.add_argument("--sparsity", type=float, default=0.9)
-    ap.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
-    ap.add_argument("--chunk-size", type=int, help="networks per batch (engine default)")
-    ap.add_argument("--one-by-one", type=int, default=None,
-                    help="networks timed one by one (default: min(P, 8)); the rate is per network")
-    ap.add_argument("--repeats", type=_positive, default=3,
-                    help="timed runs of each; the fastest counts")
-    ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA")
-    args = ap.parse_args()
-    if args.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-    data = (load_dataset("mnist", root=args.data_root) if args.data_root
-            else load_dataset("digits"))
-    spec = ModelSpec.zoo("mlp", data.input_shape, data.num_classes, widths=(300, 100))
+def setup(args):
+    """Data, spec, layout and a population task from the command line."""
+    if args.dataset == "mnist" and not args.data_root:
+        data = load_dataset("digits")
+    elif args.dataset in ("mnist", "cifar10"):
+        data = load_dataset(args.dataset, root=args.data_root)
+    else:
+        data = load_dataset(args.dataset)
+    options = {"width": args.width} if args.width else {}
+    spec = ModelSpec.zoo(args.arch, data.input_shape, data.num_classes, **options)
     model = build_model(spec)
     shapes = {k: tuple(v.shape) for k, v in model.named_parameters()}
     layout = make_layout({k: shapes[k] for k in prunable_names(model)}, args.sparsity, "erk")
-    g = torch.Generator().manual_seed(0)
-    p = args.population
-    masks = [bits_to_mask(layout, random_bits(layout, g)) for _ in range(p)]
-    init = init_state(spec, 0)
+    bits = random_rows(layout, args.population, Draws(0))
+    task = EvalTask(masks=bits, init=init_state(spec, 0), epochs=args.epochs, data_seed=0)
+    return data, spec, layout, task, sum(math.prod(s) for s in shapes.values())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default="lenet_300_100", choices=list(MODELS))
+    ap.add_argument("--width", type=float, help="width option of the model (VGG, ResNet, Conv)")
+    ap.add_argument("--dataset", default="mnist", choices=["mnist", "cifar10", "images", "digits"])
+    ap.add_argument("--data-root", help="MNIST (or CIFAR-10) folder; MNIST default: digits")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--population", type=positive, default=16)
+    ap.add_argument("--epochs", type=positive, default=1)
+    ap.add_argument("--batch-size", type=positive, default=128)
+    ap.add_argument("--sparsity", type=float, default=0.9)
+    ap.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16"))
+    ap.add_argument("--chunk-size", type=positive, help="networks per batch (engine default)")
+    ap.add_argument("--one-by-one", type=positive, default=None,
+                    help="networks timed one by one (default: min(P, 8)); the rate is per network")
+    ap.add_argument("--repeats", type=positive, default=3,
+                    help="timed runs of each; the fastest counts")
+    args = ap.parse_args()
+    if args.width is not None and args.width <= 0:
+        ap.error("--width must be positive")
+    if args.width is not None and args.width.is_integer() and args.arch.startswith("resnet"):
+        args.width = int(args.width)
+
+    data, spec, layout, task, numel = setup(args)
     settings = TrainSettings(optimizer=args.optimizer,
                              lr=0.05 if args.optimizer == "sgd" else 1e-3,
                              batch_size=args.batch_size)
+    engine = EngineConfig(precision=args.precision, chunk_size=args.chunk_size)
     n = len(data.train_y)
-    print(f"data {data.name}: {n} training samples; LeNet-300-100 at {args.sparsity:.0%} "
+    p = args.population
+    print(f"data {data.name}: {n} training samples; {args.arch} at {args.sparsity:.0%} "
           f"sparsity; P={p}; {args.epochs} epoch(s); batch {args.batch_size}; {args.optimizer}; "
-          f"device {args.device}; torch threads {torch.get_num_threads()}")
+          f"{args.precision}; device {args.device}; torch threads {torch.get_num_threads()}")
 
     def timed(trainer, count: int) -> float:
         _sync(args.device)
         t = time.perf_counter()
-        trainer.run(init, masks[:count], args.epochs, 0)
+        trainer.run(task.slice(0, count))
         _sync(args.device)
         return time.perf_counter() - t
 
@@ -86,23 +105,22 @@ def main() -> None:
     # one-by-one runs go first: after the population's large allocations a plain network
     # trains measurably slower on a CPU, which would flatter the speedup.
     k = args.one_by_one or min(p, 8)
-    ref = ReferenceTrainer(spec, data, settings, device=args.device)
-    ref.run(init, masks[:1], 1, 0)  # warm-up
-    t_single = min(timed(ref, k) for _ in range(args.repeats))
-    pop = PopulationTrainer(spec, data, settings, device=args.device,
-                            chunk_size=args.chunk_size)
-    pop.run(init, masks, 1, 0)  # warm-up (and allocator)
+    alone = PerNetworkTrainer(spec, data, settings, layout, args.device, engine)
+    alone.run(task.slice(0, 1))  # warm-up
+    t_single = min(timed(alone, k) for _ in range(args.repeats))
+    pop = StackedTrainer(spec, data, settings, layout, args.device, engine)
+    pop.run(task)  # warm-up (and allocator)
     t_pop = min(timed(pop, p) for _ in range(args.repeats))
     single = k * n * args.epochs / t_single
     batched = p * n * args.epochs / t_pop
     print(f"one by one:  {single:,.0f} individual-samples/s ({k} networks timed; best of "
           f"{args.repeats})")
     steps = steps_per_run(n, args.batch_size, args.epochs) * math.ceil(p / pop.chunk_size)
-    weights = p * sum(math.prod(s) for s in shapes.values()) * 4 / 1e6
     chunk = min(p, pop.chunk_size)
+    print(f"engine: {pop.describe()}")
     print(f"population:  {batched:,.0f} individual-samples/s (chunk size {chunk}; "
-          f"{t_pop / steps * 1e3:.2f} ms per step; stacked weights {weights:,.0f} MB; best of "
-          f"{args.repeats})")
+          f"{t_pop / steps * 1e3:.2f} ms per step; stacked weights {p * numel * 4 / 1e6:,.0f} "
+          f"MB; best of {args.repeats})")
     print(f"speedup: {batched / single:.1f}x")
 
 

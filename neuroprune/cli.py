@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune = sub.add_parser("tune", help="tune config values with Optuna (config's tune: section)")
     tune.add_argument("config")
     tune.add_argument("--storage", help="Optuna storage: a journal file path (default "
-                      "<out>/optuna.journal), sqlite:///FILE or postgresql://...")
+                      "<out>/optuna.journal), postgresql://..., mysql+pymysql://..., "
+                      "redis://HOST:6379/DB or sqlite:///FILE (one writer)")
     tune.add_argument("--study", help="study name (default: the config name); an existing "
                       "study is continued")
     tune.add_argument("--n-trials", type=int, help="trials to run now (default tune.n_trials)")
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     dash = sub.add_parser("dashboard", help="start optuna-dashboard on a study storage")
     dash.add_argument("--storage", required=True,
                       help="journal file (or the tune folder holding optuna.journal) or URL")
+    dash.add_argument("--artifacts", help="the study's artifacts folder (default: beside a "
+                      "journal or SQLite file; for a server URL, give <tune --out>/artifacts)")
     dash.add_argument("--host", default="127.0.0.1")
     dash.add_argument("--port", type=int, default=8080)
 
@@ -272,27 +275,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from .tuning.storage import artifact_store, journal_path, open_storage
+    from .tuning.storage import existing_artifacts, existing_storage, open_storage
 
-    url = args.storage
-    jpath = journal_path(url)
-    if jpath is not None:
-        if jpath.is_dir():
-            jpath = jpath / "optuna.journal"
-        if not jpath.is_file():
-            raise UserError(f"no study storage at {jpath}; run `neuroprune tune` first or give "
-                            f"--storage the journal file")
-        url = str(jpath)
+    url = existing_storage(args.storage)
     try:
         import optuna_dashboard
     except ImportError:
         from .errors import MissingDependencyError
         raise MissingDependencyError("optuna-dashboard", "dashboard", "the dashboard") from None
+    artifacts = existing_artifacts(url, args.artifacts)
     storage = open_storage(url)
-    print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C stops it); artifacts: "
+          f"{artifacts or 'none (give --artifacts <tune --out>/artifacts)'}", flush=True)
     try:
-        optuna_dashboard.run_server(storage, host=args.host, port=args.port,
-                                    artifact_store=artifact_store(url))
+        from optuna.artifacts import FileSystemArtifactStore
+        optuna_dashboard.run_server(storage, host=args.host, port=args.port, artifact_store=(
+            FileSystemArtifactStore(str(artifacts)) if artifacts else None))
     except OSError as exc:
         raise UserError(f"cannot serve on {args.host}:{args.port}: {exc.strerror}") from None
     except KeyboardInterrupt:

@@ -99,22 +99,6 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors") -> dic
     return info
 
 
-def study_storage(url: str) -> str:
-    """An existing study storage: a journal file, the study folder holding
-    ``optuna.journal`` (as ``neuroprune dashboard`` takes it), or a database URL."""
-    from .tuning.storage import journal_path
-
-    path = journal_path(url)
-    if path is None:
-        return url
-    if path.is_dir():
-        path = path / "optuna.journal"
-    if not path.is_file():
-        raise UserError(f"no study storage at {path}; give the study folder of `neuroprune "
-                        f"tune` (holding optuna.journal), its journal file or a database URL")
-    return str(path)
-
-
 def choose_trial(study, trial: str = "best"):
     """``best`` (multi-objective: the Pareto-front trial with the highest first objective,
     ties broken by the next) or a trial number."""
@@ -143,9 +127,9 @@ def trial_mask(storage: str, study: str, trial: str = "best",
     lasts. ``artifacts``: the artifact folder (default: beside a journal or SQLite file)."""
     import optuna
 
-    from .tuning.storage import artifact_dir, open_storage
+    from .tuning.storage import existing_artifacts, existing_storage, open_storage
 
-    url = study_storage(storage)
+    url = existing_storage(storage)
     try:
         st = optuna.load_study(study_name=study, storage=open_storage(url))
     except KeyError:
@@ -157,10 +141,11 @@ def trial_mask(storage: str, study: str, trial: str = "best",
         yield path
         return
     artifact_id = chosen.user_attrs.get("best_mask_artifact")
-    folder = Path(artifacts) if artifacts else artifact_dir(url)
-    if artifact_id is None or not (folder / artifact_id).is_file():
-        where = (f"no artifact of it in {folder} (give --artifacts <tune --out>/artifacts)"
-                 if artifact_id else "no mask artifact")
+    folder = existing_artifacts(url, artifacts)
+    if artifact_id is None or folder is None or not (folder / artifact_id).is_file():
+        where = ("no mask artifact" if artifact_id is None else
+                 f"no artifact of it in {folder or 'an artifact folder'} (give --artifacts "
+                 f"<tune --out>/artifacts)")
         raise UserError(f"trial {chosen.number} has no best mask on this machine "
                         f"(state {chosen.state.name}; run folder {run_dir} is missing, and "
                         f"{where})")

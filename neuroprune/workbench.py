@@ -124,5 +124,6 @@ class Workbench:
                                                      "max_concurrent_trials",
                                                      "max_failures"}), **options}
         return BACKENDS.load(cfg.backend)(spec=self.spec, data=self.data,
-                                          settings=self.settings, device=self.device,
-                                          chunk_size=cfg.engine.chunk_size, **options)
+                                          settings=self.settings, layout=self.layout,
+                                          device=self.device, engine=cfg.engine,
+                                          augment=tuple(cfg.data.augment), **options)

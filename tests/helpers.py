@@ -29,3 +29,20 @@ def mask_search(cfg):
     from neuroprune.searches.mask_search import MaskSearch
     from neuroprune.workbench import Workbench
     return MaskSearch(Workbench.from_config(cfg))
+
+
+def population(data, name="mlp", n=3, sparsity=0.8, allocation="erk", seed=0, **options):
+    """``(spec, layout, bits [n, N])``: a zoo model for ``data`` and ``n`` random masks."""
+    import torch
+
+    from neuroprune.evolution.operators import Draws, random_rows
+    from neuroprune.masks import make_layout
+    from neuroprune.models import ModelSpec, build_model, prunable_names
+
+    spec = ModelSpec.zoo(name, data.input_shape, data.num_classes, **options)
+    model = build_model(spec)
+    shapes = {k: tuple(v.shape) for k, v in model.named_parameters()}
+    layout = make_layout({k: shapes[k] for k in prunable_names(model)}, sparsity, allocation)
+    bits = random_rows(layout, n, Draws(seed)) if n else torch.zeros(0, layout.numel,
+                                                                     dtype=torch.bool)
+    return spec, layout, bits

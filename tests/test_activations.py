@@ -6,7 +6,8 @@ import torch
 import neuroprune.activations as acts
 from neuroprune.activations.expr import compile_formula, is_well_behaved, parse, readable
 from neuroprune.cli import main
-from neuroprune.engine import PopulationTrainer, ReferenceTrainer, TrainSettings, init_state
+from neuroprune.engine import (EvalTask, PerNetworkTrainer, StackedTrainer, TrainSettings,
+                               init_state)
 from neuroprune.models import ModelSpec
 
 from helpers import REPO
@@ -44,12 +45,12 @@ def test_population_with_different_functions_equals_each_alone(digits):
              {"first": "relu(x)", "middle": "tanh(x)", "last": "mul(x, sigmoid(x))"},
              {"first": "softplus(x)", "middle": "abs(x)", "last": "erf(x)"}]
     settings = TrainSettings(lr=0.05)
-    pop = PopulationTrainer(spec, digits, settings).run(init, [{}] * 4, 2, 1, activations=funcs)
-    ref = ReferenceTrainer(spec, digits, settings).run(init, [{}] * 4, 2, 1, activations=funcs)
-    for a, b in zip(pop.metrics, ref.metrics):
-        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
-    assert pop.metrics[0]["val_loss"] == pop.metrics[2]["val_loss"]  # same functions
-    assert pop.metrics[0]["val_loss"] != pop.metrics[1]["val_loss"]
+    task = EvalTask(masks=None, size=4, init=init, epochs=2, data_seed=1, activations=funcs)
+    pop = StackedTrainer(spec, digits, settings).run(task).metrics["val_loss"]
+    ref = PerNetworkTrainer(spec, digits, settings).run(task).metrics["val_loss"]
+    torch.testing.assert_close(pop, ref, rtol=1e-4, atol=1e-6)
+    assert pop[0] == pop[2]  # same functions
+    assert pop[0] != pop[1]
 
 
 def test_activation_search_run(tmp_path, capsys):

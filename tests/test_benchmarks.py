@@ -9,13 +9,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _run(script, *args):
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                          capture_output=True, text=True, timeout=300, check=True,
+                          cwd=ROOT).stdout.strip().splitlines()
+
+
 def test_population_eval_prints_both_rates_and_the_speedup():
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "population_eval.py"), "--population", "3",
-         "--one-by-one", "1", "--repeats", "1", "--optimizer", "adam"],
-        capture_output=True, text=True, timeout=300, check=True).stdout
-    lines = out.strip().splitlines()
-    assert re.match(r"one by one: +[\d,]+ individual-samples/s", lines[-3])
+    lines = _run("population_eval.py", "--population", "3", "--one-by-one", "1", "--repeats",
+                 "1", "--optimizer", "adam")
+    assert re.match(r"one by one: +[\d,]+ individual-samples/s", lines[-4])
+    assert lines[-3].startswith("engine: stacked trainer (population graph)")
     assert re.match(r"population: +[\d,]+ individual-samples/s \(chunk size 3; [\d.]+ ms per step",
                     lines[-2])
     assert re.fullmatch(r"speedup: \d+\.\dx", lines[-1])
+
+
+def test_population_eval_takes_any_zoo_model_on_generated_images():
+    lines = _run("population_eval.py", "--arch", "resnet20", "--width", "4", "--dataset",
+                 "images", "--population", "2", "--one-by-one", "1", "--repeats", "1",
+                 "--batch-size", "64")
+    assert "resnet20" in lines[0] and re.fullmatch(r"speedup: \d+\.\dx", lines[-1])
+
+
+def test_generation_overhead_reports_breed_stack_collect():
+    lines = _run("generation.py", "--population", "8", "--repeats", "1", "--train",
+                 "--generations", "2")
+    assert re.match(r"P= +8: breed [\d.]+s, stack [\d.]+s \(\d+ new masks\), collect [\d.]+s",
+                    lines[1])
+    assert "individual-samples/s over whole generations" in lines[2]

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from neuroprune.cli import main
-from neuroprune.engine import PopulationTrainer, TrainSettings
+from neuroprune.engine import EvalTask
+from neuroprune.masks import flatten
+from neuroprune.searches.planted_search import scorer
 from neuroprune.masks import Mask
 from neuroprune.planted import make_task, recovery
 
@@ -15,12 +17,15 @@ from helpers import REPO
 @pytest.mark.parametrize("name", ["relu", "circle", "helix"])
 def test_planted_mask_solves_its_task_exactly(name):
     task = make_task(name, depth=4, width=20, n_samples=400)
-    trainer = PopulationTrainer(task.spec, task.data, TrainSettings(loss=task.loss))
-    m = trainer.run(task.init, [task.mask], 0, 0, test=True).metrics[0]
-    assert m["test_accuracy"] == pytest.approx(1.0, abs=1e-6)  # accuracy or R^2
+    trainer = scorer(task, "cpu")
+
+    def untrained(mask):
+        bits = flatten(trainer.layout, mask).unsqueeze(0)
+        return trainer.run(EvalTask(masks=bits, init=task.init, epochs=0, test=True)).row(0)
+
+    assert untrained(task.mask)["test_accuracy"] == pytest.approx(1.0, abs=1e-6)  # acc or R^2
     dense = {k: torch.ones_like(v) for k, v in task.mask.items()}
-    d = trainer.run(task.init, [dense], 0, 0, test=True).metrics[0]
-    assert d["test_accuracy"] < 0.9  # the rest of the wide network hides the ticket
+    assert untrained(dense)["test_accuracy"] < 0.9  # the rest of the network hides the ticket
     assert 0.9 < task.planted_sparsity < 1.0
 
 

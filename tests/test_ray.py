@@ -12,11 +12,9 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from neuroprune.backends.ray_actors import RayEvaluator, shard_bounds  # noqa: E402
 from neuroprune.config import load_config  # noqa: E402
-from neuroprune.engine import EvalTask, PopulationTrainer, TrainSettings, init_state  # noqa: E402
-from neuroprune.masks import bits_to_mask, make_layout, random_bits  # noqa: E402
-from neuroprune.models import ModelSpec, build_model, prunable_names  # noqa: E402
+from neuroprune.engine import EvalTask, StackedTrainer, TrainSettings, init_state  # noqa: E402
 
-from helpers import REPO, mask_search, run_without  # noqa: E402
+from helpers import REPO, mask_search, population, run_without  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +28,8 @@ def cluster():
 
 
 def _population(data, n=6):
-    spec = ModelSpec.zoo("mlp", data.input_shape, data.num_classes, widths=(32,))
-    model = build_model(spec)
-    shapes = {k: tuple(v.shape) for k, v in model.named_parameters()}
-    layout = make_layout({k: shapes[k] for k in prunable_names(model)}, 0.8, "erk")
-    g = torch.Generator().manual_seed(0)
-    masks = [bits_to_mask(layout, random_bits(layout, g)) for _ in range(n)]
-    return spec, masks, init_state(spec, 0)
+    spec, layout, bits = population(data, widths=(32,), n=n)
+    return spec, layout, bits, init_state(spec, 0)
 
 
 def test_shards_are_contiguous_and_cover_everything():
@@ -45,35 +38,37 @@ def test_shards_are_contiguous_and_cover_everything():
 
 
 def test_shards_land_on_both_nodes_and_equal_the_local_backend(cluster, digits):
-    spec, masks, init = _population(digits)
+    spec, layout, bits, init = _population(digits)
     settings = TrainSettings(lr=0.05)
-    local = PopulationTrainer(spec, digits, settings).run(init, masks, 2, 3)
-    with RayEvaluator(spec, digits, settings) as ev:
+    task = EvalTask(masks=bits, init=init, epochs=2, data_seed=3)
+    local = StackedTrainer(spec, digits, settings, layout).run(task)
+    with RayEvaluator(spec, digits, settings, layout) as ev:
         assert len(ev.actors) == 2  # one per (logical) GPU
         nodes = {p["node"] for p in ev.placement()}
         assert len(nodes) == 2
-        res = ev.evaluate(EvalTask(masks=masks, init=init, epochs=2, data_seed=3))
-    assert len(res.metrics) == len(masks)
-    for a, b in zip(res.metrics, local.metrics):
-        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+        res = ev.evaluate(task)
+    assert len(res) == len(bits)
+    torch.testing.assert_close(res.metrics["val_loss"], local.metrics["val_loss"], rtol=1e-5,
+                               atol=1e-7)
 
 
 def test_actor_killed_mid_generation_is_replaced_without_loss(cluster, digits):
-    spec, masks, init = _population(digits, n=8)
+    spec, layout, bits, init = _population(digits, n=8)
     settings = TrainSettings(lr=0.05)
-    epochs = 25  # seconds of work, so that the kill lands mid-generation
-    local = PopulationTrainer(spec, digits, settings).run(init, masks, epochs, 1)
-    with RayEvaluator(spec, digits, settings) as ev:
+    epochs = 80  # seconds of work, so that the kill lands mid-generation
+    task = EvalTask(masks=bits, init=init, epochs=epochs, data_seed=1)
+    local = StackedTrainer(spec, digits, settings, layout).run(task)
+    with RayEvaluator(spec, digits, settings, layout) as ev:
         ev.placement()  # actors up
         victim = ev.actors[0]
-        timer = threading.Timer(0.5, lambda: ray.kill(victim, no_restart=True))
+        timer = threading.Timer(0.3, lambda: ray.kill(victim, no_restart=True))
         timer.start()
-        res = ev.evaluate(EvalTask(masks=masks, init=init, epochs=epochs, data_seed=1))
+        res = ev.evaluate(task)
         timer.join()
         assert victim not in ev.actors
-    assert len(res.metrics) == 8
-    for a, b in zip(res.metrics, local.metrics):
-        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+    assert len(res) == 8
+    torch.testing.assert_close(res.metrics["val_loss"], local.metrics["val_loss"], rtol=1e-5,
+                               atol=1e-7)
 
 
 def test_search_on_ray_backend_gives_the_local_results(cluster, tmp_path):

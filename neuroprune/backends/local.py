@@ -1,31 +1,34 @@
-"""Local backends: the vectorised population engine, and the one-by-one reference."""
+"""Local backends: the configured trainer on one device, and the one-network-at-a-time
+reference."""
 
 from __future__ import annotations
 
-from ..engine import EvalTask, Evaluator, PopulationResult, PopulationTrainer, ReferenceTrainer
-from ..engine.evaluator import run_task
+from ..engine import EvalTask, Evaluator, PerNetworkTrainer, PopulationResult, make_trainer
 
 
 class LocalEvaluator(Evaluator):
-    """The whole population on one device, trained as stacked tensors."""
+    """The whole population on one device, with the trainer ``engine.trainer`` picks."""
 
     name = "local"
 
-    def __init__(self, spec, data, settings, device="cpu", chunk_size=None):
-        self.trainer = PopulationTrainer(spec, data, settings, device=device,
-                                         chunk_size=chunk_size)
+    def __init__(self, spec, data, settings, layout=None, device="cpu", engine=None,
+                 augment=()):
+        self.trainer = make_trainer(spec, data, settings, layout, device, engine, augment)
         self.device = str(self.trainer.device)
 
     def evaluate(self, task: EvalTask) -> PopulationResult:
-        return run_task(self.trainer, task)
+        return self.trainer.run(task)
+
+    def describe(self) -> str:
+        return self.trainer.describe()
 
 
 class SequentialEvaluator(LocalEvaluator):
-    """Reference backend: one plain ``nn.Module`` after another (slow; for checking).
-    ``chunk_size`` does not apply: every network trains alone."""
+    """Reference backend: one network after another, each through its own ``nn.Module``."""
 
     name = "sequential"
 
-    def __init__(self, spec, data, settings, device="cpu", chunk_size=None):
-        self.trainer = ReferenceTrainer(spec, data, settings, device=device)
+    def __init__(self, spec, data, settings, layout=None, device="cpu", engine=None,
+                 augment=()):
+        self.trainer = PerNetworkTrainer(spec, data, settings, layout, device, engine, augment)
         self.device = str(self.trainer.device)

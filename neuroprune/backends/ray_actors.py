@@ -17,7 +17,6 @@ from typing import Any
 import torch
 
 from ..engine import EvalTask, Evaluator, PopulationResult
-from ..engine.evaluator import run_task
 from ..errors import MissingDependencyError, UserError
 
 log = logging.getLogger(__name__)
@@ -56,21 +55,20 @@ class shared_ray:
 
 
 class ShardWorker:
-    """Body of the Ray actor: a PopulationTrainer with the data on this actor's device."""
+    """Body of the Ray actor: the configured trainer with the data on this actor's device."""
 
-    def __init__(self, spec, data, settings, chunk_size, threads: int):
+    def __init__(self, spec, data, settings, layout, engine, augment, threads: int):
         import ray
 
-        from ..engine import PopulationTrainer
+        from ..engine import make_trainer
 
         torch.set_num_threads(max(1, threads))
         gpus = ray.get_gpu_ids()
         device = "cuda" if gpus and torch.cuda.is_available() else "cpu"
-        self.trainer = PopulationTrainer(spec, data, settings, device=device,
-                                         chunk_size=chunk_size)
+        self.trainer = make_trainer(spec, data, settings, layout, device, engine, augment)
 
     def evaluate(self, task: EvalTask) -> PopulationResult:
-        return run_task(self.trainer, task)
+        return self.trainer.run(task)
 
     def where(self) -> dict[str, Any]:
         import ray
@@ -89,8 +87,8 @@ class RayEvaluator(Evaluator):
 
     name = "ray"
 
-    def __init__(self, spec, data, settings, device="cpu", chunk_size=None, address=None,
-                 num_workers=None, cpus_per_worker=1, gpus_per_worker=None,
+    def __init__(self, spec, data, settings, layout=None, device="cpu", engine=None, augment=(),
+                 address=None, num_workers=None, cpus_per_worker=1, gpus_per_worker=None,
                  max_shard_retries=3):
         ray = import_ray()
         self._ray = ray
@@ -112,8 +110,8 @@ class RayEvaluator(Evaluator):
                 max(1, int(res.get("CPU", 1)) // max(1, cpus_per_worker))
         self._options = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker,
                          "max_restarts": 0}
-        self._args = (ray.put(spec), ray.put(data), ray.put(settings), chunk_size,
-                      int(cpus_per_worker))
+        self._args = (ray.put(spec), ray.put(data), ray.put(settings), layout, engine,
+                      tuple(augment), int(cpus_per_worker))
         self._remote = ray.remote(ShardWorker)
         self.actors = [self._new_actor() for _ in range(max(1, num_workers))]
         self.max_shard_retries = max_shard_retries
@@ -130,7 +128,8 @@ class RayEvaluator(Evaluator):
         ray = self._ray
         bounds = shard_bounds(len(task), len(self.actors))
         if not bounds or len(task) == 0:
-            return PopulationResult(metrics=[])
+            return PopulationResult(metrics={})
+        task = task.to("cpu")  # shipped to the actors; each moves its shard to its device
         pending = {i: (self.actors[i], self.actors[i].evaluate.remote(task.slice(a, b)), 0)
                    for i, (a, b) in enumerate(bounds)}
         done: dict[int, PopulationResult] = {}
@@ -156,7 +155,7 @@ class RayEvaluator(Evaluator):
                 a, b = bounds[i]
                 target = spare[0]
                 pending[i] = (target, target.evaluate.remote(task.slice(a, b)), tries + 1)
-        return merge([done[i] for i in range(len(bounds))])
+        return PopulationResult.concat([done[i] for i in range(len(bounds))])
 
     def close(self) -> None:
         for a in self.actors:
@@ -167,18 +166,3 @@ class RayEvaluator(Evaluator):
         self.actors = []
         if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
-
-
-def merge(parts: list[PopulationResult]) -> PopulationResult:
-    out = PopulationResult(metrics=[])
-    for name in ("weights", "grads", "masks"):
-        if any(getattr(p, name) is not None for p in parts):
-            setattr(out, name, [])
-    for p in parts:
-        out.metrics += p.metrics
-        for name in ("weights", "grads", "masks"):
-            if getattr(out, name) is not None:
-                getattr(out, name).extend(getattr(p, name) or [])
-        for key, value in p.extra.items():
-            out.extra.setdefault(key, []).extend(value)
-    return out

@@ -28,11 +28,13 @@ class DataSplits:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
 
-    def to(self, device: torch.device | str) -> "DataSplits":
-        moved = {
-            k: getattr(self, k).to(device)
-            for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
-        }
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "DataSplits":
+        """The splits on ``device``; inputs (not labels) in ``dtype`` when given."""
+        moved = {k: getattr(self, k).to(device) for k in ("train_y", "val_y", "test_y")}
+        for k in ("train_x", "val_x", "test_x"):
+            v = getattr(self, k)
+            moved[k] = v.to(device, dtype) if dtype is not None and v.is_floating_point() \
+                else v.to(device)
         return DataSplits(name=self.name, num_classes=self.num_classes, **moved)
 
     def sizes(self) -> dict[str, int]:

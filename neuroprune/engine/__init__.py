@@ -1,9 +1,13 @@
-"""Layer 4: the population engine and the evaluator interface every backend implements."""
+"""Layer 4: the population engine: trainers, training hooks, precision, the evaluator
+interface every backend implements."""
 
-from .evaluator import EvalTask, Evaluator
-from .population import PopulationResult, PopulationTrainer, State, init_state
-from .reference import ReferenceTrainer
-from .settings import TrainSettings, batch_order
+from .evaluator import Evaluator
+from .hooks import GradientStatistics, LearningCurve, TrainingHook, TrainState
+from .settings import EngineConfig, TrainSettings, batch_order
+from .task import EvalTask, PopulationResult, StackedState, State
+from .trainers import PerNetworkTrainer, StackedTrainer, Trainer, init_state, make_trainer
 
-__all__ = ["EvalTask", "Evaluator", "PopulationResult", "PopulationTrainer", "ReferenceTrainer",
-           "State", "TrainSettings", "batch_order", "init_state"]
+__all__ = ["EngineConfig", "EvalTask", "Evaluator", "GradientStatistics", "LearningCurve",
+           "PerNetworkTrainer", "PopulationResult", "StackedState", "StackedTrainer", "State",
+           "TrainSettings", "TrainState", "Trainer", "TrainingHook", "batch_order", "init_state",
+           "make_trainer"]

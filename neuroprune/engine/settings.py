@@ -110,9 +110,10 @@ class EngineConfig(Section):
         "one network at a time (networks too large to stack); auto picks by a memory estimate")
     chunk_size: int | None = Field(None, ge=1, description="networks trained in one batch "
                                    "(default: 16 on CPU, as many as fit on a GPU)")
-    precision: Literal["fp32", "tf32", "bf16"] = Field(
+    precision: Literal["fp32", "tf32", "bf16", "fp64"] = Field(
         "fp32", description="CUDA: tf32 matrix products, or bf16 autocast (weights stay fp32); "
-        "the CPU always computes in fp32")
+        "fp64: double precision everywhere (slow; for checking results to the last digit); "
+        "the CPU computes tf32 and bf16 in fp32")
 
     @model_validator(mode="before")
     @classmethod

@@ -1,10 +1,11 @@
 """Layer 3: masks as named boolean tensors, sparsity allocation, apply/remove, file I/O."""
 
 from .allocation import (ALLOCATIONS, Layout, bits_to_mask, check_bits, erk_densities, flatten,
-                         kept_count, make_layout, random_bits, top_bits)
+                         flatten_rows, kept_count, make_layout, random_bits, top_bits,
+                         top_rows, unflatten)
 from .io import apply_mask, load_mask, load_weights, save_mask
 from .mask import Mask
 
 __all__ = ["ALLOCATIONS", "Layout", "Mask", "apply_mask", "bits_to_mask", "check_bits",
-           "erk_densities", "flatten", "kept_count", "load_mask", "load_weights", "make_layout",
-           "random_bits", "save_mask", "top_bits"]
+           "erk_densities", "flatten", "flatten_rows", "kept_count", "load_mask", "load_weights", "make_layout",
+           "random_bits", "save_mask", "top_bits", "top_rows", "unflatten"]

@@ -150,6 +150,20 @@ def top_bits(layout: Layout, scores: torch.Tensor,
     return bits
 
 
+def top_rows(layout: Layout, scores: torch.Tensor,
+             within: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`top_bits` for every row of ``scores`` (``[P, n]``) at once."""
+    scores = scores.double()
+    if within is not None:
+        scores = torch.where(within, scores, torch.tensor(float("-inf"), dtype=scores.dtype,
+                                                          device=scores.device))
+    bits = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    for start, stop, kept in layout.units:
+        idx = torch.topk(scores[:, start:stop], kept, dim=1, sorted=False).indices
+        bits[:, start:stop].scatter_(1, idx, True)
+    return bits
+
+
 def bits_to_mask(layout: Layout, bits: torch.Tensor):
     """Split a flat vector into a :class:`Mask` of named tensors."""
     from .mask import Mask
@@ -157,6 +171,18 @@ def bits_to_mask(layout: Layout, bits: torch.Tensor):
     offs = layout.offsets
     return Mask({n: bits[offs[i]:offs[i + 1]].reshape(layout.shapes[i])
                  for i, n in enumerate(layout.names)})
+
+
+def unflatten(layout: Layout, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``[P, n]`` rows (masks, scores) as ``{name: [P, *shape]}`` views, in layout order."""
+    offs = layout.offsets
+    return {n: rows[:, offs[i]:offs[i + 1]].reshape(len(rows), *layout.shapes[i])
+            for i, n in enumerate(layout.names)}
+
+
+def flatten_rows(layout: Layout, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``{name: [P, *shape]}`` as ``[P, n]`` rows in layout order."""
+    return torch.cat([tensors[n].reshape(len(tensors[n]), -1) for n in layout.names], 1)
 
 
 def flatten(layout: Layout, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:

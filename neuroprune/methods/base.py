@@ -10,7 +10,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from ..data import DataSplits
-from ..engine import Evaluator, PopulationResult, State, TrainSettings
+from ..engine import EvalTask, Evaluator, PopulationResult, State, TrainSettings
 from ..masks import Layout
 from ..models import ModelSpec
 
@@ -37,17 +37,28 @@ class MethodContext:
     resume_state: dict[str, Any] | None = None
     progress: bool = True
     rescale_init: bool = False  # sparsity.rescale_init: for training masks from ``init``
+    device: torch.device = torch.device("cpu")  # where populations of masks live
+
+    def task(self, masks: torch.Tensor | None, epochs: int, **options: Any) -> EvalTask:
+        """An evaluation of ``masks`` (``[P, n]`` rows) trained from ``init`` with the run's
+        data order; ``options`` are further :class:`EvalTask` fields."""
+        options.setdefault("init", self.init)
+        options.setdefault("rescale_init", self.rescale_init)
+        return EvalTask(masks=masks, epochs=epochs, data_seed=self.seed, **options)
 
 
 @dataclass
 class MethodResult:
     """The mask found (flat bits in ``layout`` order) and the weights to train it from.
 
-    A method that trains its own final network (RigL, SET) sets ``trained``.
+    ``from_init`` is False when ``init`` holds trained weights (IMP with a learning-rate
+    restart, retraining after magnitude pruning): they are not rescaled. A method that trains
+    its own final network (RigL, SET) sets ``trained`` (a one-network result).
     """
 
     bits: torch.Tensor
     init: State
+    from_init: bool = True
     trained: PopulationResult | None = None
     info: dict[str, Any] = field(default_factory=dict)
 

@@ -22,9 +22,9 @@ class CTREParams(DSTParams):
 class CTREUpdater(DropGrowUpdater):
     needs_activations = True
 
-    def grow_scores(self, name, param, mask, activations):
+    def grow_scores(self, name, state, activations):
         if activations is None or name not in activations:  # conv layers: explore only
-            return self.random_scores(param)
+            return self.random_scores(name, state)
         a_in, a_out = activations[name]  # [P, B, in], [P, B, out]
         a_in = a_in - a_in.mean(1, keepdim=True)
         a_out = a_out - a_out.mean(1, keepdim=True)
@@ -32,8 +32,9 @@ class CTREUpdater(DropGrowUpdater):
         a_out = a_out / a_out.norm(dim=1, keepdim=True).clamp_min(1e-8)
         sim = torch.bmm(a_out.transpose(1, 2), a_in).abs()  # [P, out, in], like the weight
         # Random exploration: a share of connections get a score above every similarity.
-        lucky = self.random_scores(sim) < self.p.explore
-        return sim + lucky * (2.0 + self.random_scores(sim))
+        noise = self.random_scores(name, state)
+        lucky = noise < self.p.explore
+        return sim + lucky * (2.0 + noise)
 
 
 class CTRE(DynamicSparseMethod):

@@ -58,13 +58,13 @@ def dissipating_gradient_signal(ctx: MethodContext, epochs: int, score: str,
     scores: dict[str, torch.Tensor] = {}
     for e in range(epochs):
         res = train(ctx, bits, weights, 1, collect_grads=True)
-        weights = res.weights[0]
+        weights = res.weights_of(0)
         for k in ctx.layout.names:
-            grads_total[k] = grads_total.get(k, 0) + res.grads[0][k]
+            grads_total[k] = grads_total.get(k, 0) + res.extras["grads"][k][0]
         scores = dg_scores(score, ctx.init, weights, grads_total, ctx.layout.names)
         bits = prune_to(ctx.layout, target * (e + 1) / epochs, scores, bits)
         if commit and ctx.commit is not None:
-            ctx.commit(e, [round_row(e, res.metrics[0], bits)], {"generation": e})
+            ctx.commit(e, [round_row(e, res.row(0), bits)], {"generation": e})
     return bits, weights, scores
 
 
@@ -78,4 +78,5 @@ class DissipatingGradients(Method):
         p = self.params
         bits, weights, _ = dissipating_gradient_signal(ctx, p.epochs, p.score,
                                                        ctx.layout.sparsity)
-        return MethodResult(bits=bits, init=ctx.init if p.rewind else weights)
+        return MethodResult(bits=bits, init=ctx.init if p.rewind else weights,
+                            from_init=p.rewind)

@@ -4,7 +4,8 @@ Every ``update_interval`` steps (until ``stop_fraction`` of training) each layer
 ``f_t`` share of its kept weights with the smallest magnitude and grows as many pruned ones,
 ranked by a method-specific score; ``f_t`` decays from ``drop_fraction`` with a cosine (Evci et
 al. 2020). The kept count of every layer never changes. The three methods differ only in
-:meth:`DropGrowUpdater.grow_scores`.
+:meth:`DropGrowUpdater.grow_scores`. The update is a training hook (after the backward pass,
+where gradients are still dense), applied to every network of a population at once.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from ..engine import EvalTask
-from ..engine.updater import MaskUpdater
-from ..masks import bits_to_mask, flatten, random_bits
+from ..engine import LearningCurve, TrainingHook, TrainState
+from ..evolution.operators import Draws, random_rows
 from .base import Method, MethodContext, MethodParams, MethodResult
+
+GROW_STREAM = 2  # the purpose of the random numbers SET and CTRE draw
 
 
 class DSTParams(MethodParams):
@@ -29,18 +31,30 @@ class DSTParams(MethodParams):
                                  "of training")
 
 
-class DropGrowUpdater(MaskUpdater):
+def reset_pruned_state(opt: torch.optim.Optimizer, params: dict[str, torch.Tensor],
+                       masks: dict[str, torch.Tensor]) -> None:
+    """Zero pruned weights and their optimiser state after a mask change.
+
+    Dropped weights must not come back through momentum; grown ones start from zero with a
+    clean state (as RigL does).
+    """
+    with torch.no_grad():
+        for k, m in masks.items():
+            p = params[k]
+            p.mul_(m)
+            for v in opt.state.get(p, {}).values():
+                if isinstance(v, torch.Tensor) and v.shape == p.shape:
+                    v.mul_(m)
+
+
+class DropGrowUpdater(TrainingHook):
     """Drop the smallest kept weights, grow the best-scoring pruned ones; per layer, per net."""
 
-    def __init__(self, params: DSTParams, seed: int):
-        self.p = params
-        self.seed = seed
-        self.generator: torch.Generator | None = None
-        self.updates = 0
+    needs_activations = False
 
-    def start(self, params, masks) -> None:
-        dev = next(iter(params.values())).device
-        self.generator = torch.Generator(device=dev).manual_seed(self.seed)
+    def __init__(self, params: DSTParams):
+        self.p = params
+        self.updates = 0
 
     def due(self, step: int, total_steps: int) -> bool:
         return step > 0 and step % self.p.update_interval == 0 and \
@@ -50,32 +64,40 @@ class DropGrowUpdater(MaskUpdater):
         end = max(1.0, self.p.stop_fraction * total_steps)
         return self.p.drop_fraction / 2 * (1 + math.cos(math.pi * min(step, end) / end))
 
-    def grow_scores(self, name: str, param: torch.Tensor, mask: torch.Tensor,
+    def grow_scores(self, name: str, state: TrainState,
                     activations: dict[str, Any] | None) -> torch.Tensor:
         """Score ``[P, *shape]`` of every connection; the highest pruned ones are grown."""
         raise NotImplementedError
 
-    def random_scores(self, like: torch.Tensor) -> torch.Tensor:
-        return torch.rand(like.shape, generator=self.generator, device=like.device)
+    def random_scores(self, name: str, state: TrainState) -> torch.Tensor:
+        """Uniforms per network, step and layer (the same for a network alone or not)."""
+        layer = list(state.masks).index(name)
+        return state.uniform(GROW_STREAM * 1000 + layer, tuple(state.masks[name].shape[1:]))
 
-    def update(self, step, total_steps, params, masks, activations) -> None:
-        frac = self.fraction(step, total_steps)
-        for name, m in masks.items():
-            w = params[name]
+    def after_backward(self, state: TrainState) -> None:
+        if not self.due(state.step, state.total_steps):
+            return
+        acts = state.capture(set(state.masks)) if self.needs_activations else None
+        frac = self.fraction(state.step, state.total_steps)
+        for name, m in state.masks.items():
+            w = state.params[name]
             p = m.shape[0]
             flat_m = m.reshape(p, -1)
             kept = int(flat_m[0].sum())
             n = min(round(frac * kept), flat_m.shape[1] - kept)
             if n <= 0:
                 continue
+            on = flat_m.bool()
             inf = torch.tensor(float("inf"), device=w.device)
-            drop_score = torch.where(flat_m.bool(), w.detach().reshape(p, -1).abs(), inf)
+            drop_score = torch.where(on, w.detach().reshape(p, -1).abs(), inf)
             drop_idx = torch.topk(drop_score, n, dim=1, largest=False).indices
-            grow = self.grow_scores(name, w, m, activations).reshape(p, -1).float()
-            grow = torch.where(flat_m.bool(), -inf, grow)
+            grow = self.grow_scores(name, state, acts).reshape(p, -1).float()
+            grow = torch.where(on, -inf, grow)
             grow_idx = torch.topk(grow, n, dim=1).indices
-            flat_m.scatter_(1, drop_idx, 0.0)
-            flat_m.scatter_(1, grow_idx, 1.0)
+            flat_m.scatter_(1, drop_idx, 0)
+            flat_m.scatter_(1, grow_idx, 1)
+        reset_pruned_state(state.optimizer, state.params, state.masks)
+        state.masks_changed = True
         self.updates += 1
 
 
@@ -86,14 +108,11 @@ class DynamicSparseMethod(Method):
     updater_cls: type[DropGrowUpdater] = DropGrowUpdater
 
     def find(self, ctx: MethodContext) -> MethodResult:
-        gen = torch.Generator().manual_seed(ctx.seed + 1)
-        start = random_bits(ctx.layout, gen)
-        updater = self.updater_cls(self.params, ctx.seed)
-        res = ctx.evaluator.evaluate(EvalTask(
-            masks=[bits_to_mask(ctx.layout, start)], init=ctx.init, epochs=ctx.final_epochs,
-            data_seed=ctx.seed, keep_weights=True, test=True, updater=updater, curve=True,
-            rescale_init=ctx.rescale_init))
-        final = flatten(ctx.layout, res.masks[0])
-        changed = int((final & ~start).sum())
+        start = random_rows(ctx.layout, 1, Draws(ctx.seed + 1, ctx.device)).cpu()
+        res = ctx.evaluator.evaluate(ctx.task(
+            start, ctx.final_epochs, keep_weights=True, test=True,
+            hooks=(self.updater_cls(self.params), LearningCurve())))
+        final = res.masks[0] if res.masks is not None else start[0]
+        changed = int((final & ~start[0]).sum())
         return MethodResult(bits=final, init=ctx.init, trained=res,
                             info={"connections_regrown": changed})

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from ..masks import flatten, top_bits
-from ..models import build_model
+from ..masks import top_bits
 from .base import Method, MethodContext, MethodParams, MethodResult
+from .scores import GraspScores
 
 
 class GraSPParams(MethodParams):
@@ -39,29 +39,6 @@ def balanced_batch(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
     return perm[rank < per_class]
 
 
-def grasp_scores(ctx: MethodContext, temperature: float, per_class: int) -> dict:
-    """``-w * Hg`` of every prunable weight at ``ctx.init``."""
-    model = build_model(ctx.spec)
-    model.load_state_dict(ctx.init)
-    model.train()
-    buffers = {k: v.clone() for k, v in model.named_buffers()}
-    params = dict(model.named_parameters())
-    weights = [params[k] for k in ctx.layout.names]
-    idx = balanced_batch(ctx.data.train_y, per_class, ctx.seed)
-    x, y = ctx.data.train_x[idx], ctx.data.train_y[idx]
-
-    def loss() -> torch.Tensor:
-        out = model(x) / temperature
-        return ctx.settings.per_network_loss(out.unsqueeze(0), y)[0]
-
-    g = [t.detach() for t in torch.autograd.grad(loss(), weights)]
-    grads = torch.autograd.grad(loss(), weights, create_graph=True)
-    z = sum((a * b).sum() for a, b in zip(g, grads))
-    hg = torch.autograd.grad(z, weights)
-    model.load_state_dict({**model.state_dict(), **buffers})
-    return {k: -(w.detach() * h) for k, w, h in zip(ctx.layout.names, weights, hg)}
-
-
 class GraSP(Method):
     name = "grasp"
     summary = "keep the weights whose removal would reduce gradient flow most (Hessian-gradient)"
@@ -69,7 +46,8 @@ class GraSP(Method):
     Params = GraSPParams
 
     def find(self, ctx: MethodContext) -> MethodResult:
-        scores = grasp_scores(ctx, self.params.temperature, self.params.samples_per_class)
+        p = self.params
+        res = ctx.evaluator.evaluate(ctx.task(None, 0, size=1, rescale_init=False, hooks=(
+            GraspScores(ctx.layout, p.temperature, p.samples_per_class, ctx.seed),)))
         # the lowest scores are kept: top_bits keeps the highest, so negate
-        keep = top_bits(ctx.layout, -flatten(ctx.layout, scores))
-        return MethodResult(bits=keep, init=ctx.init)
+        return MethodResult(bits=top_bits(ctx.layout, -res.extras["scores"][0]), init=ctx.init)

@@ -44,18 +44,19 @@ class IMP(Method):
         bits = dense_bits(ctx.layout)
         rewind = ctx.init
         if p.rewind_epoch > 0:
-            rewind = train(ctx, bits, ctx.init, p.rewind_epoch).weights[0]
+            rewind = train(ctx, bits, ctx.init, p.rewind_epoch).weights_of(0)
         start = rewind
         for r in range(rounds):
             res = train(ctx, bits, start, epochs)
             sparsity = min(target, 1 - (1 - p.rate) ** (r + 1))
             if r == rounds - 1:
                 sparsity = target
-            trained = res.weights[0]
+            trained = res.weights_of(0)
             bits = prune_to(ctx.layout, sparsity,
                             {k: trained[k].abs() for k in ctx.layout.names}, bits)
             start = rewind if p.retrain == "rewind" else trained
             if ctx.commit is not None:
-                ctx.commit(r, [round_row(r, res.metrics[0], bits)],
+                ctx.commit(r, [round_row(r, res.row(0), bits)],
                            {"generation": r, "method": self.name})
-        return MethodResult(bits=bits, init=start, info={"rounds": rounds})
+        return MethodResult(bits=bits, init=start, info={"rounds": rounds},
+                            from_init=p.retrain == "rewind" and p.rewind_epoch == 0)

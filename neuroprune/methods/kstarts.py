@@ -23,10 +23,11 @@ from deap import tools
 from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
-from ..engine import EvalTask
-from ..evolution.genome import mask_individual
-from ..evolution.operators import cx_kept_sets, mut_guided, mut_swap
-from ..masks import bits_to_mask, flatten, random_bits
+from ..engine import EvalTask, GradientStatistics, TrainingHook, TrainState
+from ..evolution.genome import MaskPopulation
+from ..evolution.operators import Draws, cx_kept_sets, mut_guided, mut_swap, random_rows
+from ..evolution.random_state import DeapRandom
+from ..masks import Layout, flatten_rows
 from ..progress import show_best
 from .base import Method, MethodContext, MethodParams, MethodResult
 
@@ -70,32 +71,56 @@ class KStartsParams(MethodParams):
         return v
 
 
+class MaskSignal(TrainingHook):
+    """Per kept connection, after the fitness training: ``|w|`` (``magnitude``) or how far
+    the weight moved from its (possibly rescaled) start (``movement``, the
+    dissipating-gradient signal). The extra ``signal``: ``[P, n]`` float16 in layout order."""
+
+    def __init__(self, layout: Layout, kind: str):
+        self.layout, self.kind = layout, kind
+        self.start_weights: dict[str, torch.Tensor] = {}
+
+    def start(self, state: TrainState) -> None:
+        if self.kind == "movement":
+            self.start_weights = {k: state.params[k].detach().clone() for k in self.layout.names}
+
+    def finish(self, state: TrainState) -> dict[str, Any]:
+        out = {}
+        for k in self.layout.names:
+            w = state.params[k].detach()
+            value = w.abs() if self.kind == "magnitude" else \
+                (w - self.start_weights[k]).abs() * state.masks[k]
+            out[k] = value
+        return {"signal": flatten_rows(self.layout, out).half().cpu()}
+
+
 class KStarts(Method):
     name = "kstarts"
     summary = "evolve k random sparse masks, picked by magnitude, gradient and/or accuracy"
     citation = "Haroon 2022, arXiv 2209.02201"
     Params = KStartsParams
 
-    def initial_bits(self, ctx: MethodContext, gen: torch.Generator) -> list[torch.Tensor]:
-        """The k starting masks (random; subclasses seed them from other signals)."""
-        return [random_bits(ctx.layout, gen) for _ in range(self.params.population)]
+    def initial_bits(self, ctx: MethodContext, draws: Draws) -> torch.Tensor:
+        """The k starting masks ``[k, n]`` (random; subclasses seed them from other
+        signals)."""
+        return random_rows(ctx.layout, self.params.population, draws)
 
     def find(self, ctx: MethodContext) -> MethodResult:
         p = self.params
-        gen = torch.Generator().manual_seed(ctx.seed + 1)
+        draws = Draws(ctx.seed + 1, ctx.device)
+        rng = DeapRandom(ctx.seed)
         state = ctx.resume_state
         if state is None:
-            random.seed(ctx.seed)
-            pop = [mask_individual(b) for b in self.initial_bits(ctx, gen)]
+            pop = MaskPopulation(self.initial_bits(ctx, draws))
             hof = tools.HallOfFame(max(1, p.elite), similar=operator.eq)
             logbook = tools.Logbook()
             refs: dict[str, float] = {}
             start = 0
         else:
-            pop, hof, logbook, refs = (state["population"], state["hof"], state["logbook"],
-                                       state["refs"])
-            random.setstate(state["random"])
-            gen.set_state(state["torch_generator"])
+            pop = MaskPopulation.from_state(state["population"], ctx.device)
+            hof, logbook, refs = state["hof"], state["logbook"], state["refs"]
+            rng.state = state["random"]
+            draws.restore(state["draws"])
             start = state["generation"] + 1
         stats = tools.Statistics(lambda ind: ind.fitness.values[0])
         stats.register("best", np.max)
@@ -106,99 +131,116 @@ class KStarts(Method):
                    disable=not ctx.progress, initial=start, total=p.generations)
         for g in bar:
             if g > 0:
-                pop = self._breed(pop, hof, ctx, gen)
-            todo = [ind for ind in pop if not ind.fitness.valid]
-            rows = self._evaluate(ctx, todo, g, refs)
-            hof.update(pop)
-            record = stats.compile(pop)
+                pop = self._breed(pop, hof, ctx, draws, rng)
+            todo = pop.invalid()
+            rows = self._evaluate(ctx, pop, todo, g, refs)
+            hof.update(pop.individuals)
+            record = stats.compile(pop.individuals)
             logbook.record(gen=g, evals=len(todo), **record)
             show_best(bar, record["best"], rows)
             if ctx.commit is not None:
                 ctx.commit(g, rows, {
-                    "generation": g, "population": pop, "hof": hof, "logbook": logbook,
-                    "refs": refs, "random": random.getstate(),
-                    "torch_generator": gen.get_state(), "method": self.name,
+                    "generation": g, "population": pop.state(), "hof": hof,
+                    "logbook": logbook, "refs": refs, "random": rng.state,
+                    "draws": draws.state(), "method": self.name,
                 })
         best = hof[0]
-        return MethodResult(bits=best.bits.clone(), init=ctx.init,
+        return MethodResult(bits=best.bits.cpu().clone(), init=ctx.init,
                             info={"best_fitness": float(best.fitness.values[0]),
                                   "logbook": list(logbook)})
 
-    def _breed(self, pop, hof, ctx: MethodContext, gen: torch.Generator):
+    def _breed(self, pop: MaskPopulation, hof, ctx: MethodContext, draws: Draws,
+               rng: DeapRandom) -> MaskPopulation:
+        """Selection (DEAP), then crossover and mutation of the whole offspring at once; the
+        ``elite`` best of all time are carried over unchanged."""
         p = self.params
         n_off = p.population - p.elite
-        if p.selection == "best":
-            chosen = tools.selBest(pop, n_off)
-        else:
-            chosen = tools.selTournament(pop, n_off, tournsize=p.tournament_size)
-        offspring = [self._clone(ind) for ind in chosen]
-        for a, b in zip(offspring[::2], offspring[1::2]):
-            if random.random() < p.crossover_prob:
-                a.bits, b.bits = cx_kept_sets(a.bits, b.bits, ctx.layout, gen)
-                del a.fitness.values, b.fitness.values
-                if a.signal is not None and b.signal is not None:  # children inherit both
-                    a.signal = b.signal = torch.maximum(a.signal, b.signal)
-        for ind in offspring:
-            if random.random() < p.mutation_prob:
-                if p.mutation != "random" and ind.signal is not None:
-                    ind.bits = mut_guided(ind.bits, ctx.layout, p.mutation_rate, ind.signal, gen)
-                else:
-                    ind.bits = mut_swap(ind.bits, ctx.layout, p.mutation_rate, gen)
-                del ind.fitness.values
-        elites = [self._clone(ind) for ind in hof[: p.elite]]
-        return elites + offspring
+        with rng.active():
+            chosen = tools.selBest(pop.individuals, n_off) if p.selection == "best" else \
+                tools.selTournament(pop.individuals, n_off, tournsize=p.tournament_size)
+            cross = [random.random() < p.crossover_prob for _ in range(n_off // 2)]
+            mutate = [random.random() < p.mutation_prob for _ in range(n_off)]
+        index = torch.tensor([ind.row for ind in chosen], device=pop.bits.device)
+        bits = pop.bits[index]
+        signals = None if pop.signals is None else pop.signals[index]
+        fitness = [ind.fitness.values for ind in chosen]
+        pairs = torch.tensor([i for i, c in enumerate(cross) if c], dtype=torch.int64,
+                             device=bits.device)
+        if len(pairs):
+            a, b = 2 * pairs, 2 * pairs + 1
+            bits[a], bits[b] = cx_kept_sets(bits[a], bits[b], ctx.layout, draws)
+            if signals is not None:  # children inherit both parents' signals
+                signals[a] = signals[b] = torch.maximum(signals[a], signals[b])
+            for i in torch.cat([a, b]).tolist():
+                fitness[i] = None
+        rows = torch.tensor([i for i, m in enumerate(mutate) if m], dtype=torch.int64,
+                            device=bits.device)
+        if len(rows):
+            if p.mutation != "random" and signals is not None:
+                bits[rows] = mut_guided(bits[rows], ctx.layout, p.mutation_rate, signals[rows],
+                                        draws)
+            else:
+                bits[rows] = mut_swap(bits[rows], ctx.layout, p.mutation_rate, draws)
+            for i in rows.tolist():
+                fitness[i] = None
+        elites = list(hof[:p.elite])
+        if elites:
+            bits = torch.cat([torch.stack([e.bits.to(bits.device) for e in elites]), bits])
+            if signals is not None:
+                signals = torch.cat([torch.stack([e.signal.to(bits.device) for e in elites]),
+                                     signals])
+            fitness = [e.fitness.values for e in elites] + fitness
+        return MaskPopulation.assemble(bits, signals, fitness)
 
-    @staticmethod
-    def _clone(ind):
-        new = mask_individual(ind.bits.clone())
-        new.signal = getattr(ind, "signal", None)
-        if ind.fitness.valid:
-            new.fitness.values = ind.fitness.values
-        return new
-
-    def _signal(self, ctx: MethodContext, bits: torch.Tensor, trained) -> torch.Tensor:
-        """Per kept connection: |w| after the fitness training, or how far it moved from its
-        (possibly rescaled) start; float16 to keep checkpoints small."""
-        w = flatten(ctx.layout, {k: trained[k] for k in ctx.layout.names})
-        if self.params.mutation == "magnitude":
-            return w.abs().half()
-        start = flatten(ctx.layout, {k: ctx.init[k] for k in ctx.layout.names}).clone()
-        if ctx.rescale_init:  # as the engine does: each layer by its own mask density
-            offs = ctx.layout.offsets
-            for a, b in zip(offs[:-1], offs[1:]):
-                start[a:b] *= float(bits[a:b].float().mean().clamp_min(1e-12)) ** -0.5
-        return ((w - start).abs() * bits).half()
-
-    def _evaluate(self, ctx: MethodContext, todo, generation: int,
-                  refs: dict[str, float]) -> list[dict[str, Any]]:
-        w = self.params.fitness
-        if not todo:
+    def _evaluate(self, ctx: MethodContext, pop: MaskPopulation, todo: torch.Tensor,
+                  generation: int, refs: dict[str, float]) -> list[dict[str, Any]]:
+        """Train the individuals in rows ``todo`` together and set their fitness."""
+        if not len(todo):
             return []
-        task = EvalTask(masks=[bits_to_mask(ctx.layout, ind.bits) for ind in todo],
-                        init=ctx.init, epochs=self.params.search_epochs, data_seed=ctx.seed,
-                        collect_grads=w.gradient > 0, rescale_init=ctx.rescale_init,
-                        keep_weights=self.params.mutation != "random")
-        res = ctx.evaluator.evaluate(task)
-        if res.weights is not None:
-            for ind, trained in zip(todo, res.weights):
-                ind.signal = self._signal(ctx, ind.bits, trained)
+        res = ctx.evaluator.evaluate(self.fitness_task(ctx, pop, todo))
+        return self.collect(pop, todo, res, generation, refs)
+
+    def fitness_task(self, ctx: MethodContext, pop: MaskPopulation,
+                     todo: torch.Tensor) -> EvalTask:
+        """The fitness training of rows ``todo``: one task for all of them."""
+        hooks: list[TrainingHook] = []
+        if self.params.fitness.gradient > 0:
+            hooks.append(GradientStatistics())
+        if self.params.mutation != "random":
+            hooks.append(MaskSignal(ctx.layout, self.params.mutation))
+        return ctx.task(pop.bits[todo.to(pop.bits.device)], self.params.search_epochs,
+                        hooks=hooks)
+
+    def collect(self, pop: MaskPopulation, todo: torch.Tensor, res, generation: int,
+                refs: dict[str, float]) -> list[dict[str, Any]]:
+        """Fitness from the ``[P]`` metrics of ``res`` (weighted accuracy, magnitude and
+        gradient, the last two relative to the first generation's mean), set on the
+        individuals; returns their rows for the ledger."""
+        w, rows = self.params.fitness, todo.to(pop.bits.device)
+        if "signal" in res.extras:
+            if pop.signals is None:
+                pop.signals = torch.zeros(pop.bits.shape, dtype=torch.float16,
+                                          device=pop.bits.device)
+            pop.signals[rows] = res.extras["signal"].to(pop.bits.device)
+        m = res.metrics
         for key in ("magnitude", "gradient"):
-            if key not in refs:
-                vals = [m[key] for m in res.metrics if key in m and np.isfinite(m[key])]
-                if vals:
-                    refs[key] = float(np.mean(vals)) or 1.0
-        rows = []
-        for i, (ind, m) in enumerate(zip(todo, res.metrics)):
-            parts = {"accuracy": m["val_accuracy"],
-                     "magnitude": m["magnitude"] / refs.get("magnitude", 1.0),
-                     "gradient": m.get("gradient", 0.0) / refs.get("gradient", 1.0)}
-            fit = sum(getattr(w, k) * v for k, v in parts.items())
-            if m["diverged"] or not np.isfinite(fit):
-                fit = WORST
-            ind.fitness.values = (fit,)
-            rows.append({"generation": generation, "index": i, "fitness": fit,
-                         "val_accuracy": m["val_accuracy"], "train_loss": m["train_loss"],
-                         "magnitude": m["magnitude"], "gradient": m.get("gradient", ""),
-                         "sparsity": 1.0 - float(ind.bits.float().mean()),
-                         "diverged": int(m["diverged"])})
-        return rows
+            if key not in refs and key in m:
+                vals = m[key][torch.isfinite(m[key])]
+                if len(vals):
+                    refs[key] = float(vals.mean()) or 1.0
+        gradient = m.get("gradient", torch.zeros(len(todo), dtype=torch.float64))
+        fitness = (w.accuracy * m["val_accuracy"] + w.magnitude * m["magnitude"] /
+                   refs.get("magnitude", 1.0) + w.gradient * gradient /
+                   refs.get("gradient", 1.0))
+        fitness = torch.where(m["diverged"].bool() | ~torch.isfinite(fitness),
+                              torch.tensor(WORST, dtype=torch.float64), fitness)
+        pop.set_fitness(todo.tolist(), fitness.tolist())
+        sparsity = (1.0 - pop.bits[rows].float().mean(1)).cpu().tolist()
+        table = {k: v.tolist() for k, v in m.items()}
+        table["fitness"] = fitness.tolist()
+        return [{"generation": generation, "index": i, "fitness": table["fitness"][i],
+                 "val_accuracy": table["val_accuracy"][i], "train_loss": table["train_loss"][i],
+                 "magnitude": table["magnitude"][i],
+                 "gradient": table["gradient"][i] if "gradient" in table else "",
+                 "sparsity": sparsity[i], "diverged": int(table["diverged"][i])}
+                for i in range(len(todo))]

@@ -18,7 +18,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from ..masks import flatten, top_bits
+from ..evolution.operators import Draws
+from ..masks import flatten, top_rows
 from .base import MethodContext
 from .dissipating import _rank, dissipating_gradient_signal
 from .kstarts import KStarts, KStartsParams
@@ -41,15 +42,13 @@ class KStartsDG(KStarts):
     citation = "Haroon 2022, arXiv 2209.02201"
     Params = KStartsDGParams
 
-    def initial_bits(self, ctx: MethodContext, gen: torch.Generator) -> list[torch.Tensor]:
+    def initial_bits(self, ctx: MethodContext, draws: Draws) -> torch.Tensor:
         p = self.params
         _, _, scores = dissipating_gradient_signal(ctx, p.dg_epochs, p.dg_score, 0.0,
                                                    commit=False)
         # ranks make the temperature mean the same thing for every score and layer
-        logits = flatten(ctx.layout, {k: _rank(v) for k, v in scores.items()}) * 10.0
-        out = []
-        for _ in range(p.population):
-            u = torch.rand(logits.shape, generator=gen, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
-            gumbel = -torch.log(-torch.log(u))
-            out.append(top_bits(ctx.layout, logits + p.temperature * 10.0 * gumbel))
-        return out
+        logits = flatten(ctx.layout, {k: _rank(v) for k, v in scores.items()}).to(
+            draws.device) * 10.0
+        u = draws.uniform(p.population, (len(logits),)).double().clamp(1e-12, 1 - 1e-12)
+        gumbel = -torch.log(-torch.log(u))  # Gumbel top-k: one draw per mask
+        return top_rows(ctx.layout, logits + p.temperature * 10.0 * gumbel)

@@ -27,10 +27,10 @@ class MagnitudeRetrain(Method):
     def find(self, ctx: MethodContext) -> MethodResult:
         dense = dense_bits(ctx.layout)
         res = train(ctx, dense, ctx.init, self.params.dense_epochs or ctx.final_epochs)
-        trained = res.weights[0]
+        trained = res.weights_of(0)
         bits = prune_to(ctx.layout, ctx.layout.sparsity,
                         {k: trained[k].abs() for k in ctx.layout.names}, dense)
         if ctx.commit is not None:
-            ctx.commit(0, [round_row(0, res.metrics[0], dense)],
+            ctx.commit(0, [round_row(0, res.row(0), dense)],
                        {"generation": 0, "method": self.name})
-        return MethodResult(bits=bits, init=trained)
+        return MethodResult(bits=bits, init=trained, from_init=False)

@@ -10,8 +10,8 @@ from .dst import DropGrowUpdater, DynamicSparseMethod
 
 
 class RigLUpdater(DropGrowUpdater):
-    def grow_scores(self, name, param, mask, activations):
-        return param.grad.abs()
+    def grow_scores(self, name, state, activations):
+        return state.params[name].grad.abs()
 
 
 class RigL(DynamicSparseMethod):

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from ..engine import EvalTask, State
-from ..masks import Layout, bits_to_mask, flatten, top_bits
+from ..engine import GradientStatistics, PopulationResult, State
+from ..masks import Layout, flatten, top_bits
 from .base import MethodContext
 
 
@@ -29,11 +29,12 @@ def prune_to(layout: Layout, sparsity: float, scores: dict[str, torch.Tensor],
 
 
 def train(ctx: MethodContext, bits: torch.Tensor, init: State, epochs: int,
-          collect_grads: bool = False):
-    """Train one network (``bits`` on ``init``) for ``epochs``; returns the PopulationResult."""
-    return ctx.evaluator.evaluate(EvalTask(
-        masks=[bits_to_mask(ctx.layout, bits)], init=init, epochs=epochs, data_seed=ctx.seed,
-        keep_weights=True, collect_grads=collect_grads))
+          collect_grads: bool = False) -> PopulationResult:
+    """Train one network (``bits`` on ``init``, not rescaled) for ``epochs``, keeping its
+    weights (and its accumulated gradients, as the extra ``grads``)."""
+    hooks = (GradientStatistics(keep=True),) if collect_grads else ()
+    return ctx.evaluator.evaluate(ctx.task(bits.unsqueeze(0), epochs, init=init,
+                                           keep_weights=True, hooks=hooks, rescale_init=False))
 
 
 def round_row(generation: int, metrics: dict, bits: torch.Tensor) -> dict:

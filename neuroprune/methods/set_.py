@@ -10,8 +10,8 @@ from .dst import DropGrowUpdater, DynamicSparseMethod
 
 
 class SETUpdater(DropGrowUpdater):
-    def grow_scores(self, name, param, mask, activations):
-        return self.random_scores(param)
+    def grow_scores(self, name, state, activations):
+        return self.random_scores(name, state)
 
 
 class SET(DynamicSparseMethod):

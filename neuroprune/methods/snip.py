@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from ..masks import flatten, top_bits
-from ..models import build_model
+from ..masks import flatten, top_bits, unflatten
 from .base import Method, MethodContext, MethodParams, MethodResult
+from .scores import SnipScores
 
 
 class SnipParams(MethodParams):
@@ -19,21 +19,11 @@ class SnipParams(MethodParams):
 
 
 def connection_sensitivity(ctx: MethodContext, batches: int) -> dict[str, torch.Tensor]:
-    """|dL/dw * w| of every prunable weight at ``ctx.init``, summed over ``batches``."""
-    model = build_model(ctx.spec)
-    model.load_state_dict(ctx.init)
-    params = dict(model.named_parameters())
-    g = torch.Generator().manual_seed(ctx.seed)
-    perm = torch.randperm(len(ctx.data.train_y), generator=g)
-    bs = ctx.settings.batch_size
-    model.zero_grad()
-    for b in range(batches):
-        idx = perm[b * bs:(b + 1) * bs]
-        if len(idx) == 0:
-            break
-        ctx.settings.per_network_loss(model(ctx.data.train_x[idx]).unsqueeze(0),
-                                      ctx.data.train_y[idx])[0].backward()
-    return {k: (params[k].grad * params[k]).abs().detach() for k in ctx.layout.names}
+    """|dL/dw * w| of every prunable weight at ``ctx.init``, summed over ``batches``,
+    computed on the evaluator's device."""
+    res = ctx.evaluator.evaluate(ctx.task(None, 0, size=1, rescale_init=False,
+                                          hooks=(SnipScores(ctx.layout, batches),)))
+    return {k: v[0] for k, v in unflatten(ctx.layout, res.extras["scores"]).items()}
 
 
 class Snip(Method):

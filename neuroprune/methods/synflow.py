@@ -10,13 +10,10 @@ density is lowered exponentially over ``iterations`` rounds. Double precision ke
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field
 
-from ..masks import bits_to_mask, flatten, top_bits
-from ..models import build_model
 from .base import Method, MethodContext, MethodParams, MethodResult
-from .schedule import dense_bits
+from .scores import SynFlowPruning
 
 
 class SynFlowParams(MethodParams):
@@ -30,23 +27,6 @@ class SynFlow(Method):
     Params = SynFlowParams
 
     def find(self, ctx: MethodContext) -> MethodResult:
-        model = build_model(ctx.spec).double()
-        model.load_state_dict({k: v.double().abs() for k, v in ctx.init.items()})
-        params = dict(model.named_parameters())
-        orig = {k: params[k].detach().clone() for k in ctx.layout.names}
-        ones = torch.ones(1, *ctx.spec.input_shape, dtype=torch.float64)
-        bits = dense_bits(ctx.layout)
-        density = 1.0 - ctx.layout.sparsity
-        n = self.params.iterations
-        for i in range(1, n + 1):
-            mask = bits_to_mask(ctx.layout, bits)
-            with torch.no_grad():
-                for k in ctx.layout.names:
-                    params[k].copy_(orig[k] * mask[k])
-            model.zero_grad()
-            model(ones).sum().backward()
-            scores = {k: (params[k].grad * params[k]).abs().detach() for k in ctx.layout.names}
-            sparsity = 1.0 - density ** (i / n)
-            layout = ctx.layout.at(sparsity if i < n else ctx.layout.sparsity)
-            bits = top_bits(layout, flatten(ctx.layout, scores), within=bits)
-        return MethodResult(bits=bits, init=ctx.init)
+        res = ctx.evaluator.evaluate(ctx.task(None, 0, size=1, rescale_init=False, hooks=(
+            SynFlowPruning(ctx.layout, self.params.iterations),)))
+        return MethodResult(bits=res.extras["bits"][0], init=ctx.init)

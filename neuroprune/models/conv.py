@@ -18,30 +18,32 @@ STAGES = {"conv2": (64,), "conv4": (64, 128), "conv6": (64, 128, 256)}
 
 
 def conv_net(name: str, input_shape: tuple[int, ...], num_classes: int, *,
-             widths: Widths = (256, 256), activation: str = "relu",
+             widths: Widths = (256, 256), width: float = 1.0, activation: str = "relu",
              batch_norm: bool = False, dropout: float = 0.0,
              init: str = "xavier_normal") -> nn.Module:
-    """Conv-2/4/6 (``name``) for ``input_shape`` images."""
+    """Conv-2/4/6 (``name``) for ``input_shape`` images; ``width`` scales the convolutions'
+    filter counts (0.25 for quick experiments)."""
     c, h, w = image_shape(input_shape, name)
     stages = STAGES[name]
     need_size(name, (h, w), 2 ** len(stages))
     layers: list[nn.Module] = []
-    for width in stages:
+    for filters in stages:
+        filters = max(1, round(filters * width))
         for _ in range(2):
-            layers.append(nn.Conv2d(c, width, 3, padding=1, bias=not batch_norm))
+            layers.append(nn.Conv2d(c, filters, 3, padding=1, bias=not batch_norm))
             if batch_norm:
-                layers.append(nn.BatchNorm2d(width))
+                layers.append(nn.BatchNorm2d(filters))
             layers.append(make_activation(activation))
-            c = width
+            c = filters
         layers.append(nn.MaxPool2d(2))
         h, w = h // 2, w // 2
     layers.append(nn.Flatten())
     fan_in = c * h * w
-    for width in widths:
-        layers += [nn.Linear(fan_in, int(width)), make_activation(activation)]
+    for units in widths:
+        layers += [nn.Linear(fan_in, int(units)), make_activation(activation)]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
-        fan_in = int(width)
+        fan_in = int(units)
     layers.append(nn.Linear(fan_in, num_classes))
     return initialise(nn.Sequential(*layers), init)
 

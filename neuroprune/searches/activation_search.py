@@ -110,9 +110,10 @@ class ActivationSearch:
         out = [{"val_accuracy": WORST, "diverged": 1.0} for _ in combos]
         if good:
             res = self.evaluator.evaluate(EvalTask(
-                masks=[{}] * len(good), init=self.init, epochs=epochs or self.a.search_epochs,
-                data_seed=self.cfg.seed, activations=[combos[i] for i in good], test=test))
-            for i, m in zip(good, res.metrics):
+                masks=None, size=len(good), init=self.init,
+                epochs=epochs or self.a.search_epochs, data_seed=self.cfg.seed,
+                activations=[combos[i] for i in good], test=test))
+            for i, m in zip(good, res.rows()):
                 out[i] = m if not m["diverged"] else {**m, "val_accuracy": WORST}
         return out
 

@@ -14,7 +14,7 @@ import torch
 
 from .. import __version__
 from ..config import to_dict
-from ..engine import EvalTask
+from ..engine import EvalTask, LearningCurve
 from ..masks import bits_to_mask, check_bits, save_mask
 from ..methods import METHODS, MethodContext
 from ..rundir import RunDir
@@ -68,11 +68,13 @@ class MaskSearch:
                 progress: bool = False) -> MethodContext:
         """What the method sees: spec, data, layout, settings, evaluator, initial weights."""
         b = self.bench
+        device = evaluator.device if evaluator.device in ("cpu", "cuda") else "cpu"
         return MethodContext(spec=b.spec, data=b.data, layout=b.layout, settings=b.settings,
                              evaluator=evaluator, init=b.init_state(), seed=b.seed,
                              final_epochs=self.cfg.training.epochs, commit=commit,
                              resume_state=resume_state, progress=progress,
-                             rescale_init=self.cfg.sparsity.rescale_init)
+                             rescale_init=self.cfg.sparsity.rescale_init,
+                             device=torch.device(device))
 
     def run(self, run_dir: str | Path, *, progress: bool = True, resume: bool = False,
             log=print, on_generation=None, tracking: Tracking | None = None) -> dict[str, Any]:
@@ -124,15 +126,15 @@ class MaskSearch:
             check_bits(self.layout, found.bits)
             mask = bits_to_mask(self.layout, found.bits)
             trained = found.trained
-            if trained is None:
-                from_init = found.init is ctx.init  # not when retraining trained weights
+            if trained is None:  # trained weights (not the init) are never rescaled
                 trained = evaluator.evaluate(EvalTask(
-                    masks=[mask], init=found.init, epochs=cfg.training.epochs,
-                    data_seed=cfg.seed, keep_weights=True, test=True, curve=True,
-                    rescale_init=cfg.sparsity.rescale_init and from_init))
-        final = trained.metrics[0]
-        if trained.extra.get("curve"):
-            rd.write_curve(trained.extra["curve"][0])
+                    masks=found.bits.unsqueeze(0), init=found.init,
+                    epochs=cfg.training.epochs, data_seed=cfg.seed, keep_weights=True,
+                    test=True, hooks=(LearningCurve(),),
+                    rescale_init=cfg.sparsity.rescale_init and found.from_init))
+        final = trained.row(0)
+        if trained.extras.get("curve"):
+            rd.write_curve(trained.extras["curve"][0])
         rd.commit_generation("final", [{"generation": "final", "index": 0,
                                         "val_accuracy": final["val_accuracy"],
                                         "test_accuracy": final["test_accuracy"],
@@ -165,7 +167,7 @@ class MaskSearch:
                     "val_accuracy": final["val_accuracy"],
                     "layer_sparsity": summary["layer_sparsity"],
                     "neuroprune_version": __version__}
-        weights = trained.weights[0] if trained.weights else None
+        weights = trained.weights_of(0) if trained.weights is not None else None
         save_mask(rd.path / "best_mask.safetensors", mask, metadata, weights=weights)
         rd.write_summary(summary)
         return summary

@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_write, atomic_write_csv, atomic_write_text
 from ..config import MethodConfig, to_dict
-from ..engine import PopulationTrainer, TrainSettings
-from ..masks import load_mask
+from ..engine import EvalTask, StackedTrainer, TrainSettings
+from ..masks import flatten, load_mask, make_layout
+from ..models import build_model
 from ..planted import make_task, recovery
 from ..backends.ray_actors import shared_ray
 from ..rundir import RunDir
@@ -54,13 +55,13 @@ def _run_planted(bench: Workbench, out: str | Path, progress: bool) -> dict[str,
     rows = []
     # Untrained quality of a mask on the planted weights: one local trainer per task serves
     # the planted mask (the ceiling) and every cell; no training, so no backend is needed.
-    device = bench.device
-    scorers = {t: PopulationTrainer(task.spec, task.data, TrainSettings(loss=task.loss), device)
-               for t, task in tasks.items()}
+    scorers = {t: scorer(task, bench.device) for t, task in tasks.items()}
 
     def untrained(t: str, mask) -> float:
-        res = scorers[t].run(tasks[t].init, [mask], 0, 0, test=True)
-        return res.metrics[0]["test_accuracy"]
+        trainer = scorers[t]
+        bits = flatten(trainer.layout, mask).unsqueeze(0)
+        res = trainer.run(EvalTask(masks=bits, init=tasks[t].init, epochs=0, test=True))
+        return res.row(0)["test_accuracy"]
 
     oracle = {t: untrained(t, task.mask) for t, task in tasks.items()}
     for t, entry, sparsity, seed in tqdm(plan, desc="planted", unit="cell",
@@ -91,6 +92,13 @@ def _run_planted(bench: Workbench, out: str | Path, progress: bool) -> dict[str,
                "wall_seconds": round(time.time() - t0, 3)}
     rd.write_summary(summary)
     return summary
+
+
+def scorer(task, device: str) -> StackedTrainer:
+    """A trainer that scores masks of ``task``'s network untrained."""
+    params = dict(build_model(task.spec).named_parameters())
+    layout = make_layout({k: tuple(params[k].shape) for k in task.mask}, 0.0, "global")
+    return StackedTrainer(task.spec, task.data, TrainSettings(loss=task.loss), layout, device)
 
 
 def table(rows: list[dict[str, Any]], oracle: dict[str, float] | None = None) -> str:

@@ -7,8 +7,10 @@ resumable in its storage (the dashboard reads it live), Optuna's pruner acts on 
 generation reports, and Ray Tune provides placement (CPUs, fractional GPUs per trial), the
 concurrency limit, retries of failed trials and experiment restore.
 
-The storage must be reachable from every node: a journal file on a shared file system or a
-PostgreSQL URL (SQLite is refused: several writers).
+The storage must be reachable from every node: a PostgreSQL, MySQL or Redis URL, or a journal
+file on a shared file system (SQLite is refused: several writers). An Optuna trial whose
+Ray worker died is failed and re-run by a later trial once it is stale
+(``tune.recover_stale_trials``: at once on the same node, after ``tune.stale_after`` elsewhere).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.ray_actors import import_ray
-from ..errors import UserError
 from .storage import open_storage
 from .tune import Tuner, recover_stale_trials
 
@@ -86,11 +87,8 @@ class RayTuner(Tuner):
         ray = import_ray()
         from ray import tune
 
-        if self.storage_url.startswith("sqlite:"):
-            raise UserError("SQLite storage cannot take several writers; use the journal file "
-                            "(the default) on a shared file system, or PostgreSQL")
+        storage = open_storage(self.storage_url, writers=2)  # refuses SQLite; before writing
         self.out.mkdir(parents=True, exist_ok=True)
-        storage = open_storage(self.storage_url, writers=2)
         study = self._study(storage)  # create it once, here
         recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
         rc = self.cfg.ray

@@ -2,13 +2,25 @@
 
 Each trial is an ordinary search in ``<out>/trials/trial_NNNN`` with sampled config values.
 It reports its best validation accuracy per generation (so Optuna's pruner can stop it), and
-records its run directory, summary and best mask (as an Optuna artifact) for the dashboard.
+records its run directory, summary, best mask (as an Optuna artifact) and a markdown note
+for the dashboard.
 
-Trials are not exactly-once: a killed process leaves its trial RUNNING. Every trial therefore
-carries a heartbeat (user attributes ``heartbeat``, ``host``, ``pid``, refreshed from a
-background thread); at the start of every ``tune`` call, RUNNING trials whose process is gone
-(same host) or whose heartbeat is older than ``tune.stale_after`` are failed and, up to
-``tune.retry_failed`` times, enqueued again with the same parameters.
+Stale trials. Trials are not exactly-once: a killed process leaves its trial RUNNING. One
+mechanism handles that, the same for every storage: every trial carries a heartbeat (user
+attributes ``heartbeat``, ``host``, ``pid``, refreshed from a background thread), and before
+its first trial and after each trial every ``tune`` process fails the RUNNING trials whose
+process is gone (same host: at once) or whose heartbeat is older than ``tune.stale_after``
+(any host), with the public ``study.tell(number, state=FAIL)``, and enqueues each again with
+the same parameters, up to ``tune.retry_failed`` times.
+
+Why not Optuna's own heartbeat (``RDBStorage(heartbeat_interval=..., grace_period=...)`` with
+``RetryFailedTrialCallback``): in Optuna 5 only ``RDBStorage`` implements it. The journal
+storages (the default file, Redis) have none, so ours would be needed beside it, and two
+mechanisms racing on one trial is how a trial gets re-run twice. Ours also fails a trial of
+a dead process on the same host at once instead of after a grace period. ``study.tell`` to
+FAIL is atomic in every storage (a row lock in PostgreSQL and MySQL; the journal rejects a
+second finish of one trial), so when several processes find the same stale trial, exactly
+one wins, and only the winner enqueues the re-run.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from ..config import RunConfig, load_config, to_dict
 from ..errors import ConfigError, UserError
 from ..progress import logs_above_bars
 from .dashboard import show_trial
-from .storage import artifact_store, open_storage
+from .storage import artifact_store, open_storage, redacted
 
 
 def set_value(tree: dict, dotted: str, value: Any) -> None:
@@ -58,25 +70,46 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def is_stale(trial, now: float, stale_after: float, host: str) -> bool:
+    """A RUNNING trial whose process is gone (same host) or whose heartbeat is too old."""
+    attrs = trial.user_attrs
+    if attrs.get("host") == host and attrs.get("pid") and not _pid_alive(attrs["pid"]):
+        return True
+    beat = attrs.get("heartbeat")
+    if beat is None and trial.datetime_start is not None:
+        beat = trial.datetime_start.timestamp()
+    return beat is None or now - beat > stale_after
+
+
+def fail_trial(study, number: int) -> bool:
+    """Tell trial ``number`` FAIL; False if another process finished it first."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    try:
+        study.tell(number, state=TrialState.FAIL)
+    except (UpdateFinishedTrialError, ValueError):  # finished meanwhile, by it or a rival
+        return False
+    return True
+
+
 def recover_stale_trials(study, stale_after: float, retry: int) -> list[int]:
-    """Fail RUNNING trials of dead processes; re-enqueue them up to ``retry`` times."""
+    """Fail the stale RUNNING trials of ``study``; re-enqueue each up to ``retry`` times.
+
+    Returns the numbers of the trials this call failed (not those a rival failed first).
+    """
     import optuna
     from optuna.trial import TrialState
 
     host, now, failed = socket.gethostname(), time.time(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        attrs = t.user_attrs
-        beat = attrs.get("heartbeat")
-        if beat is None and t.datetime_start is not None:
-            beat = t.datetime_start.timestamp()
-        dead = attrs.get("host") == host and attrs.get("pid") and not _pid_alive(attrs["pid"])
-        if dead or beat is None or now - beat > stale_after:
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            failed.append(t.number)
-            tries = int(attrs.get("retries", 0))
-            if tries < retry:
-                study.enqueue_trial(t.params, user_attrs={"retried_from": t.number,
-                                                          "retries": tries + 1})
+        if not is_stale(t, now, stale_after, host) or not fail_trial(study, t.number):
+            continue
+        failed.append(t.number)
+        tries = int(t.user_attrs.get("retries", 0))
+        if tries < retry:
+            study.enqueue_trial(t.params, user_attrs={"retried_from": t.number,
+                                                      "retries": tries + 1})
     if failed:
         optuna.logging.get_logger("optuna").warning(
             f"failed {len(failed)} stale RUNNING trial(s) {failed} left by a dead process")
@@ -149,10 +182,24 @@ class Tuner:
         from ..workbench import Workbench
         self.bench = Workbench.from_config(cfg)  # data loaded once, shared by every trial
 
-    def _study(self, storage, seed: int | None | str = "config"):
+    def _sampler_seed(self, storage) -> int:
+        """The config seed mixed with this process and the study's size, so that several
+        workers on one study, or a continued study, never draw the same parameters."""
+        import numpy as np
         import optuna
 
-        seed = self.cfg.seed if seed == "config" else seed
+        try:
+            done = len(optuna.load_study(study_name=self.study_name, storage=storage)
+                       .get_trials(deepcopy=False))
+        except KeyError:  # a new study
+            done = 0
+        return int(np.random.SeedSequence([self.cfg.seed, os.getpid(), done]).generate_state(1)[0])
+
+    def _study(self, storage, seed: int | None | str = "config"):
+        """Create or load the study; name its objectives for the dashboard."""
+        import optuna
+
+        seed = self._sampler_seed(storage) if seed == "config" else seed
         sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
                    "random": lambda: optuna.samplers.RandomSampler(seed=seed),
                    "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed)}[self.tune.sampler]()
@@ -160,11 +207,15 @@ class Tuner:
         study = optuna.create_study(storage=storage, study_name=self.study_name,
                                     directions=self.tune.directions, sampler=sampler,
                                     pruner=pruner, load_if_exists=True)
-        if study.metric_names is None:  # the dashboard and reports label the objectives
+        if study.metric_names is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(list(self.tune.objectives))
         return study
+
+    def _recover_after_trial(self, study, trial) -> None:
+        """``study.optimize`` callback: pick up trials of workers that died meanwhile."""
+        recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
 
     def objective(self, trial) -> float | tuple[float, ...]:
         import optuna
@@ -211,8 +262,8 @@ class Tuner:
 
         if not progress:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = open_storage(self.storage_url, writers=self.n_jobs)  # before any write
         self.out.mkdir(parents=True, exist_ok=True)
-        storage = open_storage(self.storage_url, writers=self.n_jobs)
         self.artifacts = artifact_store(self.storage_url, self.out)
         study = self._study(storage)
         recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
@@ -221,7 +272,8 @@ class Tuner:
         # parallel trials none. Optuna's trial lines are written above the bars.
         self.trial_bars = progress and self.n_jobs == 1
         with logs_above_bars():
-            study.optimize(self.objective, n_trials=self.n_trials, n_jobs=self.n_jobs)
+            study.optimize(self.objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
+                           callbacks=[self._recover_after_trial])
         return self.summarise(study)
 
     def summarise(self, study) -> dict[str, Any]:
@@ -229,7 +281,8 @@ class Tuner:
 
         counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,)))
                   for s in TrialState}
-        summary: dict[str, Any] = {"study": study.study_name, "storage": self.storage_url,
+        summary: dict[str, Any] = {"study": study.study_name,
+                                   "storage": redacted(self.storage_url),  # no password
                                    "objectives": self.tune.objectives, "trials": counts}
         if counts["complete"]:
             if len(self.tune.objectives) == 1:

@@ -1,0 +1,131 @@
+"""The in-memory Python API: any method on any model and data, without a config file.
+
+    import neuroprune
+    result = neuroprune.prune(MyNet, data=(X, y), method="kstarts", sparsity=0.95)
+    result.model      # the trained network, its masks attached (torch.nn.utils.prune)
+    result.masks      # {parameter name: bool tensor}
+    result.metrics    # pandas DataFrame: one row per evaluated network
+    result.summary    # test and validation accuracy, sparsity, ...
+
+It builds the same config a YAML file would, runs the same mask search into a run directory
+(``out``, or a new temporary folder), and reads the results back.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from .config import load_config
+from .data import DataSplits
+from .masks import Mask
+
+
+@dataclass
+class PruneResult:
+    """What :func:`prune` found: the trained masked model, its masks, every evaluation, the
+    summary, and the run directory that holds them."""
+
+    model: nn.Module
+    masks: Mask
+    metrics: Any  # pandas.DataFrame
+    summary: dict[str, Any]
+    run_dir: Path
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"PruneResult({s['method']}: test accuracy {s['test_accuracy']:.4f} at sparsity "
+                f"{s['sparsity']:.4f}; run_dir={str(self.run_dir)!r})")
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _model_section(model: Any) -> tuple[dict[str, Any], Callable[..., nn.Module] | None]:
+    """The config's ``model:`` section, or a Python builder for a class or instance."""
+    if isinstance(model, str):
+        return ({"factory": model} if ":" in model and not model.startswith("torchvision:")
+                else {"name": model}), None
+    if isinstance(model, nn.Module):  # its current weights are the initialisation
+        template = copy.deepcopy(model)
+        return {}, lambda: copy.deepcopy(template)
+    if callable(model):
+        return {}, model
+    raise TypeError(f"model must be a model name, 'package.module:function', an nn.Module "
+                    f"class or instance, or a function returning one; got {type(model).__name__}")
+
+
+def _data(data: Any, cfg) -> tuple[dict[str, Any], DataSplits | None]:
+    if isinstance(data, str):
+        return {"dataset": data}, None
+    if isinstance(data, DataSplits):
+        return {}, data
+    if isinstance(data, (tuple, list)) and len(data) in (2, 4):
+        from .data.arrays import from_arrays
+        return {}, from_arrays(*data[:2], cfg.data, *data[2:])
+    raise TypeError("data must be a dataset name, DataSplits, (X, y) or "
+                    "(X_train, y_train, X_test, y_test)")
+
+
+def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0.9,
+          epochs: int | None = None, seed: int = 0, device: str = "auto",
+          out: str | Path | None = None, progress: bool = True,
+          config: dict[str, Any] | None = None, **method_params: Any) -> PruneResult:
+    """Find a ``sparsity``-sparse mask of ``model`` with ``method`` and train it on ``data``.
+
+    ``model``: a zoo name (``"resnet20"``), ``"torchvision:NAME"``, ``"package.module:
+    function"``, an ``nn.Module`` class or function (called with ``input_shape``,
+    ``in_channels`` and ``num_classes`` when it takes them) or an instance (its current
+    weights are the initialisation). ``data``: a dataset name, :class:`DataSplits`, ``(X, y)``
+    (split 65/15/20, stratified) or ``(X_train, y_train, X_test, y_test)``. ``epochs`` is the
+    final training's length; ``method_params`` are the method's own parameters
+    (``population=8`` for K-starts); ``config`` holds any other config section as a nested
+    dict (``{"training": {"lr": 0.05}}``). Errors in any of them raise
+    :class:`~neuroprune.errors.UserError` before anything is written.
+    """
+    from .export import load_model
+    from .masks import apply_mask, load_mask, load_weights
+    from .results import load as load_results
+    from .searches.mask_search import MaskSearch
+    from .workbench import Workbench
+
+    model_tree, builder = _model_section(model)
+    tree: dict[str, Any] = {"name": "prune", "kind": "mask_search", "seed": seed,
+                            "device": device, "sparsity": {"target": sparsity},
+                            "method": {"name": method, **method_params}, "model": model_tree}
+    if epochs is not None:
+        tree["training"] = {"epochs": epochs}
+    tree = _merge(tree, config or {})
+    cfg = load_config(tree=tree)
+    data_tree, splits = _data(data, cfg)
+    if data_tree:
+        cfg = load_config(tree=_merge(tree, {"data": data_tree}))
+    spec = None
+    if builder is not None:
+        from .data import load_dataset
+        from .models import ModelSpec
+        splits = splits if splits is not None else load_dataset(cfg.data)
+        spec = ModelSpec(tuple(splits.input_shape), splits.num_classes, None, {}, None, builder)
+    bench = Workbench.from_config(cfg, data=splits, spec=spec)
+    run_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="neuroprune-"))
+    summary = MaskSearch(bench).run(run_dir, progress=progress)
+    path = run_dir / "best_mask.safetensors"
+    masks, _ = load_mask(path)
+    if builder is None:
+        trained = load_model(path)
+    else:  # a Python model is rebuilt here, not from the file
+        trained = bench.build_model()
+        trained.load_state_dict(load_weights(path))
+        apply_mask(trained, masks)
+        trained.eval()
+    return PruneResult(model=trained, masks=masks, metrics=load_results(run_dir),
+                       summary=summary, run_dir=run_dir)

@@ -1,0 +1,141 @@
+"""The three ways a population's forward pass is computed, behind one call signature
+``forward(params, buffers, x, pass_) -> logits [P, B, C]``:
+
+* :class:`GraphForward`: the compiled population graph (:mod:`.graph`), the fast path for the
+  common layers (Linear, Conv, BatchNorm, pooling, residual additions, dropout, ...);
+* :class:`VmapForward`: ``vmap(functional_call)`` over the stacked parameters *and buffers*
+  (BatchNorm's running statistics, one set per network), for any other architecture;
+* :class:`ModuleForward`: one network with its own ``nn.Module`` (the per-network trainer).
+
+:func:`population_forward` picks the graph when it compiles and reproduces the plain module on
+a small check batch, and vmap otherwise (saying why).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ..models.base import RoleActivation
+from .dropout import dropout_seeds
+from .graph import Pass, PopulationGraph, Unsupported
+
+
+class GraphForward:
+    kind = "graph"
+
+    def __init__(self, graph: PopulationGraph):
+        self.graph = graph
+
+    def __call__(self, params, buffers, x, pass_: Pass) -> torch.Tensor:
+        return self.graph(params, buffers, x, pass_)
+
+
+class VmapForward:
+    """``vmap`` over networks of ``functional_call`` on a parameter-free copy of the model."""
+
+    kind = "vmap"
+
+    def __init__(self, template: nn.Module):
+        self.base = copy.deepcopy(template).to("meta")
+
+    def __call__(self, params, buffers, x, pass_: Pass) -> torch.Tensor:
+        if pass_.activations:
+            raise Unsupported("per-network activation functions need the population graph")
+        if pass_.capture is not None:
+            raise Unsupported("layer activations are captured by the population graph only")
+        self.base.train(pass_.training)
+        seeds = pass_.seeds if pass_.seeds is not None else \
+            torch.zeros(pass_.p, dtype=torch.int64, device=x.device)
+
+        def one(p: dict, b: dict, seed: torch.Tensor) -> torch.Tensor:
+            with dropout_seeds(seed, pass_.step):
+                return functional_call(self.base, (p, b), (x,))
+        return vmap(one, in_dims=(0, 0, 0), randomness="error")(params, buffers, seeds)
+
+
+class ModuleForward:
+    """One network (P = 1) through its own ``nn.Module``; hooks capture Linear layers."""
+
+    kind = "module"
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.linears = {f"{n}.weight": m for n, m in model.named_modules()
+                        if isinstance(m, nn.Linear)}
+
+    def set_activations(self, formulas: dict[str, Any] | None) -> None:
+        """Set each role's function (compiled) for the network this module trains."""
+        for mod in self.model.modules():
+            if isinstance(mod, RoleActivation):
+                mod.fn = formulas[mod.role] if formulas and mod.role in formulas else torch.relu
+
+    def __call__(self, params, buffers, x, pass_: Pass) -> torch.Tensor:
+        self.model.train(pass_.training)
+        one_p = {k: v[0] for k, v in params.items()}
+        one_b = {k: v[0] for k, v in buffers.items()}
+        handles = []
+        if pass_.capture is not None:
+            for name in pass_.capture_names:
+                def hook(mod, inp, out, name=name):
+                    pass_.capture[name] = (inp[0].unsqueeze(0), out.unsqueeze(0))
+                handles.append(self.linears[name].register_forward_hook(hook))
+        seed = pass_.seeds[0] if pass_.seeds is not None else torch.zeros((), dtype=torch.int64)
+        try:
+            with dropout_seeds(seed, pass_.step):
+                return functional_call(self.model, (one_p, one_b), (x,)).unsqueeze(0)
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def _stack(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([s[k] for s in states]) for k in states[0]}
+
+
+def check_graph(graph: PopulationGraph, template: nn.Module, input_shape: tuple[int, ...],
+                tolerance: float = 1e-4) -> None:
+    """Run the compiled graph and the plain module on two networks and a small batch, in
+    training and evaluation mode; :class:`Unsupported` when they disagree."""
+    nets = []
+    for seed in (11, 12):
+        net = copy.deepcopy(template)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for prm in net.parameters():
+                prm.data.add_(torch.randn_like(prm) * 0.01)
+            for buf_name, buf in net.named_buffers():
+                if buf.is_floating_point():
+                    buf.add_(torch.rand_like(buf) * 0.1)
+        nets.append(net)
+    params = _stack([dict(n.named_parameters()) for n in nets])
+    params = {k: v.detach() for k, v in params.items()}
+    x = torch.randn(3, *input_shape, generator=torch.Generator().manual_seed(0))
+    seeds = torch.tensor([5, 6])
+    for training in (True, False):
+        buffers = _stack([{k: v.clone() for k, v in n.named_buffers()} for n in nets])
+        got = graph(params, buffers, x, Pass(p=2, training=training, seeds=seeds, step=3))
+        for i, net in enumerate(nets):
+            ref_buffers = {k: v.clone() for k, v in net.named_buffers()}
+            module = ModuleForward(net)
+            want = module({k: v[i:i + 1] for k, v in params.items()},
+                          {k: v.unsqueeze(0) for k, v in ref_buffers.items()}, x,
+                          Pass(p=1, training=training, seeds=seeds[i:i + 1], step=3))[0]
+            if got.shape[1:] != want.shape or not torch.allclose(
+                    got[i], want, rtol=tolerance, atol=tolerance * max(1.0, float(want.abs().max()))):
+                raise Unsupported("the compiled population graph does not reproduce the model")
+
+
+def population_forward(template: nn.Module, input_shape: tuple[int, ...]):
+    """``(forward, reason)``: the population graph when it compiles and reproduces
+    ``template``, else vmap with the reason the graph was not used."""
+    try:
+        graph = PopulationGraph.compile(template)
+        check_graph(graph, template, input_shape)
+        return GraphForward(graph), ""
+    except Unsupported as exc:
+        return VmapForward(template), str(exc)
