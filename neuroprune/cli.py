@@ -77,15 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="export the best network of a run or an Optuna trial")
     exp.add_argument("run_dir", nargs="?", help="a run directory")
-    exp.add_argument("--storage", help="Optuna storage (instead of a run directory)")
+    exp.add_argument("--storage", help="Optuna storage (instead of a run directory): the "
+                     "study folder of `neuroprune tune` (holding optuna.journal), a journal "
+                     "file or a database URL")
+    exp.add_argument("--artifacts", help="with --storage: the study's artifact folder, used "
+                     "when the trial's run folder is not on this machine (default: beside "
+                     "the journal or SQLite file)")
     exp.add_argument("--study", help="study name, with --storage")
     exp.add_argument("--trial", default="best", help="'best' (multi-objective: the Pareto "
                      "trial with the highest first objective) or a trial number")
     exp.add_argument("--out", required=True, help="file to write")
     exp.add_argument("--format", default="safetensors", choices=["safetensors", "prune", "sparse"])
 
-    rep = sub.add_parser("report", help="plots and a markdown summary of runs")
-    rep.add_argument("run_dirs", nargs="+")
+    rep = sub.add_parser("report", help="plots and a markdown summary of runs of any kind and "
+                         "of tuning folders, finished or not")
+    rep.add_argument("run_dirs", nargs="+", metavar="RUN",
+                     help="a run folder, or a tuning folder (holding optuna.journal)")
     rep.add_argument("--out", help="folder (default: <first run>/report)")
 
     sub.add_parser("methods", help="list the pruning / search methods, one line each")
@@ -295,23 +302,26 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export, trial_mask_file
+    from contextlib import nullcontext
+
+    from .export import export, trial_mask
 
     if args.storage:
         if not args.study:
             raise UserError("--storage needs --study NAME")
-        from .tuning.storage import existing_storage
-        source = trial_mask_file(existing_storage(args.storage), args.study, args.trial)
+        source = trial_mask(args.storage, args.study, args.trial, args.artifacts)
     elif args.run_dir and (Path(args.run_dir) / "ensemble.joblib").is_file():
         return _export_ensemble(Path(args.run_dir), Path(args.out))
     elif args.run_dir:
-        source = Path(args.run_dir) / "best_mask.safetensors"
-        if not source.is_file():
+        path = Path(args.run_dir) / "best_mask.safetensors"
+        if not path.is_file():
             raise UserError(f"{args.run_dir} has no best_mask.safetensors (unfinished run, or "
                             f"not a mask-search run directory)")
+        source = nullcontext(path)
     else:
         raise UserError("give a run directory, or --storage URL --study NAME")
-    info = export(source, args.out, args.format)
+    with source as path:
+        info = export(path, args.out, args.format)
     extra = ""
     if "sparse_bytes" in info:
         extra = (f"; {info['sparse_bytes']:,} bytes against {info['dense_bytes']:,} dense "
@@ -336,7 +346,8 @@ def _export_ensemble(run_dir: Path, out: Path) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import make_report
 
-    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "report"
+    first = Path(args.run_dirs[0])
+    out = Path(args.out) if args.out else (first.parent if first.is_file() else first) / "report"
     print(f"wrote {make_report(args.run_dirs, out)}")
     return 0
 

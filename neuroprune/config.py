@@ -29,6 +29,7 @@ from .methods.registry import METHODS
 from .models.config import ModelConfig
 from .searches.registry import KINDS, STRATEGIES
 from .section import Section, registered, registered_list
+from .tracking.registry import LOGGERS
 
 MAX_SEED = 2**32 - 1
 
@@ -132,6 +133,9 @@ class RunConfig(Section):
     ensemble: EnsembleConfig = EnsembleConfig()
     activation: ActivationConfig = ActivationConfig()
     planted: PlantedConfig = PlantedConfig()
+    logging: registered_list(LOGGERS) = Field(
+        [], description="experiment trackers fed as the run records: tensorboard (<run>/tb), "
+        "mlflow (<run>/mlruns, or MLFLOW_TRACKING_URI); none by default")
 
     @field_validator("name")
     @classmethod

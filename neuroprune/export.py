@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -97,36 +99,60 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors") -> dic
     return info
 
 
-def trial_mask_file(storage: str, study: str, trial: str = "best") -> Path:
-    """The best-mask file of an Optuna trial (``best``, or a trial number).
-
-    For a multi-objective study ``best`` is the Pareto-front trial with the highest first
-    objective (ties: the higher second objective).
-    """
+def choose_trial(study, trial: str = "best"):
+    """``best`` (multi-objective: the Pareto-front trial with the highest first objective,
+    ties broken by the next) or a trial number."""
     import optuna
 
-    from .tuning.storage import open_storage
-
+    if trial == "best":
+        front = study.best_trials
+        if not front:
+            raise UserError(f"study '{study.study_name}' has no complete trial yet")
+        sign = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
+        return max(front, key=lambda t: tuple(s * v for s, v in zip(sign, t.values)))
     try:
-        st = optuna.load_study(study_name=study, storage=open_storage(storage))
+        return study.trials[int(trial)]
+    except (ValueError, IndexError):
+        raise UserError(f"--trial must be 'best' or a trial number of study "
+                        f"'{study.study_name}' (0..{len(study.trials) - 1}), got '{trial}'") \
+            from None
+
+
+@contextmanager
+def trial_mask(storage: str, study: str, trial: str = "best",
+               artifacts: str | None = None) -> Iterator[Path]:
+    """The best-mask file of an Optuna trial: in the trial's run folder, or, when that folder
+    is not on this machine (a cluster's trials run on other nodes), the copy the trial
+    uploaded as an artifact, downloaded into a temporary folder for as long as the context
+    lasts. ``artifacts``: the artifact folder (default: beside a journal or SQLite file)."""
+    import optuna
+
+    from .tuning.storage import existing_artifacts, existing_storage, open_storage
+
+    url = existing_storage(storage)
+    try:
+        st = optuna.load_study(study_name=study, storage=open_storage(url))
     except KeyError:
         raise UserError(f"no study named '{study}' in {storage}") from None
-    if trial == "best":
-        front = st.best_trials
-        if not front:
-            raise UserError(f"study '{study}' has no complete trial yet")
-        sign = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in st.directions]
-        chosen = max(front, key=lambda t: tuple(s * v for s, v in zip(sign, t.values)))
-    else:
-        try:
-            number = int(trial)
-            chosen = st.trials[number]
-        except (ValueError, IndexError):
-            raise UserError(f"--trial must be 'best' or a trial number of study '{study}' "
-                            f"(0..{len(st.trials) - 1}), got '{trial}'") from None
+    chosen = choose_trial(st, trial)
     run_dir = chosen.user_attrs.get("run_dir")
     path = Path(run_dir) / "best_mask.safetensors" if run_dir else None
-    if path is None or not path.is_file():
-        raise UserError(f"trial {chosen.number} has no best mask on disk "
-                        f"(state {chosen.state.name}, run_dir {run_dir})")
-    return path
+    if path is not None and path.is_file():
+        yield path
+        return
+    artifact_id = chosen.user_attrs.get("best_mask_artifact")
+    folder = existing_artifacts(url, artifacts)
+    if artifact_id is None or folder is None or not (folder / artifact_id).is_file():
+        where = ("no mask artifact" if artifact_id is None else
+                 f"no artifact of it in {folder or 'an artifact folder'} (give --artifacts "
+                 f"<tune --out>/artifacts)")
+        raise UserError(f"trial {chosen.number} has no best mask on this machine "
+                        f"(state {chosen.state.name}; run folder {run_dir} is missing, and "
+                        f"{where})")
+    from optuna.artifacts import FileSystemArtifactStore, download_artifact
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "best_mask.safetensors"
+        download_artifact(artifact_store=FileSystemArtifactStore(str(folder)),
+                          file_path=str(local), artifact_id=artifact_id)
+        yield local

@@ -19,14 +19,18 @@ generation for that generation only (rewriting the whole file every generation m
 bookkeeping quadratic: 19 s for 200 generations of 256 networks). Because the ledger is
 committed first, a crash can at worst cut the file's last rows; the first commit of every
 process (a resumed run) rewrites it whole from the ledger, atomically.
+
+What is recorded is also forwarded, as it is recorded, to the run's experiment trackers
+(``tracking``, from the config's ``logging:`` list; see :mod:`neuroprune.tracking`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import weakref
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 import yaml
@@ -35,14 +39,20 @@ from ._io import (append_durably, atomic_write, atomic_write_csv, atomic_write_j
                   atomic_write_text, csv_columns, csv_text)
 from .errors import UserError
 
+if TYPE_CHECKING:
+    from .tracking import Tracking
+
 
 class RunDir:
     """A run directory on disk (created on first write, never half-written)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, tracking: "Tracking | None" = None):
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"output path {self.path} is a file; choose a folder with --out")
+        self.tracking = tracking
+        if tracking is not None:  # a run that ends without a summary (pruned, crashed)
+            weakref.finalize(self, tracking.close, "unfinished")
         self.ledger_path = self.path / "ledger.jsonl"
         self.ckpt_dir = self.path / "checkpoints"
         self._done: dict[int | str, list[dict[str, Any]]] | None = None  # ledger, in memory
@@ -58,9 +68,19 @@ class RunDir:
     # ---------------------------------------------------------------- config / summary
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        self._track("config", config)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / "summary.json", summary)
+        self._track("summary", summary)
+
+    def _track(self, record: str, *args: Any) -> None:
+        if self.tracking is not None:
+            getattr(self.tracking, record)(*args)
+
+    def child_tracking(self, name: str) -> "Tracking | None":
+        """The trackers of a sweep's cell ``name`` (nested runs), if this run has any."""
+        return None if self.tracking is None else self.tracking.child(name)
 
     def is_complete(self) -> bool:
         """A finished run: its summary exists and is not an interrupted run's best-so-far."""
@@ -97,6 +117,7 @@ class RunDir:
             self._done = self.committed()
             if self._done:
                 self.write_results(self._done)
+            self._track("resume", self._done)
         done = self._done
         if generation in done:
             return False
@@ -111,6 +132,7 @@ class RunDir:
         done[generation] = rows
         if not (last and self._append_results(rows)):
             self.write_results(done)
+        self._track("generation", generation, rows)
         return True
 
     def _append_results(self, rows: list[dict[str, Any]]) -> bool:
@@ -149,10 +171,12 @@ class RunDir:
         """The final training's learning curve, one row per epoch: ``learning_curve.csv``
         (epoch, train_loss, val_loss, val_accuracy)."""
         atomic_write_csv(self.path / "learning_curve.csv", rows)
+        self._track("curve", rows)
 
     def write_logbook(self, records: list[dict[str, Any]]) -> None:
         """Population statistics per generation (elites included): ``logbook.csv``."""
         atomic_write_csv(self.path / "logbook.csv", records)
+        self._track("logbook", records)
 
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self, generation: int, state: dict[str, Any], keep: int = 3) -> Path:

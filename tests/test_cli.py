@@ -178,6 +178,9 @@ BAD = [
     ("seed beyond 32 bits", ["--seed", "99999999999999999999"], "seed"),
     ("run name with a path", ["--set", "name=../../x"], "plain name"),
     ("subkey of a value", ["--set", "seed.x=1"], "seed"),
+    ("unknown logger", ["--set", "logging=[tensorbord]"],
+     "unknown logger 'tensorbord' (did you mean 'tensorboard'?)"),
+    ("logging not a list", ["--set", "logging=tensorboard"], "logging"),
 ]
 if not torch.cuda.is_available():
     BAD.append(("cuda without gpu", ["--device", "cuda"], "--device cpu"))

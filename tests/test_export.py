@@ -138,3 +138,32 @@ def test_export_from_an_optuna_study(tmp_path, capsys):
                  str(tmp_path / "n.safetensors")]) == 2
     assert main(["export", "--storage", journal, "--study", "tune_quickstart", "--trial", "99",
                  "--out", str(tmp_path / "n.safetensors")]) == 2
+
+
+def test_export_of_a_trial_whose_run_folder_is_elsewhere_uses_its_artifact(tmp_path, capsys):
+    import shutil
+
+    from neuroprune.tuning.tune import Tuner
+    cfg = load_config(REPO / "configs" / "tune_quickstart.yaml",
+                      ["method.population=4", "method.generations=1", "training.epochs=1",
+                       "model.widths=[16]", "tune.pruner=none"])
+    folder = tmp_path / "t"
+    Tuner(cfg, folder, n_trials=1).run(progress=False)
+    original = load_file(str(folder / "trials" / "trial_0000" / "best_mask.safetensors"))
+    shutil.rmtree(folder / "trials")  # as if the trial had run on another node
+    args = ["export", "--storage", str(folder), "--study", "tune_quickstart", "--trial", "0"]
+    assert main([*args, "--out", str(tmp_path / "a.safetensors")]) == 0
+    again = load_file(str(tmp_path / "a.safetensors"))
+    assert set(original) == set(again)
+    assert all(torch.equal(original[k], again[k]) for k in original)
+    assert neuroprune.load_model(tmp_path / "a.safetensors") is not None
+    shutil.move(folder / "artifacts", tmp_path / "moved")  # a server storage: say where
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "b.safetensors")]) == 2
+    assert "no best mask on this machine" in capsys.readouterr().err
+    assert main([*args, "--artifacts", str(tmp_path / "moved"),
+                 "--out", str(tmp_path / "b.safetensors")]) == 0
+    assert main(["export", "--storage", str(tmp_path / "nothing"), "--study", "x",
+                 "--out", str(tmp_path / "c.safetensors")]) == 2
+    assert "no study storage at" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()

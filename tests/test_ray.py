@@ -1,7 +1,5 @@
 """Real Ray on this CPU machine: a two-node cluster with logical GPUs."""
 
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -16,7 +14,7 @@ from neuroprune.backends.ray_actors import RayEvaluator, shard_bounds  # noqa: E
 from neuroprune.config import load_config  # noqa: E402
 from neuroprune.engine import EvalTask, StackedTrainer, TrainSettings, init_state  # noqa: E402
 
-from helpers import REPO, mask_search, population  # noqa: E402
+from helpers import REPO, mask_search, population, run_without  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +95,16 @@ def test_ray_tune_trials_all_land_in_the_optuna_storage(cluster, tmp_path):
     cfg = load_config(REPO / "configs" / "tune_quickstart.yaml",
                       ["method.population=4", "method.generations=2", "training.epochs=2",
                        "model.widths=[16]", "tune.pruner=none", "backend=ray",
-                       "ray.max_concurrent_trials=2"])
+                       "ray.max_concurrent_trials=2", "logging=[tensorboard]"])
     summary = RayTuner(cfg, tmp_path / "rt", n_trials=3).run(progress=False)
     assert summary["trials"]["complete"] == 3
     study = optuna.load_study(study_name="tune_quickstart",
                               storage=open_storage(str(tmp_path / "rt" / "optuna.journal")))
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) == 3 and all(t.user_attrs.get("ray_trial_id") for t in done)
+    for t in done:  # each Ray Tune trial logs into its own trial folder
+        assert list((tmp_path / "rt" / "trials" / f"trial_{t.number:04d}" / "tb").glob(
+            "events.out.tfevents.*"))
     # a finished experiment is not "restored": a second call adds its trials to the study
     RayTuner(cfg, tmp_path / "rt", n_trials=1).run(progress=False)
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
@@ -130,11 +131,8 @@ def test_ray_tune_trials_run_batches_of_optuna_trials(cluster, tmp_path):
 
 
 def test_missing_ray_gives_an_install_hint(tmp_path):
-    code = ("import sys; sys.modules['ray'] = None\n"
-            "from neuroprune.cli import main\n"
-            f"sys.exit(main(['run', r'{REPO / 'configs' / 'quickstart.yaml'}', '--backend', "
-            f"'ray', '--out', r'{tmp_path / 'o'}']))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    proc = run_without("ray", "run", str(REPO / "configs" / "quickstart.yaml"), "--backend",
+                       "ray", "--out", str(tmp_path / "o"))
     assert proc.returncode == 2
     assert "pip install 'neuroprune[ray]'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()

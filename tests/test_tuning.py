@@ -39,7 +39,7 @@ def test_tune_writes_complete_trials_with_run_dirs_and_mask_artifacts(tmp_path):
         assert t.user_attrs["summary"]["sparsity"] == pytest.approx(0.95, abs=1e-3)
         assert t.value == t.user_attrs["summary"]["val_accuracy"]
         meta = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
-        assert len(meta) == 1 and meta[0].filename == "best_mask.safetensors"
+        assert sorted(m.filename for m in meta) == ["best_mask.safetensors", "fitness.png"]
     # continuing the study by name adds trials to it
     _tuner(tmp_path / "t", n_trials=1).run(progress=False)
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
@@ -57,8 +57,8 @@ def test_pruner_reports_are_made_per_generation(tmp_path):
     Tuner(cfg, tmp_path / "p", n_trials=3).run(progress=False)
     study = optuna.load_study(study_name="tune_quickstart",
                               storage=open_storage(str(tmp_path / "p" / "optuna.journal")))
-    for t in study.trials:
-        assert set(t.intermediate_values) <= {0, 1} and t.intermediate_values
+    for t in study.trials:  # every generation, also one whose masks were all carried over
+        assert set(t.intermediate_values) == {0, 1}
 
 
 def test_four_processes_on_one_journal_lose_no_trial(tmp_path):
@@ -165,6 +165,13 @@ def test_dashboard_serves_the_study_over_http(tmp_path):
             detail = json.loads(r.read())
         assert len(detail["trials"]) == 2
         assert all(t["state"] == "Complete" for t in detail["trials"])
+        assert detail["objective_names"] == ["val_accuracy"]
+        for t in detail["trials"]:  # a note with the summary, the fitness plot beside the mask
+            assert f"## Trial {t['number']}: complete" in t["note"]["body"]
+            assert "| validation accuracy |" in t["note"]["body"]
+            assert {a["filename"] for a in t["artifacts"]} == {"best_mask.safetensors",
+                                                               "fitness.png"}
+        assert "test_accuracy" not in json.dumps(detail)  # nothing to select on the test split
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -256,3 +263,90 @@ def test_a_pruned_trial_leaves_its_batch_and_the_others_finish(tmp_path):
     states = [t.state for t in sorted(study.trials, key=lambda t: t.number)]
     assert states[:4] == [TrialState.COMPLETE] * 4  # the good one of the batch finished
     assert states[4:] == [TrialState.PRUNED] * 2
+
+
+@pytest.mark.parametrize("pruner", ["hyperband", "successive_halving"])
+def test_hyperband_and_successive_halving_judge_the_generation_reports(tmp_path, pruner):
+    cfg = load_config(TQ, FAST + [f"tune.pruner={pruner}"])
+    assert type(cfg.tune.make_pruner()).__name__ == {
+        "hyperband": "HyperbandPruner", "successive_halving": "SuccessiveHalvingPruner"}[pruner]
+    Tuner(cfg, tmp_path / pruner, n_trials=3).run(progress=False)
+    study = optuna.load_study(study_name="tune_quickstart",
+                              storage=open_storage(str(tmp_path / pruner / "optuna.journal")))
+    assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert all(t.intermediate_values for t in study.trials)
+    with pytest.raises(Exception, match="tune.pruner"):
+        load_config(TQ, ["tune.pruner=asha"])
+
+
+def test_a_pruned_trial_shows_how_far_it_got(tmp_path):
+    from optuna_dashboard import get_note
+
+    from neuroprune.tuning.dashboard import show_trial
+    from neuroprune.tuning.storage import artifact_store
+
+    storage = open_storage(str(tmp_path / "optuna.journal"))
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    run_dir = tmp_path / "trials" / "trial_0000"
+    show_trial(trial, run_dir, {"kind": "mask_search"}, "pruned at generation 1",
+               artifact_store(str(tmp_path / "optuna.journal")))
+    body = get_note(trial)
+    assert body.startswith("## Trial 0: pruned at generation 1") and str(run_dir) in body
+    assert "--study s --trial 0" in body
+
+
+BARS = """
+import sys, optuna
+from neuroprune.config import load_config
+from neuroprune.tuning.space import TuneConfig
+from neuroprune.tuning.tune import Tuner
+
+class PruneTheSecondTrial(optuna.pruners.BasePruner):
+    def prune(self, study, trial):  # at its first report, while its bar is open
+        return trial.number == 1 and trial.last_step is not None
+
+TuneConfig.make_pruner = lambda self: PruneTheSecondTrial()
+cfg = load_config(sys.argv[1], sys.argv[3:])
+Tuner(cfg, sys.argv[2], n_trials=2).run(progress=True)
+"""
+
+
+def _line_starts(err: str, needle: str) -> bool:
+    """Every ``needle`` in ``err`` starts a line (after a newline, or a bar lifted by '\\r')."""
+    starts = [i for i in range(len(err)) if err.startswith(needle, i)]
+    return bool(starts) and all(i == 0 or err[i - 1] in "\r\n" for i in starts)
+
+
+def test_each_trial_has_a_bar_with_fitness_and_validation_accuracy(tmp_path):
+    over = [f for f in FAST if f != "tune.pruner=none"] + ["method.generations=3"]
+    proc = subprocess.run([sys.executable, "-c", BARS, TQ, str(tmp_path / "b"), *over],
+                          cwd=REPO, capture_output=True, timeout=600)
+    err = proc.stderr.decode()  # bytes: keep the bars' carriage returns
+    assert proc.returncode == 0, err
+    assert "Trial 1 pruned" in err and "Trial 0 finished" in err
+    assert err.count("fitness=") >= 2 and "val_acc=" in err
+    assert _line_starts(err, "[I ")
+
+
+MID_BAR = """
+import sys, optuna
+from tqdm import tqdm
+from neuroprune.progress import logs_above_bars
+
+with logs_above_bars():
+    bar = tqdm(total=3, desc="search", file=sys.stderr)
+    bar.update(1)
+    optuna.logging.get_logger("optuna").warning("a line from optuna")
+    bar.update(2)
+    bar.close()
+"""
+
+
+def test_optuna_lines_logged_while_a_bar_is_open_do_not_tear_it():
+    proc = subprocess.run([sys.executable, "-c", MID_BAR], cwd=REPO, capture_output=True,
+                          timeout=120)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "a line from optuna\n" in err and _line_starts(err, "[W ")
+    assert "| 1/3 [" in err.split("a line from optuna")[1]  # the bar is drawn again below

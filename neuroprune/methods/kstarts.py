@@ -38,6 +38,7 @@ from ..evolution.genome import MaskPopulation
 from ..evolution.operators import Draws, cx_kept_sets, mut_guided, mut_swap, random_rows
 from ..evolution.random_state import DeapRandom
 from ..masks import Layout, flatten_rows
+from ..progress import show_best
 from .base import Method, MethodContext, MethodParams, MethodResult
 
 WORST = -1e9  # fitness of a network whose training diverged
@@ -193,8 +194,7 @@ class KStarts(Method):
             hof.update(pop.individuals)
             record = stats.compile(pop.individuals)
             logbook.record(gen=g, evals=len(todo), **record)
-            best_acc = max((r["val_accuracy"] for r in rows), default=float("nan"))
-            bar.set_postfix(best=f"{record['best']:.4f}", val=f"{best_acc:.4f}")
+            show_best(bar, record["best"], rows)
             if ctx.commit is not None:
                 ctx.commit(g, rows, {
                     "generation": g, "population": pop.state(), "hof": hof,

@@ -33,6 +33,7 @@ from ..evolution.random_state import deap_random
 from ..models import RoleActivation
 from ..models.config import ModelConfig
 from ..rundir import RunDir
+from ..tracking import open_tracking
 from ..workbench import Workbench
 from .registry import STRATEGIES
 
@@ -211,7 +212,7 @@ class ActivationSearch:
                         unit="gen", disable=not progress)
         self.on_generation = on_generation
         self.evaluator = self.bench.evaluator()
-        self.rd = RunDir(out).create()
+        self.rd = RunDir(out, open_tracking(self.cfg.logging, out, self.cfg.name)).create()
         self.rd.write_config(to_dict(self.cfg))
         tops: dict[str, Top] = {}
         # DEAP's gp draws from the global random module: lend it this search's own state

@@ -26,12 +26,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .._io import atomic_write, atomic_write_csv, atomic_write_json, atomic_write_text
+from .._io import atomic_write, atomic_write_csv, atomic_write_text
 from ..backends.ray_actors import shared_ray
 from ..config import MethodConfig, RunConfig, method_params, to_dict
 from ..errors import ConfigError
 from ..methods import METHODS
 from ..rundir import RunDir
+from ..tracking import open_tracking
 from ..workbench import Workbench
 from .mask_search import MaskSearch
 
@@ -102,7 +103,7 @@ class Comparison:
 
     def run(self, out: str | Path, progress: bool = True, log=print) -> dict[str, Any]:
         cfg = self.bench.config
-        rd = RunDir(out).create()
+        rd = RunDir(out, open_tracking(cfg.logging, out, cfg.name)).create()
         rd.write_config(to_dict(cfg))
         t0 = time.time()
         rows: list[dict[str, Any]] = []
@@ -114,7 +115,7 @@ class Comparison:
                    "wall_seconds": round(time.time() - t0, 3),
                    "best": max(rows, key=lambda r: r["val_accuracy"]),
                    "device": self.bench.device}
-        atomic_write_json(rd.path / "summary.json", summary)
+        rd.write_summary(summary)
         return summary
 
 
@@ -126,7 +127,8 @@ def _run_cells(searches, rd, rows, progress, log) -> None:
             summary = RunDir(cell_dir).read_summary()
         else:
             resume = (cell_dir / "config.yaml").is_file()
-            summary = search.run(cell_dir, progress=False, resume=resume, log=lambda _: None)
+            summary = search.run(cell_dir, progress=False, resume=resume, log=lambda _: None,
+                                 tracking=rd.child_tracking(name))
         compute = summary.get("compute", {})
         rows.append({"method": label, "sparsity": search.cfg.sparsity.target,
                      "seed": summary["seed"], "test_accuracy": summary["test_accuracy"],

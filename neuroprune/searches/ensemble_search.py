@@ -18,6 +18,7 @@ from ..config import RunConfig, to_dict
 from ..ensembles import EvolvedEnsembleClassifier
 from ..ensembles.baselines import reference_scores
 from ..rundir import RunDir
+from ..tracking import open_tracking
 from ..workbench import Workbench
 
 
@@ -39,11 +40,13 @@ def run_ensemble_search(bench: Workbench, out: str | Path, progress: bool = True
     y = np.concatenate([data.train_y.numpy(), data.val_y.numpy()])
     Xte, yte = flat(data.test_x), data.test_y.numpy()
     est = estimator_from(cfg)
-    rd = RunDir(out).create()
+    rd = RunDir(out, open_tracking(cfg.logging, out, cfg.name)).create()
     rd.write_config(to_dict(cfg))
     est.fit(X, y)
     rows = [{"generation": h["generation"], "index": 0, "best": h["best"], "mean": h["mean"]}
             for h in est.history_]
+    rd.write_logbook([{"gen": h["generation"], "best": h["best"], "mean": h["mean"]}
+                      for h in est.history_])
     for r in rows:
         rd.commit_generation(r["generation"], [r])
         if on_generation is not None:

@@ -135,7 +135,9 @@ class EnsembleSearchKind(Kind):
 
 def prepare(bench: Workbench, resume: bool = False) -> Kind:
     """The kind ``bench.config.kind`` asks for, prepared without writing anything."""
+    from ..tracking import check_loggers
     from .registry import KINDS
+    check_loggers(bench.config.logging)
     kind = KINDS.load(bench.config.kind)(bench)
     if resume and not kind.resumable:
         article = "an" if kind.name[0] in "aeiou" else "a"

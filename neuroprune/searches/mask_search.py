@@ -20,6 +20,7 @@ from ..masks import bits_to_mask, check_bits, save_mask
 from ..methods import METHODS, MethodContext
 from ..errors import UserError
 from ..rundir import RunDir
+from ..tracking import Tracking, open_tracking
 from ..workbench import Workbench
 
 
@@ -105,14 +106,15 @@ class MaskSearch:
                              device=torch.device(device))
 
     def run(self, run_dir: str | Path, *, progress: bool = True, resume: bool = False,
-            log=print, on_generation=None) -> dict[str, Any]:
+            log=print, on_generation=None, tracking: Tracking | None = None) -> dict[str, Any]:
         """Run the search into ``run_dir`` and return the summary.
 
         ``on_generation(generation, rows)`` is called after each committed generation (Optuna
         reports and pruning hook in there; an exception it raises stops the search).
+        ``tracking``: the trackers of a sweep's cell; by default the config's ``logging``.
         """
         cfg, t0 = self.cfg, time.time()
-        rd = RunDir(run_dir)
+        rd = RunDir(run_dir, tracking or open_tracking(cfg.logging, run_dir, cfg.name))
         resume_state = None
         if resume:
             resume_state, path = rd.load_last_checkpoint()

@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .._io import atomic_write, atomic_write_csv, atomic_write_json, atomic_write_text
+from .._io import atomic_write, atomic_write_csv, atomic_write_text
 from ..config import MethodConfig, to_dict
 from ..engine import EvalTask, StackedTrainer, TrainSettings
 from ..masks import flatten, load_mask, make_layout
@@ -24,6 +24,7 @@ from ..models import build_model
 from ..planted import make_task, recovery
 from ..backends.ray_actors import shared_ray
 from ..rundir import RunDir
+from ..tracking import open_tracking
 from ..workbench import Workbench
 from .mask_search import MaskSearch
 
@@ -45,7 +46,7 @@ def run_planted(bench: Workbench, out: str | Path, progress: bool = True) -> dic
 def _run_planted(bench: Workbench, out: str | Path, progress: bool) -> dict[str, Any]:
     t0, cfg = time.time(), bench.config
     pc = cfg.planted
-    rd = RunDir(out).create()
+    rd = RunDir(out, open_tracking(cfg.logging, out, cfg.name)).create()
     rd.write_config(to_dict(cfg))
     tasks = {t: make_task(t, pc.depth, pc.width, pc.samples, seed=0) for t in pc.tasks}
     entries = pc.method_entries()
@@ -74,7 +75,8 @@ def _run_planted(bench: Workbench, out: str | Path, progress: bool) -> dict[str,
         cell_dir = rd.path / "cells" / name
         search = MaskSearch(bench.derive(cell, data=task.data, spec=task.spec, init=task.init))
         summary = (RunDir(cell_dir).read_summary() if RunDir(cell_dir).is_complete()
-                   else search.run(cell_dir, progress=False, resume=cell_dir.exists()))
+                   else search.run(cell_dir, progress=False, resume=cell_dir.exists(),
+                                   tracking=rd.child_tracking(name)))
         found, _ = load_mask(cell_dir / "best_mask.safetensors")
         rows.append({"task": t, "method": entry["name"], "sparsity": sparsity, "seed": seed,
                      "planted_sparsity": task.planted_sparsity,
@@ -88,7 +90,7 @@ def _run_planted(bench: Workbench, out: str | Path, progress: bool) -> dict[str,
                "planted_sparsity": {t: task.planted_sparsity for t, task in tasks.items()},
                "planted_mask_quality": oracle,
                "wall_seconds": round(time.time() - t0, 3)}
-    atomic_write_json(rd.path / "summary.json", summary)
+    rd.write_summary(summary)
     return summary
 
 

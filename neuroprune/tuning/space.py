@@ -57,7 +57,10 @@ class TuneConfig(BaseModel):
     objectives: list[str] = Field(["val_accuracy"], description="one (single objective) or "
                                   "more (multi-objective, Pareto front)")
     n_trials: int = Field(8, ge=1, description="trials per `neuroprune tune` call")
-    pruner: Literal["median", "none"] = "median"
+    pruner: Literal["median", "hyperband", "successive_halving", "none"] = Field(
+        "median", description="stops trials whose validation accuracy per generation lags: "
+        "median (below the median of earlier trials at the same generation), hyperband, "
+        "successive_halving (Optuna's), or none; single-objective studies only")
     sampler: Literal["tpe", "random", "qmc", "nsga2"] = Field(
         "tpe", description="how values are proposed; with --batch, TPE assumes the worst for "
         "trials still running (constant liar)")
@@ -75,6 +78,17 @@ class TuneConfig(BaseModel):
         if bad or not v:
             raise ValueError(f"unknown objective(s) {bad}; choose from {', '.join(OBJECTIVES)}")
         return v
+
+    def make_pruner(self):
+        """Optuna's pruner for ``pruner``; a trial's resource is its search generations."""
+        import optuna
+
+        return {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2,
+                                                              n_warmup_steps=1),
+                "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1),
+                "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(
+                    min_resource=1),
+                "none": optuna.pruners.NopPruner}[self.pruner]()
 
     @property
     def directions(self) -> list[str]:

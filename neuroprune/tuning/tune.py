@@ -37,13 +37,9 @@ from typing import Any
 from .._io import atomic_write_json
 from ..config import RunConfig, load_config, to_dict
 from ..errors import ConfigError, UserError
+from ..progress import logs_above_bars
+from .dashboard import show_trial
 from .storage import artifact_store, open_storage, redacted
-
-
-#: files a trial's run directory may hold -> user attribute of their artifact id
-ARTIFACTS = {"best_mask.safetensors": "best_mask_artifact",
-             "best_activations.json": "best_activations_artifact",
-             "ensemble.joblib": "ensemble_artifact"}
 
 
 #: what the trials of one batch must share: they train in one population
@@ -164,22 +160,6 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
-def save_trial_note(trial, summary: dict[str, Any], run_dir: Path) -> None:
-    """A markdown note on the trial for optuna-dashboard (skipped when it is not installed)."""
-    try:
-        from optuna_dashboard import save_note
-    except ImportError:
-        return
-    cell = {k: f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in summary.items()}
-    rows = "".join(f"| {k} | {cell[k]} |\n" for k in
-                   ("val_accuracy", "sparsity", "wall_seconds", "method", "kind")
-                   if k in cell)
-    save_note(trial, f"## Trial {trial.number}\n\nRun directory: `{run_dir}`\n\n"
-                     f"| result | value |\n| --- | --- |\n{rows}\n"
-                     f"`neuroprune export --storage STORAGE --study {trial.study.study_name} "
-                     f"--trial {trial.number} --out trial_{trial.number}.safetensors`\n")
-
-
 class Tuner:
     """A study over ``cfg.tune.params``; validated (every key, every range) before it starts."""
 
@@ -189,6 +169,8 @@ class Tuner:
         if cfg.tune is None:
             raise ConfigError("this config has no 'tune:' section (see configs/tune_quickstart.yaml)")
         from ..searches.registry import KINDS
+        from ..tracking import check_loggers
+        check_loggers(cfg.logging)  # every trial logs into its own folder with these
         kind = KINDS.load(cfg.kind)
         if not kind.objectives:
             raise ConfigError(f"kind {cfg.kind} cannot be tuned: {kind.not_tunable}")
@@ -212,6 +194,7 @@ class Tuner:
                             "its trials together; run several processes on one storage "
                             "instead")
         self.batch = batch
+        self.trial_bars = False  # set by run()
         for key, spec in self.tune.params.items():  # every key exists and takes its range
             for value in ([spec.low, spec.high] if spec.type != "categorical" else spec.choices):
                 value = int(value) if spec.type == "int" else value
@@ -249,8 +232,7 @@ class Tuner:
                    "random": lambda: optuna.samplers.RandomSampler(seed=seed),
                    "qmc": lambda: optuna.samplers.QMCSampler(seed=seed),
                    "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed)}[self.tune.sampler]()
-        pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-                  if self.tune.pruner == "median" else optuna.pruners.NopPruner())
+        pruner = self.tune.make_pruner()
         study = optuna.create_study(storage=storage, study_name=self.study_name,
                                     directions=self.tune.directions, sampler=sampler,
                                     pruner=pruner, load_if_exists=True)
@@ -289,32 +271,28 @@ class Tuner:
 
         def on_generation(generation, rows):
             beat.beat()
-            if not single or not isinstance(generation, int):
-                return
             accs = [r["val_accuracy"] for r in rows if "val_accuracy" in r]
-            best[0] = max([best[0], *accs])  # a generation with nothing new still reports
-            if best[0] == float("-inf"):
-                return
+            best[0] = max([best[0], *accs])
+            if best[0] == float("-inf") or not single or not isinstance(generation, int):
+                return  # (a generation of unchanged masks still reports the best so far)
             trial.report(best[0], generation)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at generation {generation}")
 
         try:
-            summary = kind.run(run_dir, progress=False, on_generation=on_generation,
+            summary = kind.run(run_dir, progress=self.trial_bars, on_generation=on_generation,
                                resume=kind.resumable and (run_dir / "config.yaml").exists(),
                                log=lambda _: None)
+        except optuna.TrialPruned as pruned:  # the dashboard shows how far it got
+            show_trial(trial, run_dir, {"kind": cfg.kind}, str(pruned), self.artifacts)
+            raise
         finally:
             beat.stop()
-        keep = ("val_accuracy", "sparsity", "wall_seconds", "method", "device", "kind")
-        trial.set_user_attr("summary", {k: summary[k] for k in keep if k in summary})
-        for name, attr in ARTIFACTS.items():
-            path = run_dir / name
-            if path.is_file():
-                from optuna.artifacts import upload_artifact
-                artifact_id = upload_artifact(artifact_store=self.artifacts,
-                                              file_path=str(path), study_or_trial=trial)
-                trial.set_user_attr(attr, artifact_id)
-        save_trial_note(trial, summary, run_dir)
+        keep = ("val_accuracy", "sparsity", "wall_seconds", "method", "device", "kind",
+                "best_strategy")  # never test_accuracy: the dashboard shows it while choosing
+        shown = {"kind": cfg.kind, **{k: summary[k] for k in keep if k in summary}}
+        trial.set_user_attr("summary", shown)
+        show_trial(trial, run_dir, shown, "complete", self.artifacts)
         result = tuple(float(summary[o]) for o in self.tune.objectives)
         return result[0] if single else result
 
@@ -329,15 +307,18 @@ class Tuner:
         study = self._study(storage)
         recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
         study.set_user_attr("neuroprune_config", self.base)
-        if self.batch > 1:
-            done = 0
-            while done < self.n_trials:
-                done += self.run_batch(study, min(self.batch, self.n_trials - done))
-                recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
-        else:
-            study.optimize(self.objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
-                           callbacks=[self._recover_after_trial],
-                           show_progress_bar=progress and self.n_jobs == 1)
+        # One bar per trial (its search's own, with fitness and validation accuracy); with
+        # parallel or batched trials none. Optuna's trial lines are written above the bars.
+        self.trial_bars = progress and self.n_jobs == 1 and self.batch == 1
+        with logs_above_bars():
+            if self.batch > 1:
+                done = 0
+                while done < self.n_trials:
+                    done += self.run_batch(study, min(self.batch, self.n_trials - done))
+                    recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
+            else:
+                study.optimize(self.objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
+                               callbacks=[self._recover_after_trial])
         return self.summarise(study)
 
     def run_batch(self, study, size: int) -> int:

@@ -1,0 +1,113 @@
+"""``neuroprune report``: PNG figures and a ``report.md`` for runs of every kind and for
+tuning folders, finished or not.
+
+One section per kind of input (mixed inputs get one each; their file names then start with
+the kind), written by the reporter registered for that kind in :data:`REPORTERS`:
+
+* ``mask_search`` (:mod:`.mask`): fitness beside validation accuracy per generation, the final
+  training's learning curves, per-layer sparsity, accuracy against weights remaining;
+* ``comparison`` (:mod:`.comparison`): accuracy against weights remaining per method with the
+  dense baseline, and the mean ± std table;
+* ``activation_search`` (:mod:`.activation`): the evolved functions drawn beside ReLU, the
+  strategies' accuracies and their search;
+* ``ensemble_search`` (:mod:`.ensemble`): fitness per generation, the ensemble against the best
+  single classifier and the whole-pool vote;
+* ``planted`` (:mod:`.planted`): quality and recovery of the planted ticket per task;
+* ``tuning`` (:mod:`.tuning`): Optuna's own plots (Pareto front, history, intermediate values,
+  parameter importances) and a table of trials.
+
+The report is built in a temporary folder beside ``out`` and moved into place only when every
+file is written, so bad input or a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import UserError
+from ..registry import Registry
+from .document import Document
+from .inputs import open_input
+
+#: input kind -> function(inputs, document) writing its section
+REPORTERS = Registry("report kind", "kind", {
+    "mask_search": ("neuroprune.report.mask:report", "mask-search runs"),
+    "comparison": ("neuroprune.report.comparison:report", "comparison runs"),
+    "activation_search": ("neuroprune.report.activation:report", "activation searches"),
+    "ensemble_search": ("neuroprune.report.ensemble:report", "ensemble searches"),
+    "planted": ("neuroprune.report.planted:report", "planted-ticket sweeps"),
+    "tuning": ("neuroprune.report.tuning:report", "Optuna studies of `neuroprune tune`"),
+})
+
+
+def make_report(inputs: Sequence[str | Path], out: str | Path) -> Path:
+    """Write the report of ``inputs`` (run or tuning folders) into ``out``; its report.md."""
+    opened = [open_input(p) for p in inputs]
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    groups: dict[str, list] = {}
+    for item in opened:
+        groups.setdefault(item.kind, []).append(item)
+    tmp = _scratch_folder(out)
+    try:
+        doc = Document(tmp)
+        doc.heading("neuroprune report", 1)
+        doc.para("Inputs: " + ", ".join(f"`{i.path}` ({i.kind}"
+                                        f"{'' if getattr(i, 'finished', True) else ', unfinished'})"
+                                        for i in opened) + ".")
+        for kind, items in groups.items():
+            section = doc.section(f"{kind}-" if len(groups) > 1 else "")
+            REPORTERS.load(kind)(items, section)
+        (tmp / "report.md").write_text(doc.markdown(), encoding="utf-8")
+        _move_into(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / "report.md"
+
+
+def fitness_png(run_dir: str | Path) -> Path | None:
+    """Draw ``<run_dir>/fitness.png``: a run's fitness per generation, as its kind's report
+    draws it (the picture a tuning trial shows in the dashboard). None for kinds without one
+    (each reporter module may offer ``fitness(run, document)``)."""
+    import importlib
+
+    run = open_input(run_dir)
+    if run.kind not in REPORTERS:
+        return None
+    module = importlib.import_module(REPORTERS[run.kind].target.partition(":")[0])
+    draw = getattr(module, "fitness", None)
+    if draw is None or not draw(run, Document(run.path)):
+        return None
+    return run.path / "fitness.png"
+
+
+def _scratch_folder(out: Path) -> Path:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the folder the usual permissions
+        return tmp
+    except OSError as exc:
+        raise UserError(f"cannot write the report to {out}: {exc.strerror}") from None
+
+
+def _move_into(tmp: Path, out: Path) -> None:
+    """A new ``out`` is the finished folder renamed; into an existing one (an earlier report),
+    each file is moved in with an atomic rename, replacing its older version."""
+    try:
+        if not out.exists():
+            os.replace(tmp, out)
+            return
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, out / f.name)
+        tmp.rmdir()
+    except OSError as exc:
+        raise UserError(f"cannot write the report to {out}: {exc.strerror}") from None

@@ -1,0 +1,33 @@
+"""Report of comparison runs: accuracy against weights remaining per method, and the table
+of test accuracy (mean ± std over seeds) per method and sparsity."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..searches.comparison import comparison_table
+from .document import Document
+from .inputs import Run
+from .sweep import accuracy_figure
+
+
+def planned_cells(run: Run) -> int | None:
+    comp = run.config.get("comparison") or {}
+    try:
+        return len(comp["methods"]) * len(comp["sparsities"]) * len(comp["seeds"])
+    except (KeyError, TypeError):
+        return None
+
+
+def report(runs: list[Run], doc: Document) -> None:
+    doc.heading(f"Comparison ({len(runs)} run{'s' if len(runs) > 1 else ''})")
+    for run in runs:
+        planned = planned_cells(run)
+        done = len(run.results)
+        state = ("complete" if run.finished else
+                 f"**unfinished**: {done} of {planned or '?'} cells done, reported as far as "
+                 f"it got")
+        doc.para(f"`{run.name}`: {done} cells, {state}.")
+    cells = pd.concat([r.results for r in runs], ignore_index=True)
+    accuracy_figure(doc, cells)
+    doc.para(comparison_table(cells.to_dict("records")).rstrip("\n"))

@@ -1,0 +1,104 @@
+"""What ``neuroprune report`` is given: run folders of every kind, and tuning folders.
+
+Each input is checked where it enters: a path that does not exist, a file, an empty folder or
+one that is not a run, a run that has not committed anything yet, a CSV that cannot be read
+or lacks the columns its kind writes, all end with one line naming the path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import results
+from ..errors import UserError
+
+#: results.csv columns each kind writes (checked on input)
+COLUMNS = {"mask_search": ("generation",),
+           "comparison": ("method", "sparsity", "seed", "test_accuracy", "wall_seconds"),
+           "activation_search": ("generation", "strategy", "val_accuracy"),
+           "ensemble_search": ("generation", "best", "mean"),
+           "planted": ("task", "method", "sparsity", "seed", "planted_sparsity",
+                       "quality_trained", "iou")}
+JOURNAL = "optuna.journal"
+
+
+@dataclass
+class Run:
+    """A run folder: its kind, config, summary (None while unfinished) and results."""
+
+    path: Path
+    kind: str
+    config: dict[str, Any]
+    summary: dict[str, Any] | None
+    results: pd.DataFrame
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    @property
+    def status(self) -> str:
+        """``complete``, ``interrupted`` (Ctrl-C: a best-so-far summary) or ``unfinished``."""
+        if self.summary is None:
+            return "unfinished"
+        return self.summary.get("status", "complete")
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "complete"
+
+    def committed_generations(self) -> int:
+        """Search generations in the ledger (a generation whose masks were all carried over
+        unchanged has no row in results.csv, but is committed)."""
+        from ..rundir import RunDir
+
+        return sum(1 for g in RunDir(self.path).committed() if g != "final")
+
+
+@dataclass
+class StudyFolder:
+    """A ``neuroprune tune`` folder: the journal holding one or more Optuna studies."""
+
+    path: Path
+    journal: Path
+    kind = "tuning"
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+
+def open_input(path: str | Path) -> Run | StudyFolder:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist")
+    if path.is_file():
+        if path.name == JOURNAL:
+            return StudyFolder(path.parent, path)
+        raise UserError(f"{path} is a file; give a run folder or a tuning folder")
+    if (path / JOURNAL).is_file():
+        return StudyFolder(path, path / JOURNAL)
+    if not (path / "config.yaml").is_file():
+        raise UserError(f"{path} is not a neuroprune run folder (no config.yaml, results.csv "
+                        f"or {JOURNAL} in it)")
+    config = results.config(path)
+    kind = config.get("kind", "mask_search")
+    if kind not in COLUMNS:
+        raise UserError(f"{path}/config.yaml names an unknown kind '{kind}'")
+    if not (path / "results.csv").is_file():
+        raise UserError(f"{path} has no results yet (the run stopped before it committed its "
+                        f"first generation)")
+    df = results.load(path)
+    missing = [c for c in COLUMNS[kind] if c not in df.columns]
+    if missing:
+        raise UserError(f"{path}/results.csv lacks the column(s) {', '.join(missing)} of a "
+                        f"{kind} run")
+    if df.empty:
+        raise UserError(f"{path}/results.csv holds no rows yet")
+    summary = results.read_json(path / "summary.json") if (path / "summary.json").is_file() \
+        else None
+    return Run(path, kind, config, summary, df)

@@ -1,0 +1,69 @@
+"""What optuna-dashboard shows of a trial beside its values and parameters: a markdown note
+with the trial's summary, and its files as artifacts: the best mask (or activations) and the
+fitness plot of its search.
+
+Nothing here carries the test accuracy: a study chooses by validation, and a test figure
+in view while choosing is a selection on the test split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+#: files a trial's run directory may hold -> user attribute of their artifact id
+ARTIFACTS = {"best_mask.safetensors": "best_mask_artifact",
+             "best_activations.json": "best_activations_artifact",
+             "ensemble.joblib": "ensemble_artifact",
+             "fitness.png": "fitness_plot_artifact"}
+#: summary keys a note shows, with their names (never the test accuracy)
+NOTE_ROWS = (("kind", "kind"), ("method", "method"), ("best_strategy", "best strategy"),
+             ("sparsity", "sparsity"), ("val_accuracy", "validation accuracy"),
+             ("wall_seconds", "wall time (s)"))
+
+
+def note(trial, summary: dict[str, Any], run_dir: Path, state: str) -> str:
+    """The trial's markdown note: its state, summary and how to export it."""
+    rows = "".join(f"| {name} | {summary[key]:.4f} |\n" if isinstance(summary[key], float)
+                   else f"| {name} | {summary[key]} |\n"
+                   for key, name in NOTE_ROWS if key in summary)
+    table = f"| | |\n| --- | --- |\n{rows}\n" if rows else ""
+    return (f"## Trial {trial.number}: {state}\n\n{table}Run directory: `{run_dir}`\n\n"
+            f"Export its network: `neuroprune export --storage STUDY_FOLDER --study "
+            f"{trial.study.study_name} --trial {trial.number} --out trial_{trial.number}"
+            f".safetensors`\n")
+
+
+def show_trial(trial, run_dir: Path, summary: dict[str, Any], state: str,
+               artifact_store) -> None:
+    """Draw the trial's fitness plot, upload its files as artifacts and save its note.
+
+    The note needs optuna-dashboard and the plot matplotlib; without them the trial still
+    gets its artifacts (Optuna's own).
+    """
+    from optuna.artifacts import upload_artifact
+
+    fitness_plot(run_dir)
+    for name, attr in ARTIFACTS.items():
+        path = run_dir / name
+        if path.is_file():
+            artifact_id = upload_artifact(artifact_store=artifact_store, file_path=str(path),
+                                          study_or_trial=trial)
+            trial.set_user_attr(attr, artifact_id)
+    try:
+        from optuna_dashboard import save_note
+    except ImportError:
+        return
+    save_note(trial, note(trial, summary, run_dir, state))
+
+
+def fitness_plot(run_dir: Path) -> Path | None:
+    """``<run_dir>/fitness.png`` as the report draws it; None without matplotlib or before
+    the run has committed a generation."""
+    from ..errors import MissingDependencyError, UserError
+    from ..report import fitness_png
+
+    try:
+        return fitness_png(run_dir)
+    except (MissingDependencyError, UserError):
+        return None
