@@ -224,6 +224,9 @@ def plot_compute(rows: list[dict[str, Any]], path: Path) -> None:
         return
     colours = plt.get_cmap("tab10").colors
     n_seeds = len({r["seed"] for r in rows})
+    spent = [r["network_epochs"] for r in rows if r.get("network_epochs")]
+    log = max(spent) > 10 * min(spent)  # a linear axis when the methods spent alike
+    span = (max(spent) - min(spent)) or max(spent)
     cols = min(3, len(sparsities))
     fig, axes = plt.subplots(math.ceil(len(sparsities) / cols), cols,
                              figsize=(4.2 * cols, 3.4 * math.ceil(len(sparsities) / cols)),
@@ -235,12 +238,20 @@ def plot_compute(rows: list[dict[str, Any]], path: Path) -> None:
             if not cell:
                 continue
             acc = [r["test_accuracy"] for r in cell]
-            ax.errorbar(statistics.mean(r["network_epochs"] for r in cell), statistics.mean(acc),
-                        yerr=statistics.stdev(acc) if len(acc) > 1 else 0, fmt="o",
-                        color=colours[i % len(colours)], capsize=3, label=m)
-        ax.set_xscale("log")
+            x = statistics.mean(r["network_epochs"] for r in cell)
+            # methods that spent the same are set slightly apart, so no point hides another
+            shift = (i - (len(methods) - 1) / 2) * 0.03
+            x = x * (1 + shift / 4) if log else x + shift * span
+            ax.errorbar(x, statistics.mean(acc), yerr=statistics.stdev(acc) if len(acc) > 1
+                        else 0, fmt="o", color=colours[i % len(colours)], capsize=3, label=m)
+        if log:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        else:
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, nbins=5))
         ax.set_title(f"{s:.1%} sparse ({1 - s:.1%} of weights kept)", fontsize=9)
-        ax.set_xlabel("training compute (network-epochs, log)")
+        ax.set_xlabel("training compute (network-epochs" + (", log)" if log else ")"))
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(sparsities):]:
