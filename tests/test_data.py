@@ -101,3 +101,81 @@ def test_corrupt_idx_is_reported(tmp_path):
     _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(10))
     with pytest.raises(DataError, match="truncated"):
         load_dataset("mnist", root=str(tmp_path))
+
+
+def _cifar_batches(root, name="cifar10", n=60, seed=0):
+    """CIFAR batches in the official python-pickle format (what torchvision downloads)."""
+    import pickle
+    rng = np.random.default_rng(seed)
+    if name == "cifar10":
+        folder = root / "cifar-10-batches-py"
+        files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+        key, classes = b"labels", 10
+    else:
+        folder, files, key, classes = root / "cifar-100-python", ["train", "test"], \
+            b"fine_labels", 100
+    folder.mkdir(parents=True)
+    for f in files:
+        blob = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                key: list(rng.integers(0, classes, n))}
+        with open(folder / f, "wb") as out:
+            pickle.dump(blob, out, protocol=2)
+    return folder
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_from_the_python_pickle_batches(tmp_path, name):
+    _cifar_batches(tmp_path, name)
+    d = load_dataset(name, root=str(tmp_path))
+    train_n = 5 * 60 if name == "cifar10" else 60
+    assert d.sizes() == {"train": train_n - train_n // 10, "val": train_n // 10, "test": 60}
+    assert d.input_shape == (3, 32, 32) and d.num_classes == (10 if name == "cifar10" else 100)
+    # every channel standardised with the training split's statistics only
+    assert d.train_x.mean((0, 2, 3)).abs().max() < 1e-4
+    assert (d.train_x.std((0, 2, 3)) - 1).abs().max() < 1e-3
+
+
+def test_cifar_batches_that_are_not_arrays_are_refused(tmp_path):
+    import pickle
+    folder = _cifar_batches(tmp_path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+    with open(folder / "test_batch", "wb") as out:
+        pickle.dump({b"data": Evil(), b"labels": []}, out)
+    with pytest.raises(DataError, match="not a CIFAR batch file"):
+        load_dataset("cifar10", root=str(tmp_path))
+
+
+def test_cifar_missing_offline_and_download_branch(tmp_path):
+    with pytest.raises(DataError, match="data.download=true"):
+        load_dataset("cifar10", root=str(tmp_path))
+    with pytest.raises(UserError) as err:  # no internet here, or no working torchvision
+        load_dataset("cifar10", root=str(tmp_path), download=True)
+    assert "torchvision" in str(err.value) or "could not download" in str(err.value)
+
+
+def test_generated_images_are_learnable_and_fixed_by_the_split_seed():
+    a = load_dataset("images", samples=300, image_size=16, classes=3)
+    b = load_dataset("images", samples=300, image_size=16, classes=3)
+    c = load_dataset("images", samples=300, image_size=16, classes=3, split_seed=1)
+    assert torch.equal(a.train_x, b.train_x) and not torch.equal(a.train_x, c.train_x)
+    assert a.input_shape == (3, 16, 16)
+    # a nearest-class-mean classifier beats chance clearly: the classes are patterns
+    means = torch.stack([a.train_x[a.train_y == k].mean(0) for k in range(3)])
+    pred = ((a.test_x[:, None] - means[None]) ** 2).flatten(2).sum(2).argmin(1)
+    assert float((pred == a.test_y).float().mean()) > 0.6
+
+
+def test_augmentation_is_seeded_and_keeps_shapes():
+    from neuroprune.data.augment import Augmenter
+    aug = Augmenter(["crop", "flip"])
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    p1 = aug.draw(2, torch.Generator().manual_seed(0))
+    p2 = aug.draw(2, torch.Generator().manual_seed(0))
+    assert torch.equal(p1, p2)
+    out = aug.apply(x, torch.tensor([[4, 4, 0], [4, 4, 1]]))  # no shift; the second flipped
+    assert torch.equal(out[0], x[0]) and torch.equal(out[1], x[1].flip(2))
+    shifted = aug.apply(x, torch.tensor([[0, 0, 0], [8, 8, 0]]))  # 4 pixels of zero padding
+    assert (shifted[0, :, :4, :] == 0).all() and torch.equal(shifted[0, :, 4:, 4:], x[0, :, :4, :4])
