@@ -265,6 +265,63 @@ def test_a_pruned_trial_leaves_its_batch_and_the_others_finish(tmp_path):
     assert states[4:] == [TrialState.PRUNED] * 2
 
 
+def _running_trials_of(journal, pid, deadline):
+    """Poll the study until process ``pid`` has a trial RUNNING; return its trials."""
+    storage = open_storage(str(journal))
+    while time.time() < deadline:
+        try:
+            study = optuna.load_study(study_name="tune_quickstart", storage=storage)
+        except KeyError:  # not created yet
+            study = None
+        mine = [t for t in (study.get_trials(states=(TrialState.RUNNING,)) if study else [])
+                if t.user_attrs.get("pid") == pid]
+        if mine:
+            return mine
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} started no trial in time")
+
+
+def test_batches_of_two_processes_one_killed_lose_and_repeat_nothing(tmp_path):
+    """Two ``tune --batch 2`` processes on one journal; one is killed mid-batch. Its
+    trials are failed and re-run once each with their parameters; no trial is lost or
+    completed twice."""
+    out = tmp_path / "b"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    fast = [a for f in FAST + ["method.generations=3"] for a in ("--set", f)]
+    cmd = [sys.executable, "-m", "neuroprune", "tune", TQ, "--out", str(out), "--batch", "2",
+           "--no-progress"] + fast
+    victim, survivor = [subprocess.Popen(cmd + ["--n-trials", "4"], env=env, cwd=REPO,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         text=True) for _ in range(2)]
+    killed = _running_trials_of(out / "optuna.journal", victim.pid, time.time() + 300)
+    victim.kill()
+    victim.wait()
+    _, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err
+    later = subprocess.run(cmd + ["--n-trials", "2"], env=env, cwd=REPO, capture_output=True,
+                           text=True, timeout=600)  # picks up whatever is still stale
+    assert later.returncode == 0, later.stderr
+
+    study = optuna.load_study(study_name="tune_quickstart",
+                              storage=open_storage(str(out / "optuna.journal")))
+    trials = study.get_trials()
+    by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
+    assert not by_state[TrialState.RUNNING] and not by_state[TrialState.WAITING]
+    failed = {t.number for t in by_state[TrialState.FAIL]}
+    assert failed and failed >= {t.number for t in killed}
+    assert all(t.user_attrs["pid"] == victim.pid for t in by_state[TrialState.FAIL])
+    for number in failed:  # each re-run exactly once, with its parameters, and completed
+        (retry,) = [t for t in trials if t.user_attrs.get("retried_from") == number]
+        assert retry.state == TrialState.COMPLETE
+        assert retry.params == trials[number].params
+    params = [tuple(sorted(t.params.items())) for t in by_state[TrialState.COMPLETE]]
+    assert len(set(params)) == len(params)  # no parameter set completed twice
+    assert len({t.user_attrs["run_dir"] for t in trials}) == len(trials)
+    survivor_done = [t for t in by_state[TrialState.COMPLETE]
+                     if t.user_attrs["pid"] == survivor.pid]
+    assert len(survivor_done) == 4
+
+
 @pytest.mark.parametrize("pruner", ["hyperband", "successive_halving"])
 def test_hyperband_and_successive_halving_judge_the_generation_reports(tmp_path, pruner):
     cfg = load_config(TQ, FAST + [f"tune.pruner={pruner}"])
