@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 import torch
 
 from neuroprune.cli import main
@@ -47,7 +48,7 @@ RUNS = {
 #: the figures each kind's report draws
 FIGURES = {
     "mask_search": {"fitness.png", "learning_curve.png", "layers.png"},
-    "comparison": {"accuracy_vs_sparsity.png"},
+    "comparison": {"accuracy_vs_sparsity.png", "accuracy_vs_compute.png"},
     "activation_search": {"functions.png", "strategies.png", "search.png"},
     "ensemble_search": {"fitness.png", "accuracy.png"},
     "planted": {"planted.png"},
@@ -117,6 +118,19 @@ def test_comparison_report_draws_the_dense_baseline_and_states_the_seeds(runs, t
     assert "mean ± std over n = 2 seeds" in md
     assert "Dashed: the dense network (sparsity 0)" in md
     assert "| random |" in md and "| snip |" in md
+    assert "the final network of every method gets the same epochs" in md
+
+
+def test_comparison_report_states_an_equal_budget(runs, tmp_path):
+    run = _copy(runs["comparison"], tmp_path)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["comparison"]["budget"] = 2
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "r"
+    assert _report([run], out)[0] == 0
+    md = (out / "report.md").read_text()
+    assert "every cell trains for 2 network-epochs in all" in md
+    assert "![accuracy_vs_compute](accuracy_vs_compute.png)" in md
 
 
 def _copy(run, tmp_path, name="copy"):

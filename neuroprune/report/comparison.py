@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..searches.comparison import comparison_table
+from ..searches.comparison import comparison_table, compute_figure
 from .document import Document
 from .inputs import Run
 from .sweep import accuracy_figure
@@ -30,4 +30,14 @@ def report(runs: list[Run], doc: Document) -> None:
         doc.para(f"`{run.name}`: {done} cells, {state}.")
     cells = pd.concat([r.results for r in runs], ignore_index=True)
     accuracy_figure(doc, cells)
-    doc.para(comparison_table(cells.to_dict("records")).rstrip("\n"))
+    rows = cells.to_dict("records")
+    budgets = {(r.config.get("comparison") or {}).get("budget") for r in runs}
+    budget = budgets.pop() if len(budgets) == 1 else None  # one rule for the whole table
+    if "network_epochs" in cells and cells["network_epochs"].notna().any():
+        fig = compute_figure([r for r in rows if pd.notna(r.get("network_epochs"))])
+        if fig is not None:
+            doc.figure("accuracy_vs_compute", fig,
+                       "Test accuracy of each method's final network against the training it "
+                       "spent in all (network-epochs: one network trained for one epoch is "
+                       "one), one panel per sparsity, mean ± std over seeds.")
+    doc.para(comparison_table(cells.to_dict("records"), budget).rstrip("\n"))

@@ -209,8 +209,7 @@ def comparison_table(rows: list[dict[str, Any]], budget: int | None = None) -> s
 
 
 def plot_compute(rows: list[dict[str, Any]], path: Path) -> None:
-    """Test accuracy against training compute, one panel per sparsity, one colour per
-    method (mean and standard deviation over seeds)."""
+    """Write :func:`compute_figure` to ``path`` (nothing without matplotlib or compute)."""
     try:
         import matplotlib
     except ImportError:
@@ -218,10 +217,23 @@ def plot_compute(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig = compute_figure(rows)
+    if fig is None:
+        return
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
+    plt.close(fig)
+
+
+def compute_figure(rows: list[dict[str, Any]]):
+    """Test accuracy against training compute, one panel per sparsity, one colour per
+    method (mean and standard deviation over seeds); None when no row records compute."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
     methods = list(dict.fromkeys(r["method"] for r in rows))
     sparsities = sorted({r["sparsity"] for r in rows})
     if not any(r.get("network_epochs") for r in rows):
-        return
+        return None
     colours = plt.get_cmap("tab10").colors
     n_seeds = len({r["seed"] for r in rows})
     spent = [r["network_epochs"] for r in rows if r.get("network_epochs")]
@@ -262,5 +274,4 @@ def plot_compute(rows: list[dict[str, Any]], path: Path) -> None:
     fig.suptitle(f"Test accuracy against training compute (mean ± std over {n_seeds} seeds)",
                  fontsize=10)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
-    plt.close(fig)
+    return fig
