@@ -2,10 +2,10 @@
 
 Formats:
 
-* ``safetensors`` (default): boolean masks under the parameter names, trained weights under
-  ``weights/<name>``, metadata with the architecture spec (rebuilds the model), per-layer and
-  global sparsity, method, dataset, seed, accuracies and the neuroprune version. Plain
-  ``safetensors.torch.load_file`` reads it.
+* ``safetensors`` (default): trained weights under their state-dict names, boolean masks
+  beside them as ``<name>_mask`` (``torch.nn.utils.prune``'s naming), metadata with the
+  architecture spec (rebuilds the model), per-layer and global sparsity, method, dataset, seed, accuracies and the neuroprune version. Plain
+  ``model.load_state_dict(safetensors.torch.load_file(path), strict=False)`` loads it.
 * ``prune``: a ``torch.save`` state dict in the ``torch.nn.utils.prune`` convention
   (``<layer>.weight_orig`` and ``<layer>.weight_mask``), loadable into a model that had
   ``prune.custom_from_mask`` applied.

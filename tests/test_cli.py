@@ -36,8 +36,8 @@ def test_quickstart_run_writes_the_documented_run_directory(tmp_path):
     assert 1 + 4 <= len(lines) <= 1 + 4 + 4 + 1  # gen 0: all 4; gen 1: the changed ones; final
     assert (out / "config.yaml").read_text().count("population: 4") == 1
     tensors = load_file(str(out / "best_mask.safetensors"))
-    masks = {k: v for k, v in tensors.items() if not k.startswith("weights/")}
-    assert set(masks) == {"1.weight", "3.weight"} and all(v.dtype == torch.bool
+    masks = {k: v for k, v in tensors.items() if k.endswith("_mask")}
+    assert set(masks) == {"1.weight_mask", "3.weight_mask"} and all(v.dtype == torch.bool
                                                           for v in masks.values())
     kept = sum(int(v.sum()) for v in masks.values())
     assert kept == summary["kept_weights"]

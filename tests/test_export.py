@@ -37,7 +37,45 @@ def test_safetensors_round_trip_is_exact(run, tmp_path):
                 "neuroprune_version"):
         assert key in meta_b
     plain = load_file(str(tmp_path / "e.safetensors"))
-    assert "weights/1.weight" in plain and plain["1.weight"].dtype == torch.bool
+    assert plain["1.weight_mask"].dtype == torch.bool and plain["1.weight"].is_floating_point()
+
+
+def test_mask_files_load_into_a_plain_model_and_others_can_read_them(run):
+    path = run / "best_mask.safetensors"
+    assert path.stat().st_mode & 0o044 == 0o044  # group and others may read (umask 022)
+    model = neuroprune.load_model(path)
+    spec = ModelSpec.from_dict(neuroprune.load_mask(path)[1]["architecture"])
+    plain = build_model(spec)
+    result = plain.load_state_dict(load_file(str(path)), strict=False)
+    assert not result.missing_keys
+    assert sorted(result.unexpected_keys) == ["1.weight_mask", "3.weight_mask"]
+    x = torch.randn(5, *spec.input_shape)
+    with torch.no_grad():
+        assert torch.allclose(plain.eval()(x), model.eval()(x))
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata()["format"] == "pt"
+
+
+def test_apply_mask_on_a_masked_model_says_so(run):
+    model = neuroprune.load_model(run / "best_mask.safetensors")
+    mask, _ = neuroprune.load_mask(run / "best_mask.safetensors")
+    with pytest.raises(ValueError, match="already carries a mask on 1.weight"):
+        neuroprune.apply_mask(model, mask)
+
+
+def test_files_of_the_earlier_layout_still_load(run, tmp_path):
+    tensors = load_file(str(run / "best_mask.safetensors"))
+    from safetensors import safe_open
+    with safe_open(str(run / "best_mask.safetensors"), "pt") as f:
+        meta = {k: v for k, v in f.metadata().items() if k not in ("format", "neuroprune_layout")}
+    old = {(k[:-5] if k.endswith("_mask") else "weights/" + k): v for k, v in tensors.items()}
+    save_file(old, str(tmp_path / "old.safetensors"), metadata=meta)
+    a, _ = neuroprune.load_mask(tmp_path / "old.safetensors")
+    b, _ = neuroprune.load_mask(run / "best_mask.safetensors")
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert neuroprune.masks.load_weights(tmp_path / "old.safetensors").keys() == \
+        neuroprune.masks.load_weights(run / "best_mask.safetensors").keys()
 
 
 def test_reloaded_model_reproduces_the_recorded_test_accuracy(run):
@@ -82,11 +120,11 @@ def test_broken_files_give_clear_errors(run, tmp_path):
     with safe_open(str(run / "best_mask.safetensors"), "pt") as f:
         meta = f.metadata()
     wrong = dict(tensors)
-    wrong["1.weight"] = torch.ones(3, 3, dtype=torch.bool)
+    wrong["1.weight_mask"] = torch.ones(3, 3, dtype=torch.bool)
     save_file(wrong, str(tmp_path / "shape.safetensors"), metadata=meta)
     with pytest.raises(UserError, match="1.weight"):
         load_model(tmp_path / "shape.safetensors")
-    missing = {k: v for k, v in tensors.items() if k != "weights/3.bias"}
+    missing = {k: v for k, v in tensors.items() if k != "3.bias"}
     save_file(missing, str(tmp_path / "missing.safetensors"), metadata=meta)
     with pytest.raises(UserError, match="3.bias"):
         load_model(tmp_path / "missing.safetensors")

@@ -1,8 +1,12 @@
-"""Mask files: safetensors with the parameter names as tensor names.
+"""Mask files: safetensors in the names of a model's state dict.
 
-A file written here loads with plain ``safetensors.torch.load_file`` and applies with
-``torch.nn.utils.prune.custom_from_mask``. Metadata (strings only, as safetensors requires)
-holds the architecture spec as JSON, the sparsity, the method and the seed.
+The trained weights (and biases, BatchNorm entries) sit under their state-dict names and each
+mask beside its weight in ``torch.nn.utils.prune``'s naming (``<layer>.weight_mask``), so that
+plain ``model.load_state_dict(safetensors.torch.load_file(path), strict=False)`` loads the
+trained network (its pruned weights are zero) and reports only the masks as unexpected keys.
+Metadata (strings only, as safetensors requires) holds ``format: pt``, the architecture spec as
+JSON, the sparsity, the method and the seed. Files of the earlier layout (masks under the
+parameter names, weights under ``weights/<name>``) still load.
 """
 
 from __future__ import annotations
@@ -19,23 +23,28 @@ from .._io import atomic_write
 from ..errors import UserError
 from .mask import Mask
 
-WEIGHT_PREFIX = "weights/"
+MASK_SUFFIX = "_mask"
+LAYOUT_KEY, LAYOUT = "neuroprune_layout", "state_dict"
+OLD_WEIGHT_PREFIX = "weights/"  # the earlier layout, read only
 
 
 def save_mask(path: str | Path, mask: Mapping[str, torch.Tensor], metadata: Mapping[str, object],
               weights: Mapping[str, torch.Tensor] | None = None) -> None:
-    """Write ``mask`` (and optionally trained ``weights``) atomically to ``path``."""
+    """Write ``mask`` (and optionally trained ``weights``, a state dict) atomically to ``path``."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().to("cpu", torch.bool).contiguous() for k, v in mask.items()}
+    tensors = {k + MASK_SUFFIX: v.detach().to("cpu", torch.bool).contiguous()
+               for k, v in mask.items()}
     for k, v in (weights or {}).items():
-        tensors[WEIGHT_PREFIX + k] = v.detach().to("cpu").contiguous()
+        tensors[k] = v.detach().to("cpu").contiguous()
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    meta.update({"format": "pt", LAYOUT_KEY: LAYOUT})
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def load_mask(path: str | Path) -> tuple[Mask, dict[str, object]]:
-    """Read a mask file: ``(mask, metadata)``. Clear errors for missing or corrupt files."""
+def _read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor],
+                                     dict[str, object]]:
+    """``(masks, weights, metadata)`` of a mask file, either layout; one-line errors."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -50,20 +59,31 @@ def load_mask(path: str | Path) -> tuple[Mask, dict[str, object]]:
                         f"{exc}") from exc
     meta: dict[str, object] = {}
     for k, v in raw_meta.items():
+        if k in (LAYOUT_KEY, "format"):
+            continue
         try:
             meta[k] = json.loads(v)
         except (json.JSONDecodeError, TypeError):
             meta[k] = v
-    mask = Mask({k: v for k, v in tensors.items() if not k.startswith(WEIGHT_PREFIX)})
-    return mask, meta
+    if raw_meta.get(LAYOUT_KEY) == LAYOUT:
+        masks = {k[:-len(MASK_SUFFIX)]: v for k, v in tensors.items() if k.endswith(MASK_SUFFIX)}
+        weights = {k: v for k, v in tensors.items() if not k.endswith(MASK_SUFFIX)}
+    else:
+        masks = {k: v for k, v in tensors.items() if not k.startswith(OLD_WEIGHT_PREFIX)}
+        weights = {k[len(OLD_WEIGHT_PREFIX):]: v for k, v in tensors.items()
+                   if k.startswith(OLD_WEIGHT_PREFIX)}
+    return masks, weights, meta
+
+
+def load_mask(path: str | Path) -> tuple[Mask, dict[str, object]]:
+    """Read a mask file: ``(mask, metadata)``. Clear errors for missing or corrupt files."""
+    masks, _, meta = _read(path)
+    return Mask(masks), meta
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The trained weights stored beside the mask (empty if none were kept)."""
-    from safetensors.torch import load_file
-
-    return {k[len(WEIGHT_PREFIX):]: v for k, v in load_file(str(path)).items()
-            if k.startswith(WEIGHT_PREFIX)}
+    """The trained weights stored beside the mask, as a state dict (empty if none were kept)."""
+    return _read(path)[1]
 
 
 def apply_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -72,6 +92,11 @@ def apply_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> nn.Module:
     Raises ``ValueError`` naming the tensor when a name or shape does not match.
     """
     params = dict(model.named_parameters())
+    masked = [k for k in mask if k not in params and k + "_orig" in params]
+    if masked:
+        raise ValueError(f"the model already carries a mask on {masked[0]}; apply masks to a "
+                         f"fresh model, or call torch.nn.utils.prune.remove(module, "
+                         f"'{masked[0].rpartition('.')[2]}') first")
     unknown = [k for k in mask if k not in params]
     if unknown:
         raise ValueError(f"mask names {unknown} are not parameters of the model")
