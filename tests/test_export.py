@@ -167,3 +167,15 @@ def test_export_of_a_trial_whose_run_folder_is_elsewhere_uses_its_artifact(tmp_p
                  "--out", str(tmp_path / "c.safetensors")]) == 2
     assert "no study storage at" in capsys.readouterr().err
     assert not (tmp_path / "nothing").exists()
+
+
+def test_compact_export_of_an_unstructured_run_gives_its_outputs(run, tmp_path):
+    pytest.importorskip("torch_pruning")
+    from neuroprune.export import masked_model
+    info = export(run / "best_mask.safetensors", tmp_path / "c.safetensors", "compact")
+    small = neuroprune.load_model(tmp_path / "c.safetensors")
+    dense = masked_model(run / "best_mask.safetensors")
+    x = torch.randn(9, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(small(x), dense(x), atol=1e-5, rtol=0)
+    assert info["params"] <= sum(p.numel() for p in dense.parameters())

@@ -134,3 +134,69 @@ def test_dead_units_of_an_unstructured_mask_are_removed_and_their_bias_folded():
     x = torch.randn(7, 1, 8, 8)
     with torch.no_grad():
         assert torch.allclose(small(x), model(x), atol=1e-5, rtol=0)
+
+
+def _structured_file(tmp_path, name="lenet5", shape=(1, 16, 16), opts=None):
+    """A safetensors file as a run writes it, holding a structured mask at 30% of the FLOPs."""
+    from neuroprune.masks import save_mask
+    opts = opts or {}
+    model = _model(name, shape, opts)
+    ex = torch.randn(1, *shape)
+    space = structure_space(model, ex)
+    keep = space.select(torch.rand(1, space.size), "flops", 0.3)
+    _apply_rows(model, space, keep)
+    mask = {k: v[0] for k, v in unflatten(space.layout, space.expand(keep)).items()}
+    spec = ModelSpec.zoo(name, shape, 10, **opts)
+    path = tmp_path / "best_mask.safetensors"
+    save_mask(path, mask, {"architecture": spec.to_dict(), "sparsity": 0.0, "method": "test"},
+              weights=model.state_dict())
+    return path, model
+
+
+def test_export_compact_onnx_and_state_dict_give_the_masked_outputs(tmp_path):
+    import onnxruntime
+
+    import neuroprune
+    from neuroprune.cli import main
+    from neuroprune.export import export
+
+    path, model = _structured_file(tmp_path, "resnet20", (3, 8, 8), {"width": 4})
+    x = torch.randn(6, 3, 8, 8)
+    with torch.no_grad():
+        want = model(x)
+    info = export(path, tmp_path / "c.safetensors", "compact")
+    small = neuroprune.load_model(tmp_path / "c.safetensors")
+    assert info["params"] == sum(p.numel() for p in small.parameters())
+    assert info["params"] < sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        assert torch.allclose(small(x), want, atol=1e-5, rtol=0)
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "n.onnx"),
+                 "--format", "onnx"]) == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "n.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x.numpy()})[0]
+    assert torch.allclose(torch.from_numpy(got), want, atol=1e-5, rtol=0)
+    export(path, tmp_path / "s.pt", "state_dict")
+    plain = build_model(ModelSpec.zoo("resnet20", (3, 8, 8), 10, width=4))
+    plain.load_state_dict(torch.load(tmp_path / "s.pt"))
+    with torch.no_grad():
+        assert torch.allclose(plain.eval()(x), want, atol=1e-6, rtol=0)
+
+
+def test_export_without_a_mask_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from neuroprune.cli import main
+    from neuroprune.export import export
+
+    path, _ = _structured_file(tmp_path)
+    unmasked = tmp_path / "unmasked"  # a run folder whose file holds weights but no mask
+    export(path, unmasked / "best_mask.safetensors", "compact")
+    capsys.readouterr()
+    for fmt in ("compact", "onnx", "state_dict"):
+        out = tmp_path / f"again.{fmt}"
+        assert main(["export", str(tmp_path), "--out", str(out), "--format", fmt]) == 0
+        assert main(["export", str(unmasked), "--out", str(tmp_path / f"no.{fmt}"),
+                     "--format", fmt]) == 2
+        assert not (tmp_path / f"no.{fmt}").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all("holds no mask" in line for line in err)
+    assert not list(tmp_path.glob(".*tmp"))
