@@ -20,6 +20,10 @@ class SparsityConfig(Section):
                                "'first' (the first prunable layer), 'output' (the output "
                                "layer) or parameter names")
 
+    latency_repeats: int = Field(3, ge=0, description="timed CPU forward passes behind each "
+                                 "latency figure of summary.json (dense, masked, compact at "
+                                 "batch 1 and 256); 0 leaves latency out")
+
     @field_validator("target")
     @classmethod
     def _range(cls, v: float) -> float:

@@ -15,6 +15,7 @@ import torch
 from .. import __version__
 from ..config import to_dict
 from ..engine import EvalTask, LearningCurve
+from ..efficiency import efficiency_of_weights
 from ..engine.evaluator import Metered
 from ..masks import bits_to_mask, check_bits, save_mask
 from ..methods import METHODS, MethodContext
@@ -167,6 +168,9 @@ class MaskSearch:
                     test=True, hooks=(LearningCurve(),),
                     rescale_init=cfg.sparsity.rescale_init and found.from_init))
         final = trained.row(0)
+        weights = trained.weights_of(0) if trained.weights is not None else None
+        figures = ({} if weights is None else efficiency_of_weights(
+            self.bench.spec, weights, mask, cfg.sparsity.latency_repeats))
         compute = self.compute(evaluator.network_epochs, search_epochs, resume_state)
         if trained.extras.get("curve"):
             rd.write_curve(trained.extras["curve"][0])
@@ -175,7 +179,8 @@ class MaskSearch:
                                         "test_accuracy": final["test_accuracy"],
                                         "train_loss": final["train_loss"],
                                         "sparsity": mask.sparsity(),
-                                        "network_epochs": compute["network_epochs"]}])
+                                        "network_epochs": compute["network_epochs"],
+                                        **figures}])
         summary = {
             "status": "complete",
             "kind": "mask_search",
@@ -196,6 +201,7 @@ class MaskSearch:
             "wall_seconds": round(time.time() - t0, 3),
             "neuroprune_version": __version__,
             "compute": compute,
+            **figures,
             **{k: v for k, v in found.info.items() if k not in ("logbook", "exact")},
         }
         metadata = {"architecture": self.bench.spec.to_dict(), "sparsity": summary["sparsity"],
@@ -205,7 +211,6 @@ class MaskSearch:
                     "val_accuracy": final["val_accuracy"],
                     "layer_sparsity": summary["layer_sparsity"],
                     "neuroprune_version": __version__}
-        weights = trained.weights_of(0) if trained.weights is not None else None
         save_mask(rd.path / "best_mask.safetensors", mask, metadata, weights=weights)
         rd.write_summary(summary)
         return summary
