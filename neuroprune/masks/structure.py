@@ -201,8 +201,9 @@ class StructureSpace:
         self.offsets = [0]
         for g in self.groups:
             self.offsets.append(self.offsets[-1] + g.size)
-        elem, bit = [], []
+        elem, bit, kinds = [], [], []
         offs = dict(zip(names, self.layout.offsets))
+        modules = dict(model.named_modules())
         for gi, g in enumerate(self.groups):
             for m in g.members:
                 shape = params[m.name].shape
@@ -210,8 +211,19 @@ class StructureSpace:
                 sel = index[m.positions].reshape(len(m.positions), -1)
                 elem.append(offs[m.name] + sel.reshape(-1))
                 bit.append((self.offsets[gi] + m.channels)[:, None].expand_as(sel).reshape(-1))
+                layer = m.name.rpartition(".")[0]
+                kind = ("filter" if layer == g.root and m.name.endswith("weight") else
+                        "scale" if isinstance(modules.get(layer), nn.modules.batchnorm._BatchNorm)
+                        and m.name.endswith("weight") else "other")
+                kinds += [kind] * sel.numel()
         self.element_index = torch.cat(elem)
         self.bit_index = torch.cat(bit)
+        #: which entries of ``element_index`` are the root layer's own weights (``filter``),
+        #: BatchNorm scales (``scale``); every entry is in ``all``
+        self.entries = {k: torch.tensor([x == k for x in kinds]) for k in ("filter", "scale")}
+        self.entries["all"] = torch.ones(len(kinds), dtype=torch.bool)
+        self.has_scale = torch.zeros(self.size, dtype=torch.bool)
+        self.has_scale[self.bit_index[self.entries["scale"]]] = True
         # FLOPs per kept weight of each prunable layer (multiply-adds x 2 per sample)
         self.layer_flops = dict(layer_flops or {})
         w_offs = [offs[n] for n in self.weights]
@@ -236,6 +248,20 @@ class StructureSpace:
         idx = self.element_index.to(keep.device).expand(len(keep), -1)
         return rows.scatter_reduce_(1, idx, src, reduce="amin").bool()
 
+    def rows_of(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Stacked tensors ``{name: [P, ...]}`` (parameters) as ``[P, n]`` rows in
+        ``layout`` order (differentiable)."""
+        return torch.cat([tensors[n].reshape(len(tensors[n]), -1) for n in self.layout.names],
+                         1)
+
+    def channel_sums(self, rows: torch.Tensor, entries: str = "all") -> torch.Tensor:
+        """``[P, G]``: for every group channel, the sum of ``rows`` (``[P, n]``, e.g. squared
+        or absolute weights) over its ``entries`` (all, filter or scale)."""
+        sel = self.entries[entries].to(rows.device)
+        idx = self.element_index.to(rows.device)[sel]
+        out = torch.zeros(len(rows), self.size, dtype=rows.dtype, device=rows.device)
+        return out.index_add(1, self.bit_index.to(rows.device)[sel], rows[:, idx])
+
     def split(self, keep: torch.Tensor) -> dict[str, torch.Tensor]:
         """Group bits ``[..., G]`` as ``{root layer: [..., size]}``."""
         return {g.root: keep[..., a:b] for g, a, b in zip(self.groups, self.offsets,
@@ -251,6 +277,11 @@ class StructureSpace:
         if budget == "params":
             return kept
         return 1.0 - kept / float(self._cost_params.sum())
+
+    def meet(self, scores: torch.Tensor, budget: str, target: float) -> torch.Tensor:
+        """:meth:`select` for a config's ``sparsity.target``: remove at least ``target`` of the
+        prunable weights (``sparsity``), or of the parameters or FLOPs of the prunable layers."""
+        return self.select(scores, budget, target if budget == "sparsity" else 1.0 - target)
 
     def select(self, scores: torch.Tensor, budget: str, value: float) -> torch.Tensor:
         """Group bits ``[P, G]`` that drop the lowest-``scores`` (``[P, G]``) channels until

@@ -22,4 +22,10 @@ METHODS = Registry("method", "method.name", {
     "rigl": ("neuroprune.methods.rigl:RigL", "dynamic sparse training, grow by gradient"),
     "set": ("neuroprune.methods.set_:SET", "dynamic sparse training, grow at random"),
     "ctre": ("neuroprune.methods.ctre:CTRE", "dynamic sparse training, grow by similarity"),
+    "l1_filter": ("neuroprune.methods.l1_filter:L1Filter",
+                  "structured: remove the filters and neurons of smallest L1 norm"),
+    "slimming": ("neuroprune.methods.slimming:Slimming",
+                 "structured: L1 on BatchNorm scales, remove the smallest channels"),
+    "group_lasso": ("neuroprune.methods.group_lasso:GroupLasso",
+                    "structured: group lasso on neurons and channels"),
 })

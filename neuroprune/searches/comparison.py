@@ -134,6 +134,10 @@ def _run_cells(searches, rd, rows, progress, log) -> None:
                      "seed": summary["seed"], "test_accuracy": summary["test_accuracy"],
                      "val_accuracy": summary["val_accuracy"],
                      "actual_sparsity": summary["sparsity"],
+                     # what the deployed (compact) network costs: FLOPs per sample, params,
+                     # CPU seconds at batch 256 (absent without the efficiency figures)
+                     "flops": summary.get("flops"), "params": summary.get("params"),
+                     "latency": summary.get("latency"),
                      "kept_weights": summary["kept_weights"],
                      "network_epochs": compute.get("network_epochs"),
                      "training_flops": compute.get("training_flops"),

@@ -19,7 +19,7 @@ from ..efficiency import efficiency_of_weights
 from ..engine.evaluator import Metered
 from ..masks import bits_to_mask, check_bits, save_mask
 from ..methods import METHODS, MethodContext
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 from ..rundir import RunDir
 from ..tracking import Tracking, open_tracking
 from ..workbench import Workbench
@@ -62,6 +62,13 @@ class MaskSearch:
         self.bench = bench
         self.cfg = bench.config
         self.method = METHODS.load(self.cfg.method.name)(self.cfg.method_params())
+        structured = self.cfg.sparsity.structure != "element"
+        if self.method.structured != structured:
+            raise ConfigError(
+                f"method {self.method.name} removes "
+                f"{'neurons and channels' if self.method.structured else 'single weights'}; "
+                f"set sparsity.structure to "
+                f"{'neuron, channel or all' if self.method.structured else 'element'}")
         self._check_memory()
 
     def compute(self, network_epochs: int, search_epochs: int,
@@ -104,7 +111,9 @@ class MaskSearch:
                              final_epochs=self.cfg.training.epochs, commit=commit,
                              resume_state=resume_state, progress=progress,
                              rescale_init=self.cfg.sparsity.rescale_init,
-                             device=torch.device(device))
+                             device=torch.device(device), structure=b.structure,
+                             budget=self.cfg.sparsity.budget,
+                             target=self.cfg.sparsity.target)
 
     def run(self, run_dir: str | Path, *, progress: bool = True, resume: bool = False,
             log=print, on_generation=None, tracking: Tracking | None = None) -> dict[str, Any]:

@@ -1,0 +1,94 @@
+"""Structured methods on a tiny problem: budgets met, regularisers as per-network hooks."""
+
+import json
+
+import pytest
+import torch
+
+from neuroprune.config import load_config
+from neuroprune.errors import ConfigError
+from neuroprune.methods import METHODS, get_method_class
+
+from helpers import mask_search
+
+pytest.importorskip("torch_pruning")
+
+STRUCTURED = sorted(n for n in METHODS if get_method_class(n).structured)
+
+
+def _search(method, structure="all", budget="flops", target=0.5, **params):
+    over = [f"method.{k}={v}" for k, v in params.items()]
+    tree = {"data": {"dataset": "digits"}, "device": "cpu",
+            "model": {"name": "conv2", "width": 0.125, "widths": [16], "batch_norm": True},
+            "sparsity": {"target": target, "structure": structure, "budget": budget,
+                         "latency_repeats": 1},
+            "training": {"epochs": 1, "lr": 0.05, "batch_size": 128},
+            "method": {"name": method}}
+    return mask_search(load_config(tree=tree, overrides=over))
+
+
+@pytest.mark.parametrize("name", STRUCTURED)
+def test_every_structured_method_meets_its_budget(name):
+    search = _search(name, dense_epochs=1)
+    with search.bench.evaluator() as ev:
+        ctx = search.context(ev)
+        res = search.method.find(ctx)
+    space = ctx.structure
+    dense = space.cost(torch.ones(1, space.layout.numel, dtype=torch.bool), "flops")
+    assert float(space.cost(res.bits[None], "flops")[0]) <= 0.5 * float(dense[0]) + 1e-6
+    assert res.info["exact"] is False and not res.from_init
+    assert get_method_class(name).citation
+
+
+def test_a_regularised_network_trains_alike_alone_and_in_a_mixed_batch():
+    from neuroprune.methods.group_lasso import GroupNorms
+    from neuroprune.methods.slimming import ScaleL1
+    search = _search("group_lasso")
+    with search.bench.evaluator() as ev:
+        ctx = search.context(ev)
+        space = ctx.structure
+        for hook in (GroupNorms, ScaleL1):
+            mixed = ev.evaluate(ctx.task(None, 1, size=3, keep_weights=True, hooks=(
+                hook(space, torch.tensor([0.0, 1e-2, 1e-1])),)))
+            alone = ev.evaluate(ctx.task(None, 1, size=1, keep_weights=True, hooks=(
+                hook(space, torch.tensor([1e-1])),)))
+            for k, v in alone.weights.items():
+                assert torch.allclose(mixed.weights[k][2], v[0], atol=1e-6, rtol=0), k
+            assert not torch.allclose(mixed.weights["0.weight"][0], alone.weights["0.weight"][0])
+
+
+def test_a_strength_sweep_gives_a_front_and_the_run_its_efficiency(tmp_path):
+    search = _search("group_lasso", target=0.75, strengths="[0.0, 0.001, 0.01]",
+                     dense_epochs=1)
+    summary = search.run(tmp_path / "r", progress=False)
+    assert [r["strength"] for r in summary["front"]] == [0.0, 0.001, 0.01]
+    assert all(r["flops_fraction"] <= 0.25 + 1e-9 for r in summary["front"])
+    assert summary["flops_compact"] < 0.5 * summary["flops_dense"]
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["params"] == \
+        summary["params_compact"]
+
+
+def test_structured_config_errors_are_one_line():
+    with pytest.raises(ConfigError, match="set sparsity.structure to neuron, channel or all"):
+        _search("l1_filter", structure="element")
+    with pytest.raises(ConfigError, match="set sparsity.structure to element"):
+        _search("magnitude")
+    with pytest.raises(Exception, match="no structure meets the flops budget"):
+        _search("l1_filter", target=0.9999)
+
+
+def test_kind_comparison_runs_structured_methods_at_flops_budgets(tmp_path):
+    from neuroprune.searches.comparison import Comparison
+    from neuroprune.workbench import Workbench
+    tree = {"kind": "comparison", "data": {"dataset": "digits"}, "device": "cpu",
+            "model": {"name": "conv2", "width": 0.125, "widths": [16], "batch_norm": True},
+            "sparsity": {"structure": "channel", "budget": "flops", "latency_repeats": 1},
+            "training": {"epochs": 1, "batch_size": 128},
+            "comparison": {"methods": [{"name": "l1_filter", "dense_epochs": 1},
+                                       {"name": "slimming", "dense_epochs": 1}],
+                           "sparsities": [0.5, 0.75]}}
+    summary = Comparison(Workbench.from_config(load_config(tree=tree))).run(
+        tmp_path / "c", progress=False, log=lambda _: None)
+    assert summary["cells"] == 4
+    table = (tmp_path / "c" / "comparison.md").read_text()
+    assert "l1_filter" in table and "slimming" in table
