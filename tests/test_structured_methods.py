@@ -92,3 +92,44 @@ def test_kind_comparison_runs_structured_methods_at_flops_budgets(tmp_path):
     assert summary["cells"] == 4
     table = (tmp_path / "c" / "comparison.md").read_text()
     assert "l1_filter" in table and "slimming" in table
+
+
+UNTRACEABLE = '''
+import torch
+from torch import nn
+
+
+class Odd(nn.Module):
+    def forward(self, x):
+        return torch.cat([x, x], 1)[:, ::2].clone() if x.shape[0] > 1 else self.fail(x)
+
+    def fail(self, x):
+        raise RuntimeError("data-dependent branch")
+
+
+def build(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), Odd(), nn.ReLU(),
+                         nn.Linear(16, num_classes))
+'''
+
+
+@pytest.mark.parametrize("sets,message", [
+    (["sparsity.budget=flops", "sparsity.target=0.9999"], "no structure meets the flops budget"),
+    (["sparsity.layers=[nope]"], "group spec names ['nope']"),
+    (["model={factory: untraceable_net:build}"], "cannot trace module '2'"),
+])
+def test_bad_structured_runs_exit_2_in_one_line_and_write_nothing(tmp_path, monkeypatch,
+                                                                   capsys, sets, message):
+    from neuroprune.cli import main
+    (tmp_path / "untraceable_net.py").write_text(UNTRACEABLE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "c.yaml").write_text("data: {dataset: digits}\nmodel: {widths: [16]}\n"
+                                     "method: {name: l1_filter}\ndevice: cpu\n"
+                                     "sparsity: {structure: all}\n")
+    args = ["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r")]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "r").exists()
