@@ -133,3 +133,20 @@ def test_bad_structured_runs_exit_2_in_one_line_and_write_nothing(tmp_path, monk
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "r").exists()
+
+
+def test_oicsr_groups_reach_the_next_layers_inputs_and_group_lasso_does_not():
+    from neuroprune.methods.group_lasso import GroupNorms
+    from neuroprune.methods.oicsr import OutInNorms
+    search = _search("oicsr", structure="channel")
+    space = search.bench.structure
+    params = {k: v[None].clone().requires_grad_(True) for k, v in search.bench.init_state().items()
+              if k in space.layout.names}
+    for hook, reached in ((OutInNorms, True), (GroupNorms, False)):
+        rows = space.rows_of(params)
+        hook(space, torch.ones(1)).penalty(rows).sum().backward()
+        assert bool(params["3.weight"].grad.ne(0).any())  # a conv's own filters
+        # the first Linear reads the last conv's channels: only out-in groups reach it
+        assert bool(params["8.weight"].grad.ne(0).any()) is reached
+        for p in params.values():
+            p.grad = None

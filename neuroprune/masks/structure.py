@@ -215,13 +215,16 @@ class StructureSpace:
                 kind = ("filter" if layer == g.root and m.name.endswith("weight") else
                         "scale" if isinstance(modules.get(layer), nn.modules.batchnorm._BatchNorm)
                         and m.name.endswith("weight") else "other")
-                kinds += [kind] * sel.numel()
+                kinds += [(kind, m.side)] * sel.numel()
         self.element_index = torch.cat(elem)
         self.bit_index = torch.cat(bit)
         #: which entries of ``element_index`` are the root layer's own weights (``filter``),
-        #: BatchNorm scales (``scale``); every entry is in ``all``
-        self.entries = {k: torch.tensor([x == k for x in kinds]) for k in ("filter", "scale")}
+        #: BatchNorm scales (``scale``), what produces the unit (``out``: filter, bias,
+        #: BatchNorm); every entry, the next layers' inputs too, is in ``all``
+        self.entries = {k: torch.tensor([x[0] == k for x in kinds]) for k in ("filter", "scale")}
+        self.entries["out"] = torch.tensor([x[1] == "out" for x in kinds])
         self.entries["all"] = torch.ones(len(kinds), dtype=torch.bool)
+        self._device_copies: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         self.has_scale = torch.zeros(self.size, dtype=torch.bool)
         self.has_scale[self.bit_index[self.entries["scale"]]] = True
         # FLOPs per kept weight of each prunable layer (multiply-adds x 2 per sample)
@@ -256,11 +259,15 @@ class StructureSpace:
 
     def channel_sums(self, rows: torch.Tensor, entries: str = "all") -> torch.Tensor:
         """``[P, G]``: for every group channel, the sum of ``rows`` (``[P, n]``, e.g. squared
-        or absolute weights) over its ``entries`` (all, filter or scale)."""
-        sel = self.entries[entries].to(rows.device)
-        idx = self.element_index.to(rows.device)[sel]
+        or absolute weights) over its ``entries`` (all, out, filter or scale)."""
+        key = (entries, str(rows.device))
+        if key not in self._device_copies:  # a regulariser calls this every step
+            sel = self.entries[entries]
+            self._device_copies[key] = (self.element_index[sel].to(rows.device),
+                                        self.bit_index[sel].to(rows.device))
+        idx, bits = self._device_copies[key]
         out = torch.zeros(len(rows), self.size, dtype=rows.dtype, device=rows.device)
-        return out.index_add(1, self.bit_index.to(rows.device)[sel], rows[:, idx])
+        return out.index_add(1, bits, rows[:, idx])
 
     def split(self, keep: torch.Tensor) -> dict[str, torch.Tensor]:
         """Group bits ``[..., G]`` as ``{root layer: [..., size]}``."""

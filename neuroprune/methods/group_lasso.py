@@ -3,11 +3,11 @@ of smallest norm and fine-tune.
 
 Wen, Wu, Wang, Chen and Li, "Learning Structured Sparsity in Deep Neural Networks", NeurIPS
 2016 (arXiv 1608.03665). The penalty is ``strength * sum_g ||w_g||_2`` over the groups; a
-group here is everything one neuron or channel couples (its filter, bias, BatchNorm entries
-and the next layers' matching inputs: the paper's filter-wise and channel-wise groups
-joined, as the dependency graph ties them). The paper zeroes groups whose norm falls under a
-threshold; here the smallest go until the budget is met, ranked by their norm (divided by the
-layer's mean with ``normalise``).
+group is what produces one neuron or channel (the paper's filter-wise group: its filter, and
+here also its bias and BatchNorm entries, which the dependency graph ties to it). The next
+layers' matching inputs are OICSR's addition (``oicsr``). The paper zeroes groups whose norm
+falls under a threshold; here the smallest go until the budget is met, ranked by their norm
+(divided by the layer's mean with ``normalise``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from .structured import Penalty, StructuredPruning
 
 
 class GroupNorms(Penalty):
-    """``sum_g ||w_g||_2`` over every group channel."""
+    """``sum_g ||w_g||_2`` over every group channel, over its ``entries``."""
+
+    entries = "out"
 
     def penalty(self, rows: torch.Tensor) -> torch.Tensor:
-        return (self.space.channel_sums(rows.square()) + 1e-12).sqrt().sum(1)
+        return (self.space.channel_sums(rows.square(), self.entries) + 1e-12).sqrt().sum(1)
 
 
 class GroupLasso(StructuredPruning):
@@ -31,4 +33,4 @@ class GroupLasso(StructuredPruning):
     penalty = GroupNorms
 
     def scores(self, space, rows: torch.Tensor) -> torch.Tensor:
-        return space.channel_sums(rows.square()).sqrt()
+        return space.channel_sums(rows.square(), self.penalty.entries).sqrt()

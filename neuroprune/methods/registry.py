@@ -28,4 +28,6 @@ METHODS = Registry("method", "method.name", {
                  "structured: L1 on BatchNorm scales, remove the smallest channels"),
     "group_lasso": ("neuroprune.methods.group_lasso:GroupLasso",
                     "structured: group lasso on neurons and channels"),
+    "oicsr": ("neuroprune.methods.oicsr:OICSR",
+              "structured: group lasso over out-in channel groups, prune by group energy"),
 })
