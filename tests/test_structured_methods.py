@@ -150,3 +150,16 @@ def test_oicsr_groups_reach_the_next_layers_inputs_and_group_lasso_does_not():
         assert bool(params["8.weight"].grad.ne(0).any()) is reached
         for p in params.values():
             p.grad = None
+
+
+def test_sparse_group_l0_pulls_weights_onto_a_sparse_split_copy():
+    search = _search("sparse_group_l0", structure="channel", target=0.5, dense_epochs=2,
+                     strengths="[0.05]", l0_ratio=0.01, growth=2.0)
+    with search.bench.evaluator() as ev:
+        ctx = search.context(ev)
+        res = search.method.find(ctx)
+    space = ctx.structure
+    weights = space.rows_of({k: v[None] for k, v in res.init.items() if k in space.layout.names})
+    k = space.layout.offsets[len(space.weights)]
+    assert float((weights[0, :k] == 0).float().mean()) > 0.05  # l1 / l0 zeros inside V
+    assert not bool(res.bits[:k][weights[0, :k] == 0].any())   # and they are masked

@@ -257,15 +257,26 @@ class StructureSpace:
         return torch.cat([tensors[n].reshape(len(tensors[n]), -1) for n in self.layout.names],
                          1)
 
+    def _entry_index(self, entries: str, device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (entries, str(device))
+        if key not in self._device_copies:  # regularisers call this every step
+            sel = self.entries[entries]
+            self._device_copies[key] = (self.element_index[sel].to(device),
+                                        self.bit_index[sel].to(device))
+        return self._device_copies[key]
+
+    def scale_channels(self, rows: torch.Tensor, factors: torch.Tensor,
+                       entries: str = "out") -> torch.Tensor:
+        """``rows`` (``[P, n]``) with every group channel's ``entries`` multiplied by its
+        factor (``factors``: ``[P, G]``); entries of several groups get every factor."""
+        idx, bits = self._entry_index(entries, rows.device)
+        logs = torch.zeros_like(rows).index_add_(1, idx, factors[:, bits].to(rows.dtype).log())
+        return rows * logs.exp()  # a product of the factors (a zero factor gives exp(-inf) = 0)
+
     def channel_sums(self, rows: torch.Tensor, entries: str = "all") -> torch.Tensor:
         """``[P, G]``: for every group channel, the sum of ``rows`` (``[P, n]``, e.g. squared
         or absolute weights) over its ``entries`` (all, out, filter or scale)."""
-        key = (entries, str(rows.device))
-        if key not in self._device_copies:  # a regulariser calls this every step
-            sel = self.entries[entries]
-            self._device_copies[key] = (self.element_index[sel].to(rows.device),
-                                        self.bit_index[sel].to(rows.device))
-        idx, bits = self._device_copies[key]
+        idx, bits = self._entry_index(entries, rows.device)
         out = torch.zeros(len(rows), self.size, dtype=rows.dtype, device=rows.device)
         return out.index_add(1, bits, rows[:, idx])
 

@@ -30,4 +30,6 @@ METHODS = Registry("method", "method.name", {
                     "structured: group lasso on neurons and channels"),
     "oicsr": ("neuroprune.methods.oicsr:OICSR",
               "structured: group lasso over out-in channel groups, prune by group energy"),
+    "sparse_group_l0": ("neuroprune.methods.sparse_group_l0:SparseGroupL0",
+                        "structured: sparse group lasso plus l0 by variable splitting"),
 })

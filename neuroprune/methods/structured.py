@@ -18,6 +18,7 @@ from pydantic import Field
 
 from ..engine import TrainingHook
 from ..errors import ConfigError
+from ..masks import unflatten
 from .base import Method, MethodContext, MethodParams, MethodResult
 
 
@@ -63,6 +64,20 @@ class StructuredPruning(Method):
         """``[P, G]`` importance of every group channel from trained parameter rows."""
         raise NotImplementedError
 
+    def hook(self, space, strengths: torch.Tensor) -> TrainingHook | None:
+        """The training hook of ``strengths`` (``[P]``); None: plain training."""
+        return self.penalty(space, strengths) if self.penalty else None
+
+    def trained_rows(self, space, trained) -> torch.Tensor:
+        """``[P, n]`` rows of the trained networks that are scored, pruned and fine-tuned
+        (default: their parameters)."""
+        return space.rows_of({n: trained.weights[n].float() for n in space.layout.names})
+
+    def refine(self, space, rows: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
+        """The element masks of the pruned networks from their structured ``rows`` and
+        ``trained`` rows (default: the structured masks as they are)."""
+        return rows
+
     def strengths(self) -> list[float]:
         return list(self.params.strengths) if self.penalty else [0.0]
 
@@ -79,19 +94,22 @@ class StructuredPruning(Method):
         values = self.strengths()
         strengths = torch.tensor(values, dtype=torch.float32)
         p = len(strengths)
-        hook = self.penalty(space, strengths) if self.penalty else None
+        hook = self.hook(space, strengths)
         epochs = ctx.final_epochs if self.params.dense_epochs is None else \
             self.params.dense_epochs
         trained = ctx.evaluator.evaluate(ctx.task(None, epochs, size=p, keep_weights=True,
                                                   rescale_init=False,
                                                   hooks=(hook,) if hook else ()))
-        params = {n: trained.weights[n].float() for n in space.layout.names}
-        scores = self.scores(space, space.rows_of(params))
+        weights = self.trained_rows(space, trained)
+        scores = self.scores(space, weights)
         if self.params.normalise:
             for a, b in zip(space.offsets, space.offsets[1:]):
                 scores[:, a:b] /= scores[:, a:b].mean(1, keepdim=True).clamp_min(1e-12)
         keep = space.meet(scores, ctx.budget, ctx.target)
-        rows = space.expand(keep)
+        rows = self.refine(space, space.expand(keep), weights)
+        inits = dict(trained.weights)
+        for name, part in unflatten(space.layout, weights).items():
+            inits[name] = part.to(inits[name].dtype)
         best, front = 0, []
         dense_flops = float(space.cost(torch.ones(1, space.layout.numel, dtype=torch.bool),
                                        "flops")[0])
@@ -99,7 +117,7 @@ class StructuredPruning(Method):
         accuracy = trained.metrics["val_accuracy"].tolist()
         if p > 1 and self.params.select_epochs > 0:
             tuned = ctx.evaluator.evaluate(ctx.task(
-                rows, self.params.select_epochs, init=None, inits=trained.weights,
+                rows, self.params.select_epochs, init=None, inits=inits,
                 rescale_init=False))
             accuracy = tuned.metrics["val_accuracy"].tolist()
             best = int(torch.tensor(accuracy).argmax())
@@ -112,5 +130,6 @@ class StructuredPruning(Method):
         info: dict[str, Any] = {"exact": False, "strength": values[best],
                                 "front": [{k: r[k] for k in ("strength", "val_accuracy",
                                                              "flops_fraction")} for r in front]}
-        return MethodResult(bits=rows[best], init=trained.weights_of(best), from_init=False,
+        return MethodResult(bits=rows[best], init={k: v[best].clone() for k, v in inits.items()},
+                            from_init=False,
                             info=info)
