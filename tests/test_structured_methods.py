@@ -163,3 +163,16 @@ def test_sparse_group_l0_pulls_weights_onto_a_sparse_split_copy():
     k = space.layout.offsets[len(space.weights)]
     assert float((weights[0, :k] == 0).float().mean()) > 0.05  # l1 / l0 zeros inside V
     assert not bool(res.bits[:k][weights[0, :k] == 0].any())   # and they are masked
+
+
+def test_scl_gates_switch_units_off_during_training():
+    search = _search("scl", structure="channel", target=0.3, dense_epochs=2,
+                     strengths="[0.0, 5.0]", mask_lr=0.5, select_epochs=0)
+    with search.bench.evaluator() as ev:
+        ctx = search.context(ev)
+        hook = search.method.hook(ctx.structure, torch.tensor([0.0, 5.0]))
+        res = ev.evaluate(ctx.task(torch.ones(2, ctx.structure.layout.numel, dtype=torch.bool),
+                                   2, keep_weights=True, hooks=(hook,)))
+    on = (res.extras["unit_scores"] > 0).sum(1)
+    assert int(on[1]) < int(on[0]) <= ctx.structure.size  # the penalty closes gates
+    assert res.masks is not None and int(res.masks[1].sum()) < int(res.masks[0].sum())

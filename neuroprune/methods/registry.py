@@ -32,4 +32,6 @@ METHODS = Registry("method", "method.name", {
               "structured: group lasso over out-in channel groups, prune by group energy"),
     "sparse_group_l0": ("neuroprune.methods.sparse_group_l0:SparseGroupL0",
                         "structured: sparse group lasso plus l0 by variable splitting"),
+    "scl": ("neuroprune.methods.scl:SCL",
+            "structured: trainable unit gates by a unit step with straight-through gradients"),
 })

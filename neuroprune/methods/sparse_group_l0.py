@@ -44,8 +44,7 @@ class SplitSparseGroupL0(Penalty):
     step."""
 
     def __init__(self, space, strengths: torch.Tensor, params: SparseGroupL0Params):
-        super().__init__(space, strengths)
-        self.params = params
+        super().__init__(space, strengths, params)
         self.beta = params.beta
         self.v: torch.Tensor | None = None
         self.weights = space.layout.offsets[len(space.weights)]  # weights come first
@@ -92,12 +91,7 @@ class SparseGroupL0(StructuredPruning):
     summary = "sparse group lasso plus l0 by variable splitting, remove the emptiest channels"
     citation = "Bui et al. 2019, arXiv 1912.07868"
     Params = SparseGroupL0Params
-
-    def hook(self, space, strengths: torch.Tensor) -> SplitSparseGroupL0:
-        return SplitSparseGroupL0(space, strengths, self.params)
-
-    def strengths(self) -> list[float]:
-        return list(self.params.strengths)
+    penalty = SplitSparseGroupL0
 
     def trained_rows(self, space, trained) -> torch.Tensor:
         return trained.extras["split"].float()

@@ -25,9 +25,10 @@ from .base import Method, MethodContext, MethodParams, MethodResult
 class Penalty(TrainingHook):
     """``strengths[i] * penalty(network i)`` added to each network's loss."""
 
-    def __init__(self, space, strengths: torch.Tensor):
+    def __init__(self, space, strengths: torch.Tensor, params: MethodParams | None = None):
         self.space = space
         self.strengths = strengths
+        self.params = params
 
     def penalty(self, rows: torch.Tensor) -> torch.Tensor:
         """``[P]`` penalty of the parameters as ``[P, n]`` rows (layout order)."""
@@ -59,14 +60,21 @@ class StructuredPruning(Method):
     Params = StructuredParams
     #: the regulariser (None: plain training before pruning)
     penalty: ClassVar[type[Penalty] | None] = None
+    #: train with (all-ones) masks that the hook may change
+    masked_training: ClassVar[bool] = False
 
     def scores(self, space, rows: torch.Tensor) -> torch.Tensor:
         """``[P, G]`` importance of every group channel from trained parameter rows."""
         raise NotImplementedError
 
+    def unit_scores(self, space, trained, rows: torch.Tensor) -> torch.Tensor:
+        """``[P, G]`` importance from the training's result (default: :meth:`scores` of
+        the trained ``rows``)."""
+        return self.scores(space, rows)
+
     def hook(self, space, strengths: torch.Tensor) -> TrainingHook | None:
         """The training hook of ``strengths`` (``[P]``); None: plain training."""
-        return self.penalty(space, strengths) if self.penalty else None
+        return self.penalty(space, strengths, self.params) if self.penalty else None
 
     def trained_rows(self, space, trained) -> torch.Tensor:
         """``[P, n]`` rows of the trained networks that are scored, pruned and fine-tuned
@@ -97,11 +105,14 @@ class StructuredPruning(Method):
         hook = self.hook(space, strengths)
         epochs = ctx.final_epochs if self.params.dense_epochs is None else \
             self.params.dense_epochs
-        trained = ctx.evaluator.evaluate(ctx.task(None, epochs, size=p, keep_weights=True,
+        masks = torch.ones(p, space.layout.numel, dtype=torch.bool) \
+            if self.masked_training else None
+        trained = ctx.evaluator.evaluate(ctx.task(masks, epochs, size=None if masks is not None
+                                                  else p, keep_weights=True,
                                                   rescale_init=False,
                                                   hooks=(hook,) if hook else ()))
         weights = self.trained_rows(space, trained)
-        scores = self.scores(space, weights)
+        scores = self.unit_scores(space, trained, weights)
         if self.params.normalise:
             for a, b in zip(space.offsets, space.offsets[1:]):
                 scores[:, a:b] /= scores[:, a:b].mean(1, keepdim=True).clamp_min(1e-12)
