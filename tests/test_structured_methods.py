@@ -176,3 +176,28 @@ def test_scl_gates_switch_units_off_during_training():
     on = (res.extras["unit_scores"] > 0).sum(1)
     assert int(on[1]) < int(on[0]) <= ctx.structure.size  # the penalty closes gates
     assert res.masks is not None and int(res.masks[1].sum()) < int(res.masks[0].sum())
+
+
+def test_ispasp_keeps_the_units_that_best_recover_the_dense_output():
+    from torch.func import functional_call
+
+    from neuroprune.masks import unflatten
+    from neuroprune.models import build_model
+    search = _search("ispasp", structure="channel", target=0.5, dense_epochs=1, batch=128)
+    with search.bench.evaluator() as ev:
+        ctx = search.context(ev)
+        res = search.method.find(ctx)
+    space, model = ctx.structure, build_model(ctx.spec).eval()
+    x = ctx.data.train_x[:128].float()
+    state = {k: v.float() for k, v in res.init.items()}
+
+    def error(bits):
+        masked = {**state, **{k: state[k] * m[0] for k, m in
+                              unflatten(space.layout, bits[None]).items()}}
+        with torch.no_grad():
+            return float((functional_call(model, masked, (x,)) -
+                          functional_call(model, state, (x,))).square().mean())
+    g = torch.Generator().manual_seed(0)
+    randoms = [space.expand(space.meet(torch.rand(1, space.size, generator=g), "flops", 0.5))[0]
+               for _ in range(5)]
+    assert error(res.bits) < min(error(r) for r in randoms)

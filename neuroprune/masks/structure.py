@@ -267,11 +267,13 @@ class StructureSpace:
 
     def scale_channels(self, rows: torch.Tensor, factors: torch.Tensor,
                        entries: str = "out") -> torch.Tensor:
-        """``rows`` (``[P, n]``) with every group channel's ``entries`` multiplied by its
-        factor (``factors``: ``[P, G]``); entries of several groups get every factor."""
+        """``rows`` (``[P, n]``) with every group channel's ``entries`` (``out``, ``filter`` or
+        ``scale``: each entry in one group) multiplied by its factor (``factors``: ``[P, G]``);
+        differentiable in both."""
+        if entries == "all":
+            raise ValueError("an entry may be in several groups of 'all'; scale 'out' entries")
         idx, bits = self._entry_index(entries, rows.device)
-        logs = torch.zeros_like(rows).index_add_(1, idx, factors[:, bits].to(rows.dtype).log())
-        return rows * logs.exp()  # a product of the factors (a zero factor gives exp(-inf) = 0)
+        return rows.index_copy(1, idx, rows[:, idx] * factors[:, bits].to(rows.dtype))
 
     def channel_sums(self, rows: torch.Tensor, entries: str = "all") -> torch.Tensor:
         """``[P, G]``: for every group channel, the sum of ``rows`` (``[P, n]``, e.g. squared

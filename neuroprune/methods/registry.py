@@ -32,6 +32,8 @@ METHODS = Registry("method", "method.name", {
               "structured: group lasso over out-in channel groups, prune by group energy"),
     "sparse_group_l0": ("neuroprune.methods.sparse_group_l0:SparseGroupL0",
                         "structured: sparse group lasso plus l0 by variable splitting"),
+    "ispasp": ("neuroprune.methods.ispasp:ISpaSP",
+               "structured: select units by sparse recovery of the dense network's output"),
     "scl": ("neuroprune.methods.scl:SCL",
             "structured: trainable unit gates by a unit step with straight-through gradients"),
 })

@@ -91,5 +91,5 @@ class SCL(StructuredPruning):
     masked_training = True
     penalty = UnitStepGates
 
-    def unit_scores(self, space, trained, rows: torch.Tensor) -> torch.Tensor:
+    def unit_scores(self, ctx, trained, rows: torch.Tensor) -> torch.Tensor:
         return trained.extras["unit_scores"].float()

@@ -67,10 +67,10 @@ class StructuredPruning(Method):
         """``[P, G]`` importance of every group channel from trained parameter rows."""
         raise NotImplementedError
 
-    def unit_scores(self, space, trained, rows: torch.Tensor) -> torch.Tensor:
+    def unit_scores(self, ctx: MethodContext, trained, rows: torch.Tensor) -> torch.Tensor:
         """``[P, G]`` importance from the training's result (default: :meth:`scores` of
         the trained ``rows``)."""
-        return self.scores(space, rows)
+        return self.scores(ctx.structure, rows)
 
     def hook(self, space, strengths: torch.Tensor) -> TrainingHook | None:
         """The training hook of ``strengths`` (``[P]``); None: plain training."""
@@ -112,7 +112,7 @@ class StructuredPruning(Method):
                                                   rescale_init=False,
                                                   hooks=(hook,) if hook else ()))
         weights = self.trained_rows(space, trained)
-        scores = self.unit_scores(space, trained, weights)
+        scores = self.unit_scores(ctx, trained, weights)
         if self.params.normalise:
             for a, b in zip(space.offsets, space.offsets[1:]):
                 scores[:, a:b] /= scores[:, a:b].mean(1, keepdim=True).clamp_min(1e-12)
