@@ -29,7 +29,8 @@ def _search(method, structure="all", budget="flops", target=0.5, **params):
 
 @pytest.mark.parametrize("name", STRUCTURED)
 def test_every_structured_method_meets_its_budget(name):
-    search = _search(name, dense_epochs=1)
+    params = {"stressednets": {"generations": 2, "offspring": 2}}.get(name, {"dense_epochs": 1})
+    search = _search(name, **params)
     with search.bench.evaluator() as ev:
         ctx = search.context(ev)
         res = search.method.find(ctx)
@@ -201,3 +202,15 @@ def test_ispasp_keeps_the_units_that_best_recover_the_dense_output():
     randoms = [space.expand(space.meet(torch.rand(1, space.size, generator=g), "flops", 0.5))[0]
                for _ in range(5)]
     assert error(res.bits) < min(error(r) for r in randoms)
+
+
+def test_stressednets_offspring_shrink_over_generations():
+    rows = []
+    search = _search("stressednets", structure="channel", target=0.6, generations=3,
+                     offspring=4)
+    with search.bench.evaluator() as ev:
+        ctx = search.context(ev, commit=lambda g, r, s: rows.extend(r))
+        res = search.method.find(ctx)
+    units = [r["units"] for r in res.info["logbook"]]
+    assert units == sorted(units, reverse=True) and units[-1] < ctx.structure.size
+    assert len(rows) == 12 and {r["generation"] for r in rows} == {0, 1, 2}

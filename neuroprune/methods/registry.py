@@ -34,6 +34,8 @@ METHODS = Registry("method", "method.name", {
                         "structured: sparse group lasso plus l0 by variable splitting"),
     "ispasp": ("neuroprune.methods.ispasp:ISpaSP",
                "structured: select units by sparse recovery of the dense network's output"),
+    "stressednets": ("neuroprune.methods.stressednets:StressedNets",
+                     "structured: evolutionary synthesis, units survive by trained strength"),
     "scl": ("neuroprune.methods.scl:SCL",
             "structured: trainable unit gates by a unit step with straight-through gradients"),
 })
