@@ -214,3 +214,20 @@ def test_stressednets_offspring_shrink_over_generations():
     units = [r["units"] for r in res.info["logbook"]]
     assert units == sorted(units, reverse=True) and units[-1] < ctx.structure.size
     assert len(rows) == 12 and {r["generation"] for r in rows} == {0, 1, 2}
+
+
+def test_bernoulli_keep_probabilities_fall_under_a_strong_prior_and_draws_are_per_network():
+    from neuroprune.methods.bernoulli import BernoulliGates, BernoulliParams
+    search = _search("bernoulli", structure="channel")
+    with search.bench.evaluator() as ev:
+        ctx = search.context(ev)
+        space = ctx.structure
+        ones = torch.ones(3, space.layout.numel, dtype=torch.bool)
+        params = BernoulliParams(prior=0.01)
+        mixed = ev.evaluate(ctx.task(ones, 2, keep_weights=True, hooks=(
+            BernoulliGates(space, torch.tensor([0.0, 1e3, 3e3]), params),)))
+        alone = ev.evaluate(ctx.task(ones[:1], 2, keep_weights=True, hooks=(
+            BernoulliGates(space, torch.tensor([3e3]), params),)))
+    theta = mixed.extras["keep_probability"]
+    assert float(theta[2].mean()) < float(theta[0].mean())
+    assert torch.allclose(theta[2], alone.extras["keep_probability"][0], atol=1e-5)

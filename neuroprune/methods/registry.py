@@ -36,6 +36,8 @@ METHODS = Registry("method", "method.name", {
                "structured: select units by sparse recovery of the dense network's output"),
     "stressednets": ("neuroprune.methods.stressednets:StressedNets",
                      "structured: evolutionary synthesis, units survive by trained strength"),
+    "bernoulli": ("neuroprune.methods.bernoulli:VariationalBernoulli",
+                  "structured: Bernoulli unit gates, keep probabilities learnt variationally"),
     "scl": ("neuroprune.methods.scl:SCL",
             "structured: trainable unit gates by a unit step with straight-through gradients"),
 })

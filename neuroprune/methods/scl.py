@@ -58,16 +58,11 @@ class UnitStepGates(Penalty):
 
     def after_backward(self, state) -> None:
         space = self.space
-        grads = space.rows_of({n: state.params[n].grad if state.params[n].grad is not None
-                               else torch.zeros_like(state.params[n])
-                               for n in space.layout.names})
-        g = space.channel_sums(grads * space.rows_of(state.params), "out")  # STE: dL/dm
+        g = self.gate_gradient(state, space.rows_of(state.params))
         if self.params.normalise_by == "layer_max":
             for a, b in zip(space.offsets, space.offsets[1:]):
                 g[:, a:b] /= g[:, a:b].abs().amax(1, keepdim=True).clamp_min(1e-12)
-        s = self.strengths.to(state.device)
-        s = s[state.rows.to(state.device)] if state.rows is not None else s
-        g = g + s[:, None] * self.cost.to(state.device)
+        g = g + self.network_strengths(state)[:, None] * self.cost.to(state.device)
         self.scores -= self.params.mask_lr * g
         # every layer keeps its best unit, so no layer is cut through
         for a, b in zip(space.offsets, space.offsets[1:]):
@@ -90,6 +85,4 @@ class SCL(StructuredPruning):
     Params = SCLParams
     masked_training = True
     penalty = UnitStepGates
-
-    def unit_scores(self, ctx, trained, rows: torch.Tensor) -> torch.Tensor:
-        return trained.extras["unit_scores"].float()
+    score_extra = "unit_scores"

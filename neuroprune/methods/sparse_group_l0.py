@@ -50,8 +50,7 @@ class SplitSparseGroupL0(Penalty):
         self.weights = space.layout.offsets[len(space.weights)]  # weights come first
 
     def _lambda(self, state) -> torch.Tensor:
-        s = self.strengths.to(state.device)
-        return (s[state.rows.to(state.device)] if state.rows is not None else s)[:, None]
+        return self.network_strengths(state)[:, None]
 
     def start(self, state) -> None:
         with torch.no_grad():

@@ -34,10 +34,23 @@ class Penalty(TrainingHook):
         """``[P]`` penalty of the parameters as ``[P, n]`` rows (layout order)."""
         raise NotImplementedError
 
-    def loss(self, state) -> torch.Tensor:
+    def network_strengths(self, state) -> torch.Tensor:
+        """``[P]`` strengths of the networks of this chunk."""
         s = self.strengths.to(state.device)
-        s = s[state.rows.to(state.device)] if state.rows is not None else s
-        return s * self.penalty(self.space.rows_of(state.params))
+        return s[state.rows.to(state.device)] if state.rows is not None else s
+
+    def loss(self, state) -> torch.Tensor:
+        return self.network_strengths(state) * self.penalty(self.space.rows_of(state.params))
+
+    def gate_gradient(self, state, weights: torch.Tensor) -> torch.Tensor:
+        """``[P, G]``: the straight-through gradient of the loss with respect to a gate on
+        every unit, ``sum of dL/dw * w`` over what produces it, ``weights`` the ``[P, n]``
+        rows the gates multiply (in ``after_backward``)."""
+        space = self.space
+        grads = space.rows_of({n: state.params[n].grad if state.params[n].grad is not None
+                               else torch.zeros_like(state.params[n])
+                               for n in space.layout.names})
+        return space.channel_sums(grads * weights, "out")
 
 
 class StructuredParams(MethodParams):
@@ -62,6 +75,8 @@ class StructuredPruning(Method):
     penalty: ClassVar[type[Penalty] | None] = None
     #: train with (all-ones) masks that the hook may change
     masked_training: ClassVar[bool] = False
+    #: the training extra (``[P, G]``) that ranks the units, instead of :meth:`scores`
+    score_extra: ClassVar[str | None] = None
 
     def scores(self, space, rows: torch.Tensor) -> torch.Tensor:
         """``[P, G]`` importance of every group channel from trained parameter rows."""
@@ -69,7 +84,9 @@ class StructuredPruning(Method):
 
     def unit_scores(self, ctx: MethodContext, trained, rows: torch.Tensor) -> torch.Tensor:
         """``[P, G]`` importance from the training's result (default: :meth:`scores` of
-        the trained ``rows``)."""
+        the trained ``rows``, or the extra named by ``score_extra``)."""
+        if self.score_extra:
+            return trained.extras[self.score_extra].float()
         return self.scores(ctx.structure, rows)
 
     def hook(self, space, strengths: torch.Tensor) -> TrainingHook | None:
