@@ -171,7 +171,7 @@ def test_scl_gates_switch_units_off_during_training():
                      strengths="[0.0, 5.0]", mask_lr=0.5, select_epochs=0)
     with search.bench.evaluator() as ev:
         ctx = search.context(ev)
-        hook = search.method.hook(ctx.structure, torch.tensor([0.0, 5.0]))
+        hook = search.method.hook(ctx, torch.tensor([0.0, 5.0]))
         res = ev.evaluate(ctx.task(torch.ones(2, ctx.structure.layout.numel, dtype=torch.bool),
                                    2, keep_weights=True, hooks=(hook,)))
     on = (res.extras["unit_scores"] > 0).sum(1)
@@ -231,3 +231,26 @@ def test_bernoulli_keep_probabilities_fall_under_a_strong_prior_and_draws_are_pe
     theta = mixed.extras["keep_probability"]
     assert float(theta[2].mean()) < float(theta[0].mean())
     assert torch.allclose(theta[2], alone.extras["keep_probability"][0], atol=1e-5)
+
+
+def test_feature_flow_penalty_is_per_network_and_shortens_the_flow():
+    from neuroprune.methods.ffr import FeatureFlow, FFRParams
+    search = _search("ffr", structure="channel")
+    with search.bench.evaluator() as ev:
+        ctx = search.context(ev)
+        hook = FeatureFlow(ctx.structure, torch.tensor([0.0, 0.5]), FFRParams(), ctx.spec)
+        assert hook.points == ["2", "5", "9"]  # the hidden activations
+        res = ev.evaluate(ctx.task(None, 2, size=2, keep_weights=True, hooks=(hook,)))
+    x = ctx.data.train_x[:64]
+
+    def flow(i):
+        state = {k: v[i] for k, v in res.weights.items()}
+        got = []
+        mods = dict(hook.model.named_modules())
+        hs = [mods[n].register_forward_hook(lambda m, a, o: got.append(o)) for n in hook.points]
+        with torch.no_grad():
+            torch.func.functional_call(hook.model, state, (x,))
+        for h in hs:
+            h.remove()
+        return float(hook.flow(got))
+    assert flow(1) < flow(0)

@@ -25,7 +25,8 @@ from torch import nn
 
 from .structure import STRUCTURES, _members, dependency_graph, torch_pruning
 
-_LAYERS = (nn.Linear, nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm,
+#: module types that are not activations (an activation maps 0 to 0, or compaction checks)
+LAYER_TYPES = (nn.Linear, nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm,
            nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
            nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
            nn.Flatten, nn.Identity, nn.Dropout, nn.Sequential, nn.ModuleList)
@@ -34,7 +35,7 @@ _LAYERS = (nn.Linear, nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm,
 def zero_preserving(model: nn.Module) -> bool:
     """True when every activation-like leaf module of ``model`` maps 0 to 0."""
     for mod in model.modules():
-        if isinstance(mod, _LAYERS) or list(mod.children()):
+        if isinstance(mod, LAYER_TYPES) or list(mod.children()):
             continue
         try:
             with torch.no_grad():

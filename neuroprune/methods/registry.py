@@ -38,6 +38,8 @@ METHODS = Registry("method", "method.name", {
                      "structured: evolutionary synthesis, units survive by trained strength"),
     "bernoulli": ("neuroprune.methods.bernoulli:VariationalBernoulli",
                   "structured: Bernoulli unit gates, keep probabilities learnt variationally"),
+    "ffr": ("neuroprune.methods.ffr:FFR",
+            "structured: penalise the length and curvature of the feature flow"),
     "scl": ("neuroprune.methods.scl:SCL",
             "structured: trainable unit gates by a unit step with straight-through gradients"),
 })

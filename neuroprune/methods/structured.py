@@ -89,9 +89,9 @@ class StructuredPruning(Method):
             return trained.extras[self.score_extra].float()
         return self.scores(ctx.structure, rows)
 
-    def hook(self, space, strengths: torch.Tensor) -> TrainingHook | None:
+    def hook(self, ctx: MethodContext, strengths: torch.Tensor) -> TrainingHook | None:
         """The training hook of ``strengths`` (``[P]``); None: plain training."""
-        return self.penalty(space, strengths, self.params) if self.penalty else None
+        return self.penalty(ctx.structure, strengths, self.params) if self.penalty else None
 
     def trained_rows(self, space, trained) -> torch.Tensor:
         """``[P, n]`` rows of the trained networks that are scored, pruned and fine-tuned
@@ -119,7 +119,7 @@ class StructuredPruning(Method):
         values = self.strengths()
         strengths = torch.tensor(values, dtype=torch.float32)
         p = len(strengths)
-        hook = self.hook(space, strengths)
+        hook = self.hook(ctx, strengths)
         epochs = ctx.final_epochs if self.params.dense_epochs is None else \
             self.params.dense_epochs
         masks = torch.ones(p, space.layout.numel, dtype=torch.bool) \
