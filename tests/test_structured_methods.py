@@ -92,7 +92,8 @@ def test_kind_comparison_runs_structured_methods_at_flops_budgets(tmp_path):
         tmp_path / "c", progress=False, log=lambda _: None)
     assert summary["cells"] == 4
     table = (tmp_path / "c" / "comparison.md").read_text()
-    assert "l1_filter" in table and "slimming" in table
+    assert "l1_filter" in table and "slimming" in table and "FLOPs / sample" in table
+    assert (tmp_path / "c" / "comparison_flops.png").read_bytes()[:4] == b"\x89PNG"
 
 
 UNTRACEABLE = '''
