@@ -94,6 +94,10 @@ def test_kind_comparison_runs_structured_methods_at_flops_budgets(tmp_path):
     table = (tmp_path / "c" / "comparison.md").read_text()
     assert "l1_filter" in table and "slimming" in table and "FLOPs / sample" in table
     assert (tmp_path / "c" / "comparison_flops.png").read_bytes()[:4] == b"\x89PNG"
+    from neuroprune.cli import main
+    assert main(["report", str(tmp_path / "c"), "--out", str(tmp_path / "rep")]) == 0
+    assert "FLOPs / sample" in (tmp_path / "rep" / "report.md").read_text()
+    assert (tmp_path / "rep" / "accuracy_vs_flops.png").is_file()
 
 
 UNTRACEABLE = '''

@@ -38,7 +38,8 @@ from .comparison_efficiency import efficiency_table, flops_figure
 from .mask_search import MaskSearch
 
 COLUMNS = ["method", "sparsity", "seed", "test_accuracy", "val_accuracy", "actual_sparsity",
-           "kept_weights", "network_epochs", "training_flops", "final_epochs", "wall_seconds"]
+           "kept_weights", "network_epochs", "training_flops", "final_epochs", "wall_seconds",
+           "flops", "params", "latency"]
 BASELINES = ("random", "dissipating_gradients")
 
 
