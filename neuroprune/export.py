@@ -108,11 +108,10 @@ def compact_model(path: str | Path) -> tuple[nn.Module, list[Any], ModelSpec]:
 
 
 def _write_onnx(model: nn.Module, spec: ModelSpec, out: Path) -> None:
-    try:
-        import onnx  # noqa: F401 - the exporter needs it
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("onnx") is None:  # the exporter needs it
         from .errors import MissingDependencyError
-        raise MissingDependencyError("onnx", "onnx", "export --format onnx") from None
+        raise MissingDependencyError("onnx", "onnx", "export --format onnx")
 
     def write(tmp: str) -> None:
         with warnings.catch_warnings():

@@ -200,3 +200,15 @@ def test_export_without_a_mask_is_one_line_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all("holds no mask" in line for line in err)
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_without_torch_pruning_compaction_names_the_extra(tmp_path):
+    from helpers import run_without
+    _structured_file(tmp_path)
+    done = run_without("torch_pruning", "export", str(tmp_path), "--out",
+                       str(tmp_path / "c.safetensors"), "--format", "compact")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "neuroprune: error: structured pruning and compaction needs the 'torch-pruning' "
+        "package: pip install 'neuroprune[structured]'"]
+    assert not (tmp_path / "c.safetensors").exists()

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .structure import STRUCTURES, _members, dependency_graph, torch_pruning
+from .structure import dependency_graph, group_members, group_roots
 
 #: module types that are not activations (an activation maps 0 to 0, or compaction checks)
 LAYER_TYPES = (nn.Linear, nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm,
@@ -60,7 +60,7 @@ def _channel_zero(members, params, size: int, side: str) -> torch.Tensor | None:
     return zero
 
 
-def _fold_constants(model, graph, root, members, params, size, example, dead) -> torch.Tensor:
+def _fold_constants(model, members, params, size, example, dead) -> torch.Tensor:
     """Fold the constant outputs of ``dead`` units (zero weights, non-zero bias) into the
     biases of the Linear layers that read them; the units folded (``[size]`` bool)."""
     modules = dict(model.named_modules())
@@ -102,30 +102,15 @@ def compact(model: nn.Module, example: torch.Tensor,
     the same outputs, and the pruning history that rebuilds its architecture from the dense
     one (:func:`rebuild_compact`). ``exclude``: parameter names whose layers keep their
     units."""
-    tp = torch_pruning()
-    from ..models import output_names
-
     model = copy.deepcopy(model).eval()
     graph = dependency_graph(model, example)
     names = {m: n for n, m in model.named_modules()}
     modules = dict(model.named_modules())
-    ignored = [modules[n.rpartition(".")[0]] for n in list(output_names(model)) + list(exclude)
-               if n.rpartition(".")[0] in modules]
-    roots = [g[0].dep.target.module for g in
-             graph.get_all_groups(ignored_layers=ignored, root_module_types=STRUCTURES["all"])]
     silent_ok = zero_preserving(model)
-    for root in roots:
+    for root in group_roots(model, graph, "all", exclude):
         pruner = graph.get_pruner_of_module(root)
         size = pruner.get_out_channels(root)
-        group = graph.get_pruning_group(root, pruner.prune_out_channels, list(range(size)))
-        members = {}
-        for it in group.items:
-            for m in _members(it.dep, it.idxs, names, tp):
-                if len(m.positions) > size and len(m.positions) % size == 0:
-                    m = type(m)(m.name, m.dim, m.positions,
-                                m.positions // (len(m.positions) // size), m.side)
-                members.setdefault((m.name, m.dim), m)
-        members = list(members.values())
+        members = group_members(graph, root, names)
         params = dict(model.named_parameters())
         read_zero = _channel_zero(members, params, size, "in")
         out_zero = _channel_zero(members, params, size, "out")
@@ -139,8 +124,7 @@ def compact(model: nn.Module, example: torch.Tensor,
         if weights_only:
             dead = _channel_zero(weights_only, params, size, "out") & ~remove
             if bool(dead.any()):
-                remove |= _fold_constants(model, graph, root, members, params, size,
-                                          example, dead)
+                remove |= _fold_constants(model, members, params, size, example, dead)
         if bool(remove.all()):  # keep one unit: the layer's shape must stay valid
             remove[0] = False
         idxs = remove.nonzero().flatten().tolist()

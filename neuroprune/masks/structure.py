@@ -121,7 +121,7 @@ class Group:
     members: tuple[Member, ...]
 
 
-def _members(dep, idxs, names: Mapping[nn.Module, str], tp) -> list[Member]:
+def _members(dep, idxs, names: Mapping[nn.Module, str]) -> list[Member]:
     mod = dep.target.module
     if not isinstance(mod, nn.Module) or mod not in names:
         return []
@@ -142,6 +142,36 @@ def _members(dep, idxs, names: Mapping[nn.Module, str], tp) -> list[Member]:
     return []
 
 
+def group_roots(model: nn.Module, graph, structure: str = "all",
+                exclude: Sequence[str] = ()) -> list[nn.Module]:
+    """The layers whose output units root a group (not the output layers, nor the layers of
+    the parameter names in ``exclude``), in the graph's order."""
+    from ..models import output_names
+
+    modules = dict(model.named_modules())
+    ignored = [modules[n.rpartition(".")[0]] for n in list(output_names(model)) + list(exclude)
+               if n.rpartition(".")[0] in modules]
+    return [g[0].dep.target.module for g in graph.get_all_groups(
+        ignored_layers=ignored, root_module_types=STRUCTURES[structure])]
+
+
+def group_members(graph, root: nn.Module, names: Mapping[nn.Module, str]) -> list[Member]:
+    """Every tensor entry coupled to the output units of ``root``, as the graph has it now
+    (``names``: module -> name)."""
+    size = graph.get_out_channels(root)
+    group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels,
+                                    list(range(size)))
+    seen: dict[tuple[str, int], Member] = {}
+    for it in group.items:
+        for m in _members(it.dep, it.idxs, names):
+            if len(m.positions) > size and len(m.positions) % size == 0:
+                # a layer after a flatten reads ``size`` blocks of positions
+                m = Member(m.name, m.dim, m.positions,
+                           m.positions // (len(m.positions) // size), m.side)
+            seen.setdefault((m.name, m.dim), m)  # a tensor reached twice is listed once
+    return list(seen.values())
+
+
 def find_groups(model: nn.Module, example: torch.Tensor, structure: str = "all",
                 exclude: Sequence[str] = (), graph=None) -> list[Group]:
     """The coupled groups of ``model``: one per layer whose output units can be removed
@@ -149,30 +179,13 @@ def find_groups(model: nn.Module, example: torch.Tensor, structure: str = "all",
     if structure not in STRUCTURES:
         raise UserError(f"unknown structure '{structure}'; choose one of "
                         f"{', '.join(STRUCTURES)} (or 'element' for single weights)")
-    tp = torch_pruning()
     graph = graph or dependency_graph(model, example)
     names = {m: n for n, m in model.named_modules()}
-    modules = dict(model.named_modules())
-    from ..models import output_names
-    ignored = [modules[n.rpartition(".")[0]] for n in list(output_names(model)) + list(exclude)
-               if n.rpartition(".")[0] in modules]
     groups = []
-    for g in graph.get_all_groups(ignored_layers=ignored,
-                                  root_module_types=STRUCTURES[structure]):
-        root = g[0].dep.target.module
-        members = [m for it in g.items for m in _members(it.dep, it.idxs, names, tp)]
-        seen: dict[tuple[str, int], Member] = {}
-        for m in members:  # a tensor reached twice (residual paths) is listed once
-            seen.setdefault((m.name, m.dim), m)
+    for root in group_roots(model, graph, structure, exclude):
         kind = "neuron" if isinstance(root, nn.Linear) else "channel"
         size = graph.get_out_channels(root)
-        fixed = []
-        for m in seen.values():  # a layer after a flatten reads ``size`` blocks of positions
-            if len(m.positions) > size and len(m.positions) % size == 0:
-                m = Member(m.name, m.dim, m.positions,
-                           m.positions // (len(m.positions) // size), m.side)
-            fixed.append(m)
-        groups.append(Group(names[root], kind, size, tuple(fixed)))
+        groups.append(Group(names[root], kind, size, tuple(group_members(graph, root, names))))
     return groups
 
 
