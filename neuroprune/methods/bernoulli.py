@@ -35,7 +35,6 @@ class BernoulliParams(StructuredParams):
                                    "one network per value, trained together")
     prior: float = Field(0.1, gt=0, lt=1, description="keep probability of the prior")
     theta_lr: float = Field(0.5, gt=0, description="SGD rate of the keep logits")
-    normalise: bool = Field(False, description="keep probabilities are compared as learnt")
 
 
 class BernoulliGates(Penalty):

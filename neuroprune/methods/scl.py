@@ -31,8 +31,6 @@ class SCLParams(StructuredParams):
     strengths: list[float] = Field([1e-3], min_length=1, description="weight of the "
                                    "connection-count penalty: one network per value")
     mask_lr: float = Field(0.05, gt=0, description="SGD rate of the unit scores")
-    normalise: bool = Field(False, description="scores are compared as learnt (their sign "
-                            "is the gate)")
     normalise_by: str = Field("layer_max", pattern="^(layer_max|none)$",
                               description="how mask gradients are normalised per feature: "
                               "by the layer's largest magnitude, or not at all")

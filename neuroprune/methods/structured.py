@@ -62,7 +62,7 @@ class StructuredParams(MethodParams):
                                "epochs of every pruned network before the best (validation "
                                "accuracy) is kept")
     normalise: bool = Field(True, description="divide each layer's scores by their mean "
-                            "before the global ranking (layers of different scale compete "
+                            "magnitude before the global ranking (layers of different scale compete "
                             "fairly; the papers prune per layer or leave this open)")
 
 
@@ -132,7 +132,7 @@ class StructuredPruning(Method):
         scores = self.unit_scores(ctx, trained, weights)
         if self.params.normalise:
             for a, b in zip(space.offsets, space.offsets[1:]):
-                scores[:, a:b] /= scores[:, a:b].mean(1, keepdim=True).clamp_min(1e-12)
+                scores[:, a:b] /= scores[:, a:b].abs().mean(1, keepdim=True).clamp_min(1e-12)
         keep = space.meet(scores, ctx.budget, ctx.target)
         rows = self.refine(space, space.expand(keep), weights)
         inits = dict(trained.weights)
