@@ -259,3 +259,18 @@ def test_feature_flow_penalty_is_per_network_and_shortens_the_flow():
             h.remove()
         return float(hook.flow(got))
     assert flow(1) < flow(0)
+
+
+@pytest.mark.parametrize("name,params", [
+    ("group_lasso", {"strengths": "[0.0, 0.01]"}), ("bernoulli", {}), ("scl", {})])
+def test_structured_methods_give_the_same_result_on_the_reference_backend(name, params):
+    found = []
+    for backend in ("local", "sequential"):
+        search = _search(name, dense_epochs=1, **params)
+        search = mask_search(search.cfg.model_copy(update={"backend": backend}))
+        with search.bench.evaluator() as ev:
+            found.append(search.method.find(search.context(ev)))
+    local, reference = found
+    assert torch.equal(local.bits, reference.bits)
+    for k, v in local.init.items():
+        assert torch.allclose(v.float(), reference.init[k].float(), atol=1e-6), k
