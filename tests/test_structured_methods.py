@@ -274,3 +274,14 @@ def test_structured_methods_give_the_same_result_on_the_reference_backend(name, 
     assert torch.equal(local.bits, reference.bits)
     for k, v in local.init.items():
         assert torch.allclose(v.float(), reference.init[k].float(), atol=1e-6), k
+
+
+def test_a_structured_run_reports_the_sparsity_of_its_weights(tmp_path):
+    summary = _search("l1_filter", target=0.5, dense_epochs=1).run(tmp_path / "r",
+                                                                  progress=False)
+    from neuroprune.models import build_model, prunable_names
+    search = _search("l1_filter")
+    names = prunable_names(build_model(search.bench.spec))
+    assert summary["prunable_weights"] == sum(
+        dict(build_model(search.bench.spec).named_parameters())[n].numel() for n in names)
+    assert 0 < summary["sparsity"] < 1

@@ -17,7 +17,7 @@ from ..config import to_dict
 from ..engine import EvalTask, LearningCurve
 from ..efficiency import efficiency_of_weights
 from ..engine.evaluator import Metered
-from ..masks import bits_to_mask, check_bits, save_mask
+from ..masks import Mask, bits_to_mask, check_bits, save_mask
 from ..methods import METHODS, MethodContext
 from ..errors import ConfigError, UserError
 from ..rundir import RunDir
@@ -169,6 +169,9 @@ class MaskSearch:
             if found.info.get("exact", True):  # every unit keeps exactly its count
                 check_bits(self.layout, found.bits)
             mask = bits_to_mask(self.layout, found.bits)
+            # the weights alone (a structured mask also covers biases and BatchNorm)
+            weight_mask = mask if self.bench.structure is None else Mask(
+                {k: mask[k] for k in self.bench.structure.weights})
             trained = found.trained
             if trained is None:  # trained weights (not the init) are never rescaled
                 trained = evaluator.evaluate(EvalTask(
@@ -187,7 +190,7 @@ class MaskSearch:
                                         "val_accuracy": final["val_accuracy"],
                                         "test_accuracy": final["test_accuracy"],
                                         "train_loss": final["train_loss"],
-                                        "sparsity": mask.sparsity(),
+                                        "sparsity": weight_mask.sparsity(),
                                         "network_epochs": compute["network_epochs"],
                                         **figures}])
         summary = {
@@ -196,12 +199,12 @@ class MaskSearch:
             "method": self.method.name,
             "dataset": cfg.data.dataset,
             "model": self.bench.spec.describe(),
-            "sparsity": mask.sparsity(),
+            "sparsity": weight_mask.sparsity(),
             "target_sparsity": cfg.sparsity.target,
             "allocation": cfg.sparsity.allocation,
             "layer_sparsity": mask.layer_sparsity(),
-            "kept_weights": mask.kept(),
-            "prunable_weights": mask.numel(),
+            "kept_weights": weight_mask.kept(),
+            "prunable_weights": weight_mask.numel(),
             "test_accuracy": final["test_accuracy"],
             "val_accuracy": final["val_accuracy"],
             "seed": cfg.seed,
