@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--trial", default="best", help="'best' (multi-objective: the Pareto "
                      "trial with the highest first objective) or a trial number")
     exp.add_argument("--out", required=True, help="file to write")
-    exp.add_argument("--format", default="safetensors", choices=["safetensors", "prune", "sparse"])
+    exp.add_argument("--format", default="safetensors", help="safetensors (mask and weights), prune (torch.nn.utils.prune state "
+                     "dict), sparse (CSR), compact (pruned units removed), onnx (the compact "
+                     "network), state_dict (plain, masked)")
 
     rep = sub.add_parser("report", help="plots and a markdown summary of runs of any kind and "
                          "of tuning folders, finished or not")

@@ -11,6 +11,16 @@ Formats:
   ``prune.custom_from_mask`` applied.
 * ``sparse``: ``torch.save`` of the kept weights as CSR tensors (the rest dense), with the
   size on disk against the dense file reported.
+* ``compact``: a smaller dense network (pruned neurons and channels, and the dead units an
+  unstructured mask leaves, physically removed; see :mod:`neuroprune.masks.compact`) as
+  safetensors: its weights under ``weights/<name>``, the pruning history that rebuilds its
+  architecture in the metadata. :func:`load_model` rebuilds it. Needs ``torch-pruning``.
+* ``onnx``: the compact network as ONNX (dynamic batch size; input ``input``, output
+  ``logits``). Needs ``torch-pruning`` and ``onnx``.
+* ``state_dict``: ``torch.save`` of the masked network's plain state dict (pruned entries
+  zero), which ``build_model(spec).load_state_dict`` accepts.
+
+Every format needs a mask: a file without one is refused.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from .errors import UserError
 from .masks import apply_mask, load_mask, load_weights, save_mask
 from .models import ModelSpec, build_model
 
-FORMATS = ("safetensors", "prune", "sparse")
+FORMATS = ("safetensors", "prune", "sparse", "compact", "onnx", "state_dict")
 
 
 def load_model(path: str | Path) -> nn.Module:
@@ -44,6 +54,8 @@ def load_model(path: str | Path) -> nn.Module:
         raise UserError(f"{path} has no architecture in its metadata; it was not written by "
                         f"neuroprune")
     weights = load_weights(path)
+    if meta.get("format") == "compact":
+        return _load_compact(path, meta, weights)
     if not weights:
         raise UserError(f"{path} holds masks only (no trained weights) and cannot rebuild a "
                         f"trained model; apply it with neuroprune.apply_mask instead")
@@ -61,6 +73,55 @@ def load_model(path: str | Path) -> nn.Module:
     return model.eval()
 
 
+def _load_compact(path, meta: dict[str, Any], weights: dict[str, torch.Tensor]) -> nn.Module:
+    from .masks import rebuild_compact
+
+    spec = ModelSpec.from_dict(meta["architecture"])
+    model = rebuild_compact(build_model(spec), torch.zeros(1, *spec.input_shape),
+                            meta["pruning_history"])
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
+    return model.eval()
+
+
+def masked_model(path: str | Path) -> nn.Module:
+    """The network in a run's (or exported) safetensors file as a plain dense model whose
+    pruned entries are zero (no pruning hooks), in evaluation mode."""
+    model = load_model(path)
+    for mod in model.modules():
+        for hook in [h for h in mod._forward_pre_hooks.values()
+                     if isinstance(h, torch.nn.utils.prune.BasePruningMethod)]:
+            torch.nn.utils.prune.remove(mod, hook._tensor_name)
+    return model.eval()
+
+
+def compact_model(path: str | Path) -> tuple[nn.Module, list[Any], ModelSpec]:
+    """The compact network of a run's safetensors file: ``(model, pruning history, spec)``."""
+    from .masks import compact
+
+    _, meta = load_mask(path)
+    spec = ModelSpec.from_dict(meta["architecture"])
+    small, history = compact(masked_model(path), torch.zeros(1, *spec.input_shape))
+    return small.eval(), history, spec
+
+
+def _write_onnx(model: nn.Module, spec: ModelSpec, out: Path) -> None:
+    import importlib.util
+    if importlib.util.find_spec("onnx") is None:  # the exporter needs it
+        from .errors import MissingDependencyError
+        raise MissingDependencyError("onnx", "onnx", "export --format onnx")
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.zeros(1, *spec.input_shape),), tmp, dynamo=False,
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    atomic_write(out, write)
+
+
 def _prune_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -73,8 +134,22 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors") -> dic
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name")
     mask, meta = load_mask(source)
+    if not mask:
+        raise UserError(f"{source} holds no mask (a compact network, or a run without one); "
+                        f"export needs a masked network")
     info: dict[str, Any] = {"format": fmt, "path": str(out), "sparsity": meta.get("sparsity")}
-    if fmt == "safetensors":
+    if fmt in ("compact", "onnx"):
+        small, history, spec = compact_model(source)
+        info["params"] = sum(p.numel() for p in small.parameters())
+        if fmt == "onnx":
+            _write_onnx(small, spec, out)
+        else:
+            save_mask(out, {}, {**meta, "format": "compact", "pruning_history": history},
+                      weights=small.state_dict())
+    elif fmt == "state_dict":
+        state = {k: v.detach().clone() for k, v in masked_model(source).state_dict().items()}
+        atomic_write(out, lambda tmp: torch.save(state, tmp))
+    elif fmt == "safetensors":
         weights = load_weights(source)
         save_mask(out, mask, {**meta, "global_sparsity": mask.sparsity(),
                               "layer_sparsity": mask.layer_sparsity()},

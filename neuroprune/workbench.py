@@ -20,7 +20,7 @@ from .data import DataSplits, load_dataset
 from .data.augment import Augmenter
 from .engine import Evaluator, State, TrainSettings
 from .errors import ConfigError, UserError
-from .masks import Layout, make_layout
+from .masks import Layout, StructureSpace, make_layout, structure_space
 from .models import ModelSpec, build_model, check_model, output_names, prunable_names
 
 
@@ -65,6 +65,7 @@ class Workbench:
     device: str
     init_override: State | None = None
     shared_evaluator: Evaluator | None = None  # a batch of tuning trials trains through one
+    structure: StructureSpace | None = None  # sparsity.structure other than element
 
     @classmethod
     def from_config(cls, cfg: RunConfig, *, data: DataSplits | None = None,
@@ -77,7 +78,21 @@ class Workbench:
         Augmenter(cfg.data.augment).check(data.input_shape)
         spec = spec or cfg.model.spec(data.input_shape, data.num_classes)
         template = check_model(spec)
+        if cfg.sparsity.structure != "element":
+            space = cls._structure(cfg, template, data.input_shape)
+            return cls(cfg, data, spec, space.layout, device, init, structure=space)
         return cls(cfg, data, spec, cls._layout(cfg, template), device, init)
+
+    @staticmethod
+    def _structure(cfg: RunConfig, template: nn.Module, input_shape) -> StructureSpace:
+        """The structured mask space, its budget checked (a budget no structure meets is
+        refused here, before anything is written)."""
+        sp = cfg.sparsity
+        drop = [n for n in mask_names(template, []) if n not in mask_names(template, sp.exclude)]
+        space = structure_space(template, torch.zeros(1, *input_shape), sp.structure,
+                                sp.layers, drop)
+        space.meet(torch.zeros(1, space.size), sp.budget, sp.target)
+        return space
 
     @staticmethod
     def _layout(cfg: RunConfig, template: nn.Module) -> Layout:

@@ -46,3 +46,10 @@ def test_tune_batch_compares_the_same_trials_one_by_one_and_batched():
     assert re.match(r"one by one: +[\d,]+ trials/hour", lines[-4])
     assert re.match(r"batch of 2: +[\d,]+ trials/hour", lines[-3])
     assert re.fullmatch(r"speedup: \d+\.\d\dx", lines[-1])
+
+
+def test_structured_latency_prints_the_speedup_of_the_compact_network():
+    lines = _run("structured_latency.py", "--arch", "vgg11", "--width", "0.125", "--size",
+                 "16", "--batch", "8", "--repeats", "1")
+    assert re.fullmatch(r"FLOPs removed: 7\d\.\d%", lines[-2])
+    assert re.fullmatch(r"speedup: \d+\.\dx", lines[-1])

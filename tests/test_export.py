@@ -205,3 +205,30 @@ def test_export_of_a_trial_whose_run_folder_is_elsewhere_uses_its_artifact(tmp_p
                  "--out", str(tmp_path / "c.safetensors")]) == 2
     assert "no study storage at" in capsys.readouterr().err
     assert not (tmp_path / "nothing").exists()
+
+
+def test_compact_export_of_an_unstructured_run_gives_its_outputs(run, tmp_path):
+    pytest.importorskip("torch_pruning")
+    from neuroprune.export import masked_model
+    info = export(run / "best_mask.safetensors", tmp_path / "c.safetensors", "compact")
+    small = neuroprune.load_model(tmp_path / "c.safetensors")
+    dense = masked_model(run / "best_mask.safetensors")
+    x = torch.randn(9, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(small(x), dense(x), atol=1e-5, rtol=0)
+    assert info["params"] <= sum(p.numel() for p in dense.parameters())
+
+
+def test_summary_results_and_report_carry_the_efficiency_figures(run, tmp_path):
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("params_dense", "params_masked", "params_compact", "flops_dense",
+                "flops_masked", "flops_compact", "effective_sparsity",
+                "latency_b1_dense", "latency_b256_masked", "latency_b256_compact"):
+        assert key in summary, key
+    assert summary["params_masked"] < summary["params_dense"]
+    assert summary["flops_compact"] <= summary["flops_dense"]
+    assert summary["effective_sparsity"] >= summary["sparsity"] - 1e-9
+    final = results.load(run).query("phase == 'final'").iloc[0]
+    assert final["flops_compact"] == summary["flops_compact"]
+    assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
+    assert "effective sparsity" in (tmp_path / "rep" / "report.md").read_text()

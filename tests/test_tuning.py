@@ -407,3 +407,19 @@ def test_optuna_lines_logged_while_a_bar_is_open_do_not_tear_it():
     assert proc.returncode == 0, err
     assert "a line from optuna\n" in err and _line_starts(err, "[W ")
     assert "| 1/3 [" in err.split("a line from optuna")[1]  # the bar is drawn again below
+
+
+def test_efficiency_objectives_are_named_for_the_dashboard(tmp_path):
+    pytest.importorskip("torch_pruning")
+    cfg = load_config(TQ, FAST + ["tune.objectives=[val_accuracy, flops, params, latency]",
+                                  "tune.pruner=none"])
+    Tuner(cfg, tmp_path / "e", n_trials=1).run(progress=False)
+    study = optuna.load_study(study_name="tune_quickstart",
+                              storage=open_storage(str(tmp_path / "e" / "optuna.journal")))
+    assert study.metric_names == ["val_accuracy", "flops", "params", "latency"]
+    assert [d.name for d in study.directions] == ["MAXIMIZE"] + ["MINIMIZE"] * 3
+    flops, params, latency = study.trials[0].values[1:]
+    assert flops > 0 and params > 0 and latency > 0
+    bad = load_config(TQ, FAST + ["tune.objectives=[latency]", "sparsity.latency_repeats=0"])
+    with pytest.raises(Exception, match="latency_repeats"):
+        Tuner(bad, tmp_path / "b", n_trials=1)

@@ -4,8 +4,12 @@ from .allocation import (ALLOCATIONS, Layout, bits_to_mask, check_bits, erk_dens
                          flatten_rows, kept_count, make_layout, random_bits, top_bits,
                          top_rows, unflatten)
 from .io import apply_mask, load_mask, load_weights, save_mask
+from .compact import compact, rebuild_compact
 from .mask import Mask
+from .structure import BUDGETS, STRUCTURES, StructureSpace, structure_space
 
-__all__ = ["ALLOCATIONS", "Layout", "Mask", "apply_mask", "bits_to_mask", "check_bits",
+__all__ = ["ALLOCATIONS", "BUDGETS", "STRUCTURES", "Layout", "Mask", "StructureSpace",
+           "apply_mask", "bits_to_mask", "check_bits", "compact", "rebuild_compact",
+           "structure_space",
            "erk_densities", "flatten", "flatten_rows", "kept_count", "load_mask", "load_weights", "make_layout",
            "random_bits", "save_mask", "top_bits", "top_rows", "unflatten"]

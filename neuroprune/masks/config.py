@@ -6,6 +6,7 @@ from pydantic import Field, field_validator
 
 from ..section import Section, registered
 from .allocation import ALLOCATIONS
+from .structure import BUDGETS, STRUCTURES
 
 
 class SparsityConfig(Section):
@@ -19,6 +20,34 @@ class SparsityConfig(Section):
     exclude: list[str] = Field([], description="layers kept dense and outside the mask: "
                                "'first' (the first prunable layer), 'output' (the output "
                                "layer) or parameter names")
+
+    structure: str = Field(
+        "element", description="what a mask removes: single weights (element), whole neurons "
+        "of Linear layers, whole channels / filters of convolutions, or both (all); "
+        "structured masks also remove the coupled biases, BatchNorm entries and inputs")
+    budget: str = Field(
+        "sparsity", description="structured masks: what target removes: a fraction of the "
+        "prunable weights (sparsity), of the parameters or of the FLOPs")
+    layers: list[str] | None = Field(None, description="structured masks: only the units of "
+                                     "these layers (module names; default: every layer but "
+                                     "the output)")
+    latency_repeats: int = Field(3, ge=0, description="timed CPU forward passes behind each "
+                                 "latency figure of summary.json (dense, masked, compact at "
+                                 "batch 1 and 256); 0 leaves latency out")
+
+    @field_validator("structure")
+    @classmethod
+    def _structure(cls, v: str) -> str:
+        if v != "element" and v not in STRUCTURES:
+            raise ValueError(f"choose element or one of {', '.join(STRUCTURES)}, got '{v}'")
+        return v
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, v: str) -> str:
+        if v not in BUDGETS:
+            raise ValueError(f"choose one of {', '.join(BUDGETS)}, got '{v}'")
+        return v
 
     @field_validator("target")
     @classmethod

@@ -38,6 +38,9 @@ class MethodContext:
     progress: bool = True
     rescale_init: bool = False  # sparsity.rescale_init: for training masks from ``init``
     device: torch.device = torch.device("cpu")  # where populations of masks live
+    structure: Any = None  # StructureSpace of a structured run (sparsity.structure)
+    budget: str = "sparsity"  # sparsity.budget: what the target removes
+    target: float = 0.0  # sparsity.target: the fraction of it removed
 
     def with_layout(self, layout: Layout) -> "MethodContext":
         """The same context at another layout (another sparsity)."""
@@ -78,6 +81,8 @@ class Method(ABC):
     summary: ClassVar[str]
     citation: ClassVar[str] = ""
     Params: ClassVar[type[MethodParams]] = MethodParams
+    #: True: removes neurons and channels (bits over ``ctx.structure.layout``), not weights
+    structured: ClassVar[bool] = False
 
     def __init__(self, params: MethodParams | None = None):
         self.params = params if params is not None else self.Params()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..searches.comparison import comparison_table, compute_figure
+from ..searches.comparison_efficiency import efficiency_table, flops_figure
 from .document import Document
 from .inputs import Run
 from .sweep import accuracy_figure
@@ -41,3 +42,9 @@ def report(runs: list[Run], doc: Document) -> None:
                        "spent in all (network-epochs: one network trained for one epoch is "
                        "one), one panel per sparsity, mean ± std over seeds.")
     doc.para(comparison_table(cells.to_dict("records"), budget).rstrip("\n"))
+    if "flops" in cells and cells["flops"].notna().any():
+        measured = [r for r in rows if pd.notna(r.get("flops"))]
+        doc.para(efficiency_table(measured).strip("\n"))
+        doc.figure("accuracy_vs_flops", flops_figure(measured),
+                   "Test accuracy against the FLOPs per sample of the compact network (pruned "
+                   "units removed), one point per target, mean ± std over seeds.")

@@ -193,6 +193,29 @@ def run_table(doc: Document, runs: list[Run], names: list[str]) -> None:
     if not all(r.finished for r in runs):
         doc.para("Unfinished runs are reported as far as they got: their validation accuracy "
                  "is the best of the masks evaluated so far, and they have no test accuracy.")
+    efficiency_table(doc, runs, names)
+
+
+def efficiency_table(doc: Document, runs: list[Run], names: list[str]) -> None:
+    """Parameters, FLOPs and CPU latency of the dense, masked and compact networks."""
+    rows = []
+    for r, label in zip(runs, names):
+        s = r.summary or {}
+        if "params_dense" not in s:
+            continue
+        for net in ("dense", "masked", "compact"):
+            if f"params_{net}" in s:
+                ms = [s.get(f"latency_b{b}_{net}") for b in (1, 256)]
+                rows.append([label, net, s[f"params_{net}"], s.get(f"flops_{net}"),
+                             *[None if m is None else round(1000 * m, 3) for m in ms],
+                             s.get("effective_sparsity") if net == "compact" else None])
+    if rows:
+        doc.table(["run", "network", "params", "FLOPs / sample", "CPU ms (batch 1)",
+                   "CPU ms (batch 256)", "effective sparsity"], rows)
+        doc.para("Masked: the dense tensors with the pruned entries zero (its parameters and "
+                 "FLOPs count the kept weights). Compact: pruned neurons and channels, and the "
+                 "units the mask leaves dead, removed. Effective sparsity counts the weights "
+                 "of dead units as removed.")
 
 
 def fitness(run: Run, doc: Document) -> bool:

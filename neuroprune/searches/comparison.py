@@ -34,10 +34,12 @@ from ..methods import METHODS
 from ..rundir import RunDir
 from ..tracking import open_tracking
 from ..workbench import Workbench
+from .comparison_efficiency import efficiency_table, flops_figure
 from .mask_search import MaskSearch
 
 COLUMNS = ["method", "sparsity", "seed", "test_accuracy", "val_accuracy", "actual_sparsity",
-           "kept_weights", "network_epochs", "training_flops", "final_epochs", "wall_seconds"]
+           "kept_weights", "network_epochs", "training_flops", "final_epochs", "wall_seconds",
+           "flops", "params", "latency"]
 BASELINES = ("random", "dissipating_gradients")
 
 
@@ -109,8 +111,10 @@ class Comparison:
         rows: list[dict[str, Any]] = []
         with shared_ray(cfg.backend, cfg.ray.address):
             _run_cells(self.searches, rd, rows, progress, log)
-        atomic_write_text(rd.path / "comparison.md", comparison_table(rows, cfg.comparison.budget))
+        atomic_write_text(rd.path / "comparison.md", comparison_table(rows, cfg.comparison.budget)
+                          + efficiency_table(rows))
         plot_compute(rows, rd.path / "comparison.png")
+        plot_compute(rows, rd.path / "comparison_flops.png", flops_figure)
         summary = {"status": "complete", "kind": "comparison", "cells": len(rows),
                    "wall_seconds": round(time.time() - t0, 3),
                    "best": max(rows, key=lambda r: r["val_accuracy"]),
@@ -134,6 +138,10 @@ def _run_cells(searches, rd, rows, progress, log) -> None:
                      "seed": summary["seed"], "test_accuracy": summary["test_accuracy"],
                      "val_accuracy": summary["val_accuracy"],
                      "actual_sparsity": summary["sparsity"],
+                     # what the deployed (compact) network costs: FLOPs per sample, params,
+                     # CPU seconds at batch 256 (absent without the efficiency figures)
+                     "flops": summary.get("flops"), "params": summary.get("params"),
+                     "latency": summary.get("latency"),
                      "kept_weights": summary["kept_weights"],
                      "network_epochs": compute.get("network_epochs"),
                      "training_flops": compute.get("training_flops"),
@@ -208,8 +216,9 @@ def comparison_table(rows: list[dict[str, Any]], budget: int | None = None) -> s
     return text
 
 
-def plot_compute(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write :func:`compute_figure` to ``path`` (nothing without matplotlib or compute)."""
+def plot_compute(rows: list[dict[str, Any]], path: Path, figure=None) -> None:
+    """Write :func:`compute_figure` (or ``figure``) of ``rows`` to ``path`` (nothing
+    without matplotlib or what the figure needs)."""
     try:
         import matplotlib
     except ImportError:
@@ -217,7 +226,7 @@ def plot_compute(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = compute_figure(rows)
+    fig = (figure or compute_figure)(rows)
     if fig is None:
         return
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))

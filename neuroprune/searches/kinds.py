@@ -42,7 +42,7 @@ class Kind:
 
 class MaskSearchKind(Kind):
     name = "mask_search"
-    objectives = ("val_accuracy", "sparsity", "wall_seconds")
+    objectives = ("val_accuracy", "sparsity", "wall_seconds", "params", "flops", "latency")
 
     def __init__(self, bench: Workbench):
         super().__init__(bench)

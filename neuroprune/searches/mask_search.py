@@ -15,10 +15,11 @@ import torch
 from .. import __version__
 from ..config import to_dict
 from ..engine import EvalTask, LearningCurve
+from ..efficiency import efficiency_of_weights
 from ..engine.evaluator import Metered
-from ..masks import bits_to_mask, check_bits, save_mask
+from ..masks import Mask, bits_to_mask, check_bits, save_mask
 from ..methods import METHODS, MethodContext
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 from ..rundir import RunDir
 from ..tracking import Tracking, open_tracking
 from ..workbench import Workbench
@@ -61,6 +62,13 @@ class MaskSearch:
         self.bench = bench
         self.cfg = bench.config
         self.method = METHODS.load(self.cfg.method.name)(self.cfg.method_params())
+        structured = self.cfg.sparsity.structure != "element"
+        if self.method.structured != structured:
+            raise ConfigError(
+                f"method {self.method.name} removes "
+                f"{'neurons and channels' if self.method.structured else 'single weights'}; "
+                f"set sparsity.structure to "
+                f"{'neuron, channel or all' if self.method.structured else 'element'}")
         self._check_memory()
 
     def compute(self, network_epochs: int, search_epochs: int,
@@ -103,7 +111,9 @@ class MaskSearch:
                              final_epochs=self.cfg.training.epochs, commit=commit,
                              resume_state=resume_state, progress=progress,
                              rescale_init=self.cfg.sparsity.rescale_init,
-                             device=torch.device(device))
+                             device=torch.device(device), structure=b.structure,
+                             budget=self.cfg.sparsity.budget,
+                             target=self.cfg.sparsity.target)
 
     def run(self, run_dir: str | Path, *, progress: bool = True, resume: bool = False,
             log=print, on_generation=None, tracking: Tracking | None = None) -> dict[str, Any]:
@@ -159,6 +169,9 @@ class MaskSearch:
             if found.info.get("exact", True):  # every unit keeps exactly its count
                 check_bits(self.layout, found.bits)
             mask = bits_to_mask(self.layout, found.bits)
+            # the weights alone (a structured mask also covers biases and BatchNorm)
+            weight_mask = mask if self.bench.structure is None else Mask(
+                {k: mask[k] for k in self.bench.structure.weights})
             trained = found.trained
             if trained is None:  # trained weights (not the init) are never rescaled
                 trained = evaluator.evaluate(EvalTask(
@@ -167,6 +180,9 @@ class MaskSearch:
                     test=True, hooks=(LearningCurve(),),
                     rescale_init=cfg.sparsity.rescale_init and found.from_init))
         final = trained.row(0)
+        weights = trained.weights_of(0) if trained.weights is not None else None
+        figures = ({} if weights is None else efficiency_of_weights(
+            self.bench.spec, weights, mask, cfg.sparsity.latency_repeats))
         compute = self.compute(evaluator.network_epochs, search_epochs, resume_state)
         if trained.extras.get("curve"):
             rd.write_curve(trained.extras["curve"][0])
@@ -174,20 +190,21 @@ class MaskSearch:
                                         "val_accuracy": final["val_accuracy"],
                                         "test_accuracy": final["test_accuracy"],
                                         "train_loss": final["train_loss"],
-                                        "sparsity": mask.sparsity(),
-                                        "network_epochs": compute["network_epochs"]}])
+                                        "sparsity": weight_mask.sparsity(),
+                                        "network_epochs": compute["network_epochs"],
+                                        **figures}])
         summary = {
             "status": "complete",
             "kind": "mask_search",
             "method": self.method.name,
             "dataset": cfg.data.dataset,
             "model": self.bench.spec.describe(),
-            "sparsity": mask.sparsity(),
+            "sparsity": weight_mask.sparsity(),
             "target_sparsity": cfg.sparsity.target,
             "allocation": cfg.sparsity.allocation,
             "layer_sparsity": mask.layer_sparsity(),
-            "kept_weights": mask.kept(),
-            "prunable_weights": mask.numel(),
+            "kept_weights": weight_mask.kept(),
+            "prunable_weights": weight_mask.numel(),
             "test_accuracy": final["test_accuracy"],
             "val_accuracy": final["val_accuracy"],
             "seed": cfg.seed,
@@ -196,6 +213,7 @@ class MaskSearch:
             "wall_seconds": round(time.time() - t0, 3),
             "neuroprune_version": __version__,
             "compute": compute,
+            **figures,
             **{k: v for k, v in found.info.items() if k not in ("logbook", "exact")},
         }
         metadata = {"architecture": self.bench.spec.to_dict(), "sparsity": summary["sparsity"],
@@ -205,7 +223,6 @@ class MaskSearch:
                     "val_accuracy": final["val_accuracy"],
                     "layer_sparsity": summary["layer_sparsity"],
                     "neuroprune_version": __version__}
-        weights = trained.weights_of(0) if trained.weights is not None else None
         save_mask(rd.path / "best_mask.safetensors", mask, metadata, weights=weights)
         rd.write_summary(summary)
         return summary

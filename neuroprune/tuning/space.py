@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-OBJECTIVES = {"val_accuracy": "maximize", "sparsity": "maximize", "wall_seconds": "minimize"}
+OBJECTIVES = {"val_accuracy": "maximize", "sparsity": "maximize", "wall_seconds": "minimize",
+              "params": "minimize", "flops": "minimize", "latency": "minimize"}
 
 
 class ParamSpec(BaseModel):

@@ -178,6 +178,8 @@ class Tuner:
         if bad:
             raise ConfigError(f"tune.objectives: a {cfg.kind} run has no objective "
                               f"{', '.join(bad)}; choose from {', '.join(kind.objectives)}")
+        if "latency" in cfg.tune.objectives and cfg.sparsity.latency_repeats == 0:
+            raise ConfigError("tune.objectives: latency needs sparsity.latency_repeats > 0")
         self.cfg, self.tune = cfg, cfg.tune
         self.base = {k: v for k, v in to_dict(cfg).items() if k != "tune"}
         self.out = Path(out)
