@@ -4,8 +4,9 @@ Formats:
 
 * ``safetensors`` (default): trained weights under their state-dict names, boolean masks
   beside them as ``<name>_mask`` (``torch.nn.utils.prune``'s naming), metadata with the
-  architecture spec (rebuilds the model), per-layer and global sparsity, method, dataset, seed, accuracies and the neuroprune version. Plain
-  ``model.load_state_dict(safetensors.torch.load_file(path), strict=False)`` loads it.
+  architecture spec (rebuilds the model), per-layer and global sparsity, method, dataset, seed,
+  accuracies and the neuroprune version. Plain ``model.load_state_dict(
+  safetensors.torch.load_file(path), strict=False)`` loads it.
 * ``prune``: a ``torch.save`` state dict in the ``torch.nn.utils.prune`` convention
   (``<layer>.weight_orig`` and ``<layer>.weight_mask``), loadable into a model that had
   ``prune.custom_from_mask`` applied.
@@ -13,8 +14,9 @@ Formats:
   size on disk against the dense file reported.
 * ``compact``: a smaller dense network (pruned neurons and channels, and the dead units an
   unstructured mask leaves, physically removed; see :mod:`neuroprune.masks.compact`) as
-  safetensors: its weights under ``weights/<name>``, the pruning history that rebuilds its
-  architecture in the metadata. :func:`load_model` rebuilds it. Needs ``torch-pruning``.
+  safetensors: its weights under their state-dict names, ``network: compact`` and the pruning
+  history that rebuilds its architecture in the metadata. :func:`load_model` rebuilds it.
+  Needs ``torch-pruning``.
 * ``onnx``: the compact network as ONNX (dynamic batch size; input ``input``, output
   ``logits``). Needs ``torch-pruning`` and ``onnx``.
 * ``state_dict``: ``torch.save`` of the masked network's plain state dict (pruned entries
@@ -54,7 +56,7 @@ def load_model(path: str | Path) -> nn.Module:
         raise UserError(f"{path} has no architecture in its metadata; it was not written by "
                         f"neuroprune")
     weights = load_weights(path)
-    if meta.get("format") == "compact":
+    if meta.get("network") == "compact":
         return _load_compact(path, meta, weights)
     if not weights:
         raise UserError(f"{path} holds masks only (no trained weights) and cannot rebuild a "
@@ -144,7 +146,7 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors") -> dic
         if fmt == "onnx":
             _write_onnx(small, spec, out)
         else:
-            save_mask(out, {}, {**meta, "format": "compact", "pruning_history": history},
+            save_mask(out, {}, {**meta, "network": "compact", "pruning_history": history},
                       weights=small.state_dict())
     elif fmt == "state_dict":
         state = {k: v.detach().clone() for k, v in masked_model(source).state_dict().items()}
