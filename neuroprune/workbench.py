@@ -24,6 +24,10 @@ from .masks import Layout, make_layout
 from .models import ModelSpec, build_model, check_model, output_names, prunable_names
 
 
+#: fewer kept weights per pruned layer than this is worth a warning
+FEW_WEIGHTS = 10
+
+
 def resolve_device(name: str) -> str:
     """``auto`` -> cuda when available; asking for cuda without one is a clear error."""
     if name == "auto":
@@ -83,8 +87,19 @@ class Workbench:
     def _layout(cfg: RunConfig, template: nn.Module) -> Layout:
         params = dict(template.named_parameters())
         names = mask_names(template, cfg.sparsity.exclude)
-        return make_layout({k: tuple(params[k].shape) for k in names}, cfg.sparsity.target,
-                           cfg.sparsity.allocation)
+        layout = make_layout({k: tuple(params[k].shape) for k in names}, cfg.sparsity.target,
+                             cfg.sparsity.allocation)
+        if layout.kept < len(names):
+            raise ConfigError(f"sparsity.target={cfg.sparsity.target} keeps {layout.kept} "
+                              f"weight(s) for {len(names)} pruned layers: some layer would keep "
+                              f"none and the network could carry no signal; lower "
+                              f"sparsity.target or use sparsity.allocation=erk")
+        if layout.kept < FEW_WEIGHTS * len(names):
+            import warnings
+            warnings.warn(f"sparsity.target={cfg.sparsity.target} keeps only {layout.kept} "
+                          f"weights in {len(names)} pruned layers; expect an accuracy near "
+                          f"chance", stacklevel=2)
+        return layout
 
     def derive(self, cfg: RunConfig, *, data: DataSplits | None = None,
                spec: ModelSpec | None = None, init: State | None = None,
