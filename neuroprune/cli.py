@@ -34,6 +34,13 @@ FILE_SYSTEM_ERRORS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad flag in one line, like every other error (``--help`` shows usage)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable), e.g. --set sparsity.target=0.95")
@@ -47,7 +54,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="neuroprune", description="Evolutionary search for sparse neural networks.")
     parser.add_argument("--version", action="version",
                         version=f"neuroprune {__version__}")

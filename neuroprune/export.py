@@ -130,6 +130,7 @@ def trial_mask(storage: str, study: str, trial: str = "best",
     from .tuning.storage import existing_artifacts, existing_storage, open_storage
 
     url = existing_storage(storage)
+    folder = existing_artifacts(url, artifacts)  # a given folder must exist, used or not
     try:
         st = optuna.load_study(study_name=study, storage=open_storage(url))
     except KeyError:
@@ -141,7 +142,6 @@ def trial_mask(storage: str, study: str, trial: str = "best",
         yield path
         return
     artifact_id = chosen.user_attrs.get("best_mask_artifact")
-    folder = existing_artifacts(url, artifacts)
     if artifact_id is None or folder is None or not (folder / artifact_id).is_file():
         where = ("no mask artifact" if artifact_id is None else
                  f"no artifact of it in {folder or 'an artifact folder'} (give --artifacts "
