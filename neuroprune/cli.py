@@ -164,8 +164,8 @@ def _check_fresh_out(out: Path) -> None:
 
 
 def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
-    from .searches.kinds import prepare
     from .rundir import RunDir
+    from .searches.kinds import prepare
     from .searches.mask_search import Interrupted
     from .workbench import Workbench
 

@@ -403,7 +403,7 @@ def test_a_continued_study_samples_new_parameters(tmp_path):
     from neuroprune.tuning.tune import Tuner
 
     cfg = load_config(REPO / "configs" / "tune_quickstart.yaml",
-                      ["method.population=2", "method.generations=1", "training.epochs=1",
+                      ["method.population=3", "method.generations=1", "training.epochs=1",
                        "model.widths=[8]", "tune.pruner=none", "tune.sampler=random"])
     out = tmp_path / "t"
     for _ in range(2):
@@ -413,3 +413,91 @@ def test_a_continued_study_samples_new_parameters(tmp_path):
     params = [tuple(sorted(t.params.items()))
               for t in study.get_trials(states=(TrialState.COMPLETE,))]
     assert len(params) == 4 and len(set(params)) == 4
+
+
+# --------------------------------------------------------------- SIGKILL at random moments
+def _killed_at_random(args, rng, low, high, after=None):
+    """Run ``neuroprune ARGS`` and SIGKILL it after a random delay (from when ``after``
+    exists, if given); True if it was killed (False: it ended first, and must have
+    succeeded)."""
+    proc = _start(args, None)
+    if after is not None:
+        _wait_for(after, proc)
+    try:
+        proc.wait(timeout=rng.uniform(low, high))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return True
+    assert proc.returncode == 0, proc.stderr.read()
+    return False
+
+
+def test_sigkill_at_random_moments_in_run_and_resume_changes_nothing(tmp_path):
+    import random
+
+    from safetensors.torch import load_file
+
+    over = ["--set", "method.population=6", "--set", "method.generations=6", "--set",
+            "method.search_epochs=1", "--set", "training.epochs=3", "--set",
+            "model.widths=[16]", "--device", "cpu", "--no-progress"]
+    full = tmp_path / "full"
+    ref = subprocess.run([sys.executable, "-m", "neuroprune", "run", QUICK, "--out", str(full),
+                          *over], env=ENV, cwd=REPO, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    cut, rng, kills = tmp_path / "cut", random.Random(20), 0
+    while not RunDir(cut).is_complete():
+        assert kills < 12, "the run never finished"
+        started = (cut / "config.yaml").is_file()  # else killed before writing anything
+        args = ["resume", str(cut), "--no-progress"] if started else \
+            ["run", QUICK, "--out", str(cut), *over]
+        kills += _killed_at_random(args, rng, 0.5, 5.0) if kills < 3 else \
+            _killed_at_random(args, rng, 600, 600)
+    assert kills >= 3
+    assert (cut / "results.csv").read_bytes() == (full / "results.csv").read_bytes()
+    assert (cut / "ledger.jsonl").read_bytes() == (full / "ledger.jsonl").read_bytes()
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (full, cut))
+    for k in ("test_accuracy", "val_accuracy", "sparsity", "best_fitness", "layer_sparsity",
+              "kept_weights"):
+        assert a[k] == b[k], k
+    ma, mb = (load_file(str(d / "best_mask.safetensors")) for d in (full, cut))
+    assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
+    assert not list(cut.rglob("*.tmp"))
+
+
+def test_sigkill_at_random_moments_in_tune_loses_and_repeats_no_trial(tmp_path):
+    import random
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from neuroprune.tuning.storage import open_storage
+
+    out, rng = tmp_path / "tune", random.Random(7)
+    tq = str(REPO / "configs" / "tune_quickstart.yaml")
+    fast = ["--set", "method.population=4", "--set", "method.generations=2", "--set",
+            "training.epochs=2", "--set", "model.widths=[16]", "--set", "tune.pruner=none",
+            "--set", "tune.sampler=random", "--no-progress"]
+    tune = ["tune", tq, "--out", str(out), *fast]
+    kills = sum(_killed_at_random(tune + ["--n-trials", "3"], rng, 0.0, 3.0,
+                                  after=out / "trials") for _ in range(3))
+    assert kills >= 2
+    storage = open_storage(str(out / "optuna.journal"))
+    study = optuna.load_study(study_name="tune_quickstart", storage=storage)
+    waiting = len(study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING)))
+    assert main(tune + ["--n-trials", str(waiting + 1)]) == 0
+    trials = optuna.load_study(study_name="tune_quickstart", storage=storage).trials
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.FAIL}
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    for f in failed:  # each killed trial is run again once, with its parameters
+        again = [t for t in trials if t.user_attrs.get("retried_from") == f.number]
+        assert len(again) == 1 and again[0].params == f.params, f.number
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    params = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(params)) == len(params)  # nothing completed twice
+    dirs = [t.user_attrs["run_dir"] for t in trials]
+    assert len(set(dirs)) == len(dirs)
+    for t in complete:  # each result is its own run folder's
+        summary = json.loads((REPO / t.user_attrs["run_dir"]).joinpath("summary.json")
+                             .read_text())
+        assert t.value == summary["val_accuracy"]

@@ -77,7 +77,8 @@ class KStartsParams(MethodParams):
 
     @model_validator(mode="after")
     def _elite(self) -> "KStartsParams":  # also for the default elite (a small population)
-        if self.elite >= self.population:
+        breeds = self.variant == "ga" and self.generations > 1
+        if breeds and self.elite >= self.population:
             raise ValueError(f"elite ({self.elite}) must be smaller than population "
                              f"({self.population})")
         return self

@@ -313,6 +313,7 @@ class Tuner:
                 raise optuna.TrialPruned(f"pruned at generation {generation}")
 
         resume = kind.resumable and (run_dir / "config.yaml").exists()
+        stopped = False
         try:
             with RunDir(run_dir).locked() as rd:  # one writer per trial folder
                 if resume:
@@ -323,9 +324,13 @@ class Tuner:
         except optuna.TrialPruned as pruned:  # the dashboard shows how far it got
             show_trial(trial, run_dir, {"kind": cfg.kind}, str(pruned), self.artifacts)
             raise
+        except (KeyboardInterrupt, Interrupted):
+            stopped = True  # stays in _running: retry_interrupted enqueues it again
+            raise
         finally:
             beat.stop()
-        self._running.discard(trial.number)
+            if not stopped:
+                self._running.discard(trial.number)
         keep = ("val_accuracy", "sparsity", "wall_seconds", "method", "device", "kind",
                 "best_strategy")  # never test_accuracy: the dashboard shows it while choosing
         shown = {"kind": cfg.kind, **{k: summary[k] for k in keep if k in summary}}
