@@ -9,6 +9,7 @@ Layout::
     summary.json             best network's figures
     learning_curve.csv       final training: loss and validation accuracy per epoch
     best_mask.safetensors    masks (and trained weights) of the best network
+    .lock                    who writes the run now (one writer at a time; see ``locked``)
 
 Nothing below us is exactly-once (Ray retries, killed processes), so evaluations are keyed by
 ``(generation, index)``: a generation is committed once, and a second commit of the same

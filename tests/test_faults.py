@@ -337,6 +337,10 @@ def test_ctrl_c_during_the_final_training_stops_and_resume_finishes(tmp_path):
     assert "interrupted" in err and "Traceback" not in err
     assert not RunDir(out).is_complete()
     assert "final" not in RunDir(out).committed()
+    config = out / "config.yaml"  # a quick final training for the test
+    config.write_text(config.read_text().replace("\n  epochs: 400\n", "\n  epochs: 1\n"))
+    assert main(["resume", str(out), "--no-progress"]) == 0
+    assert RunDir(out).is_complete() and "final" in RunDir(out).committed()
 
 
 def test_ctrl_c_in_resume_exits_130_and_the_next_resume_finishes(unfinished, tmp_path):
@@ -349,7 +353,8 @@ def test_ctrl_c_in_resume_exits_130_and_the_next_resume_finishes(unfinished, tmp
     assert "\n  epochs: 1\n" in short
     config.write_text(short.replace("\n  epochs: 1\n", "\n  epochs: 400\n"))
     proc = _start(["resume", str(unfinished), "--no-progress"], unfinished)
-    _wait_for(unfinished / "checkpoints" / "gen_0002.pt", proc)
+    _wait_for(unfinished / "checkpoints" / "gen_0002.pt", proc)  # the search is over
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err
