@@ -311,8 +311,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     try:
         summary = tuner.run(progress=not args.no_progress)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; finished trials are in the study. Continue with the same "
-              f"command (the study {tuner.study_name!r} is continued)", file=sys.stderr)
+        print(f"\ninterrupted; finished trials are in the study, and a trial it stopped "
+              f"runs again first. Continue with the same command (the study "
+              f"{tuner.study_name!r} is continued)", file=sys.stderr)
+        if tuner.busy:  # a batch's threads in torch kernels: end now rather than abort later
+            import os
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     t = summary["trials"]
     print(f"study {summary['study']}: {t['complete']} complete, {t['pruned']} pruned, "

@@ -365,7 +365,8 @@ def test_ctrl_c_in_resume_exits_130_and_the_next_resume_finishes(unfinished, tmp
     assert sorted(RunDir(unfinished).committed(), key=str) == [0, 1, 2, "final"]
 
 
-def test_ctrl_c_in_tune_exits_130_and_the_next_call_retries_the_trial(tmp_path):
+@pytest.mark.parametrize("batch", [1, 2])
+def test_ctrl_c_in_tune_exits_130_and_the_next_call_retries_the_trial(tmp_path, batch):
     import optuna
     from optuna.trial import TrialState
 
@@ -374,10 +375,10 @@ def test_ctrl_c_in_tune_exits_130_and_the_next_call_retries_the_trial(tmp_path):
     out = tmp_path / "tune"
     tq = str(REPO / "configs" / "tune_quickstart.yaml")
     fast = ["--set", "method.population=4", "--set", "method.generations=2", "--set",
-            "training.epochs=300", "--set", "model.widths=[16]", "--set", "tune.pruner=none"]
-    proc = _start(["tune", tq, "--out", str(out), "--n-trials", "3", "--no-progress",
-                   *fast], out)
-    _wait_for(out / "trials" / "trial_0000" / "checkpoints" / "gen_0001.pt", proc)
+            "training.epochs=300", "--set", "model.widths=[16]", "--set", "tune.pruner=none",
+            "--batch", str(batch), "--no-progress"]
+    proc = _start(["tune", tq, "--out", str(out), "--n-trials", "3", *fast], out)
+    _wait_for(out / "trials" / f"trial_{batch - 1:04d}" / "checkpoints" / "gen_0001.pt", proc)
     time.sleep(0.3)  # in the final training
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -385,17 +386,16 @@ def test_ctrl_c_in_tune_exits_130_and_the_next_call_retries_the_trial(tmp_path):
     assert "Traceback" not in err and "interrupted" in err
     study = optuna.load_study(study_name="tune_quickstart",
                               storage=open_storage(str(out / "optuna.journal")))
-    first = study.trials[0]
-    assert first.state == TrialState.FAIL
+    stopped = study.trials[:batch]
+    assert all(t.state == TrialState.FAIL for t in stopped)
     waiting = study.get_trials(states=(TrialState.WAITING,))
-    assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == first.params
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [t.params for t in stopped]
     assert not study.get_trials(states=(TrialState.RUNNING,))
     quick = [a.replace("epochs=300", "epochs=1") for a in fast]
-    assert main(["tune", tq, "--out", str(out), "--n-trials", "1", "--no-progress",
-                 *quick]) == 0
-    again = study.trials[1]
-    assert again.state == TrialState.COMPLETE and again.params == first.params
-    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert main(["tune", tq, "--out", str(out), "--n-trials", str(batch), *quick]) == 0
+    again = study.trials[batch:]
+    assert [t.state for t in again] == [TrialState.COMPLETE] * batch
+    assert [t.params for t in again] == [t.params for t in stopped]
 
 
 # --------------------------------------------------------------- 2: a continued study samples on

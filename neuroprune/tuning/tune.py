@@ -227,6 +227,7 @@ class Tuner:
         self.batch = batch
         self.trial_bars = False  # set by run()
         self._running: set[int] = set()  # trials this process runs now
+        self._threads: list[threading.Thread] = []  # of the batch being trained
         for key, spec in self.tune.params.items():  # every key exists and takes its range
             for value in ([spec.low, spec.high] if spec.type != "categorical" else spec.choices):
                 value = int(value) if spec.type == "int" else value
@@ -372,6 +373,12 @@ class Tuner:
                 study.optimize(self.objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
                                callbacks=[self._recover_after_trial])
 
+    @property
+    def busy(self) -> bool:
+        """Trials of a batch still train in their threads (after Ctrl-C: they cannot be
+        stopped midway, and the process must end without waiting for them)."""
+        return any(t.is_alive() for t in self._threads)
+
     def retry_interrupted(self, study) -> list[int]:
         """Fail the trials that Ctrl-C stopped (Optuna has failed those it was running) and
         enqueue each again with its parameters, so that the next call runs them. An
@@ -419,6 +426,7 @@ class Tuner:
                                             args=(trial, cfg, batch.member(cfg.training),
                                                   outcomes))
                            for trial, cfg in members]
+                self._threads = threads
                 for t in threads:
                     t.start()
                 for t in threads:
