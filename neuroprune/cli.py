@@ -169,7 +169,8 @@ def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
     from .searches.mask_search import Interrupted
     from .workbench import Workbench
 
-    kind = prepare(Workbench.from_config(cfg), resume)  # every check before anything is written
+    # every check before anything is written
+    kind = prepare(Workbench.from_config(cfg).check_sparsity(), resume)
     if not resume:
         _check_fresh_out(out)
     rd = RunDir(out)

@@ -87,19 +87,26 @@ class Workbench:
     def _layout(cfg: RunConfig, template: nn.Module) -> Layout:
         params = dict(template.named_parameters())
         names = mask_names(template, cfg.sparsity.exclude)
-        layout = make_layout({k: tuple(params[k].shape) for k in names}, cfg.sparsity.target,
-                             cfg.sparsity.allocation)
-        if layout.kept < len(names):
-            raise ConfigError(f"sparsity.target={cfg.sparsity.target} keeps {layout.kept} "
-                              f"weight(s) for {len(names)} pruned layers: some layer would keep "
-                              f"none and the network could carry no signal; lower "
-                              f"sparsity.target or use sparsity.allocation=erk")
-        if layout.kept < FEW_WEIGHTS * len(names):
+        return make_layout({k: tuple(params[k].shape) for k in names}, cfg.sparsity.target,
+                           cfg.sparsity.allocation)
+
+    def check_sparsity(self) -> "Workbench":
+        """Refuse a sparsity that leaves some layer without a weight (the network could
+        carry no signal); warn where it leaves very few. For a run's own config: the cells
+        of a sweep or a study (:meth:`derive`) may explore such extremes on purpose."""
+        layout, target = self.layout, self.config.sparsity.target
+        layers = len(layout.names)
+        if layout.kept < layers:
+            raise ConfigError(f"sparsity.target={target} keeps {layout.kept} weight(s) for "
+                              f"{layers} pruned layers: some layer would keep none and the "
+                              f"network could carry no signal; lower sparsity.target or use "
+                              f"sparsity.allocation=erk")
+        if layout.kept < FEW_WEIGHTS * layers:
             import warnings
-            warnings.warn(f"sparsity.target={cfg.sparsity.target} keeps only {layout.kept} "
-                          f"weights in {len(names)} pruned layers; expect an accuracy near "
-                          f"chance", stacklevel=2)
-        return layout
+            warnings.warn(f"sparsity.target={target} keeps only {layout.kept} weights in "
+                          f"{layers} pruned layers; expect an accuracy near chance",
+                          stacklevel=2)
+        return self
 
     def derive(self, cfg: RunConfig, *, data: DataSplits | None = None,
                spec: ModelSpec | None = None, init: State | None = None,

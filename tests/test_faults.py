@@ -306,7 +306,7 @@ def test_a_sparsity_leaving_a_layer_without_weights_is_refused_and_few_is_warned
     from neuroprune.workbench import Workbench
     with pytest.warns(UserWarning, match="accuracy near chance"):
         Workbench.from_config(load_config(QUICK, ["sparsity.target=0.9999",
-                                                  "sparsity.allocation=global"]))
+                                                  "sparsity.allocation=global"])).check_sparsity()
 
 
 # --------------------------------------------------------------- 6: Ctrl-C

@@ -22,8 +22,9 @@ def split(x: np.ndarray, y: np.ndarray, cfg: DataConfig):
             random_state=cfg.split_seed, stratify=y_rest)
     except ValueError as exc:  # a split too small to hold every class
         from ..errors import DataError
+        why = str(exc).splitlines()[0]
         raise DataError(f"cannot split {len(y)} samples of {len(np.unique(y))} classes into "
-                        f"train, validation and test with every class in each ({str(exc).splitlines()[0]}); give "
+                        f"train, validation and test with every class in each ({why}); give "
                         f"more samples per class, fewer classes, or other data.val_fraction "
                         f"and data.test_fraction") from None
     return x_train, y_train, x_val, y_val, x_test, y_test

@@ -238,7 +238,7 @@ class Tuner:
         if len(self.tune.objectives) > 1 and self.tune.pruner != "none":
             self.tune = self.tune.model_copy(update={"pruner": "none"})  # Optuna: single only
         from ..workbench import Workbench
-        self.bench = Workbench.from_config(cfg)  # data loaded once, shared by every trial
+        self.bench = Workbench.from_config(cfg).check_sparsity()  # data loaded once
 
     def _sampler_seed(self, storage) -> int:
         """The config seed mixed with this process and the study's size, so that several
