@@ -37,6 +37,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         raise
 
 
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` atomically. torch reports a failed write (a full disk) as a
+    ``RuntimeError`` from its zip writer; it becomes a one-line :class:`UserError`."""
+    import torch
+
+    from .errors import UserError
+
+    def write(tmp: str) -> None:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:
+            raise UserError(f"cannot write {path}: {str(exc).splitlines()[0][:200]}; if the "
+                            f"disk is full, free some space and run the command again (a run "
+                            f"continues with `neuroprune resume`)") from None
+
+    atomic_write(path, write)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:

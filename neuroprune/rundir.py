@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 import torch
 import yaml
 
-from ._io import (append_durably, atomic_write, atomic_write_csv, atomic_write_json,
+from ._io import (append_durably, atomic_torch_save, atomic_write_csv, atomic_write_json,
                   atomic_write_text, csv_columns, csv_text)
 from .errors import UserError
 
@@ -240,17 +240,7 @@ class RunDir:
     def save_checkpoint(self, generation: int, state: dict[str, Any], keep: int = 3) -> Path:
         """Write generation's state atomically; only the newest ``keep`` are kept."""
         path = self.ckpt_dir / f"gen_{generation:04d}.pt"
-
-        def write(tmp: str) -> None:
-            try:
-                torch.save(state, tmp)
-            except RuntimeError as exc:  # torch's words for a failed write (a full disk)
-                raise UserError(f"cannot write checkpoint {path}: "
-                                f"{str(exc).splitlines()[0][:200]}; if the disk is full, free "
-                                f"some space and continue with `neuroprune resume "
-                                f"{self.path}`") from None
-
-        atomic_write(path, write)
+        atomic_torch_save(path, state)
         for old in self.checkpoints()[:-keep]:
             old.unlink(missing_ok=True)
         return path

@@ -236,11 +236,25 @@ def test_a_checkpoint_that_cannot_be_written_ends_in_one_line(tmp_path, capsys, 
         raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter "
                            "failed writing file data/0: file write failed")
 
-    monkeypatch.setattr("neuroprune.rundir.torch.save", enforce_fail)
+    monkeypatch.setattr("torch.save", enforce_fail)
     out = tmp_path / "ck"
     assert main(["run", QUICK, "--out", str(out), *TINY]) == 2
-    _one_error(capsys, "cannot write checkpoint")
+    _one_error(capsys, "gen_0000.pt: [enforce fail")
     assert not list(out.rglob("*.tmp"))
+
+
+def test_an_export_that_cannot_be_written_ends_in_one_line(finished, tmp_path, capsys,
+                                                          monkeypatch):
+    def enforce_fail(obj, f, *a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . file write failed")
+
+    monkeypatch.setattr("torch.save", enforce_fail)
+    out = tmp_path / "exp"
+    out.mkdir()
+    assert main(["export", str(finished), "--format", "prune", "--out",
+                 str(out / "net.pt")]) == 2
+    _one_error(capsys, "net.pt: [enforce fail")
+    assert not list(out.iterdir())
 
 
 @pytest.fixture
