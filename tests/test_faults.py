@@ -457,21 +457,29 @@ def test_sigkill_at_random_moments_in_run_and_resume_changes_nothing(tmp_path):
 
     from safetensors.torch import load_file
 
-    over = ["--set", "method.population=6", "--set", "method.generations=6", "--set",
-            "method.search_epochs=1", "--set", "training.epochs=3", "--set",
+    over = ["--set", "method.population=8", "--set", "method.generations=8", "--set",
+            "method.search_epochs=3", "--set", "training.epochs=3", "--set",
             "model.widths=[16]", "--device", "cpu", "--no-progress"]
     full = tmp_path / "full"
     ref = subprocess.run([sys.executable, "-m", "neuroprune", "run", QUICK, "--out", str(full),
                           *over], env=ENV, cwd=REPO, capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
     cut, rng, kills = tmp_path / "cut", random.Random(20), 0
+    step = json.loads((full / "summary.json").read_text())["wall_seconds"] / 9  # a generation
     while not RunDir(cut).is_complete():
         assert kills < 12, "the run never finished"
         started = (cut / "config.yaml").is_file()  # else killed before writing anything
         args = ["resume", str(cut), "--no-progress"] if started else \
             ["run", QUICK, "--out", str(cut), *over]
-        kills += _killed_at_random(args, rng, 0.5, 5.0) if kills < 3 else \
-            _killed_at_random(args, rng, 600, 600)
+        if kills >= 3:  # enough: let it finish
+            assert _killed_at_random(args, rng, 600, 600) is False
+            continue
+        done = [int(p.stem[4:]) for p in RunDir(cut).checkpoints()]
+        # somewhere in the next generation (or the final training, after the last one)
+        after = cut / "checkpoints" / f"gen_{max(done) + 1:04d}.pt" if done else \
+            cut / "config.yaml"
+        after = after if not done or max(done) < 7 else None
+        kills += _killed_at_random(args, rng, 0.0, step, after=after)
     assert kills >= 3
     assert (cut / "results.csv").read_bytes() == (full / "results.csv").read_bytes()
     assert (cut / "ledger.jsonl").read_bytes() == (full / "ledger.jsonl").read_bytes()
@@ -498,7 +506,7 @@ def test_sigkill_at_random_moments_in_tune_loses_and_repeats_no_trial(tmp_path):
             "training.epochs=2", "--set", "model.widths=[16]", "--set", "tune.pruner=none",
             "--set", "tune.sampler=random", "--no-progress"]
     tune = ["tune", tq, "--out", str(out), *fast]
-    kills = sum(_killed_at_random(tune + ["--n-trials", "3"], rng, 0.0, 3.0,
+    kills = sum(_killed_at_random(tune + ["--n-trials", "6"], rng, 0.0, 1.0,
                                   after=out / "trials") for _ in range(3))
     assert kills >= 2
     storage = open_storage(str(out / "optuna.journal"))
