@@ -115,7 +115,7 @@ def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0
         from .models import ModelSpec
         splits = splits if splits is not None else load_dataset(cfg.data)
         spec = ModelSpec(tuple(splits.input_shape), splits.num_classes, None, {}, None, builder)
-    bench = Workbench.from_config(cfg, data=splits, spec=spec)
+    bench = Workbench.from_config(cfg, data=splits, spec=spec).check_sparsity()
     run_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="neuroprune-"))
     summary = MaskSearch(bench).run(run_dir, progress=progress)
     path = run_dir / "best_mask.safetensors"

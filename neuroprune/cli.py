@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import errno
 import sys
 from pathlib import Path
 
@@ -19,6 +20,25 @@ from .errors import UserError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: errno -> what to do; what was finished is kept (every file is written atomically)
+FILE_SYSTEM_ERRORS = {
+    errno.ENOSPC: "free some space, then run the command again (a run continues with "
+                  "`neuroprune resume`)",
+    errno.EDQUOT: "free some space, then run the command again",
+    errno.EACCES: "give a folder you can write to",
+    errno.EPERM: "give a folder you can write to",
+    errno.EROFS: "give a folder on a writable file system",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; give another path",
+    errno.EISDIR: "give a file name, not a folder",
+    errno.ENAMETOOLONG: "give a shorter path",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad flag in one line, like every other error (``--help`` shows usage)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -34,7 +54,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="neuroprune", description="Evolutionary search for sparse neural networks.")
     parser.add_argument("--version", action="version",
                         version=f"neuroprune {__version__}")
@@ -136,28 +156,38 @@ def _default_out(name: str) -> Path:
 
 
 def _check_fresh_out(out: Path) -> None:
+    from .rundir import LOCK_NAME
+
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise UserError(f"run directory {out} already holds files; choose another --out, or "
                         f"continue it with `neuroprune resume {out}`")
 
 
 def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
+    from .rundir import RunDir
     from .searches.kinds import prepare
     from .searches.mask_search import Interrupted
     from .workbench import Workbench
 
-    kind = prepare(Workbench.from_config(cfg), resume)  # every check before anything is written
+    # every check before anything is written
+    kind = prepare(Workbench.from_config(cfg).check_sparsity(), resume)
     if not resume:
         _check_fresh_out(out)
-    try:
-        summary = kind.run(out, progress=progress, resume=resume,
-                           log=lambda m: print(m, file=sys.stderr))
-    except (KeyboardInterrupt, Interrupted):
-        print(f"\ninterrupted; finished work is saved. Continue with:\n"
-              f"  neuroprune resume {out}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    rd = RunDir(out)
+    with rd.locked():  # one writer per run directory
+        if resume:
+            rd.remove_temp_files()  # of atomic writes a killed process left
+        else:
+            _check_fresh_out(out)  # again under the lock: a rival may have begun meanwhile
+        try:
+            summary = kind.run(out, progress=progress, resume=resume,
+                               log=lambda m: print(m, file=sys.stderr))
+        except (KeyboardInterrupt, Interrupted):
+            print(f"\ninterrupted; finished work is saved. Continue with:\n"
+                  f"  neuroprune resume {out}", file=sys.stderr)
+            return EXIT_INTERRUPTED
     print("\n".join(kind.lines(summary, out)))
     return 0
 
@@ -175,14 +205,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
 
     if args.resume:
-        return _resume(Path(args.resume), not args.no_progress, _apply_flags(args))
+        return _resume(Path(args.resume), not args.no_progress, _apply_flags(args),
+                       given=args.config)
     cfg = load_config(args.config, _apply_flags(args))
     out = Path(args.out) if args.out else _default_out(run_name(cfg))
     return _run_search(cfg, out, resume=False, progress=not args.no_progress)
 
 
-def _resume(run_dir: Path, progress: bool, overrides: list[str] | None = None) -> int:
-    from .config import load_config
+#: config keys a resumed run may change: where and how it runs, not what it computes
+RESUME_MAY_CHANGE = ("device", "backend", "ray", "logging")
+
+
+def _resume(run_dir: Path, progress: bool, overrides: list[str] | None = None,
+            given: str | None = None) -> int:
+    """Continue ``run_dir`` with its own config; ``given`` (``run CONFIG --resume``) and
+    ``overrides`` may differ from it only in :data:`RESUME_MAY_CHANGE`."""
+    from .config import changed_keys, load_config, read_yaml, to_dict
 
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
@@ -191,7 +229,18 @@ def _resume(run_dir: Path, progress: bool, overrides: list[str] | None = None) -
     if RunDir(run_dir).is_complete():
         print(f"{run_dir} is already complete (summary.json exists)")
         return 0
-    cfg = load_config(cfg_path, overrides)
+    # config.yaml as written (a given config resolves to it when it asks for the same run)
+    saved = read_yaml(cfg_path) if given else to_dict(load_config(cfg_path))
+    asked = to_dict(load_config(given or cfg_path, overrides))
+    asked["name"] = saved.get("name")  # from the file name; the run keeps its own
+    changed = [k for k in changed_keys(saved, asked) if k.split(".")[0] not in RESUME_MAY_CHANGE]
+    if changed:
+        raise UserError(f"{run_dir} was run with other values of {', '.join(changed[:8])}; a "
+                        f"resumed run keeps its config (only {', '.join(RESUME_MAY_CHANGE)} "
+                        f"may change): drop those changes, continue it with `neuroprune "
+                        f"resume {run_dir}`, or start a new run with --out")
+    cfg = load_config(cfg_path, [o for o in overrides or []
+                                 if o.split("=")[0].split(".")[0] in RESUME_MAY_CHANGE])
     return _run_search(cfg, run_dir, resume=True, progress=progress)
 
 
@@ -265,8 +314,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     try:
         summary = tuner.run(progress=not args.no_progress)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; finished trials are in the study. Continue with the same "
-              f"command (the study {tuner.study_name!r} is continued)", file=sys.stderr)
+        print(f"\ninterrupted; finished trials are in the study, and a trial it stopped "
+              f"runs again first. Continue with the same command (the study "
+              f"{tuner.study_name!r} is continued)", file=sys.stderr)
+        if tuner.busy:  # a batch's threads in torch kernels: end now rather than abort later
+            import os
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     t = summary["trials"]
     print(f"study {summary['study']}: {t['complete']} complete, {t['pruned']} pruned, "
@@ -282,6 +337,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from .tuning.storage import existing_artifacts, existing_storage, open_storage
 
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port {args.port} is not a TCP port; give one from 1 to 65535")
     url = existing_storage(args.storage)
     try:
         import optuna_dashboard
@@ -380,6 +437,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"neuroprune: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a folder that cannot be written, a full disk
+        if args.debug or exc.errno not in FILE_SYSTEM_ERRORS:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"neuroprune: error: cannot write{where}: {exc.strerror or exc}; "
+              f"{FILE_SYSTEM_ERRORS[exc.errno]}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -301,6 +301,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two config trees."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [k for key in dict.fromkeys([*old, *new])
+                for k in changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
     """The resolved config (defaults filled in), as written to ``config.yaml``."""
     return cfg.model_dump(mode="json")

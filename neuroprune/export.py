@@ -38,7 +38,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ._io import atomic_write
+from ._io import atomic_torch_save
 from .errors import UserError
 from .masks import apply_mask, load_mask, load_weights, save_mask
 from .models import ModelSpec, build_model
@@ -159,7 +159,7 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors") -> dic
     elif fmt == "prune":
         model = load_model(source)
         state = _prune_state(model)
-        atomic_write(out, lambda tmp: torch.save({"state_dict": state, "metadata": meta}, tmp))
+        atomic_torch_save(out, {"state_dict": state, "metadata": meta})
     else:
         load_model(source)  # checks that the file rebuilds its architecture
         dense = load_weights(source)  # pruned entries are exactly zero
@@ -167,7 +167,7 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors") -> dic
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             sparse = {k: (v.to_sparse_csr() if k in mask and v.dim() == 2 else
                           v.to_sparse() if k in mask else v) for k, v in dense.items()}
-        atomic_write(out, lambda tmp: torch.save({"state_dict": sparse, "metadata": meta}, tmp))
+        atomic_torch_save(out, {"state_dict": sparse, "metadata": meta})
         buf = io.BytesIO()
         torch.save(dense, buf)
         info["dense_bytes"] = buf.getbuffer().nbytes
@@ -207,6 +207,7 @@ def trial_mask(storage: str, study: str, trial: str = "best",
     from .tuning.storage import existing_artifacts, existing_storage, open_storage
 
     url = existing_storage(storage)
+    folder = existing_artifacts(url, artifacts)  # a given folder must exist, used or not
     try:
         st = optuna.load_study(study_name=study, storage=open_storage(url))
     except KeyError:
@@ -218,7 +219,6 @@ def trial_mask(storage: str, study: str, trial: str = "best",
         yield path
         return
     artifact_id = chosen.user_attrs.get("best_mask_artifact")
-    folder = existing_artifacts(url, artifacts)
     if artifact_id is None or folder is None or not (folder / artifact_id).is_file():
         where = ("no mask artifact" if artifact_id is None else
                  f"no artifact of it in {folder or 'an artifact folder'} (give --artifacts "

@@ -9,6 +9,7 @@ Layout::
     summary.json             best network's figures
     learning_curve.csv       final training: loss and validation accuracy per epoch
     best_mask.safetensors    masks (and trained weights) of the best network
+    .lock                    who writes the run now (one writer at a time; see ``locked``)
 
 Nothing below us is exactly-once (Ray retries, killed processes), so evaluations are keyed by
 ``(generation, index)``: a generation is committed once, and a second commit of the same
@@ -26,21 +27,27 @@ What is recorded is also forwarded, as it is recorded, to the run's experiment t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import torch
 import yaml
 
-from ._io import (append_durably, atomic_write, atomic_write_csv, atomic_write_json,
+from ._io import (append_durably, atomic_torch_save, atomic_write_csv, atomic_write_json,
                   atomic_write_text, csv_columns, csv_text)
 from .errors import UserError
 
 if TYPE_CHECKING:
     from .tracking import Tracking
+
+
+#: the lock file of a run directory (see :meth:`RunDir.locked`)
+LOCK_NAME = ".lock"
 
 
 class RunDir:
@@ -57,6 +64,41 @@ class RunDir:
         self.ckpt_dir = self.path / "checkpoints"
         self._done: dict[int | str, list[dict[str, Any]]] | None = None  # ledger, in memory
         self._columns: list[str] | None = None  # results.csv header as written
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator["RunDir"]:
+        """Hold the run directory's lock (``.lock``, naming the holder) while writing it: one
+        writer per run directory. The lock is the operating system's (``flock``), so a
+        killed holder's lock is free at once and a stale ``.lock`` file is simply reused."""
+        import fcntl
+        import socket
+
+        created = not self.path.exists()
+        self.create()
+        path = self.path / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise UserError(f"cannot write in {self.path}: {exc.strerror}; give a folder you "
+                            f"can write to") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"{self.path} is in use by {holder}; wait until it ends (or stop "
+                            f"it), or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        try:
+            yield self
+        finally:
+            os.ftruncate(fd, 0)
+            if created and [p.name for p in self.path.iterdir()] == [LOCK_NAME]:
+                path.unlink()  # refused before writing anything: leave nothing behind
+                self.path.rmdir()
+            os.close(fd)
 
     def create(self) -> "RunDir":
         try:
@@ -84,27 +126,43 @@ class RunDir:
 
     def is_complete(self) -> bool:
         """A finished run: its summary exists and is not an interrupted run's best-so-far."""
-        path = self.path / "summary.json"
-        if not path.is_file():
+        if not (self.path / "summary.json").is_file():
             return False
-        return json.loads(path.read_text()).get("status", "complete") == "complete"
+        return self.read_summary().get("status", "complete") == "complete"
 
     def read_summary(self) -> dict[str, Any]:
-        return json.loads((self.path / "summary.json").read_text())
+        path = self.path / "summary.json"
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            summary = None
+        if not isinstance(summary, dict):
+            raise UserError(f"{path} is not a JSON object (damaged or not written by "
+                            f"neuroprune); delete it to resume the run")
+        return summary
 
     # ---------------------------------------------------------------- ledger
     def committed(self) -> dict[int | str, list[dict[str, Any]]]:
-        """Committed generations -> rows. A torn last line (crash mid-write) is ignored."""
+        """Committed generations -> rows. A torn last line (a crash mid-append, without its
+        newline) was never committed and is ignored; any other unreadable line is an error
+        naming it, since skipping it would silently drop a generation."""
         out: dict[int, list[dict[str, Any]]] = {}
         if not self.ledger_path.exists():
             return out
-        with open(self.ledger_path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # only the last line can be torn: it was never committed
-                out.setdefault(entry["generation"], entry["rows"])
+        data = self.ledger_path.read_bytes()
+        lines = data.split(b"\n")
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            entry = _ledger_entry(line)
+            if entry is None:
+                if number == len(lines):  # no newline after it: torn by a crash
+                    continue
+                raise UserError(
+                    f"{self.ledger_path} line {number} is damaged (not a ledger entry with "
+                    f"'generation' and 'rows'); restore the file, or delete that line and "
+                    f"every later one to re-run those generations on resume")
+            out.setdefault(entry["generation"], entry["rows"])
         return out
 
     def commit_generation(self, generation: int | str, rows: Iterable[dict[str, Any]]) -> bool:
@@ -182,27 +240,71 @@ class RunDir:
     def save_checkpoint(self, generation: int, state: dict[str, Any], keep: int = 3) -> Path:
         """Write generation's state atomically; only the newest ``keep`` are kept."""
         path = self.ckpt_dir / f"gen_{generation:04d}.pt"
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
+        atomic_torch_save(path, state)
         for old in self.checkpoints()[:-keep]:
             old.unlink(missing_ok=True)
         return path
 
     def checkpoints(self) -> list[Path]:
-        return sorted(self.ckpt_dir.glob("gen_*.pt")) if self.ckpt_dir.exists() else []
+        if not self.ckpt_dir.exists():
+            return []
+        return sorted(p for p in self.ckpt_dir.glob("gen_*.pt") if p.stem[4:].isdigit())
 
     def load_last_checkpoint(self) -> tuple[dict[str, Any] | None, Path | None]:
-        """The newest readable checkpoint; a corrupt newest one is reported with the last good."""
+        """The newest checkpoint, which must be readable and of a generation the ledger
+        holds; otherwise a :class:`UserError` naming it and the newest good one, if any."""
         paths = self.checkpoints()
-        for i, path in enumerate(reversed(paths)):
-            try:
-                state = torch.load(path, weights_only=False)
-            except Exception as exc:
-                good = [p for p in paths[: len(paths) - i - 1]]
-                hint = f"; the last good one is {good[-1].name}" if good else ""
-                raise UserError(f"checkpoint {path} is corrupt ({type(exc).__name__}){hint}: "
-                                f"delete it to resume from there") from None
-            return state, path
-        return None, None
+        if not paths:
+            return None, None
+        committed = self.committed()
+        problems = {}
+        for path in reversed(paths):
+            state, problem = _read_checkpoint(path, committed)
+            if problem is None and not problems:
+                return state, path
+            if problem is None:
+                newest, why = next(iter(problems.items()))
+                raise UserError(f"checkpoint {newest} {why}; the last good one is {path.name}: "
+                                f"delete the newer ones to resume from there")
+            problems[path] = problem
+        newest, why = next(iter(problems.items()))
+        raise UserError(f"checkpoint {newest} {why}, and no checkpoint in {self.ckpt_dir} is "
+                        f"usable; delete the checkpoints folder and ledger.jsonl to start over")
+
+    def remove_temp_files(self) -> list[Path]:
+        """Delete the temporary files of atomic writes a killed process left behind (only
+        safe while this process holds the run's lock)."""
+        if not self.path.is_dir():
+            return []
+        found = [p for p in self.path.rglob(".*.tmp") if p.is_file()]
+        for p in found:
+            p.unlink(missing_ok=True)
+        return found
+
+
+def _read_checkpoint(path: Path, committed: dict) -> tuple[Any, str | None]:
+    """``(state, None)``, or ``(None, why path cannot be resumed from)``."""
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as exc:
+        return None, f"is corrupt ({type(exc).__name__})"
+    generation = state.get("generation") if isinstance(state, dict) else None
+    if generation != int(path.stem.split("_")[-1]) or generation not in committed:
+        return None, (f"does not belong to this run (its generation {generation} is not "
+                      f"committed in ledger.jsonl)")
+    return state, None
+
+
+def _ledger_entry(line: bytes) -> dict[str, Any] | None:
+    """A ledger line as ``{"generation": ..., "rows": [...]}``, or None if it is not one."""
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if (not isinstance(entry, dict) or not isinstance(entry.get("generation"), (int, str))
+            or not isinstance(entry.get("rows"), list)):
+        return None
+    return entry
 
 
 def _order_key(generation: int | str):

@@ -24,6 +24,10 @@ from .masks import Layout, StructureSpace, make_layout, structure_space
 from .models import ModelSpec, build_model, check_model, output_names, prunable_names
 
 
+#: fewer kept weights per pruned layer than this is worth a warning
+FEW_WEIGHTS = 10
+
+
 def resolve_device(name: str) -> str:
     """``auto`` -> cuda when available; asking for cuda without one is a clear error."""
     if name == "auto":
@@ -100,6 +104,24 @@ class Workbench:
         names = mask_names(template, cfg.sparsity.exclude)
         return make_layout({k: tuple(params[k].shape) for k in names}, cfg.sparsity.target,
                            cfg.sparsity.allocation)
+
+    def check_sparsity(self) -> "Workbench":
+        """Refuse a sparsity that leaves some layer without a weight (the network could
+        carry no signal); warn where it leaves very few. For a run's own config: the cells
+        of a sweep or a study (:meth:`derive`) may explore such extremes on purpose."""
+        layout, target = self.layout, self.config.sparsity.target
+        layers = len(layout.names)
+        if layout.kept < layers:
+            raise ConfigError(f"sparsity.target={target} keeps {layout.kept} weight(s) for "
+                              f"{layers} pruned layers: some layer would keep none and the "
+                              f"network could carry no signal; lower sparsity.target or use "
+                              f"sparsity.allocation=erk")
+        if layout.kept < FEW_WEIGHTS * layers:
+            import warnings
+            warnings.warn(f"sparsity.target={target} keeps only {layout.kept} weights in "
+                          f"{layers} pruned layers; expect an accuracy near chance",
+                          stacklevel=2)
+        return self
 
     def derive(self, cfg: RunConfig, *, data: DataSplits | None = None,
                spec: ModelSpec | None = None, init: State | None = None,

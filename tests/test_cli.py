@@ -1,4 +1,6 @@
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -256,3 +258,361 @@ def test_method_flag_replaces_the_method_section(tmp_path, capsys):
     assert "rigl: test accuracy" in capsys.readouterr().out
     assert main(["run", QUICK, "--method", "nope", "--out", str(tmp_path / "n")]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ bad input, every command
+# Each case: one line on stderr naming what is wrong, exit code 2, no traceback, and nothing
+# written anywhere (its --out, the working folder, the run and study it reads). `{name}`
+# stands for a file or folder made for the case (see MATERIALS) or a shared run or study.
+
+def _idx(path, array):
+    """Write ``array`` (uint8) as a gzipped IDX file, as MNIST ships it."""
+    import gzip
+
+    import numpy as np
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big")
+                                                     for d in array.shape)
+    path.write_bytes(gzip.compress(header + np.ascontiguousarray(array, np.uint8).tobytes()))
+
+
+def _mnist(folder, images=None, labels=None, raw_images=None, raw_labels=None):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    x = folder / "t10k-images-idx3-ubyte.gz"
+    y = folder / "t10k-labels-idx1-ubyte.gz"
+    if raw_images is not None:
+        x.write_bytes(raw_images)
+    else:
+        _idx(x, images if images is not None else rng.integers(0, 255, (200, 28, 28)))
+    if raw_labels is not None:
+        y.write_bytes(raw_labels)
+    else:
+        _idx(y, labels if labels is not None else np.arange(200) % 10)
+    return folder
+
+
+def _truncated_gz(folder):
+    import numpy as np
+    _mnist(folder)
+    x = folder / "t10k-images-idx3-ubyte.gz"
+    x.write_bytes(x.read_bytes()[: len(x.read_bytes()) // 2])
+    return folder
+
+
+def _kmnist(folder, corrupt):
+    import numpy as np
+    folder.mkdir()
+    for part, arr in (("imgs", np.zeros((200, 28, 28), np.uint8)),
+                      ("labels", np.arange(200) % 10)):
+        path = folder / f"kmnist-test-{part}.npz"
+        if corrupt:
+            path.write_bytes(b"PK\x03\x04" + os.urandom(500))
+        else:
+            np.savez(path, images=arr)  # no arr_0
+    return folder
+
+
+def _csv(path, text):
+    path.write_text(text)
+    return path
+
+
+def _rows(n_classes, per_class, value="1.0"):
+    return "".join(f"{value},{i * 0.1},{c}\n" for c in range(n_classes) for i in range(per_class))
+
+
+MATERIALS = {
+    "mnist_random": lambda d: _mnist(d, raw_images=os.urandom(3000), raw_labels=os.urandom(300)),
+    "mnist_truncated": _truncated_gz,
+    "mnist_labels_above_9": lambda d: _mnist(d, labels=__import__("numpy").arange(200) % 13),
+    "mnist_missing_labels": lambda d: _mnist(d, labels=__import__("numpy").arange(150) % 10),
+    "mnist_not_idx": lambda d: _mnist(d, raw_images=__import__("gzip").compress(b"hello" * 99)),
+    "kmnist_corrupt": lambda d: _kmnist(d, corrupt=True),
+    "kmnist_keyless": lambda d: _kmnist(d, corrupt=False),
+    "csv_label_only": lambda d: _csv(d, "label\n" + "a\nb\n" * 30),
+    "csv_empty_labels": lambda d: _csv(d, "x,y,label\n" + _rows(3, 10) + "1,2,\n"),
+    "csv_100x3": lambda d: _csv(d, "x,y,label\n" + _rows(100, 3)),
+    "csv_one_class": lambda d: _csv(d, "x,y,label\n" + _rows(1, 40)),
+    "csv_inf": lambda d: _csv(d, "x,y,label\n" + _rows(3, 10) + "inf,1,0\n"),
+    "csv_1e38": lambda d: _csv(d, "x,y,label\n" + _rows(3, 10, value="1e38")),
+    "csv_text": lambda d: _csv(d, "x,y,label\n" + "a,1,0\nb,2,1\n" * 20),
+    "csv_nan": lambda d: _csv(d, "x,y,label\n" + _rows(3, 10) + ",1,0\n"),
+    "csv_binary": lambda d: (d.write_bytes(b"\xff\xfe\x00" + os.urandom(400)), d)[1],
+    "csv_empty": lambda d: _csv(d, ""),
+    "csv_two_per_class": lambda d: _csv(d, "x,y,label\n" + _rows(3, 2)),
+    "a_file": lambda d: _csv(d, "not a folder"),
+    "empty_dir": lambda d: d.mkdir() or d,
+    "bad_yaml": lambda d: _csv(d, "name: [unclosed\n"),
+    "yaml_list": lambda d: _csv(d, "- 1\n"),
+    "yaml_unknown_key": lambda d: _csv(d, "nonsense: 1\n"),
+    "not_utf8_yaml": lambda d: (d.write_bytes(b"\xff\xfe\xfa"), d)[1],
+    "run_bad_config": lambda d: d.mkdir() or _csv(d / "config.yaml", "training: {lr: -1}\n") and d,
+    "run_torn_config": lambda d: d.mkdir() or _csv(d / "config.yaml", "data: {x: [1\n") and d,
+}
+
+
+class _Materials(dict):
+    """``{name}`` in a case's arguments: made on first use under ``root``."""
+
+    def __init__(self, root, shared):
+        super().__init__(shared)
+        self.root = root
+
+    def __missing__(self, key):
+        self[key] = str(MATERIALS[key](self.root / key))
+        return self[key]
+
+    def fill(self, command: str) -> list[str]:
+        import re
+        import shlex
+        return [re.sub(r"\{(\w+)\}", lambda m: self[m.group(1)], arg)
+                for arg in shlex.split(command)]
+
+
+TQ = str(REPO / "configs" / "tune_quickstart.yaml")
+CONFIGS = {"quick": QUICK, "tq": TQ, **{k: str(REPO / "configs" / f"{name}.yaml") for k, name in (
+    ("ens", "ensemble_breast_cancer"), ("act", "activation_digits"), ("cmp", "compare_digits"),
+    ("planted", "planted_ci"))}}
+
+BAD_COMMANDS = [
+    # run: data files that are corrupt, truncated or meaningless
+    ("mnist random bytes", "run {quick} --set data.dataset=mnist --set data.protocol=10k --set data.root={mnist_random}", "corrupt"),
+    ("mnist truncated gz", "run {quick} --set data.dataset=mnist --set data.protocol=10k --set data.root={mnist_truncated}", "truncated"),
+    ("mnist labels above 9", "run {quick} --set data.dataset=mnist --set data.protocol=10k --set data.root={mnist_labels_above_9}", "labels run"),
+    ("mnist fewer labels", "run {quick} --set data.dataset=mnist --set data.protocol=10k --set data.root={mnist_missing_labels}", "labels"),
+    ("mnist not idx", "run {quick} --set data.dataset=mnist --set data.protocol=10k --set data.root={mnist_not_idx}", "not an unsigned-byte IDX"),
+    ("kmnist corrupt npz", "run {quick} --set data.dataset=kmnist --set data.protocol=10k "
+     "--set data.root={kmnist_corrupt}", "corrupt"),
+    ("kmnist npz without arr_0", "run {quick} --set data.dataset=kmnist --set "
+     "data.protocol=10k --set data.root={kmnist_keyless}", "arr_0"),
+    ("mnist root a file", "run {quick} --set data.dataset=mnist --set data.protocol=10k --set data.root={a_file}", "is a file"),
+    ("mnist root empty", "run {quick} --set data.dataset=mnist --set data.protocol=10k --set data.root={empty_dir}", "files not found"),
+    ("csv only a label column", "run {quick} --set data.dataset=csv --set data.path={csv_label_only}", "no feature columns"),
+    ("csv empty labels", "run {quick} --set data.dataset=csv --set data.path={csv_empty_labels}", "have no label"),
+    ("csv 100 classes of 3 rows", "run {quick} --set data.dataset=csv --set data.path={csv_100x3}", "cannot split"),
+    ("csv one class", "run {quick} --set data.dataset=csv --set data.path={csv_one_class}", "two classes"),
+    ("csv inf", "run {quick} --set data.dataset=csv --set data.path={csv_inf}", "infinite"),
+    ("csv 1e38", "run {quick} --set data.dataset=csv --set data.path={csv_1e38}", "beyond"),
+    ("csv text feature", "run {quick} --set data.dataset=csv --set data.path={csv_text}", "non-numeric"),
+    ("csv missing value", "run {quick} --set data.dataset=csv --set data.path={csv_nan}", "missing values"),
+    ("csv binary", "run {quick} --set data.dataset=csv --set data.path={csv_binary}", "cannot read"),
+    ("csv empty file", "run {quick} --set data.dataset=csv --set data.path={csv_empty}", "cannot read"),
+    ("csv two rows a class", "run {quick} --set data.dataset=csv --set data.path={csv_two_per_class}", "at least 3 rows"),
+    ("csv no path", "run {quick} --set data.dataset=csv", "data.path"),
+    ("csv path missing", "run {quick} --set data.dataset=csv --set data.path=nope.csv", "not a file"),
+    ("csv label column missing", "run {quick} --set data.dataset=csv --set data.path={csv_inf} --set data.label_column=cls",
+     "no column 'cls'"),
+    ("ensemble on one class", "run {ens} --set data.dataset=csv --set data.path={csv_one_class}", "two classes"),
+    ("ensemble on inf", "run {ens} --set data.dataset=csv --set data.path={csv_inf}", "infinite"),
+    ("activation on one class", "run {act} --set data.dataset=csv --set data.path={csv_one_class}", "two classes"),
+    ("val fraction too large", "run {quick} --set data.val_fraction=0.7", "data.val_fraction"),
+    ("blobs one class", "run {quick} --set data.dataset=blobs --set data.classes=1",
+     "data.classes"),
+    ("blobs few samples", "run {quick} --set data.dataset=blobs --set data.samples=3",
+     "data.samples"),
+    ("augment twice", "run {quick} --set data.augment=[crop,crop] --set data.dataset=images",
+     "twice"),
+    # run: meaningless or impossible values
+    ("sparsity empties a layer", "run {quick} --set sparsity.target=0.999999 --set "
+     "sparsity.allocation=global", "some layer would keep none"),
+    ("lr nan", "run {quick} --set training.lr=.nan", "training.lr"),
+    ("weight decay inf", "run {quick} --set training.weight_decay=.inf",
+     "training.weight_decay"),
+    ("momentum 1", "run {quick} --set training.momentum=1", "training.momentum"),
+    ("unknown schedule", "run {quick} --set training.schedule=step", "training.schedule"),
+    ("unknown loss", "run {quick} --set training.loss=hinge", "training.loss"),
+    ("chunk size 0", "run {quick} --set engine.chunk_size=0", "engine.chunk_size"),
+    ("unknown engine key", "run {quick} --set engine.foo=1", "engine.foo"),
+    ("ray unknown key", "run {quick} --set ray.foo=1", "ray.foo"),
+    ("ray workers 0", "run {quick} --set ray.num_workers=0", "ray.num_workers"),
+    ("ray cpus 0", "run {quick} --set ray.cpus_per_worker=0", "ray.cpus_per_worker"),
+    ("seed 2**32", "run {quick} --seed 4294967296", "seed"),
+    ("seed not a number", "run {quick} --seed abc", "invalid int value"),
+    ("unknown device", "run {quick} --device tpu", "invalid choice"),
+    ("unknown kind", "run {quick} --set kind=nope", "kind"),
+    ("empty name", "run {quick} --set name=", "name"),
+    ("name with a slash", "run {quick} --set name=a/b", "plain name"),
+    ("method flag with a path", "run {quick} --method ../x", "--method takes a method name"),
+    ("unknown flag", "run {quick} --population 3", "unrecognized arguments"),
+    ("default elite above population", "run {tq} --set method.population=2",
+     "must be smaller than population"),
+    ("no config", "run", "required"),
+    ("config a folder", "run {empty_dir}", "is a folder"),
+    ("config bad yaml", "run {bad_yaml}", "not valid YAML"),
+    ("config a list", "run {yaml_list}", "mapping"),
+    ("config unknown key", "run {yaml_unknown_key}", "unknown config key 'nonsense'"),
+    ("config not utf-8", "run {not_utf8_yaml}", "not valid YAML"),
+    ("out is a file", "run {quick} --out {a_file}", "is a file"),
+    ("out holds files", "run {quick} --out {run}", "already holds files"),
+    # run: the sections of other kinds
+    ("comparison sparsity 1.5", "run {cmp} --set comparison.sparsities=[1.5]",
+     "comparison.sparsities"),
+    ("comparison no methods", "run {cmp} --set comparison.methods=[]", "comparison.methods"),
+    ("comparison unknown method", "run {cmp} --set comparison.methods=[nope]", "nope"),
+    ("comparison method param", "run {cmp} --set 'comparison.methods=[{name: snip, x: 1}]'",
+     "no parameter 'x'"),
+    ("comparison no seeds", "run {cmp} --set comparison.seeds=[]", "comparison.seeds"),
+    ("comparison budget 0", "run {cmp} --set comparison.budget=0", "comparison.budget"),
+    ("comparison cannot resume", "run {cmp} --resume {unfinished}", "other values"),
+    ("ensemble unknown classifier", "run {ens} --set ensemble.pool=[nope]", "nope"),
+    ("ensemble population 1", "run {ens} --set ensemble.population=1", "ensemble.population"),
+    ("ensemble generations 0", "run {ens} --set ensemble.generations=0",
+     "ensemble.generations"),
+    ("ensemble diversity", "run {ens} --set ensemble.diversity=kappa", "ensemble.diversity"),
+    ("ensemble val fraction 1", "run {ens} --set ensemble.val_fraction=1",
+     "ensemble.val_fraction"),
+    ("activation strategy", "run {act} --set activation.strategies=[nope]", "nope"),
+    ("activation population 1", "run {act} --set activation.population=1",
+     "activation.population"),
+    ("activation height 20", "run {act} --set activation.max_height=20",
+     "activation.max_height"),
+    ("activation collaborators 3", "run {act} --set activation.collaborators=3",
+     "activation.collaborators"),
+    ("planted task", "run {planted} --set planted.tasks=[nope]", "planted.tasks"),
+    ("planted depth 2", "run {planted} --set planted.depth=2", "planted.depth"),
+    ("planted width 8", "run {planted} --set planted.width=8", "planted.width"),
+    ("planted samples 10", "run {planted} --set planted.samples=10", "planted.samples"),
+    ("planted no methods", "run {planted} --set planted.methods=[]", "planted.methods"),
+    ("planted unknown method", "run {planted} --set planted.methods=[nope]", "nope"),
+    # resume
+    ("resume missing folder", "resume {root}/nope", "not a run directory"),
+    ("resume a file", "resume {a_file}", "not a run directory"),
+    ("resume empty folder", "resume {empty_dir}", "no config.yaml"),
+    ("resume bad config", "resume {run_bad_config}", "training.lr"),
+    ("resume torn config", "resume {run_torn_config}", "not valid YAML"),
+    ("resume changed config", "run {quick} --resume {unfinished} --set sparsity.target=0.5",
+     "sparsity.target"),
+    ("resume another config", "run {act} --resume {unfinished}", "other values"),
+    ("resume unknown flag", "resume {unfinished} --seed 3", "unrecognized arguments"),
+    # tune
+    ("tune without tune section", "tune {quick} --out {out}", "no 'tune:' section"),
+    ("tune n-trials 0", "tune {tq} --out {out} --n-trials 0", "--n-trials"),
+    ("tune n-jobs 0", "tune {tq} --out {out} --n-jobs 0", "--n-jobs"),
+    ("tune batch 0", "tune {tq} --out {out} --batch 0", "--batch"),
+    ("tune batch and jobs", "tune {tq} --out {out} --batch 2 --n-jobs 2",
+     "cannot be combined"),
+    ("tune sqlite two writers", "tune {tq} --out {out} --n-jobs 2 --storage "
+     "sqlite:///{root}/db.sqlite", "SQLite"),
+    ("tune unknown scheme", "tune {tq} --out {out} --storage ftp://x/y", "unknown storage"),
+    ("tune postgres spelling", "tune {tq} --out {out} --storage postgres://u@h/db",
+     "postgresql://"),
+    ("tune storage a folder", "tune {tq} --out {out} --storage {empty_dir}", "a folder"),
+    ("tune out a file", "tune {tq} --out {a_file}", "is a file"),
+    ("tune a comparison", "tune {cmp} --out {out} --set "
+     "'tune={params: {seed: {type: int, low: 0, high: 3}}}'", "cannot be tuned"),
+    ("tune unknown objective", "tune {tq} --out {out} --set tune.objectives=[speed]", "speed"),
+    ("tune unknown param key", "tune {tq} --out {out} --set "
+     "'tune.params={training.lrr: {type: float, low: 0.1, high: 0.2}}'", "training.lrr"),
+    ("tune range out of bounds", "tune {tq} --out {out} --set "
+     "'tune.params={sparsity.target: {type: float, low: 0.5, high: 1.5}}'", "sparsity.target"),
+    ("tune low above high", "tune {tq} --out {out} --set "
+     "'tune.params={training.lr: {type: float, low: 0.5, high: 0.1}}'", "tune.params"),
+    ("tune unknown type", "tune {tq} --out {out} --set "
+     "'tune.params={training.lr: {type: complex, low: 0.1, high: 0.5}}'", "tune.params"),
+    ("tune no choices", "tune {tq} --out {out} --set "
+     "'tune.params={training.optimizer: {type: categorical}}'", "tune.params"),
+    ("tune unknown sampler", "tune {tq} --out {out} --set tune.sampler=grid", "tune.sampler"),
+    ("tune unknown pruner", "tune {tq} --out {out} --set tune.pruner=nope", "tune.pruner"),
+    ("tune n_trials 0", "tune {tq} --out {out} --set tune.n_trials=0", "tune.n_trials"),
+    ("tune stale_after 0", "tune {tq} --out {out} --set tune.stale_after=0",
+     "tune.stale_after"),
+    ("tune retry_failed -1", "tune {tq} --out {out} --set tune.retry_failed=-1",
+     "tune.retry_failed"),
+    ("tune empty params", "tune {tq} --out {out} --set tune.params={}", "tune"),
+    ("tune on corrupt data", "tune {tq} --out {out} --set data.dataset=mnist --set data.protocol=10k --set data.root={mnist_random}", "corrupt"),
+    ("tune n-trials not a number", "tune {tq} --n-trials many", "invalid int value"),
+    # export
+    ("export nothing", "export --out {out}", "give a run directory"),
+    ("export missing journal", "export --storage {root}/missing/dir/optuna.journal --study x "
+     "--out {out}", "no study storage"),
+    ("export empty folder storage", "export --storage {empty_dir} --study x --out {out}",
+     "no study storage"),
+    ("export storage without study", "export --storage {study} --out {out}", "--study"),
+    ("export unknown study", "export --storage {study} --study nope --out {out}",
+     "no study named 'nope'"),
+    ("export trial not a number", "export --storage {study} --study tune_quickstart --trial "
+     "abc --out {out}", "--trial"),
+    ("export trial out of range", "export --storage {study} --study tune_quickstart --trial "
+     "99 --out {out}", "--trial"),
+    ("export artifacts missing", "export --storage {study} --study tune_quickstart "
+     "--artifacts {root}/nope --out {out}", "--artifacts"),
+    ("export unfinished run", "export {empty_dir} --out {out}", "no best_mask"),
+    ("export out in a file", "export {run} --out {a_file}/x.safetensors", "not a folder"),
+    ("export out a folder", "export {run} --out {empty_dir}", "is a folder"),
+    ("export unknown format", "export {run} --format zip --out {out}", "invalid choice"),
+    ("export no out", "export {run}", "--out"),
+    # report
+    ("report missing run", "report {root}/nope --out {out}", "nope"),
+    ("report empty folder", "report {empty_dir} --out {out}", "empty_dir"),
+    ("report out a file", "report {run} --out {a_file}", "is a file"),
+    ("report nothing", "report", "required"),
+    # dashboard
+    ("dashboard port 99999", "dashboard --storage {study} --port 99999", "--port 99999"),
+    ("dashboard port 0", "dashboard --storage {study} --port 0", "--port 0"),
+    ("dashboard port not a number", "dashboard --storage {study} --port http",
+     "invalid int value"),
+    ("dashboard missing storage", "dashboard --storage {root}/nope.journal", "no study storage"),
+    ("dashboard folder without journal", "dashboard --storage {empty_dir}", "no study storage"),
+    ("dashboard artifacts missing", "dashboard --storage {study} --artifacts {root}/nope",
+     "--artifacts"),
+    ("dashboard no storage", "dashboard", "--storage"),
+    # config and the listings
+    ("config missing file", "config {root}/nope.yaml", "does not exist"),
+    ("config bad set", "config {quick} --set training.lrr=1", "training.lrr"),
+    ("config bad yaml", "config {bad_yaml}", "not valid YAML"),
+    ("unknown command", "prune", "invalid choice"),
+    ("methods takes no argument", "methods x", "unrecognized arguments"),
+]
+
+
+@pytest.fixture(scope="module")
+def shared_run(tmp_path_factory):
+    """A finished tiny run and a study of one tiny trial, read (never written) by the cases."""
+    root = tmp_path_factory.mktemp("shared")
+    run = root / "run"
+    assert main(["run", QUICK, "--out", str(run), *TINY]) == 0
+    study = root / "study"
+    assert main(["tune", TQ, "--out", str(study), "--n-trials", "1", "--no-progress",
+                 *TINY[:-1], "--set", "tune.pruner=none"]) == 0
+    unfinished = root / "unfinished"  # as an interrupted run leaves it
+    shutil.copytree(run, unfinished)
+    (unfinished / "summary.json").unlink()
+    return {"run": str(run), "study": str(study), "unfinished": str(unfinished)}
+
+
+def _tree(*folders):
+    return {str(p): p.read_bytes() for f in folders for p in sorted(f.rglob("*"))
+            if p.is_file()} | {str(p): None for f in folders for p in f.rglob("*") if p.is_dir()}
+
+
+@pytest.mark.parametrize("name,command,needle", BAD_COMMANDS, ids=[b[0] for b in BAD_COMMANDS])
+def test_bad_input_of_every_command_exits_2_in_one_line_and_writes_nothing(
+        tmp_path, capsys, monkeypatch, shared_run, name, command, needle):
+    from pathlib import Path
+
+    root = tmp_path / "m"
+    root.mkdir()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    values = _Materials(root, {**CONFIGS, **shared_run, "root": str(root),
+                               "out": str(tmp_path / "out")})
+    argv = values.fill(command)
+    monkeypatch.chdir(cwd)
+    watched = (tmp_path, *(Path(p) for p in shared_run.values()))
+    before = _tree(*watched)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # a bad flag: argparse's exit, one line as well
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "error:" in err, err
+    assert "Traceback" not in err
+    assert needle in err, err
+    assert _tree(*watched) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_bad_input_tables_hold_at_least_120_cases():
+    assert len(BAD) + len(BAD_FILES) + len(BAD_COMMANDS) >= 120

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import DataSplits
+from .base import DataSplits, check_splits
 from .config import DataConfig
 from .registry import AUGMENTATIONS, DATASETS
 
@@ -24,7 +24,7 @@ def load_dataset(config: DataConfig | str = "digits", **options: Any) -> DataSpl
                               f"{err['msg'].removeprefix('Value error, ')}") from None
     elif options:
         config = config.model_copy(update=options)
-    return DATASETS.load(config.dataset)(config)
+    return check_splits(DATASETS.load(config.dataset)(config))
 
 
 __all__ = ["AUGMENTATIONS", "DATASETS", "DataConfig", "DataSplits", "load_dataset"]

@@ -41,6 +41,32 @@ class DataSplits:
         return {"train": len(self.train_y), "val": len(self.val_y), "test": len(self.test_y)}
 
 
+def check_splits(data: DataSplits) -> DataSplits:
+    """Refuse data that cannot train a meaningful classifier: an empty split, inputs that
+    are not finite (NaN, inf, or too large for float32 arithmetic), labels outside
+    ``[0, num_classes)``, fewer than two classes in the training split."""
+    from ..errors import DataError
+
+    for split in ("train", "val", "test"):
+        x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+        if len(y) == 0 or len(x) != len(y):
+            raise DataError(f"dataset {data.name}: the {split} split has {len(x)} inputs and "
+                            f"{len(y)} labels; it needs at least one of each, as many labels "
+                            f"as inputs")
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise DataError(f"dataset {data.name}: the {split} inputs hold NaN or infinite "
+                            f"values (or values too large for float32); clean or scale the "
+                            f"data first")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= data.num_classes):
+            raise DataError(f"dataset {data.name}: {split} labels run from {int(y.min())} to "
+                            f"{int(y.max())}, outside 0..{data.num_classes - 1}; the files are "
+                            f"corrupt or belong to another dataset")
+    if len(torch.unique(data.train_y)) < 2:
+        raise DataError(f"dataset {data.name}: the training split has a single class; a "
+                        f"classifier needs at least two")
+    return data
+
+
 def standardise(train: torch.Tensor, *others: torch.Tensor, per_feature: bool = False):
     """Scale every split with the training split's mean and std (no leakage from val/test)."""
     if per_feature:

@@ -16,6 +16,7 @@ Two protocols:
 from __future__ import annotations
 
 import gzip
+import zlib
 from functools import partial
 from pathlib import Path
 
@@ -39,8 +40,12 @@ _NPZ_NAMES = {("train", "x"): "kmnist-train-imgs.npz", ("train", "y"): "kmnist-t
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (as used by MNIST), gzipped or not."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as exc:  # not gzip, truncated, corrupt
+        raise DataError(f"cannot read {path} ({type(exc).__name__}: {exc}); the file is "
+                        f"corrupt or truncated: fetch it again") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file (corrupt or wrong file?)")
     ndim = data[3]
@@ -72,8 +77,15 @@ def _find(root: Path, name: str, split: str, part: str) -> Path | None:
 
 def _read(path: Path) -> np.ndarray:
     if path.suffix == ".npz":
-        with np.load(path) as z:
-            return z["arr_0"]
+        try:
+            with np.load(path) as z:
+                return z["arr_0"]
+        except KeyError:
+            raise DataError(f"{path} holds no array 'arr_0' (KMNIST's .npz files do); it is "
+                            f"not a KMNIST file") from None
+        except Exception as exc:  # not a zip, truncated, bad pickle
+            raise DataError(f"cannot read {path} ({type(exc).__name__}); the file is corrupt "
+                            f"or truncated: fetch it again") from None
     return read_idx(path)
 
 

@@ -14,11 +14,19 @@ from .config import DataConfig
 
 def split(x: np.ndarray, y: np.ndarray, cfg: DataConfig):
     """Stratified train / val / test split, fixed by ``cfg.split_seed``."""
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        x, y, test_size=cfg.test_fraction, random_state=cfg.split_seed, stratify=y)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=cfg.val_fraction / (1 - cfg.test_fraction),
-        random_state=cfg.split_seed, stratify=y_rest)
+    try:
+        x_rest, x_test, y_rest, y_test = train_test_split(
+            x, y, test_size=cfg.test_fraction, random_state=cfg.split_seed, stratify=y)
+        x_train, x_val, y_train, y_val = train_test_split(
+            x_rest, y_rest, test_size=cfg.val_fraction / (1 - cfg.test_fraction),
+            random_state=cfg.split_seed, stratify=y_rest)
+    except ValueError as exc:  # a split too small to hold every class
+        from ..errors import DataError
+        why = str(exc).splitlines()[0]
+        raise DataError(f"cannot split {len(y)} samples of {len(np.unique(y))} classes into "
+                        f"train, validation and test with every class in each ({why}); give "
+                        f"more samples per class, fewer classes, or other data.val_fraction "
+                        f"and data.test_fraction") from None
     return x_train, y_train, x_val, y_val, x_test, y_test
 
 

@@ -13,6 +13,9 @@ from .base import DataSplits, standardise
 from .config import DataConfig
 from .sklearn_sets import split
 
+#: the largest feature magnitude accepted: beyond it, float32 sums and squares overflow
+LARGEST = 1e15
+
 
 def load_csv(cfg: DataConfig) -> DataSplits:
     path, label_column = cfg.path, cfg.label_column
@@ -29,13 +32,25 @@ def load_csv(cfg: DataConfig) -> DataSplits:
         raise DataError(f"{p} has no column '{label_column}' (columns: "
                         f"{', '.join(map(str, df.columns[:10]))}); set data.label_column")
     features = df.drop(columns=[label_column])
+    if features.shape[1] == 0:
+        raise DataError(f"{p} has no feature columns besides '{label_column}'")
+    if df[label_column].isna().any():
+        raise DataError(f"{p}: {int(df[label_column].isna().sum())} rows have no label in "
+                        f"'{label_column}'; label or drop them first")
     bad = [c for c in features if not pd.api.types.is_numeric_dtype(features[c])]
     if bad:
         raise DataError(f"{p}: non-numeric feature columns {bad[:5]}; encode them first")
     if features.isna().any().any():
         raise DataError(f"{p} has missing values; fill or drop them first")
     labels, classes = pd.factorize(df[label_column], sort=True)
-    x = features.to_numpy(np.float32)
+    x = features.to_numpy(np.float64)
+    if not np.isfinite(x).all() or np.abs(x).max() > LARGEST:
+        raise DataError(f"{p} holds infinite values or values beyond {LARGEST:g}, which "
+                        f"float32 training cannot handle; clean or rescale the features")
+    if len(classes) < 2:
+        raise DataError(f"{p}: every row has the label {classes[0]!r}; a classifier needs at "
+                        f"least two classes")
+    x = x.astype(np.float32)
     y = labels.astype(np.int64)
     if np.bincount(y).min() < 3:
         raise DataError(f"{p}: every class needs at least 3 rows for a train/val/test split")

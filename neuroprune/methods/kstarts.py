@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from deap import tools
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
 from ..engine import EvalTask, GradientStatistics, TrainingHook, TrainState
@@ -75,13 +75,13 @@ class KStartsParams(MethodParams):
         "(the dissipating-gradient signal); regrowth is random")
     elite: int = Field(2, ge=0, description="best masks copied unchanged to the next generation")
 
-    @field_validator("elite")
-    @classmethod
-    def _elite(cls, v: int, info) -> int:
-        pop = info.data.get("population")
-        if pop is not None and v >= pop:
-            raise ValueError(f"elite must be smaller than population ({pop})")
-        return v
+    @model_validator(mode="after")
+    def _elite(self) -> "KStartsParams":  # also for the default elite (a small population)
+        breeds = self.variant == "ga" and self.generations > 1
+        if breeds and self.elite >= self.population:
+            raise ValueError(f"elite ({self.elite}) must be smaller than population "
+                             f"({self.population})")
+        return self
 
     @model_validator(mode="after")
     def _paper(self) -> "KStartsParams":

@@ -49,6 +49,15 @@ class _GracefulInterrupt:
         self.requested = True
         signal.signal(signal.SIGINT, self._old or signal.default_int_handler)
 
+    def at_once(self) -> None:
+        """From here on (the final training: no generation to finish) Ctrl-C stops at once;
+        one that came since the last generation stops now."""
+        import signal
+        if self._old is not None:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if self.requested:
+            raise KeyboardInterrupt
+
     def __exit__(self, *exc):
         import signal
         if self._old is not None:
@@ -165,6 +174,7 @@ class MaskSearch:
         with evaluator, interrupt:
             ctx = self.context(evaluator, commit, resume_state, progress)
             found = self.method.find(ctx)
+            interrupt.at_once()
             search_epochs = evaluator.network_epochs
             if found.info.get("exact", True):  # every unit keeps exactly its count
                 check_bits(self.layout, found.bits)

@@ -69,6 +69,14 @@ class TuneConfig(BaseModel):
                                "which a RUNNING trial is failed")
     retry_failed: int = Field(1, ge=0, description="times a trial of a dead process is re-run")
 
+    @field_validator("params")
+    @classmethod
+    def _some(cls, v: dict) -> dict:
+        if not v:
+            raise ValueError("tune.params is empty: name at least one config key to sample, "
+                             "e.g. training.lr: {type: float, low: 0.01, high: 0.3, log: true}")
+        return v
+
     @field_validator("objectives")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:

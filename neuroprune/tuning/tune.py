@@ -25,7 +25,9 @@ one wins, and only the winner enqueues the re-run.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import os
 import socket
 import threading
@@ -38,6 +40,8 @@ from .._io import atomic_write_json
 from ..config import RunConfig, load_config, to_dict
 from ..errors import ConfigError, UserError
 from ..progress import logs_above_bars
+from ..rundir import RunDir
+from ..searches.mask_search import Interrupted
 from .dashboard import show_trial
 from .storage import artifact_store, open_storage, redacted
 
@@ -133,6 +137,33 @@ def recover_stale_trials(study, stale_after: float, retry: int) -> list[int]:
     return failed
 
 
+class _NoInterruptTraceback(logging.Filter):
+    """Drops Optuna's "trial failed" traceback for a trial stopped by Ctrl-C: the command
+    line says what happened, and the trial is run again."""
+
+    def __init__(self):
+        super().__init__()
+        self.dropped: list[str] = []  # "Trial N failed": its second line goes too
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+            self.dropped.append(record.getMessage().split(" failed")[0] + " failed with value")
+            return False
+        return not any(record.getMessage().startswith(d) for d in self.dropped)
+
+
+@contextlib.contextmanager
+def _quiet_interrupts():
+    # the logger Optuna reports a failed trial with (a filter applies where records are made)
+    logger, quiet = logging.getLogger("optuna.study._optimize"), _NoInterruptTraceback()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 class Heartbeat:
     """Refreshes a trial's ``heartbeat`` user attribute until stopped."""
 
@@ -197,6 +228,8 @@ class Tuner:
                             "instead")
         self.batch = batch
         self.trial_bars = False  # set by run()
+        self._running: set[int] = set()  # trials this process runs now
+        self._threads: list[threading.Thread] = []  # of the batch being trained
         for key, spec in self.tune.params.items():  # every key exists and takes its range
             for value in ([spec.low, spec.high] if spec.type != "categorical" else spec.choices):
                 value = int(value) if spec.type == "int" else value
@@ -207,7 +240,7 @@ class Tuner:
         if len(self.tune.objectives) > 1 and self.tune.pruner != "none":
             self.tune = self.tune.model_copy(update={"pruner": "none"})  # Optuna: single only
         from ..workbench import Workbench
-        self.bench = Workbench.from_config(cfg)  # data loaded once, shared by every trial
+        self.bench = Workbench.from_config(cfg).check_sparsity()  # data loaded once
 
     def _sampler_seed(self, storage) -> int:
         """The config seed mixed with this process and the study's size, so that several
@@ -266,6 +299,7 @@ class Tuner:
 
         kind = prepare(self.bench.derive(cfg, evaluator=evaluator))
         run_dir = self.out / "trials" / f"trial_{trial.number:04d}"
+        self._running.add(trial.number)
         trial.set_user_attr("run_dir", str(run_dir))
         beat = Heartbeat(trial, min(15.0, self.tune.stale_after / 4))
         best = [float("-inf")]
@@ -281,15 +315,25 @@ class Tuner:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at generation {generation}")
 
+        resume = kind.resumable and (run_dir / "config.yaml").exists()
+        stopped = False
         try:
-            summary = kind.run(run_dir, progress=self.trial_bars, on_generation=on_generation,
-                               resume=kind.resumable and (run_dir / "config.yaml").exists(),
-                               log=lambda _: None)
+            with RunDir(run_dir).locked() as rd:  # one writer per trial folder
+                if resume:
+                    rd.remove_temp_files()
+                summary = kind.run(run_dir, progress=self.trial_bars,
+                                   on_generation=on_generation, resume=resume,
+                                   log=lambda _: None)
         except optuna.TrialPruned as pruned:  # the dashboard shows how far it got
             show_trial(trial, run_dir, {"kind": cfg.kind}, str(pruned), self.artifacts)
             raise
+        except (KeyboardInterrupt, Interrupted):
+            stopped = True  # stays in _running: retry_interrupted enqueues it again
+            raise
         finally:
             beat.stop()
+            if not stopped:
+                self._running.discard(trial.number)
         keep = ("val_accuracy", "sparsity", "wall_seconds", "method", "device", "kind",
                 "best_strategy")  # never test_accuracy: the dashboard shows it while choosing
         shown = {"kind": cfg.kind, **{k: summary[k] for k in keep if k in summary}}
@@ -313,15 +357,48 @@ class Tuner:
         # parallel or batched trials none. Optuna's trial lines are written above the bars.
         self.trial_bars = progress and self.n_jobs == 1 and self.batch == 1
         with logs_above_bars():
-            if self.batch > 1:
-                done = 0
-                while done < self.n_trials:
-                    done += self.run_batch(study, min(self.batch, self.n_trials - done))
-                    recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
-            else:
+            try:
+                self._optimize(study)
+            except (KeyboardInterrupt, Interrupted):
+                self.retry_interrupted(study)
+                raise KeyboardInterrupt from None
+        return self.summarise(study)
+
+    def _optimize(self, study) -> None:
+        if self.batch > 1:
+            done = 0
+            while done < self.n_trials:
+                done += self.run_batch(study, min(self.batch, self.n_trials - done))
+                recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
+        else:
+            with _quiet_interrupts():
                 study.optimize(self.objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
                                callbacks=[self._recover_after_trial])
-        return self.summarise(study)
+
+    @property
+    def busy(self) -> bool:
+        """Trials of a batch still train in their threads (after Ctrl-C: they cannot be
+        stopped midway, and the process must end without waiting for them)."""
+        return any(t.is_alive() for t in self._threads)
+
+    def retry_interrupted(self, study) -> list[int]:
+        """Fail the trials that Ctrl-C stopped (Optuna has failed those it was running) and
+        enqueue each again with its parameters, so that the next call runs them. An
+        interruption is not the trial's fault: it does not count as one of its retries."""
+        from optuna.trial import TrialState
+
+        again = []
+        for number in sorted(self._running):
+            fail_trial(study, number)
+            t = study.get_trials(deepcopy=False)[number]
+            if t.state == TrialState.FAIL:
+                attrs = {k: t.user_attrs[k] for k in ("retried_from", "retries")
+                         if k in t.user_attrs}
+                study.enqueue_trial(t.params, user_attrs={"interrupted_from": t.number,
+                                                          **attrs})
+                again.append(number)
+        self._running.clear()
+        return again
 
     def run_batch(self, study, size: int) -> int:
         """Ask ``size`` trials at once, train those that share a structure as one population
@@ -351,6 +428,7 @@ class Tuner:
                                             args=(trial, cfg, batch.member(cfg.training),
                                                   outcomes))
                            for trial, cfg in members]
+                self._threads = threads
                 for t in threads:
                     t.start()
                 for t in threads:
