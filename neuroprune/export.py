@@ -38,7 +38,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ._io import atomic_torch_save
+from ._io import atomic_torch_save, atomic_write
 from .errors import UserError
 from .masks import apply_mask, load_mask, load_weights, save_mask
 from .models import ModelSpec, build_model
@@ -150,7 +150,7 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors") -> dic
                       weights=small.state_dict())
     elif fmt == "state_dict":
         state = {k: v.detach().clone() for k, v in masked_model(source).state_dict().items()}
-        atomic_write(out, lambda tmp: torch.save(state, tmp))
+        atomic_torch_save(out, state)
     elif fmt == "safetensors":
         weights = load_weights(source)
         save_mask(out, mask, {**meta, "global_sparsity": mask.sparsity(),

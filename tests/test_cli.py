@@ -540,7 +540,7 @@ BAD_COMMANDS = [
     ("export unfinished run", "export {empty_dir} --out {out}", "no best_mask"),
     ("export out in a file", "export {run} --out {a_file}/x.safetensors", "not a folder"),
     ("export out a folder", "export {run} --out {empty_dir}", "is a folder"),
-    ("export unknown format", "export {run} --format zip --out {out}", "invalid choice"),
+    ("export unknown format", "export {run} --format zip --out {out}", "unknown export format 'zip'"),
     ("export no out", "export {run}", "--out"),
     # report
     ("report missing run", "report {root}/nope --out {out}", "nope"),
