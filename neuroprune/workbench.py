@@ -109,6 +109,10 @@ class Workbench:
         """Refuse a sparsity that leaves some layer without a weight (the network could
         carry no signal); warn where it leaves very few. For a run's own config: the cells
         of a sweep or a study (:meth:`derive`) may explore such extremes on purpose."""
+        if self.structure is not None or self.config.kind in ("comparison", "planted"):
+            # a structured budget is checked where its space is built (a budget no structure
+            # meets is refused there); a sweep's cells set their own sparsities
+            return self
         layout, target = self.layout, self.config.sparsity.target
         layers = len(layout.names)
         if layout.kept < layers:

@@ -323,6 +323,19 @@ def test_a_sparsity_leaving_a_layer_without_weights_is_refused_and_few_is_warned
                                                   "sparsity.allocation=global"])).check_sparsity()
 
 
+@pytest.mark.parametrize("config", ["compare_structured_mnist", "compare_mnist", "planted_ci"])
+def test_the_empty_layer_check_leaves_structured_budgets_and_sweeps_alone(config):
+    from neuroprune.config import load_config
+    from neuroprune.workbench import Workbench
+    cfg = load_config(REPO / "configs" / f"{config}.yaml",
+                      ["data.dataset=digits", "data.root=null", "device=cpu",
+                       "sparsity.target=0.9999", "sparsity.allocation=global"]
+                      if config != "compare_structured_mnist" else
+                      ["data.dataset=digits", "data.root=null", "device=cpu",
+                       "model={name: mlp, widths: [32]}", "sparsity.target=0.9"])
+    Workbench.from_config(cfg).check_sparsity()  # no error
+
+
 # --------------------------------------------------------------- 6: Ctrl-C
 def _start(args, out_file):
     return subprocess.Popen([sys.executable, "-m", "neuroprune", *args], env=ENV, cwd=REPO,
