@@ -70,6 +70,9 @@ class DissipatingPruning(TrainingHook):
 
     def __init__(self, layout: Layout, params: DGParams, target: float):
         self.layout, self.p, self.target = layout, params, target
+        # the mask at the end: the layout itself when the target is its sparsity (a layout
+        # rebuilt at the realised sparsity may allocate the kept weights differently by one)
+        self.final = layout if target == layout.sparsity else layout.at(target)
         self.w0: torch.Tensor | None = None
         self.start_sparsity = 0.0
         self.grads: torch.Tensor | None = None
@@ -102,13 +105,14 @@ class DissipatingPruning(TrainingHook):
                      "both": _rank(moved) * _rank(self.grads)}[self.p.score]
             s0 = self.start_sparsity
             sparsity = s0 + (self.target - s0) * (state.epoch + 1) / self.p.epochs
-            keep = top_rows(self.layout.at(sparsity), score, within=current)
+            step = self.final if last else self.layout.at(sparsity)
+            keep = top_rows(step, score, within=current)
         else:
             score = (w - self.w0).abs() / self.w0.abs().clamp_min(1e-12)
             keep = current & (score >= self.p.fraction)
             # never beyond the target: there the weights that changed least go first
-            at_target = top_rows(self.layout, score, within=current)
-            for start, stop, kept in self.layout.units:
+            at_target = top_rows(self.final, score, within=current)
+            for start, stop, kept in self.final.units:
                 short = keep[:, start:stop].sum(1) < kept
                 if last and self.p.fill == "smallest_change":
                     short = torch.ones_like(short)
