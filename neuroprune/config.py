@@ -89,6 +89,34 @@ class ActivationConfig(Section):
     collaborators: Literal[1, 2] = Field(1, description="1: best of the other populations; "
                                          "2: and a random member")
     max_height: int = Field(5, ge=1, le=12, description="tree height limit")
+    primitives: str = Field("default", description="primitive set: default (ours, with "
+                            "constants) or paper (Lapid & Sipper's fifteen, x the only "
+                            "terminal)")
+    fitness: Literal["last", "best"] = Field(
+        "last", description="a candidate's score from its search training: validation "
+        "accuracy after the last epoch, or the best over the epochs (the paper's)")
+    stability: float = Field(0.0, ge=0, allow_inf_nan=False, description="subtract this "
+                             "times the drop of validation accuracy from its best epoch to "
+                             "the last: favours functions that keep improving as they train")
+    max_linearity: float | None = Field(0.998, gt=0, le=1, description="the probe rejects "
+                                        "functions whose best affine fit on [-3, 3] has a "
+                                        "larger R^2 (none: keep them)")
+    rounds: int = Field(1, ge=1, description="coevolution_sequential: passes over the three "
+                        "slots; the budget is split evenly between passes and slots")
+    start: Literal["random", "relu"] = Field("random", description="coevolution_sequential: "
+                                             "the slots' functions before their first search")
+    final_candidates: int = Field(3, ge=1, description="best distinct candidates per strategy "
+                                  "that get the final training (the winner is picked on "
+                                  "validation)")
+
+    @field_validator("primitives")
+    @classmethod
+    def _known_set(cls, v: str) -> str:
+        from .activations.expr import PRIMITIVE_SETS
+        if v not in PRIMITIVE_SETS:
+            raise ValueError(f"unknown primitive set {v!r}; choose one of "
+                             f"{', '.join(PRIMITIVE_SETS)}")
+        return v
 
 
 class PlantedConfig(Section):

@@ -9,6 +9,7 @@ from neuroprune.models import MODELS, ModelSpec, build_model, check_model, pruna
 
 # (name, input shape, parameters at the paper's size for 10 classes)
 SIZES = [("lenet_300_100", (1, 28, 28), 266_610), ("lenet5_caffe", (1, 28, 28), 431_080),
+         ("cnn_32_64", (1, 28, 28), 9_245_826),
          ("conv2", (3, 32, 32), 4_301_642), ("conv4", (3, 32, 32), 2_425_930),
          ("conv6", (3, 32, 32), 2_262_602), ("resnet20", (3, 32, 32), 272_474),
          ("resnet56", (3, 32, 32), 855_770)]

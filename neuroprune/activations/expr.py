@@ -13,6 +13,7 @@ import re
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 EPS = 1e-3
 Fn = Callable[[torch.Tensor], torch.Tensor]
@@ -28,7 +29,18 @@ UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sigmoid": torch.sigmoid,
     "relu": torch.relu,
     "erf": torch.erf,
-    "softplus": torch.nn.functional.softplus,
+    "softplus": F.softplus,
+    # the primitives of Lapid & Sipper (arXiv 2206.12089) beyond the ones above
+    "leaky_relu": F.leaky_relu,
+    "elu": F.elu,
+    "celu": F.celu,
+    "hardshrink": F.hardshrink,
+    "softshrink": F.softshrink,
+    "hardtanh": F.hardtanh,
+    "hardswish": F.hardswish,
+    # RReLU's evaluation form: the mean of its random negative slope, (1/8 + 1/3) / 2. Drawing
+    # the slope in training would make a network's result depend on its population.
+    "rrelu": lambda a: F.leaky_relu(a, (1 / 8 + 1 / 3) / 2),
 }
 BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "add": torch.add,
@@ -40,6 +52,15 @@ BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 CONSTANTS = (-1.0, -0.5, 0.5, 1.0, 1.5, 2.0)
+
+#: primitive-set name -> (unary names, binary names, constants)
+PRIMITIVE_SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[float, ...]]] = {
+    "default": (("neg", "abs", "square", "exp", "log", "sin", "tanh", "sigmoid", "relu", "erf",
+                 "softplus"), tuple(BINARY), CONSTANTS),
+    # Lapid & Sipper's set: no constants, x is the only terminal
+    "paper": (("tanh", "relu", "leaky_relu", "elu", "hardshrink", "celu", "hardtanh",
+               "hardswish", "softshrink", "rrelu"), ("max", "min", "add", "sub", "mul"), ()),
+}
 
 # A parsed expression: "x", a float, or (name, child, ...)
 Expr = object
@@ -127,9 +148,30 @@ def readable(text: str) -> str:
     return s[1:-1] if s.startswith("(") and s.endswith(")") else s
 
 
-def is_well_behaved(fn: Fn, max_grad: float = 1e3) -> bool:
+LINEAR_RANGE = 3.0
+MAX_LINEARITY = 0.998
+
+
+def linearity(fn: Fn) -> float:
+    """R^2 of the best affine fit to ``fn`` on [-3, 3], where pre-activations mostly lie: 1.0
+    for an affine function (a network of them is a linear model), 0.80 for ReLU, 0.93 for
+    tanh, 0.995 for Hardshrink."""
+    x = torch.linspace(-LINEAR_RANGE, LINEAR_RANGE, 601, dtype=torch.float64)
+    with torch.no_grad():
+        y = fn(x).broadcast_to(x.shape).to(torch.float64)
+    var = y.var()
+    if not bool(torch.isfinite(var)) or float(var) < 1e-12:
+        return 1.0  # constant on the range: no more useful than an affine function
+    design = torch.stack([x, torch.ones_like(x)], 1)
+    fit = design @ torch.linalg.lstsq(design, y[:, None]).solution
+    return float(1.0 - (y - fit[:, 0]).var() / var)
+
+
+def is_well_behaved(fn: Fn, max_grad: float = 1e3,
+                    max_linearity: float | None = MAX_LINEARITY) -> bool:
     """Finite values and gradients of bounded size on a probe input, at most linear growth up
-    to |x| = 100; constant functions (no gradient at all) are rejected too."""
+    to |x| = 100; constant functions (no gradient at all) are rejected too, and so are affine
+    and near-linear ones (:func:`linearity` above ``max_linearity``; ``None`` keeps them)."""
     probe = torch.cat([torch.linspace(-6, 6, 241), torch.randn(256,
                                                                generator=torch.Generator().manual_seed(0)) * 3])
     probe.requires_grad_(True)
@@ -148,4 +190,6 @@ def is_well_behaved(fn: Fn, max_grad: float = 1e3) -> bool:
     wide = torch.linspace(-100, 100, 401)
     with torch.no_grad():
         far = fn(wide)
-    return bool(torch.isfinite(far).all() and (far.abs() <= 10 * (1 + wide.abs())).all())
+    if not bool(torch.isfinite(far).all() and (far.abs() <= 10 * (1 + wide.abs())).all()):
+        return False
+    return max_linearity is None or linearity(fn) <= max_linearity

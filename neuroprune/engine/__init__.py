@@ -2,12 +2,14 @@
 interface every backend implements."""
 
 from .evaluator import Evaluator
-from .hooks import GradientStatistics, LearningCurve, TrainingHook, TrainState
+from .hooks import (EpochSelection, GradientStatistics, LearningCurve, TrainingHook,
+                    TrainState)
 from .settings import EngineConfig, TrainSettings, batch_order
 from .task import EvalTask, PopulationResult, StackedState, State
 from .trainers import PerNetworkTrainer, StackedTrainer, Trainer, init_state, make_trainer
 
-__all__ = ["EngineConfig", "EvalTask", "Evaluator", "GradientStatistics", "LearningCurve",
+__all__ = ["EngineConfig", "EpochSelection", "EvalTask", "Evaluator", "GradientStatistics",
+           "LearningCurve",
            "PerNetworkTrainer", "PopulationResult", "StackedState", "StackedTrainer", "State",
            "TrainSettings", "TrainState", "Trainer", "TrainingHook", "batch_order", "init_state",
            "make_trainer"]

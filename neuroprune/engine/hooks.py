@@ -168,3 +168,37 @@ class LearningCurve(TrainingHook):
 
     def finish(self, state: TrainState) -> dict[str, Any]:
         return {"curve": self.rows}
+
+
+class EpochSelection(TrainingHook):
+    """Scores every epoch and keeps, per network, what early stopping on validation and
+    selection on test would report: ``best_val_accuracy`` (over the epochs),
+    ``best_val_epoch`` (the first epoch reaching it), ``first_val_accuracy`` and, with
+    ``test``, ``test_at_best_val`` (the held-out score: test accuracy at the epoch validation
+    picked) and ``best_test_accuracy`` (the best over epochs: selection on the test split)."""
+
+    def __init__(self, test: bool = False):
+        self.test = test
+        self.val: list[torch.Tensor] = []
+        self.tests: list[torch.Tensor] = []
+
+    def start(self, state: TrainState) -> None:
+        self.val, self.tests = [], []
+
+    def end_epoch(self, state: TrainState) -> None:
+        self.val.append(torch.nan_to_num(state.evaluate("val")[0].double(), nan=0.0))
+        if self.test:
+            self.tests.append(torch.nan_to_num(state.evaluate("test")[0].double(), nan=0.0))
+
+    def finish(self, state: TrainState) -> dict[str, Any]:
+        if not self.val:
+            return {}
+        val = torch.stack(self.val, 1)                      # [P, epochs]
+        best, at = val.max(1)                               # max gives the first maximum
+        state.metrics.update(best_val_accuracy=best, best_val_epoch=at.double() + 1,
+                             first_val_accuracy=val[:, 0])
+        if self.test:
+            test = torch.stack(self.tests, 1)
+            state.metrics.update(test_at_best_val=test.gather(1, at[:, None])[:, 0],
+                                 best_test_accuracy=test.max(1).values)
+        return {}

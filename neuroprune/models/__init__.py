@@ -15,6 +15,8 @@ MODELS = Registry("model", "model.name", {
     "lenet5": ("neuroprune.models.lenet:lenet5", "LeNet-5: conv 6-16, fully connected 120-84"),
     "lenet5_caffe": ("neuroprune.models.lenet:lenet5_caffe",
                      "LeNet-5-Caffe: conv 20-50, fully connected 500 (SNIP, sparse group lasso)"),
+    "cnn_32_64": ("neuroprune.models.small_cnn:cnn_32_64",
+                  "conv 32-64, fully connected 1000 (Lapid & Sipper 2022)"),
     "conv2": ("neuroprune.models.conv:conv2", "Conv-2 (Frankle & Carbin 2019)"),
     "conv4": ("neuroprune.models.conv:conv4", "Conv-4 (Frankle & Carbin 2019)"),
     "conv6": ("neuroprune.models.conv:conv6", "Conv-6 (Frankle & Carbin 2019)"),

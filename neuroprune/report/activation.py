@@ -90,7 +90,8 @@ def winners(run: Run) -> dict[str, dict]:
         for s, st in run.summary["strategies"].items():
             out[s] = {"functions": {r: compile_formula(f) for r, f in st["prefix"].items()},
                       "formulas": st["functions"], "val": st["val_accuracy"],
-                      "test": st.get("test_accuracy"), "search": st.get("search_val_accuracy")}
+                      "test": st.get("test_accuracy"), "paper": st.get("paper_test_accuracy"),
+                      "search": st.get("search_fitness", st.get("search_val_accuracy"))}
         return out
     search = run.results[run.results.phase == "search"]
     for s, g in search.groupby("strategy", sort=False):
@@ -101,7 +102,7 @@ def winners(run: Run) -> dict[str, dict]:
         except ValueError as exc:
             raise UserError(f"{run.path}/results.csv: {exc}") from None
         out[s] = {"functions": functions, "formulas": formulas, "val": None, "test": None,
-                  "search": float(best.val_accuracy)}
+                  "paper": None, "search": float(best.val_accuracy)}
     return out
 
 
@@ -194,16 +195,21 @@ def fitness(run: Run, doc: Document) -> bool:
 
 
 def report(runs: list[Run], doc: Document) -> None:
+    """Replicated searches (same config, several seeds) as one section each; any other run
+    on its own."""
+    from .activation_replicates import report as replicates
+
+    runs = replicates(runs, doc) if len(runs) > 1 else runs
     for i, run in enumerate(runs):
         suffix = f"-{i + 1}" if len(runs) > 1 else ""
         state = "" if run.finished else " — unfinished, reported as far as it got"
         doc.heading(f"Activation search `{run.name}`{state}")
         found = winners(run)
         look = styles(["relu", *found])
-        rows = [[s, w["val"], w["test"], w["search"],
+        rows = [[s, w["val"], w["test"], w["paper"], w["search"],
                  *[f"`{w['formulas'][r]}`" for r in roles(run)]] for s, w in found.items()]
-        doc.table(["strategy", "val accuracy", "test accuracy", "search val accuracy",
-                   *roles(run)], rows)
+        doc.table(["strategy", "val accuracy", "held-out test", "paper score (best test "
+                   "over epochs)", "search fitness", *roles(run)], rows)
         if run.finished:
             doc.para(f"Best by validation: **{run.summary['best_strategy']}**.")
         if found:

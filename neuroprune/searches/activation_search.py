@@ -12,6 +12,20 @@ Compared on the same number of network trainings: fixed ReLU / GELU / SiLU, rand
 trees, and a one-population GA whose single function is used in every layer. Every candidate
 is scored on the validation split; the winners of every strategy are then trained for
 ``training.epochs`` and scored once on the test split, which no selection saw.
+
+Lapid & Sipper, "Evolution of Activation Functions for Deep Learning-Based Image
+Classification" (GECCO 2022, arXiv 2206.12089) run it differently, and the strategies
+``es_single``, ``es_triple`` and ``coevolution_sequential`` follow them: (1+lambda)
+evolution (``lambda = activation.population``) of one function used in every slot, of three
+functions at once, and three (1+lambda) searches in turn, one per slot (first, then middle,
+then last), each candidate scored with the other two slots at their current best. All have
+the budget of the other strategies, ``population * slots * collaborators * generations``
+network trainings. Their trees are DEAP's, not the paper's Cartesian-GP graphs (see
+:mod:`neuroprune.activations.gp`).
+
+Every final training records two scores: the held-out one, test accuracy at the epoch
+with the best validation accuracy (``test_accuracy``), and the paper's, the best test
+accuracy over the epochs (``paper_test_accuracy``, which selects on the test split).
 """
 
 from __future__ import annotations
@@ -25,9 +39,9 @@ from typing import Any
 from .. import __version__
 from ..activations import save as save_activations
 from ..activations.expr import compile_formula, is_well_behaved, readable
-from ..activations.gp import next_generation, primitive_set, toolbox
+from ..activations.gp import mutant, next_generation, primitive_set, toolbox
 from ..config import to_dict
-from ..engine import EvalTask
+from ..engine import EpochSelection, EvalTask
 from ..errors import ConfigError
 from ..evolution.random_state import deap_random
 from ..models import RoleActivation
@@ -54,6 +68,7 @@ class Top:
 FIXED = {"relu": "relu(x)", "gelu": "mul(x, mul(0.5, add(1.0, erf(mul(0.7071067811865476, x)))))",
          "silu": "mul(x, sigmoid(x))"}
 WORST = -1.0
+ES = ("es_single", "es_triple", "coevolution_sequential")  # one generation: lambda trainings
 
 
 def _fixed(name: str):
@@ -83,13 +98,18 @@ def slot_roles(bench: Workbench) -> list[str]:
     return sorted(roles, key=["first", "middle", "last"].index)
 
 
+def held_out_val(m: dict[str, float]) -> float:
+    """The validation accuracy that picks a final network: the best over its epochs."""
+    return m.get("best_val_accuracy", m["val_accuracy"])
+
+
 class ActivationSearch:
     def __init__(self, bench: Workbench):
         self.bench = evolved_model(bench)
         self.cfg = self.bench.config
         self.a = self.cfg.activation
         self.roles = slot_roles(self.bench)
-        self.pset = primitive_set()
+        self.pset = primitive_set(self.a.primitives)
         self.tb = toolbox(self.pset, self.a.max_height)
         self.init = self.bench.init_state()
         self.ok_cache: dict[str, bool] = {}
@@ -100,30 +120,42 @@ class ActivationSearch:
     # --------------------------------------------------------------- evaluation
     def well_behaved(self, formula: str) -> bool:
         if formula not in self.ok_cache:
-            self.ok_cache[formula] = is_well_behaved(compile_formula(formula))
+            self.ok_cache[formula] = is_well_behaved(compile_formula(formula),
+                                                     max_linearity=self.a.max_linearity)
         return self.ok_cache[formula]
 
     def score(self, combos: list[dict[str, str]], epochs: int | None = None,
               test: bool = False) -> list[dict[str, float]]:
-        """Validation (and test) accuracy of a network per combination; broken ones: WORST."""
+        """Metrics of a network per combination, with its ``fitness`` (see
+        :meth:`fitness`); broken ones (the probe refused them, or they diverged): WORST."""
         good = [i for i, c in enumerate(combos) if all(self.well_behaved(f) for f in c.values())]
-        out = [{"val_accuracy": WORST, "diverged": 1.0} for _ in combos]
+        out = [{"val_accuracy": WORST, "fitness": WORST, "diverged": 1.0} for _ in combos]
         if good:
             res = self.evaluator.evaluate(EvalTask(
                 masks=None, size=len(good), init=self.init,
                 epochs=epochs or self.a.search_epochs, data_seed=self.cfg.seed,
-                activations=[combos[i] for i in good], test=test))
+                activations=[combos[i] for i in good], test=test,
+                hooks=(EpochSelection(test),)))
             for i, m in zip(good, res.rows()):
-                out[i] = m if not m["diverged"] else {**m, "val_accuracy": WORST}
+                out[i] = ({**m, "fitness": self.fitness(m)} if not m["diverged"] else
+                          {**m, "val_accuracy": WORST, "fitness": WORST})
         return out
+
+    def fitness(self, m: dict[str, float]) -> float:
+        """Validation accuracy after the last epoch (``fitness: last``) or the best over the
+        epochs (``best``), less ``stability`` times the drop from the best epoch to the
+        last: a function whose network gets worse as it trains is marked down."""
+        best, last = m["best_val_accuracy"], m["val_accuracy"]
+        return (best if self.a.fitness == "best" else last) - self.a.stability * (best - last)
 
     def commit(self, strategy: str, generation: int, combos, metrics) -> None:
         if self.bar is not None:
-            best = max((m["val_accuracy"] for m in metrics), default=float("nan"))
+            best = max((m["fitness"] for m in metrics), default=float("nan"))
             self.bar.set_postfix(strategy=strategy, best=f"{best:.4f}")
             self.bar.update(1)
         rows = [{"generation": f"{strategy}:{generation}", "index": i, "strategy": strategy,
-                 "val_accuracy": m["val_accuracy"], "diverged": int(m.get("diverged", 0)),
+                 "val_accuracy": m["val_accuracy"], "fitness": m["fitness"],
+                 "diverged": int(m.get("diverged", 0)),
                  **{f"f_{r}": readable(c[r]) for r in self.roles}}
                 for i, (c, m) in enumerate(zip(combos, metrics))]
         self.rd.commit_generation(f"{strategy}:{generation}", rows)
@@ -145,19 +177,19 @@ class ActivationSearch:
         return self.a.population * len(self.roles) * self.a.collaborators
 
     def random_search(self) -> "Top":
-        top = Top()
+        top = Top(self.a.final_candidates)
         for g in range(self.a.generations):
             combos = [{r: str(self.new_individual()) for r in self.roles}
                       for _ in range(self.per_generation)]
             metrics = self.score(combos)
             self.commit("random", g, combos, metrics)
             for c, m in zip(combos, metrics):
-                top.add(c, m["val_accuracy"])
+                top.add(c, m["fitness"])
         return top
 
     def ga(self) -> "Top":
         pop = [self.new_individual() for _ in range(self.per_generation)]
-        top = Top()
+        top = Top(self.a.final_candidates)
         for g in range(self.a.generations):
             if g:
                 pop = next_generation(pop, self.tb)
@@ -167,7 +199,7 @@ class ActivationSearch:
             self.commit("ga", g, combos, metrics)
             for ind, c, m in zip(todo, combos, metrics):
                 ind.fitness.values = (m["val_accuracy"],)
-                top.add(c, m["val_accuracy"])
+                top.add(c, m["fitness"])
         return top
 
     def random_member(self, pop) -> str:
@@ -177,7 +209,7 @@ class ActivationSearch:
     def coevolution(self) -> "Top":
         pops = {r: [self.new_individual() for _ in range(self.a.population)] for r in self.roles}
         reps = {r: self.random_member(pops[r]) for r in self.roles}
-        top = Top()
+        top = Top(self.a.final_candidates)
         for g in range(self.a.generations):
             if g:
                 pops = {r: next_generation(pops[r], self.tb) for r in self.roles}
@@ -195,20 +227,96 @@ class ActivationSearch:
             metrics = self.score(combos)
             self.commit("coevolution", g, combos, metrics)
             for ind, c, m in zip(owners, combos, metrics):
-                v = m["val_accuracy"]
+                v = m["fitness"]
                 if not ind.fitness.valid or v > ind.fitness.values[0]:
                     ind.fitness.values = (v,)
                 top.add(c, v)
             reps = {r: str(max(pops[r], key=lambda i: i.fitness.values[0])) for r in self.roles}
         return top
 
+    # ------------------------------------------------ (1+lambda), as Lapid & Sipper run it
+    @property
+    def es_generations(self) -> int:
+        """(1+lambda) generations of lambda = ``population`` trainings on the budget."""
+        return len(self.roles) * self.a.collaborators * self.a.generations
+
+    def one_plus_lambda(self, strategy: str, generations: int, draw, vary, combo, top: "Top",
+                        parent=None, offset: int = 0):
+        """(1+lambda): ``population`` offspring a generation (``vary(parent)``, or ``draw()``
+        while there is no parent yet); the best replaces the parent when at least as good
+        (ties move on, as in CGP). ``combo(genome)`` is the network's functions by role.
+        Returns the parent and its fitness."""
+        best = WORST if parent is None else parent[1]
+        for g in range(generations):
+            kids = [draw() if parent is None else vary(parent[0])
+                    for _ in range(self.a.population)]
+            combos = [combo(k) for k in kids]
+            metrics = self.score(combos)
+            self.commit(strategy, offset + g, combos, metrics)
+            for k, c, m in zip(kids, combos, metrics):
+                top.add(c, m["fitness"])
+                if parent is None or m["fitness"] >= best:
+                    parent, best = (k, m["fitness"]), m["fitness"]
+        return parent, best
+
+    def es_single(self) -> "Top":
+        top = Top(self.a.final_candidates)
+        self.one_plus_lambda("es_single", self.es_generations, self.new_individual,
+                             lambda p: self.fit_mutant(p),
+                             lambda t: {r: str(t) for r in self.roles}, top)
+        return top
+
+    def es_triple(self) -> "Top":
+        def vary(parent: dict) -> dict:
+            pick = [r for r in self.roles if random.random() < 1 / len(self.roles)]
+            pick = pick or [random.choice(self.roles)]
+            return {r: self.fit_mutant(t) if r in pick else t for r, t in parent.items()}
+
+        top = Top(self.a.final_candidates)
+        self.one_plus_lambda("es_triple", self.es_generations,
+                             lambda: {r: self.new_individual() for r in self.roles}, vary,
+                             lambda t: {r: str(v) for r, v in t.items()}, top)
+        return top
+
+    def coevolution_sequential(self) -> "Top":
+        """Three (1+lambda) searches in turn, one per slot, ``rounds`` times over."""
+        searches = self.a.rounds * len(self.roles)
+        share = [self.es_generations // searches + (i < self.es_generations % searches)
+                 for i in range(searches)]
+        start = {r: (self.new_individual() if self.a.start == "random" else None)
+                 for r in self.roles}
+        current = {r: str(t) if t is not None else FIXED["relu"] for r, t in start.items()}
+        parents: dict[str, tuple | None] = {r: None for r in self.roles}
+        top, done = Top(self.a.final_candidates), 0
+        for i, generations in enumerate(share):
+            role = self.roles[i % len(self.roles)]
+            # a later round starts from the slot's parent and its score from the last round
+            parent, _ = self.one_plus_lambda(
+                "coevolution_sequential", generations, self.new_individual, self.fit_mutant,
+                lambda t, role=role: {**current, role: str(t)}, top,
+                parent=parents[role], offset=done)
+            done += generations
+            if parent is not None:
+                parents[role] = parent
+                current[role] = str(parent[0])
+        return top
+
+    def fit_mutant(self, parent):
+        """A mutant of ``parent`` that passes the probe (a few tries, then any mutant)."""
+        for _ in range(20):
+            child = mutant(parent, self.tb)
+            if self.well_behaved(str(child)):
+                return child
+        return child
+
     # --------------------------------------------------------------- run
     def run(self, out: str | Path, progress: bool = True, on_generation=None) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         t0 = time.time()
-        searched = [s for s in self.a.strategies if s not in FIXED]
-        self.bar = tqdm(total=len(searched) * self.a.generations, desc="activation",
+        steps = sum(self.es_generations if s in ES else self.a.generations
+                    for s in self.a.strategies if s not in FIXED)
+        self.bar = tqdm(total=steps, desc="activation",
                         unit="gen", disable=not progress)
         self.on_generation = on_generation
         self.evaluator = self.bench.evaluator()
@@ -226,17 +334,27 @@ class ActivationSearch:
                                 test=True)
         self.bar.close()
         self.rd.commit_generation("final", [
-            {"generation": "final", "index": i, "strategy": s, "search_val_accuracy": v,
-             "val_accuracy": m["val_accuracy"], "test_accuracy": m.get("test_accuracy", ""),
+            {"generation": "final", "index": i, "strategy": s, "search_fitness": v,
+             "val_accuracy": m.get("best_val_accuracy", m["val_accuracy"]),
+             "test_accuracy": m.get("test_at_best_val", ""),
+             "paper_test_accuracy": m.get("best_test_accuracy", ""),
+             "last_test_accuracy": m.get("test_accuracy", ""),
+             "diverged": int(m.get("diverged", 0)),
              **{f"f_{r}": readable(c[r]) for r in self.roles}}
             for i, ((s, c, v), m) in enumerate(zip(cands, finals))])
+        # A strategy's answer: its finalist with the best validation accuracy over the final
+        # training's epochs; that epoch's test accuracy is the held-out score.
         winners: dict[str, tuple[dict[str, str], float, dict]] = {}
         for (s, c, v), m in zip(cands, finals):
-            if s not in winners or m["val_accuracy"] > winners[s][2]["val_accuracy"]:
+            if s not in winners or held_out_val(m) > held_out_val(winners[s][2]):
                 winners[s] = (c, v, m)
+        nan = float("nan")
         strategies = {s: {"functions": {r: readable(c[r]) for r in self.roles}, "prefix": c,
-                          "search_val_accuracy": v, "val_accuracy": m["val_accuracy"],
-                          "test_accuracy": m.get("test_accuracy", float("nan")),
+                          "search_fitness": v, "val_accuracy": held_out_val(m),
+                          "best_val_epoch": m.get("best_val_epoch", nan),
+                          "test_accuracy": m.get("test_at_best_val", nan),
+                          "paper_test_accuracy": m.get("best_test_accuracy", nan),
+                          "last_test_accuracy": m.get("test_accuracy", nan),
                           "diverged": bool(m.get("diverged", 0))}
                       for s, (c, v, m) in winners.items()}
         best = max(strategies, key=lambda s: strategies[s]["val_accuracy"])  # by validation
@@ -245,7 +363,13 @@ class ActivationSearch:
         summary = {"status": "complete", "kind": "activation_search", "best_strategy": best,
                    "best_functions": strategies[best]["functions"],
                    "test_accuracy": strategies[best]["test_accuracy"],
+                   "paper_test_accuracy": strategies[best]["paper_test_accuracy"],
                    "val_accuracy": strategies[best]["val_accuracy"],
+                   "scores": {"test_accuracy": "test accuracy at the final training's epoch "
+                              "with the best validation accuracy (held out)",
+                              "paper_test_accuracy": "best test accuracy over the final "
+                              "training's epochs (selects on the test split, as the paper "
+                              "reports)"},
                    "strategies": strategies, "evaluations_per_strategy":
                        self.per_generation * self.a.generations,
                    "dataset": self.cfg.data.dataset, "seed": self.cfg.seed,

@@ -111,8 +111,9 @@ class ActivationSearchKind(Kind):
         lines = []
         for name, st in summary["strategies"].items():
             funcs = "; ".join(f"{r}: {f}" for r, f in st["functions"].items())
+            paper = st.get("paper_test_accuracy", float("nan"))
             lines.append(f"{name:<12} val {st['val_accuracy']:.4f} "
-                         f"test {st['test_accuracy']:.4f}  {funcs}")
+                         f"test {st['test_accuracy']:.4f} (paper's {paper:.4f})  {funcs}")
         return lines + [f"best by validation: {summary['best_strategy']}; run directory: {out}"]
 
 

@@ -29,4 +29,12 @@ STRATEGIES = Registry("strategy", "activation.strategies", {
            "one population, one function in every layer"),
     "coevolution": ("neuroprune.searches.activation_search:ActivationSearch.coevolution",
                     "three populations, one per layer role"),
+    "es_single": ("neuroprune.searches.activation_search:ActivationSearch.es_single",
+                  "(1+lambda), one function in every slot (Lapid & Sipper)"),
+    "es_triple": ("neuroprune.searches.activation_search:ActivationSearch.es_triple",
+                  "(1+lambda) over three functions at once (Lapid & Sipper)"),
+    "coevolution_sequential": ("neuroprune.searches.activation_search:"
+                               "ActivationSearch.coevolution_sequential",
+                               "three (1+lambda) searches in turn, one per slot, the others at "
+                               "their current best (Lapid & Sipper)"),
 })
