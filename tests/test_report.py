@@ -48,7 +48,7 @@ RUNS = {
 #: the figures each kind's report draws
 FIGURES = {
     "mask_search": {"fitness.png", "learning_curve.png", "layers.png"},
-    "comparison": {"accuracy_vs_sparsity.png", "accuracy_vs_compute.png"},
+    "comparison": {"accuracy_vs_sparsity.png", "accuracy_vs_compute.png", "accuracy_vs_flops.png"},
     "activation_search": {"functions.png", "strategies.png", "search.png"},
     "ensemble_search": {"fitness.png", "accuracy.png"},
     "planted": {"planted.png"},
