@@ -35,6 +35,20 @@ def test_comparison_table_means_over_seeds():
     assert "0.8500 ± 0.0707" in comparison_table(rows)
 
 
+def test_labelled_baselines_are_tested_against():
+    from neuroprune.searches.comparison import baseline_labels
+    methods = ["snip", {"name": "dissipating_gradients", "label": "dg_paper"},
+               {"name": "dissipating_gradients", "label": "dg_ramp"}, "random"]
+    assert baseline_labels(methods) == ["random", "dg_paper", "dg_ramp"]
+    rows = [{"method": m, "sparsity": 0.9, "seed": s, "test_accuracy": a + 0.01 * s,
+             "wall_seconds": 1}
+            for m, a in (("random", 0.8), ("dg_paper", 0.9), ("dg_ramp", 0.85), ("snip", 0.7))
+            for s in range(3)]
+    table = comparison_table(rows, None, baseline_labels(methods))
+    assert "Against `dg_paper`" in table and "Against `dg_ramp`" in table
+    assert "| snip | -0.2000" in table.split("Against `dg_paper`")[1]
+
+
 def test_bad_method_in_comparison_is_refused_before_writing(tmp_path, capsys):
     out = tmp_path / "o"
     code = main(["run", str(REPO / "configs" / "compare_digits.yaml"), "--out", str(out),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..searches.comparison import comparison_table, compute_figure
+from ..searches.comparison import baseline_labels, comparison_table, compute_figure
 from ..searches.comparison_efficiency import efficiency_table, flops_figure
 from .document import Document
 from .inputs import Run
@@ -41,7 +41,9 @@ def report(runs: list[Run], doc: Document) -> None:
                        "Test accuracy of each method's final network against the training it "
                        "spent in all (network-epochs: one network trained for one epoch is "
                        "one), one panel per sparsity, mean ± std over seeds.")
-    doc.para(comparison_table(cells.to_dict("records"), budget).rstrip("\n"))
+    bases = list(dict.fromkeys(b for r in runs for b in baseline_labels(
+        (r.config.get("comparison") or {}).get("methods") or [])))
+    doc.para(comparison_table(rows, budget, bases).rstrip("\n"))
     if "flops" in cells and cells["flops"].notna().any():
         measured = [r for r in rows if pd.notna(r.get("flops"))]
         doc.para(efficiency_table(measured).strip("\n"))

@@ -11,8 +11,8 @@ network-epochs minus what its method's search spends (``Method.search_network_ep
 
 ``results.csv`` has one row per cell (accuracy, sparsity, network-epochs and training FLOPs);
 ``comparison.md`` the mean and standard deviation of the test accuracy per method and
-sparsity, the compute each spent, and Welch's t-test of every method against ``random`` and
-against ``dissipating_gradients`` where those ran; ``comparison.png`` plots test accuracy
+sparsity, the compute each spent, and Welch's t-test of every method against each baseline
+that ran: every entry of method ``random`` or ``dissipating_gradients``, under its label; ``comparison.png`` plots test accuracy
 against training compute.
 """
 
@@ -45,6 +45,18 @@ BASELINES = ("random", "dissipating_gradients")
 
 def cell_name(label: str, sparsity: float, seed: int) -> str:
     return f"{label}-s{sparsity:g}-seed{seed}"
+
+
+def baseline_labels(methods: list[Any]) -> list[str]:
+    """The labels of the entries of ``comparison.methods`` (names or ``{name, label, ...}``)
+    that the others are tested against: those of :data:`BASELINES`, random first."""
+    found = []
+    for entry in methods:
+        name = entry if isinstance(entry, str) else entry.get("name")
+        label = entry if isinstance(entry, str) else entry.get("label", name)
+        if name in BASELINES:
+            found.append((BASELINES.index(name), str(label)))
+    return [label for _, label in sorted(found, key=lambda t: t[0])]
 
 
 def labelled_entries(cfg: RunConfig) -> list[tuple[str, dict[str, Any]]]:
@@ -111,8 +123,9 @@ class Comparison:
         rows: list[dict[str, Any]] = []
         with shared_ray(cfg.backend, cfg.ray.address):
             _run_cells(self.searches, rd, rows, progress, log)
-        atomic_write_text(rd.path / "comparison.md", comparison_table(rows, cfg.comparison.budget)
-                          + efficiency_table(rows))
+        table = comparison_table(rows, cfg.comparison.budget,
+                                 baseline_labels(cfg.comparison.methods))
+        atomic_write_text(rd.path / "comparison.md", table + efficiency_table(rows))
         plot_compute(rows, rd.path / "comparison.png")
         plot_compute(rows, rd.path / "comparison_flops.png", flops_figure)
         summary = {"status": "complete", "kind": "comparison", "cells": len(rows),
@@ -179,9 +192,10 @@ def _test_cell(rows, method: str, baseline: str, sparsity: float) -> str:
     return f"{diff:+.4f} (p={p:.3f}){star}"
 
 
-def comparison_table(rows: list[dict[str, Any]], budget: int | None = None) -> str:
+def comparison_table(rows: list[dict[str, Any]], budget: int | None = None,
+                     baselines: list[str] | tuple[str, ...] = BASELINES) -> str:
     """Markdown: test accuracy mean ± std (over seeds) per method and sparsity, the compute
-    each spent, and each method against the baselines."""
+    each spent, and each method against each of ``baselines`` (labels) that ran."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     sparsities = sorted({r["sparsity"] for r in rows})
     n_seeds = len({r["seed"] for r in rows})
@@ -202,7 +216,7 @@ def comparison_table(rows: list[dict[str, Any]], budget: int | None = None) -> s
             "epochs; the searches spend what the network-epochs column says")
     text = (f"Test accuracy, mean ± std over {n_seeds} seed(s); {rule}. Network-epochs: one "
             f"network trained for one epoch is one.\n\n" + head + "\n".join(lines) + "\n")
-    for base in BASELINES:
+    for base in baselines:
         if base not in methods or n_seeds < 2:
             continue
         others = [m for m in methods if m != base]
