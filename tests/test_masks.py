@@ -63,8 +63,8 @@ def test_save_load_apply_round_trip(tmp_path):
     loaded, meta = load_mask(path)
     assert meta["method"] == "kstarts" and meta["architecture"] == {"arch": "mlp"}
     assert all(torch.equal(loaded[k], mask[k]) for k in mask)
-    plain = load_file(str(path))  # plain safetensors reads it
-    assert set(plain) == set(mask)
+    plain = load_file(str(path))  # plain safetensors reads it, in prune's naming
+    assert set(plain) == {k + "_mask" for k in mask}
     apply_mask(model, loaded)
     assert torch.equal(model[0].weight == 0, ~mask["0.weight"] | (model[0].weight_orig == 0))
     assert hasattr(model[0], "weight_mask")
