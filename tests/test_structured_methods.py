@@ -285,3 +285,15 @@ def test_a_structured_run_reports_the_sparsity_of_its_weights(tmp_path):
     assert summary["prunable_weights"] == sum(
         dict(build_model(search.bench.spec).named_parameters())[n].numel() for n in names)
     assert 0 < summary["sparsity"] < 1
+
+
+def test_slimming_without_batchnorm_says_it_ranks_by_filter_norms():
+    tree = {"data": {"dataset": "digits"}, "device": "cpu",
+            "model": {"name": "conv2", "width": 0.125, "widths": [16]},
+            "sparsity": {"target": 0.5, "structure": "all", "budget": "flops",
+                         "latency_repeats": 0},
+            "training": {"epochs": 1, "batch_size": 128},
+            "method": {"name": "slimming", "dense_epochs": 1}}
+    search = mask_search(load_config(tree=tree))
+    with search.bench.evaluator() as ev, pytest.warns(UserWarning, match="no BatchNorm"):
+        search.method.find(search.context(ev))

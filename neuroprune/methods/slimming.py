@@ -11,8 +11,11 @@ leaves open: ``normalise``), beside the scales divided by theirs.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
+from .base import MethodContext, MethodResult
 from .structured import Penalty, StructuredPruning
 
 
@@ -33,3 +36,10 @@ class Slimming(StructuredPruning):
         scale = space.channel_sums(rows.abs(), "scale")
         filt = space.channel_sums(rows.abs(), "filter")
         return torch.where(space.has_scale.to(rows.device), scale, filt)
+
+    def find(self, ctx: MethodContext) -> MethodResult:
+        if ctx.structure is not None and not bool(ctx.structure.has_scale.any()):
+            warnings.warn("slimming: the model has no BatchNorm scale to penalise, so every "
+                          "unit is ranked by its filters' L1 norm, as l1_filter does",
+                          stacklevel=2)
+        return super().find(ctx)
