@@ -65,6 +65,10 @@ class ComparisonConfig(Section):
     budget: int | None = Field(None, ge=1, description="network-epochs every cell trains in "
                                "all (its search and its final training); none: every final "
                                "training gets training.epochs")
+    reuse: bool = Field(True, description="train what several cells ask for alike (the dense "
+                        "or regularised training a structured method prunes at every "
+                        "sparsity, IMP's first round) once and share it through the run "
+                        "folder's memo/; the results are the same as without")
 
     @field_validator("sparsities")
     @classmethod

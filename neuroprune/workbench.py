@@ -10,6 +10,7 @@ own (:meth:`Workbench.derive`): the data is loaded once and shared.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -70,6 +71,7 @@ class Workbench:
     init_override: State | None = None
     shared_evaluator: Evaluator | None = None  # a batch of tuning trials trains through one
     structure: StructureSpace | None = None  # sparsity.structure other than element
+    memo: Path | None = None  # a sweep's shared trainings (neuroprune.engine.memo)
 
     @classmethod
     def from_config(cls, cfg: RunConfig, *, data: DataSplits | None = None,
@@ -161,11 +163,30 @@ class Workbench:
         from .engine import init_state
         return init_state(self.spec, self.seed if seed is None else seed)
 
+    def memo_context(self) -> dict[str, Any]:
+        """Everything besides the task that a training's result depends on: the key of the
+        world it trains in, for :class:`~neuroprune.engine.memo.Memoised`. The final
+        training's length (``training.epochs``) is left out: a task carries its own."""
+        cfg = self.config
+        return {"model": self.spec.to_dict(), "data": cfg.data.model_dump(mode="json"),
+                "training": cfg.training.model_dump(mode="json", exclude={"epochs"}),
+                "engine": cfg.engine.model_dump(mode="json"), "device": self.device,
+                "backend": cfg.backend,
+                "structure": cfg.sparsity.model_dump(mode="json", include={
+                    "structure", "layers", "exclude"}) if self.structure is not None else None,
+                "layout": [[n, list(s)] for n, s in zip(self.layout.names, self.layout.shapes)]}
+
     def evaluator(self, **options: Any) -> Evaluator:
         """The configured backend for this run's model, data and settings (or the shared
         evaluator of a batch of trials)."""
         if self.shared_evaluator is not None:
             return self.shared_evaluator
+        if self.memo is not None:
+            from .engine.memo import Memoised
+            return Memoised(self._backend(**options), self.memo, self.memo_context())
+        return self._backend(**options)
+
+    def _backend(self, **options: Any) -> Evaluator:
         from .backends import BACKENDS
         cfg = self.config
         if cfg.backend == "ray":

@@ -100,6 +100,13 @@ class TrainState:
 class TrainingHook:
     """Base class: every phase does nothing."""
 
+    def memo_key(self) -> Any:
+        """What this hook is, as JSON-able values, when that alone fixes what it does to a
+        training (its class and parameters); None (the default): it cannot be told apart
+        from another, so a training with it is never read from a memo
+        (:mod:`neuroprune.engine.memo`)."""
+        return None
+
     def start(self, state: TrainState) -> None:
         pass
 

@@ -30,6 +30,12 @@ class Penalty(TrainingHook):
         self.strengths = strengths
         self.params = params
 
+    def memo_key(self) -> Any:
+        """Class, strengths and parameters (the structure comes with the training's world)."""
+        params = None if self.params is None else self.params.model_dump(mode="json")
+        return [f"{type(self).__module__}.{type(self).__qualname__}",
+                [float(s) for s in self.strengths.tolist()], params]
+
     def penalty(self, rows: torch.Tensor) -> torch.Tensor:
         """``[P]`` penalty of the parameters as ``[P, n]`` rows (layout order)."""
         raise NotImplementedError

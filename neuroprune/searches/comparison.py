@@ -14,11 +14,20 @@ network-epochs minus what its method's search spends (``Method.search_network_ep
 sparsity, the compute each spent, and Welch's t-test of every method against each baseline
 that ran: every entry of method ``random`` or ``dissipating_gradients``, under its label; ``comparison.png`` plots test accuracy
 against training compute.
+
+With ``comparison.reuse`` (the default) a training that several cells ask for alike is run
+once and read by the others from ``memo/`` (:mod:`neuroprune.engine.memo`): a structured
+method's dense and regularised training is the same at every FLOPs budget, so a sweep over
+three budgets trains it once instead of three times. Every cell still records the method's
+whole cost in its network-epochs (``reused_network_epochs`` says how much of it an earlier
+cell trained), so the compute columns compare methods as if each had run alone; its wall
+time is what it took. ``memo/`` is removed once every cell is done.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -39,7 +48,7 @@ from .mask_search import MaskSearch
 
 COLUMNS = ["method", "sparsity", "seed", "test_accuracy", "val_accuracy", "actual_sparsity",
            "kept_weights", "network_epochs", "training_flops", "final_epochs", "wall_seconds",
-           "flops", "params", "latency"]
+           "flops", "params", "latency", "reused_network_epochs"]
 BASELINES = ("random", "dissipating_gradients")
 
 
@@ -121,6 +130,9 @@ class Comparison:
         rd.write_config(to_dict(cfg))
         t0 = time.time()
         rows: list[dict[str, Any]] = []
+        memo = rd.path / "memo" if cfg.comparison.reuse else None
+        for search, _, _ in self.searches:
+            search.bench.memo = memo
         with shared_ray(cfg.backend, cfg.ray.address):
             _run_cells(self.searches, rd, rows, progress, log)
         table = comparison_table(rows, cfg.comparison.budget,
@@ -128,11 +140,17 @@ class Comparison:
         atomic_write_text(rd.path / "comparison.md", table + efficiency_table(rows))
         plot_compute(rows, rd.path / "comparison.png")
         plot_compute(rows, rd.path / "comparison_flops.png", flops_figure)
+        spent = sum(r["network_epochs"] or 0 for r in rows)
+        reused = sum(r["reused_network_epochs"] or 0 for r in rows)
         summary = {"status": "complete", "kind": "comparison", "cells": len(rows),
                    "wall_seconds": round(time.time() - t0, 3),
+                   # what the cells' methods cost, and what of it was trained once for several
+                   "network_epochs": spent, "trained_network_epochs": spent - reused,
                    "best": max(rows, key=lambda r: r["val_accuracy"]),
                    "device": self.bench.device}
         rd.write_summary(summary)
+        if memo is not None:  # a cache: every cell that could read it is done
+            shutil.rmtree(memo, ignore_errors=True)
         return summary
 
 
@@ -158,6 +176,7 @@ def _run_cells(searches, rd, rows, progress, log) -> None:
                      "kept_weights": summary["kept_weights"],
                      "network_epochs": compute.get("network_epochs"),
                      "training_flops": compute.get("training_flops"),
+                     "reused_network_epochs": compute.get("reused_network_epochs"),
                      "final_epochs": search.cfg.training.epochs,
                      "wall_seconds": summary["wall_seconds"]})
         atomic_write_csv(rd.path / "results.csv", rows, COLUMNS)
@@ -214,6 +233,10 @@ def comparison_table(rows: list[dict[str, Any]], budget: int | None = None,
     rule = (f"every cell trains for {budget} network-epochs in all (search and final "
             f"training)" if budget else "the final network of every method gets the same "
             "epochs; the searches spend what the network-epochs column says")
+    if any(r.get("reused_network_epochs") for r in rows):
+        rule += ("; a cell that read a training an earlier cell had done (the same dense "
+                 "training at another sparsity) counts it in its network-epochs but took "
+                 "less wall time")
     text = (f"Test accuracy, mean ± std over {n_seeds} seed(s); {rule}. Network-epochs: one "
             f"network trained for one epoch is one.\n\n" + head + "\n".join(lines) + "\n")
     for base in baselines:

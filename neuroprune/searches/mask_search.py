@@ -81,18 +81,24 @@ class MaskSearch:
         self._check_memory()
 
     def compute(self, network_epochs: int, search_epochs: int,
-                resume_state: dict | None) -> dict[str, Any]:
+                resume_state: dict | None, reused: int | None = None) -> dict[str, Any]:
         """The training this run spent: network-epochs (of the search and in all) and
         training FLOPs (three forward passes' worth per sample: forward, backward through
         activations and weights), counted for the dense network in dense kernels. A resumed
-        run adds what the interrupted one had spent."""
+        run adds what the interrupted one had spent. Trainings read from a sweep's memo count
+        as spent (they are the method's cost); ``reused`` says how many network-epochs of
+        them this run did not train itself."""
         from ..engine.memory import forward_flops
         before = (resume_state or {}).get("network_epochs", 0)
         total = network_epochs + before
         per_epoch = 3 * forward_flops(self.bench.build_model(), self.bench.data.input_shape) * \
             len(self.bench.data.train_y)
-        return {"network_epochs": total, "search_network_epochs": search_epochs + before,
-                "training_flops": total * per_epoch}
+        out = {"network_epochs": total, "search_network_epochs": search_epochs + before,
+               "training_flops": total * per_epoch}
+        if reused is not None:  # a sweep's cell: what an earlier cell had trained already
+            out["reused_network_epochs"] = reused + (resume_state or {}).get(
+                "reused_network_epochs", 0)
+        return out
 
     def _check_memory(self) -> None:
         """Refuse a search whose own state (a population of masks) cannot fit where it lives."""
@@ -141,6 +147,9 @@ class MaskSearch:
                 log(f"resuming from {path.name} (generation {resume_state['generation']})")
             t0 -= float(resume_state.get("wall_seconds", 0.0)) if resume_state else 0.0
         evaluator = Metered(self.bench.evaluator())  # a missing or unreachable Ray ends here
+
+        def reused() -> int | None:
+            return getattr(evaluator.inner, "reused_network_epochs", None)
         log(f"engine: {evaluator.describe()}")
         rd.create()
         rd.write_config(to_dict(cfg))
@@ -152,6 +161,9 @@ class MaskSearch:
         def commit(generation: int, rows: list[dict[str, Any]], state: dict[str, Any]) -> None:
             state = {**state, "wall_seconds": time.time() - t0,
                      "network_epochs": evaluator.network_epochs + spent_before}
+            if reused() is not None:
+                state["reused_network_epochs"] = reused() + (resume_state or {}).get(
+                    "reused_network_epochs", 0)
             rd.commit_generation(generation, rows)
             rd.save_checkpoint(generation, state)
             if state.get("logbook") is not None:
@@ -193,7 +205,8 @@ class MaskSearch:
         weights = trained.weights_of(0) if trained.weights is not None else None
         figures = ({} if weights is None else efficiency_of_weights(
             self.bench.spec, weights, mask, cfg.sparsity.latency_repeats))
-        compute = self.compute(evaluator.network_epochs, search_epochs, resume_state)
+        compute = self.compute(evaluator.network_epochs, search_epochs, resume_state,
+                               reused())
         if trained.extras.get("curve"):
             rd.write_curve(trained.extras["curve"][0])
         rd.commit_generation("final", [{"generation": "final", "index": 0,
