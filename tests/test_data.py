@@ -59,6 +59,19 @@ def test_mnist_10k_protocol_from_test_files(mnist10k_root):
     torch.testing.assert_close(d.test_x[:, 0], expect, rtol=1e-4, atol=1e-4)
 
 
+def test_padding_makes_32x32_images_with_their_background_around_them(mnist10k_root):
+    root, images, _ = mnist10k_root
+    plain = load_dataset("mnist", root=str(root))
+    d = load_dataset("mnist", root=str(root), pad=2)
+    assert d.input_shape == (1, 32, 32) and d.sizes() == plain.sizes()
+    for split in ("train", "val", "test"):
+        x, inner = getattr(d, f"{split}_x"), getattr(plain, f"{split}_x")
+        assert torch.equal(x[:, :, 2:30, 2:30], inner)
+        border = torch.cat([x[:, :, :2].flatten(), x[:, :, -2:].flatten(),
+                            x[:, :, :, :2].flatten(), x[:, :, :, -2:].flatten()])
+        assert torch.equal(border, torch.full_like(border, float(plain.train_x.min())))
+
+
 def test_mnist_full_protocol_and_torchvision_layout(tmp_path):
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)

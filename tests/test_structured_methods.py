@@ -297,3 +297,31 @@ def test_slimming_without_batchnorm_says_it_ranks_by_filter_norms():
     search = mask_search(load_config(tree=tree))
     with search.bench.evaluator() as ev, pytest.warns(UserWarning, match="no BatchNorm"):
         search.method.find(search.context(ev))
+
+
+def test_the_shipped_resnet20_config_runs_on_kmnist_files_padded_to_32x32(tmp_path):
+    """configs/compare_structured_resnet20_kmnist.yaml, shrunk: KMNIST-format files, one
+    seed, one budget, two methods, one epoch."""
+    import numpy as np
+    import pandas as pd
+
+    from helpers import REPO
+    from neuroprune.searches.comparison import Comparison
+    from neuroprune.workbench import Workbench
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "kmnist-test-imgs.npz", arr_0=rng.integers(0, 256, (60, 28, 28),
+                                                                      dtype=np.uint8))
+    np.savez(tmp_path / "kmnist-test-labels.npz", arr_0=np.arange(60) % 10)
+    cfg = load_config(REPO / "configs" / "compare_structured_resnet20_kmnist.yaml", [
+        f"data.root={tmp_path}", "device=cpu", "training.epochs=1", "comparison.seeds=[0]",
+        "comparison.sparsities=[0.75]", "sparsity.latency_repeats=0",
+        "comparison.methods=[{name: l1_filter, dense_epochs: 1}, "
+        "{name: slimming, dense_epochs: 1}]"])
+    bench = Workbench.from_config(cfg)
+    assert bench.data.input_shape == (1, 32, 32)
+    Comparison(bench).run(tmp_path / "c", progress=False, log=lambda _: None)
+    rows = pd.read_csv(tmp_path / "c" / "results.csv")
+    assert len(rows) == 2
+    for cell in (tmp_path / "c" / "cells").iterdir():
+        summary = json.loads((cell / "summary.json").read_text())
+        assert summary["flops_compact"] <= 0.25 * summary["flops_dense"], cell.name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import DataSplits, check_splits
+from .base import DataSplits, check_splits, pad_images
 from .config import DataConfig
 from .registry import AUGMENTATIONS, DATASETS
 
@@ -24,7 +24,8 @@ def load_dataset(config: DataConfig | str = "digits", **options: Any) -> DataSpl
                               f"{err['msg'].removeprefix('Value error, ')}") from None
     elif options:
         config = config.model_copy(update=options)
-    return check_splits(DATASETS.load(config.dataset)(config))
+    data = check_splits(DATASETS.load(config.dataset)(config))
+    return pad_images(data, config.pad) if config.pad else data
 
 
 __all__ = ["AUGMENTATIONS", "DATASETS", "DataConfig", "DataSplits", "load_dataset"]

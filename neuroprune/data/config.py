@@ -33,6 +33,9 @@ class DataConfig(Section):
     features: int = Field(20, ge=1, description="blobs: features per sample")
     classes: int = Field(10, ge=2, description="generated sets: classes")
     image_size: int = Field(32, ge=4, description="images: height and width (3 channels)")
+    pad: int = Field(0, ge=0, le=64, description="pixels of background added around every "
+                     "image (2 turns the MNIST family's 28x28 into the 32x32 of LeNet-5's paper "
+                     "and of CIFAR models)")
     augment: registered_list(AUGMENTATIONS) = Field(
         [], description="on-device augmentation of training batches, seeded: crop "
         "(random crop with 4 pixels of padding), flip (horizontal)")
