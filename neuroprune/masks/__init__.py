@@ -6,7 +6,8 @@ from .allocation import (ALLOCATIONS, Layout, bits_to_mask, check_bits, erk_dens
 from .io import apply_mask, load_mask, load_weights, save_mask
 from .compact import compact, rebuild_compact
 from .mask import Mask
-from .structure import BUDGETS, STRUCTURES, StructureSpace, structure_space
+from .groups import STRUCTURES
+from .structure import BUDGETS, StructureSpace, structure_space
 
 __all__ = ["ALLOCATIONS", "BUDGETS", "STRUCTURES", "Layout", "Mask", "StructureSpace",
            "apply_mask", "bits_to_mask", "check_bits", "compact", "rebuild_compact",

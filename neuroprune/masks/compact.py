@@ -10,7 +10,7 @@ when it cannot change the output:
   Linear layer with a bias: its constant output is folded into those biases first (the dead
   units an unstructured mask leaves in a fully connected network).
 
-The removal itself is Torch-Pruning's (:func:`.structure.dependency_graph`); its pruning
+The removal itself is Torch-Pruning's (:func:`.groups.dependency_graph`); its pruning
 history, replayed on a fresh dense model (:func:`rebuild_compact`), rebuilds the compact
 architecture, so a compact file is a state dict plus that history.
 """
@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .structure import dependency_graph, group_members, group_roots
+from .groups import dependency_graph, group_members, group_roots
 
 #: module types that are not activations (an activation maps 0 to 0, or compaction checks)
 LAYER_TYPES = (nn.Linear, nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm,

@@ -6,7 +6,8 @@ from pydantic import Field, field_validator
 
 from ..section import Section, registered
 from .allocation import ALLOCATIONS
-from .structure import BUDGETS, STRUCTURES
+from .groups import STRUCTURES
+from .structure import BUDGETS
 
 
 class SparsityConfig(Section):
