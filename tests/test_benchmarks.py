@@ -53,3 +53,25 @@ def test_structured_latency_prints_the_speedup_of_the_compact_network():
                  "16", "--batch", "8", "--repeats", "1")
     assert re.fullmatch(r"FLOPs removed: 7\d\.\d%", lines[-2])
     assert re.fullmatch(r"speedup: \d+\.\dx", lines[-1])
+
+
+def test_structured_latency_times_the_networks_a_comparison_found(tmp_path):
+    import pytest
+    pytest.importorskip("torch_pruning")
+    from neuroprune.config import load_config
+    from neuroprune.searches.comparison import Comparison
+    from neuroprune.workbench import Workbench
+    tree = {"kind": "comparison", "data": {"dataset": "digits"}, "device": "cpu",
+            "model": {"name": "conv2", "width": 0.125, "widths": [16]},
+            "sparsity": {"structure": "channel", "budget": "flops", "latency_repeats": 0},
+            "training": {"epochs": 1, "batch_size": 128},
+            "comparison": {"methods": [{"name": "l1_filter", "dense_epochs": 1}],
+                           "sparsities": [0.5, 0.75], "seeds": [0, 1]}}
+    Comparison(Workbench.from_config(load_config(tree=tree))).run(
+        tmp_path / "c", progress=False, log=lambda _: None)
+    lines = _run("structured_latency.py", "--runs", str(tmp_path / "c"), "--batch", "8",
+                 "--repeats", "1")
+    assert lines[0].startswith("4 networks under")
+    assert lines[1] == "| method | 50% fewer FLOPs | 75% fewer FLOPs |"
+    assert re.fullmatch(r"\| l1_filter \| \d+\.\dx \(\d+\.\d-\d+\.\d\) \| \d+\.\dx "
+                        r"\(\d+\.\d-\d+\.\d\) \|", lines[3])
