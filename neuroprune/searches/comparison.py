@@ -48,7 +48,7 @@ from .mask_search import MaskSearch
 
 COLUMNS = ["method", "sparsity", "seed", "test_accuracy", "val_accuracy", "actual_sparsity",
            "kept_weights", "network_epochs", "training_flops", "final_epochs", "wall_seconds",
-           "flops", "params", "latency", "reused_network_epochs"]
+           "flops", "params", "latency", "flops_dense", "latency_dense", "reused_network_epochs"]
 BASELINES = ("random", "dissipating_gradients")
 
 
@@ -173,6 +173,9 @@ def _run_cells(searches, rd, rows, progress, log) -> None:
                      # CPU seconds at batch 256 (absent without the efficiency figures)
                      "flops": summary.get("flops"), "params": summary.get("params"),
                      "latency": summary.get("latency"),
+                     # the same figures of the dense network it was cut from
+                     "flops_dense": summary.get("flops_dense"),
+                     "latency_dense": summary.get("latency_b256_dense"),
                      "kept_weights": summary["kept_weights"],
                      "network_epochs": compute.get("network_epochs"),
                      "training_flops": compute.get("training_flops"),
