@@ -94,7 +94,9 @@ def test_comparison_cells_are_nested_tensorboard_runs(tmp_path):
     scalars = tbparse.SummaryReader(str(out / "tb"), extra_columns={"dir_name"}).scalars
     curves = scalars[scalars.tag == "curve/val_accuracy"]
     assert set(curves.dir_name) == {"random-s0.9-seed0", "snip-s0.9-seed0"}
-    assert set(scalars[scalars.dir_name == ""].tag) == {"summary/cells", "summary/wall_seconds"}
+    assert set(scalars[scalars.dir_name == ""].tag) == {
+        "summary/cells", "summary/wall_seconds", "summary/network_epochs",
+        "summary/trained_network_epochs"}
 
 
 class Recorder(Tracker):
