@@ -542,3 +542,72 @@ def test_sigkill_at_random_moments_in_tune_loses_and_repeats_no_trial(tmp_path):
         summary = json.loads((REPO / t.user_attrs["run_dir"]).joinpath("summary.json")
                              .read_text())
         assert t.value == summary["val_accuracy"]
+
+
+# ------------------------------------------- every method: stopped after a commit, resumed
+class _Stop(Exception):
+    pass
+
+
+def _element(method, **params):
+    return {"data": {"dataset": "digits"}, "device": "cpu", "seed": 1,
+            "model": {"name": "mlp", "widths": [16]},
+            "sparsity": {"target": 0.8, "latency_repeats": 0},
+            "training": {"epochs": 1, "batch_size": 128}, "method": {"name": method, **params}}
+
+
+def _structured(method, **params):
+    return {"data": {"dataset": "digits"}, "device": "cpu", "seed": 1,
+            "model": {"name": "conv2", "width": 0.125, "widths": [16], "batch_norm": True},
+            "sparsity": {"target": 0.5, "structure": "channel", "budget": "flops",
+                         "latency_repeats": 0},
+            "training": {"epochs": 1, "batch_size": 128}, "method": {"name": method, **params}}
+
+
+# every method that commits generations before its final training, in each of its shapes
+COMMITTING = {
+    "kstarts_ga": _element("kstarts", population=4, generations=2, search_epochs=1),
+    "kstarts_paper": _element("kstarts", variant="paper", population=3, search_epochs=1,
+                              fitness={"accuracy": 0.0, "magnitude": 1.0}),
+    "kstarts_then_dg": _element("kstarts_dg", population=4, generations=2, search_epochs=1,
+                                dg_epochs=2),
+    "dg_seeds_kstarts": _element("kstarts_dg", combination="dg_seeds_kstarts", population=4,
+                                 generations=2, search_epochs=1, dg_epochs=1),
+    "dg_fraction": _element("dissipating_gradients", rule="fraction", epochs=2),
+    "dg_ramp": _element("dissipating_gradients", epochs=2),
+    "imp": _element("imp", rate=0.6, round_epochs=1),
+    "magnitude_retrain": _element("magnitude_retrain"),
+    "group_lasso": _structured("group_lasso", dense_epochs=1, strengths=[0.001, 0.01]),
+    "l1_filter": _structured("l1_filter", dense_epochs=1),
+    "stressednets": _structured("stressednets", generations=3, offspring=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMMITTING))
+def test_a_run_stopped_after_a_commit_resumes_to_the_same_result_and_counts_once(tmp_path,
+                                                                                  name):
+    from safetensors.torch import load_file
+
+    from neuroprune.config import load_config
+    from neuroprune.searches.mask_search import MaskSearch
+    from neuroprune.workbench import Workbench
+
+    def search():
+        return MaskSearch(Workbench.from_config(load_config(tree=COMMITTING[name])))
+
+    whole = search().run(tmp_path / "whole", progress=False, log=lambda _: None)
+
+    def stop(generation, rows):
+        raise _Stop(generation)
+
+    with pytest.raises(_Stop):
+        search().run(tmp_path / "cut", progress=False, log=lambda _: None, on_generation=stop)
+    assert RunDir(tmp_path / "cut").checkpoints() and not RunDir(tmp_path / "cut").is_complete()
+    resumed = search().run(tmp_path / "cut", progress=False, resume=True, log=lambda _: None)
+    for key in ("test_accuracy", "val_accuracy", "sparsity", "kept_weights", "compute"):
+        assert resumed[key] == whole[key], key
+    a, b = (load_file(p / "best_mask.safetensors") for p in (tmp_path / "whole",
+                                                              tmp_path / "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = [ln for ln in (tmp_path / "cut" / "results.csv").read_text().splitlines()]
+    assert len(rows) == len(set(rows))  # a generation committed again is kept once

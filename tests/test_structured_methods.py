@@ -327,3 +327,21 @@ def test_the_shipped_resnet20_config_runs_on_kmnist_files_padded_to_32x32(tmp_pa
     for cell in (tmp_path / "c" / "cells").iterdir():
         summary = json.loads((cell / "summary.json").read_text())
         assert summary["flops_compact"] <= 0.25 * summary["flops_dense"], cell.name
+
+
+UNREGULARISED = {"l1_filter", "ispasp", "stressednets"}
+
+
+@pytest.mark.parametrize("name", sorted(set(STRUCTURED) - UNREGULARISED))
+def test_every_regularised_method_trains_one_network_per_strength(name):
+    search = _search(name, dense_epochs=1, strengths="[0.001, 0.1]")
+    with search.bench.evaluator() as ev:
+        res = search.method.find(search.context(ev))
+    assert [r["strength"] for r in res.info["front"]] == [0.001, 0.1]
+    assert res.info["strength"] in (0.001, 0.1)
+
+
+@pytest.mark.parametrize("name", ["l1_filter", "ispasp"])
+def test_strengths_of_a_method_without_a_regulariser_are_refused(name):
+    with pytest.raises(ConfigError, match="without a regulariser"):
+        _search(name, strengths="[0.001, 0.1]")

@@ -91,6 +91,13 @@ class Method(ABC):
     def find(self, ctx: MethodContext) -> MethodResult:
         """Search for a mask at the layout's sparsity."""
 
+    def resumes(self) -> bool:
+        """Whether :meth:`find` continues from ``ctx.resume_state``, the state its last
+        committed generation saved. A method that does not runs its search again from the
+        start when its run is resumed (deterministically, to the same result), and what the
+        interrupted run trained is not counted twice."""
+        return False
+
     def search_network_epochs(self, final_epochs: int, sparsity: float) -> int:
         """Network-epochs of training the search itself spends (one network trained for one
         epoch is one) when the final training has ``final_epochs`` and the target is

@@ -95,6 +95,7 @@ class FFR(StructuredPruning):
     summary = "penalise the length and curvature of the feature flow, remove small filters"
     citation = "Wu et al. 2021, arXiv 2106.02914"
     Params = FFRParams
+    penalty = FeatureFlow  # built by :meth:`hook`, which also hands it the model
 
     def hook(self, ctx, strengths: torch.Tensor) -> FeatureFlow:
         return FeatureFlow(ctx.structure, strengths, self.params, ctx.spec)

@@ -138,6 +138,9 @@ class KStarts(Method):
         signals)."""
         return random_rows(ctx.layout, self.params.population, draws)
 
+    def resumes(self) -> bool:
+        return self.params.variant == "ga"  # the GA continues from its last generation
+
     def find(self, ctx: MethodContext) -> MethodResult:
         if self.params.variant == "paper":
             return self.best_of_k(ctx)

@@ -66,6 +66,11 @@ class KStartsDG(KStarts):
         return DGParams(rule=rule, epochs=target_epochs or p.dg_epochs, fraction=p.dg_fraction,
                         score=p.dg_score, rewind=False)
 
+    def resumes(self) -> bool:
+        # kstarts_then_dg's generations after the K-starts stage belong to DG, which starts
+        # over; dg_seeds_kstarts is the GA after an uncommitted DG scoring
+        return self.params.combination == "dg_seeds_kstarts" and super().resumes()
+
     def find(self, ctx: MethodContext) -> MethodResult:
         if self.params.combination == "dg_seeds_kstarts":
             return super().find(ctx)

@@ -48,6 +48,9 @@ class StressedNets(Method):
         p = self.params
         return p.generations * p.offspring * p.epochs
 
+    def resumes(self) -> bool:
+        return True  # each generation saves its parent and the random state
+
     def find(self, ctx: MethodContext) -> MethodResult:
         space, p = ctx.structure, self.params
         if space is None:
@@ -57,7 +60,14 @@ class StressedNets(Method):
         parent_keep = torch.ones(space.size, dtype=torch.bool)
         parent_state = {k: v.clone() for k, v in ctx.init.items()}
         logbook = tools.Logbook()
-        for g in range(p.generations):
+        start = 0
+        if ctx.resume_state is not None:  # the generation after the last committed one
+            saved = ctx.resume_state
+            parent_keep, parent_state = saved["parent_keep"], saved["parent_state"]
+            logbook = saved["logbook"]
+            gen.set_state(saved["random"])
+            start = saved["generation"] + 1
+        for g in range(start, p.generations):
             rows_w = space.rows_of({n: parent_state[n][None].float()
                                     for n in space.layout.names})
             strength = space.channel_sums(rows_w.abs(), "filter")[0]
@@ -83,7 +93,9 @@ class StressedNets(Method):
                 ctx.commit(g, [{"generation": g, "index": i, "val_accuracy": float(a),
                                 "sparsity": float(space.cost(rows[i:i + 1], "sparsity")[0])}
                                for i, a in enumerate(accuracy.tolist())],
-                           {"generation": g, "method": self.name})
+                           {"generation": g, "method": self.name, "parent_keep": parent_keep,
+                            "parent_state": parent_state, "logbook": logbook,
+                            "random": gen.get_state()})
         return MethodResult(bits=space.expand(parent_keep[None])[0], init=parent_state,
                             from_init=False, info={"exact": False, "logbook": list(logbook),
                                                    "units_kept": int(parent_keep.sum())})

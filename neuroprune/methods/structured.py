@@ -84,6 +84,12 @@ class StructuredPruning(Method):
     #: the training extra (``[P, G]``) that ranks the units, instead of :meth:`scores`
     score_extra: ClassVar[str | None] = None
 
+    def __init__(self, params: MethodParams | None = None):
+        super().__init__(params)
+        if self.penalty is None and "strengths" in self.params.model_fields_set:
+            raise ConfigError(f"method {self.name} trains without a regulariser, so it has no "
+                              f"strengths to sweep; drop its strengths")
+
     def scores(self, space, rows: torch.Tensor) -> torch.Tensor:
         """``[P, G]`` importance of every group channel from trained parameter rows."""
         raise NotImplementedError
@@ -117,11 +123,18 @@ class StructuredPruning(Method):
         return p * (self.params.dense_epochs or final_epochs) + \
             (p * self.params.select_epochs if p > 1 else 0)
 
+    def resumes(self) -> bool:
+        return True  # generation 0 saves what it found: a resumed run goes on from there
+
     def find(self, ctx: MethodContext) -> MethodResult:
         space = ctx.structure
         if space is None:
             raise ConfigError(f"method {self.name} needs sparsity.structure: neuron, channel "
                               f"or all")
+        if ctx.resume_state is not None and "found" in ctx.resume_state:
+            found = ctx.resume_state["found"]
+            return MethodResult(bits=found["bits"], init=found["init"], from_init=False,
+                                info=found["info"])
         values = self.strengths()
         strengths = torch.tensor(values, dtype=torch.float32)
         p = len(strengths)
@@ -159,11 +172,13 @@ class StructuredPruning(Method):
             front.append({"generation": 0, "index": i, "strength": values[i],
                           "val_accuracy": accuracy[i], "flops_fraction": flops[i],
                           "sparsity": float(space.cost(rows[i:i + 1], "sparsity")[0])})
-        if ctx.commit is not None:
-            ctx.commit(0, front, {"generation": 0, "method": self.name})
         info: dict[str, Any] = {"exact": False, "strength": values[best],
                                 "front": [{k: r[k] for k in ("strength", "val_accuracy",
                                                              "flops_fraction")} for r in front]}
-        return MethodResult(bits=rows[best], init={k: v[best].clone() for k, v in inits.items()},
-                            from_init=False,
-                            info=info)
+        result = MethodResult(bits=rows[best].clone(),
+                              init={k: v[best].clone() for k, v in inits.items()},
+                              from_init=False, info=info)
+        if ctx.commit is not None:
+            ctx.commit(0, front, {"generation": 0, "method": self.name, "found": {
+                "bits": result.bits, "init": result.init, "info": info}})
+        return result
