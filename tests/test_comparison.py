@@ -47,6 +47,9 @@ def test_labelled_baselines_are_tested_against():
     table = comparison_table(rows, None, baseline_labels(methods))
     assert "Against `dg_paper`" in table and "Against `dg_ramp`" in table
     assert "| snip | -0.2000" in table.split("Against `dg_paper`")[1]
+    # the structured baseline, in a comparison of structured methods
+    assert baseline_labels(["group_lasso", {"name": "l1_filter", "dense_epochs": 5}]) == [
+        "l1_filter"]
 
 
 def test_bad_method_in_comparison_is_refused_before_writing(tmp_path, capsys):

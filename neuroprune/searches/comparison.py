@@ -12,7 +12,8 @@ network-epochs minus what its method's search spends (``Method.search_network_ep
 ``results.csv`` has one row per cell (accuracy, sparsity, network-epochs and training FLOPs);
 ``comparison.md`` the mean and standard deviation of the test accuracy per method and
 sparsity, the compute each spent, and Welch's t-test of every method against each baseline
-that ran: every entry of method ``random`` or ``dissipating_gradients``, under its label; ``comparison.png`` plots test accuracy
+that ran: every entry of method ``random``, ``dissipating_gradients`` or ``l1_filter``, under
+its label; ``comparison.png`` plots test accuracy
 against training compute.
 
 With ``comparison.reuse`` (the default) a training that several cells ask for alike is run
@@ -49,7 +50,9 @@ from .mask_search import MaskSearch
 COLUMNS = ["method", "sparsity", "seed", "test_accuracy", "val_accuracy", "actual_sparsity",
            "kept_weights", "network_epochs", "training_flops", "final_epochs", "wall_seconds",
            "flops", "params", "latency", "flops_dense", "latency_dense", "reused_network_epochs"]
-BASELINES = ("random", "dissipating_gradients")
+#: what the other methods are tested against, where they ran: the sanity baseline, the paper's
+#: method, and the structured baseline every structured-pruning paper compares with
+BASELINES = ("random", "dissipating_gradients", "l1_filter")
 
 
 def cell_name(label: str, sparsity: float, seed: int) -> str:
