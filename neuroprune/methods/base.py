@@ -91,9 +91,9 @@ class Method(ABC):
     def find(self, ctx: MethodContext) -> MethodResult:
         """Search for a mask at the layout's sparsity."""
 
-    def resumes(self) -> bool:
-        """Whether :meth:`find` continues from ``ctx.resume_state``, the state its last
-        committed generation saved. A method that does not runs its search again from the
+    def resumes(self, state: dict[str, Any]) -> bool:
+        """Whether :meth:`find` continues from ``state``, what its last committed generation
+        saved (``ctx.resume_state``). A method that does not runs its search again from the
         start when its run is resumed (deterministically, to the same result), and what the
         interrupted run trained is not counted twice."""
         return False

@@ -138,8 +138,9 @@ class KStarts(Method):
         signals)."""
         return random_rows(ctx.layout, self.params.population, draws)
 
-    def resumes(self) -> bool:
-        return self.params.variant == "ga"  # the GA continues from its last generation
+    def resumes(self, state) -> bool:
+        # the GA continues from its last generation
+        return self.params.variant == "ga" and "population" in state
 
     def find(self, ctx: MethodContext) -> MethodResult:
         if self.params.variant == "paper":

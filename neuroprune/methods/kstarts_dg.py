@@ -66,10 +66,10 @@ class KStartsDG(KStarts):
         return DGParams(rule=rule, epochs=target_epochs or p.dg_epochs, fraction=p.dg_fraction,
                         score=p.dg_score, rewind=False)
 
-    def resumes(self) -> bool:
+    def resumes(self, state) -> bool:
         # kstarts_then_dg's generations after the K-starts stage belong to DG, which starts
         # over; dg_seeds_kstarts is the GA after an uncommitted DG scoring
-        return self.params.combination == "dg_seeds_kstarts" and super().resumes()
+        return self.params.combination == "dg_seeds_kstarts" and super().resumes(state)
 
     def find(self, ctx: MethodContext) -> MethodResult:
         if self.params.combination == "dg_seeds_kstarts":

@@ -48,8 +48,8 @@ class StressedNets(Method):
         p = self.params
         return p.generations * p.offspring * p.epochs
 
-    def resumes(self) -> bool:
-        return True  # each generation saves its parent and the random state
+    def resumes(self, state) -> bool:
+        return "parent_keep" in state  # each generation saves its parent and random state
 
     def find(self, ctx: MethodContext) -> MethodResult:
         space, p = ctx.structure, self.params

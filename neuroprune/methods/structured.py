@@ -123,8 +123,8 @@ class StructuredPruning(Method):
         return p * (self.params.dense_epochs or final_epochs) + \
             (p * self.params.select_epochs if p > 1 else 0)
 
-    def resumes(self) -> bool:
-        return True  # generation 0 saves what it found: a resumed run goes on from there
+    def resumes(self, state) -> bool:
+        return "found" in state  # generation 0 saved what it found: go on from there
 
     def find(self, ctx: MethodContext) -> MethodResult:
         space = ctx.structure

@@ -146,7 +146,7 @@ class MaskSearch:
             if resume_state is not None:
                 log(f"resuming from {path.name} (generation {resume_state['generation']})")
             t0 -= float(resume_state.get("wall_seconds", 0.0)) if resume_state else 0.0
-            if resume_state is not None and not self.method.resumes():
+            if resume_state is not None and not self.method.resumes(resume_state):
                 # its search runs again from the start (to the same result): what the
                 # interrupted run trained is trained again, and counted once
                 log(f"{self.method.name} does not continue a search from a checkpoint: it "
