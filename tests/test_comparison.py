@@ -47,6 +47,8 @@ def test_labelled_baselines_are_tested_against():
     table = comparison_table(rows, None, baseline_labels(methods))
     assert "Against `dg_paper`" in table and "Against `dg_ramp`" in table
     assert "| snip | -0.2000" in table.split("Against `dg_paper`")[1]
+    alone = [r for r in rows if r["method"] == "random"]
+    assert "Against" not in comparison_table(alone, None, ["random"])  # nothing to test
     # the structured baseline, in a comparison of structured methods
     assert baseline_labels(["group_lasso", {"name": "l1_filter", "dense_epochs": 5}]) == [
         "l1_filter"]

@@ -94,6 +94,7 @@ def test_kind_comparison_runs_structured_methods_at_flops_budgets(tmp_path):
     assert summary["cells"] == 4
     table = (tmp_path / "c" / "comparison.md").read_text()
     assert "l1_filter" in table and "slimming" in table and "FLOPs / sample" in table
+    assert "| 50.0% fewer FLOPs | 75.0% fewer FLOPs |" in table  # the budget, not sparsity
     assert re.search(r"\| l1_filter \| 75% \| [\d,]+ \| [\d,]+ \| [\d.]+ \| \d+\.\dx \|", table)
     assert (tmp_path / "c" / "comparison_flops.png").read_bytes()[:4] == b"\x89PNG"
     from neuroprune.cli import main

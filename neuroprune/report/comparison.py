@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..searches.comparison import baseline_labels, comparison_table, compute_figure
+from ..searches.comparison import (baseline_labels, comparison_table, compute_figure,
+                                   target_words)
 from ..searches.comparison_efficiency import efficiency_table, flops_figure
 from .document import Document
 from .inputs import Run
@@ -34,8 +35,10 @@ def report(runs: list[Run], doc: Document) -> None:
     rows = cells.to_dict("records")
     budgets = {(r.config.get("comparison") or {}).get("budget") for r in runs}
     budget = budgets.pop() if len(budgets) == 1 else None  # one rule for the whole table
+    targets = {target_words(r.config) for r in runs}
+    target = targets.pop() if len(targets) == 1 else "removed"  # runs of other budgets
     if "network_epochs" in cells and cells["network_epochs"].notna().any():
-        fig = compute_figure([r for r in rows if pd.notna(r.get("network_epochs"))])
+        fig = compute_figure([r for r in rows if pd.notna(r.get("network_epochs"))], target)
         if fig is not None:
             doc.figure("accuracy_vs_compute", fig,
                        "Test accuracy of each method's final network against the training it "
@@ -43,7 +46,7 @@ def report(runs: list[Run], doc: Document) -> None:
                        "one), one panel per sparsity, mean ± std over seeds.")
     bases = list(dict.fromkeys(b for r in runs for b in baseline_labels(
         (r.config.get("comparison") or {}).get("methods") or [])))
-    doc.para(comparison_table(rows, budget, bases).rstrip("\n"))
+    doc.para(comparison_table(rows, budget, bases, target).rstrip("\n"))
     if "flops" in cells and cells["flops"].notna().any():
         measured = [r for r in rows if pd.notna(r.get("flops"))]
         doc.para(efficiency_table(measured).strip("\n"))

@@ -55,6 +55,18 @@ COLUMNS = ["method", "sparsity", "seed", "test_accuracy", "val_accuracy", "actua
 BASELINES = ("random", "dissipating_gradients", "l1_filter")
 
 
+#: what a comparison's targets remove, by ``sparsity.budget``: table headings and titles
+TARGET_WORDS = {"sparsity": "sparse", "params": "fewer parameters", "flops": "fewer FLOPs"}
+
+
+def target_words(cfg: Any) -> str:
+    """How a comparison's targets read: ``sparse`` (weights), ``fewer FLOPs`` or ``fewer
+    parameters`` (structured budgets); ``cfg`` a run config or its dict."""
+    sparsity = cfg.get("sparsity") or {} if isinstance(cfg, dict) else cfg.sparsity
+    budget = sparsity.get("budget", "sparsity") if isinstance(sparsity, dict) else sparsity.budget
+    return TARGET_WORDS.get(budget, "sparse")
+
+
 def cell_name(label: str, sparsity: float, seed: int) -> str:
     return f"{label}-s{sparsity:g}-seed{seed}"
 
@@ -139,9 +151,9 @@ class Comparison:
         with shared_ray(cfg.backend, cfg.ray.address):
             _run_cells(self.searches, rd, rows, progress, log)
         table = comparison_table(rows, cfg.comparison.budget,
-                                 baseline_labels(cfg.comparison.methods))
+                                 baseline_labels(cfg.comparison.methods), target_words(cfg))
         atomic_write_text(rd.path / "comparison.md", table + efficiency_table(rows))
-        plot_compute(rows, rd.path / "comparison.png")
+        plot_compute(rows, rd.path / "comparison.png", target=target_words(cfg))
         plot_compute(rows, rd.path / "comparison_flops.png", flops_figure)
         spent = sum(r["network_epochs"] or 0 for r in rows)
         reused = sum(r["reused_network_epochs"] or 0 for r in rows)
@@ -218,13 +230,14 @@ def _test_cell(rows, method: str, baseline: str, sparsity: float) -> str:
 
 
 def comparison_table(rows: list[dict[str, Any]], budget: int | None = None,
-                     baselines: list[str] | tuple[str, ...] = BASELINES) -> str:
+                     baselines: list[str] | tuple[str, ...] = BASELINES,
+                     target: str = "sparse") -> str:
     """Markdown: test accuracy mean ± std (over seeds) per method and sparsity, the compute
     each spent, and each method against each of ``baselines`` (labels) that ran."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     sparsities = sorted({r["sparsity"] for r in rows})
     n_seeds = len({r["seed"] for r in rows})
-    head = "| method | " + " | ".join(f"{s:.1%} sparse" for s in sparsities) + \
+    head = "| method | " + " | ".join(f"{s:.1%} {target}" for s in sparsities) + \
         " | network-epochs | mean wall s |\n"
     head += "| --- |" + " --- |" * (len(sparsities) + 2) + "\n"
     lines = []
@@ -246,9 +259,9 @@ def comparison_table(rows: list[dict[str, Any]], budget: int | None = None,
     text = (f"Test accuracy, mean ± std over {n_seeds} seed(s); {rule}. Network-epochs: one "
             f"network trained for one epoch is one.\n\n" + head + "\n".join(lines) + "\n")
     for base in baselines:
-        if base not in methods or n_seeds < 2:
-            continue
         others = [m for m in methods if m != base]
+        if base not in methods or n_seeds < 2 or not others:
+            continue
         text += (f"\nAgainst `{base}`: difference of mean test accuracy, Welch's t-test "
                  f"p-value (* below 0.05), {n_seeds} seeds each.\n\n"
                  "| method | " + " | ".join(f"{s:.1%}" for s in sparsities) + " |\n"
@@ -259,7 +272,7 @@ def comparison_table(rows: list[dict[str, Any]], budget: int | None = None,
     return text
 
 
-def plot_compute(rows: list[dict[str, Any]], path: Path, figure=None) -> None:
+def plot_compute(rows: list[dict[str, Any]], path: Path, figure=None, **options) -> None:
     """Write :func:`compute_figure` (or ``figure``) of ``rows`` to ``path`` (nothing
     without matplotlib or what the figure needs)."""
     try:
@@ -269,14 +282,14 @@ def plot_compute(rows: list[dict[str, Any]], path: Path, figure=None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = (figure or compute_figure)(rows)
+    fig = (figure or compute_figure)(rows, **options)
     if fig is None:
         return
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
     plt.close(fig)
 
 
-def compute_figure(rows: list[dict[str, Any]]):
+def compute_figure(rows: list[dict[str, Any]], target: str = "sparse"):
     """Test accuracy against training compute, one panel per sparsity, one colour per
     method (mean and standard deviation over seeds); None when no row records compute."""
     import matplotlib
@@ -314,7 +327,8 @@ def compute_figure(rows: list[dict[str, Any]]):
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         else:
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, nbins=5))
-        ax.set_title(f"{s:.1%} sparse ({1 - s:.1%} of weights kept)", fontsize=9)
+        ax.set_title(f"{s:.1%} sparse ({1 - s:.1%} of weights kept)" if target == "sparse"
+                     else f"{s:.0%} {target}", fontsize=9)
         ax.set_xlabel("training compute (network-epochs" + (", log)" if log else ")"))
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
