@@ -101,6 +101,8 @@ def test_kind_comparison_runs_structured_methods_at_flops_budgets(tmp_path):
     assert main(["report", str(tmp_path / "c"), "--out", str(tmp_path / "rep")]) == 0
     assert "FLOPs / sample" in (tmp_path / "rep" / "report.md").read_text()
     assert (tmp_path / "rep" / "accuracy_vs_flops.png").is_file()
+    # FLOPs budgets are not weight sparsities: no accuracy-against-weights figure
+    assert not (tmp_path / "rep" / "accuracy_vs_sparsity.png").exists()
 
 
 UNTRACEABLE = '''

@@ -31,12 +31,13 @@ def report(runs: list[Run], doc: Document) -> None:
                  f"it got")
         doc.para(f"`{run.name}`: {done} cells, {state}.")
     cells = pd.concat([r.results for r in runs], ignore_index=True)
-    accuracy_figure(doc, cells)
+    targets = {target_words(r.config) for r in runs}
+    target = targets.pop() if len(targets) == 1 else "removed"  # runs of other budgets
+    if target == "sparse":  # a FLOPs or parameter budget is drawn against FLOPs below
+        accuracy_figure(doc, cells)
     rows = cells.to_dict("records")
     budgets = {(r.config.get("comparison") or {}).get("budget") for r in runs}
     budget = budgets.pop() if len(budgets) == 1 else None  # one rule for the whole table
-    targets = {target_words(r.config) for r in runs}
-    target = targets.pop() if len(targets) == 1 else "removed"  # runs of other budgets
     if "network_epochs" in cells and cells["network_epochs"].notna().any():
         fig = compute_figure([r for r in rows if pd.notna(r.get("network_epochs"))], target)
         if fig is not None:
