@@ -60,3 +60,14 @@ def test_bad_method_in_comparison_is_refused_before_writing(tmp_path, capsys):
                  "--set", "comparison.methods=[{name: imp, rat: 0.5}]"])
     assert code == 2 and "no parameter 'rat'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_flops_figure_draws_cells_that_removed_nothing_as_the_dense_band():
+    from neuroprune.searches.comparison_efficiency import flops_figure
+    rows = [{"method": m, "sparsity": s, "seed": seed, "test_accuracy": 0.9 - s / 10,
+             "flops": 1000 * (1 - s), "flops_dense": 1000}
+            for m, s in (("dense", 0.0), ("l1_filter", 0.5), ("l1_filter", 0.75))
+            for seed in range(3)]
+    fig = flops_figure(rows)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["dense (3 seeds)", "l1_filter"]

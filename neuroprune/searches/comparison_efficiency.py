@@ -47,7 +47,8 @@ def _si(value: float, _pos=None) -> str:
 
 def flops_figure(rows: list[dict[str, Any]]):
     """Test accuracy against the compact network's FLOPs, one colour per method (mean and
-    standard deviation over seeds, one point per target); None without FLOPs."""
+    standard deviation over seeds, one point per target), the dense network's FLOPs dashed
+    and, where cells at target 0 ran, its accuracy as a grey band; None without FLOPs."""
     import matplotlib
     import matplotlib.pyplot as plt
 
@@ -62,6 +63,14 @@ def flops_figure(rows: list[dict[str, Any]]):
         ax.axvline(statistics.mean(dense), color="0.4", ls="--", lw=1)
         ax.annotate("dense", (statistics.mean(dense), 0.02), xycoords=("data", "axes fraction"),
                     rotation=90, ha="right", va="bottom", fontsize=8, color="0.3")
+    # cells that removed nothing are the dense reference: a grey band, not a method
+    ref = [r["test_accuracy"] for r in rows if r["sparsity"] == 0]
+    if ref:
+        mean, std = statistics.mean(ref), statistics.stdev(ref) if len(ref) > 1 else 0.0
+        ax.axhline(mean, color="0.4", ls="--", lw=1, label=f"dense ({len(ref)} seed"
+                   f"{'s' if len(ref) > 1 else ''})")
+        ax.axhspan(mean - std, mean + std, color="0.85", alpha=0.6, lw=0)
+    rows = [r for r in rows if r["sparsity"] != 0]
     n_seeds = len({r.get("seed") for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for i, m in enumerate(methods):
