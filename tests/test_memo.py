@@ -73,6 +73,7 @@ def test_a_comparison_that_reuses_trainings_gives_the_same_cells_for_less(tmp_pa
     # one dense training (l1_filter's, read by ispasp and by both sparsities) and one
     # regularised population (two strengths) per seed, instead of one per cell
     assert plain["trained_network_epochs"] == plain["network_epochs"]
+    assert plain["cell_wall_seconds"] == pytest.approx(rows.wall_seconds.sum(), abs=0.01)
     dense = 2 * (2 + 2 + 2 * 2)  # two sparsities of l1_filter, ispasp, group_lasso
     assert shared["network_epochs"] - shared["trained_network_epochs"] == dense - 2 - 4
     reused = rows_shared.set_index(["method", "sparsity"])["reused_network_epochs"]

@@ -159,6 +159,8 @@ class Comparison:
         reused = sum(r["reused_network_epochs"] or 0 for r in rows)
         summary = {"status": "complete", "kind": "comparison", "cells": len(rows),
                    "wall_seconds": round(time.time() - t0, 3),
+                   # the cells' own, over every process that ran them (a resumed comparison)
+                   "cell_wall_seconds": round(sum(r["wall_seconds"] for r in rows), 3),
                    # what the cells' methods cost, and what of it was trained once for several
                    "network_epochs": spent, "trained_network_epochs": spent - reused,
                    "best": max(rows, key=lambda r: r["val_accuracy"]),
