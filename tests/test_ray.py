@@ -52,6 +52,33 @@ def test_shards_land_on_both_nodes_and_equal_the_local_backend(cluster, digits):
                                atol=1e-7)
 
 
+def test_shards_carry_only_themselves_and_return_masks_weights_and_extras(cluster, digits):
+    from neuroprune.backends.ray_actors import serialized_bytes, shard_payloads
+    from neuroprune.engine import LearningCurve
+    from neuroprune.methods.dst import DSTParams
+    from neuroprune.methods.rigl import RigLUpdater
+
+    spec, layout, bits, init = _population(digits, n=6)
+    settings = TrainSettings(lr=0.05)
+    # RigL changes the masks while training: they come back (bit-packed) with the weights
+    task = EvalTask(masks=bits, init=init, epochs=2, data_seed=3, keep_weights=True,
+                    hooks=(RigLUpdater(DSTParams(update_interval=5)), LearningCurve()))
+    local = StackedTrainer(spec, digits, settings, layout).run(task)
+    with RayEvaluator(spec, digits, settings, layout, measure_traffic=True) as ev:
+        res = ev.evaluate(task)
+    assert local.masks is not None and not torch.equal(local.masks, bits)
+    assert torch.equal(res.masks, local.masks)
+    torch.testing.assert_close(res.weights, local.weights, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(res.metrics["val_loss"], local.metrics["val_loss"], rtol=1e-5,
+                               atol=1e-7)
+    assert [[r["epoch"] for r in c] for c in res.extras["curve"]] == [[1, 2]] * 6
+    shared, payloads = shard_payloads(task, 2)
+    assert ev.traffic[0]["sent"] == serialized_bytes(shared) + sum(map(serialized_bytes,
+                                                                      payloads))
+    packed = 3 * -(-bits.shape[1] // 8)  # each shard: its 3 masks, 1 bit per connection
+    assert all(packed < serialized_bytes(p) < packed + 2000 for p in payloads)
+
+
 def test_actor_killed_mid_generation_is_replaced_without_loss(cluster, digits):
     spec, layout, bits, init = _population(digits, n=8)
     settings = TrainSettings(lr=0.05)
