@@ -95,12 +95,11 @@ class PackedResult:
 
     @staticmethod
     def of(result: PopulationResult) -> "PackedResult":
-        masks = result.masks
-        light = owned(replace(result, masks=None).__dict__)
-        packed = PopulationResult(**light)
-        if masks is None:
-            return PackedResult(packed, None, 0)
-        return PackedResult(packed, pack_bits(masks), masks.shape[1])
+        rest = PopulationResult(metrics=owned(result.metrics), weights=owned(result.weights),
+                                extras=owned(result.extras))
+        if result.masks is None:
+            return PackedResult(rest, None, 0)
+        return PackedResult(rest, pack_bits(result.masks), result.masks.shape[1])
 
     def unpack(self) -> PopulationResult:
         if self.bits is None:
