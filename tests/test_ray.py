@@ -52,6 +52,34 @@ def test_shards_land_on_both_nodes_and_equal_the_local_backend(cluster, digits):
                                atol=1e-7)
 
 
+def test_shards_carry_only_themselves_and_return_masks_weights_and_extras(cluster, digits):
+    from neuroprune.backends.ray_actors import serialized_bytes, shard_payloads
+    from neuroprune.engine import LearningCurve
+    from neuroprune.methods.dst import DSTParams
+    from neuroprune.methods.rigl import RigLUpdater
+
+    spec, layout, bits, init = _population(digits, n=6)
+    settings = TrainSettings(lr=0.05)
+    # RigL changes the masks while training: they come back (bit-packed) with the weights
+    task = EvalTask(masks=bits, init=init, epochs=2, data_seed=3, keep_weights=True,
+                    hooks=(RigLUpdater(DSTParams(update_interval=5)), LearningCurve()))
+    local = StackedTrainer(spec, digits, settings, layout).run(task)
+    with RayEvaluator(spec, digits, settings, layout, measure_traffic=True) as ev:
+        res = ev.evaluate(task)
+    assert local.masks is not None and not torch.equal(local.masks, bits)
+    assert torch.equal(res.masks, local.masks)
+    torch.testing.assert_close(res.weights, local.weights, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(res.metrics["val_loss"], local.metrics["val_loss"], rtol=1e-5,
+                               atol=1e-7)
+    assert [[r["epoch"] for r in c] for c in res.extras["curve"]] == [[1, 2]] * 6
+    shared, payloads = shard_payloads(task, 2)
+    # what the evaluator counted is what these weigh (to a few bytes of pickle framing)
+    sent = serialized_bytes(shared) + sum(map(serialized_bytes, payloads))
+    assert abs(ev.traffic[0]["sent"] - sent) < 64
+    packed = 3 * -(-bits.shape[1] // 8)  # each shard: its 3 masks, 1 bit per connection
+    assert all(packed < serialized_bytes(p) < packed + 2000 for p in payloads)
+
+
 def test_actor_killed_mid_generation_is_replaced_without_loss(cluster, digits):
     spec, layout, bits, init = _population(digits, n=8)
     settings = TrainSettings(lr=0.05)
@@ -130,6 +158,23 @@ def test_ray_tune_trials_run_batches_of_optuna_trials(cluster, tmp_path):
     assert len(ray_trials) == 2  # two Ray Tune trials, each a batch of two Optuna trials
 
 
+def test_no_completed_trial_names_the_first_error_in_one_line():
+    from ray.exceptions import RayTaskError
+    from ray.tune.error import TuneError
+
+    from neuroprune.errors import DataError
+    from neuroprune.tuning.ray_tune import first_error
+    wrapped = RayTaskError("ray_trial", "Traceback ...\nDataError: x", DataError("no data"))
+    e = first_error([wrapped, RuntimeError("later")], 2)
+    assert str(e) == "no trial completed; the first error (2 trial(s) failed): DataError: no data"
+    assert e.exit_code == 2  # bad input stays bad input
+    e = first_error([TuneError("Traceback (most recent call last):\n  File x\nKeyError: 'w'\n")],
+                    1)
+    assert str(e).endswith("failed): KeyError: 'w'") and e.exit_code == 1
+    e = first_error([], 3)
+    assert "3 failed" in str(e) and e.exit_code == 1
+
+
 def test_missing_ray_gives_an_install_hint(tmp_path):
     proc = run_without("ray", "run", str(REPO / "configs" / "quickstart.yaml"), "--backend",
                        "ray", "--out", str(tmp_path / "o"))
@@ -147,3 +192,51 @@ def test_ray_cluster_yaml_passes_rays_own_schema():
     config["available_node_types"]["head"]["bogus"] = 1  # the check can fail
     with pytest.raises(jsonschema.ValidationError):
         validate_config(prepare_config(config))
+
+
+def _cifar_shaped(root, images):
+    """``images`` random 3x32x32 images as CIFAR-10's python-pickle batches."""
+    import pickle
+
+    import numpy as np
+    rng = np.random.default_rng(0)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        blob = {b"data": rng.integers(0, 256, (images // 6, 3072), dtype=np.uint8),
+                b"labels": list(rng.integers(0, 10, images // 6))}
+        (folder / name).write_bytes(pickle.dumps(blob, protocol=4))
+
+
+def test_ray_tune_trials_get_a_dataset_too_large_to_ship_inside_a_trial(cluster, tmp_path):
+    from neuroprune.tuning.ray_tune import RayTuner
+    _cifar_shaped(tmp_path / "cifar", 10200)
+    cfg = load_config(tree={
+        "name": "big", "data": {"dataset": "cifar10", "root": str(tmp_path / "cifar")},
+        "model": {"name": "mlp", "widths": [4]}, "sparsity": {"target": 0.9},
+        "training": {"epochs": 1, "batch_size": 512},
+        "method": {"name": "kstarts", "population": 2, "generations": 1, "search_epochs": 1},
+        "backend": "ray", "ray": {"max_concurrent_trials": 1},
+        "tune": {"n_trials": 1, "objectives": ["val_accuracy"], "pruner": "none",
+                 "params": {"training.lr": {"type": "float", "low": 0.01, "high": 0.1}}}})
+    tuner = RayTuner(cfg, tmp_path / "t")
+    data = tuner.bench.data
+    held = sum(t.numel() * t.element_size() for t in (data.train_x, data.val_x, data.test_x))
+    assert held > 110 * 2**20  # above the 95 MiB Ray refuses inside a trial's function
+    assert tuner.run(progress=False)["trials"]["complete"] == 1
+
+
+def test_ray_tuning_that_completes_no_trial_fails_with_the_first_error(cluster, tmp_path,
+                                                                      capsys):
+    from neuroprune.cli import main
+    tree = yaml.safe_load((REPO / "configs" / "tune_quickstart.yaml").read_text())
+    # every trial reads a dataset that is not there (the study's own data loads)
+    tree["tune"]["params"] = {"data.dataset": {"type": "categorical", "choices": ["mnist"]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tree))
+    code = main(["tune", str(tmp_path / "c.yaml"), "--backend", "ray", "--n-trials", "1",
+                 "--set", "ray.max_failures=0", "--out", str(tmp_path / "t"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2  # the trials' error was bad input
+    assert err[-1] == ("neuroprune: error: no trial completed; the first error (1 trial(s) "
+                       "failed): DataError: dataset mnist needs data.root: a folder with its "
+                       "files (set data.download=true to fetch them there through torchvision)")

@@ -4,6 +4,11 @@ and trains its shard as one vectorised batch with the same engine as the local b
 results equal the local backend's (every network's result depends only on its own mask, initial
 weights and the shared data order, not on which shard it is in).
 
+Each shard carries only itself (:mod:`..engine.wire`): its masks bit-packed, its per-network
+tensors in storage of their own; what every shard shares (the initial state, the hooks) goes
+into the object store once per generation and is passed by reference, and the data once per
+run, when the actors start. Results come back as ``[p]`` metric tensors.
+
 Actors can die (preemption, OOM, a killed node). A shard whose actor dies is re-run on another
 actor (a replacement is started when none is left); results are gathered by position, so no
 evaluation is lost or counted twice.
@@ -17,6 +22,7 @@ from typing import Any
 import torch
 
 from ..engine import EvalTask, Evaluator, PopulationResult
+from ..engine.wire import PackedResult, PackedTask, shared_part
 from ..errors import MissingDependencyError, UserError
 
 log = logging.getLogger(__name__)
@@ -67,8 +73,8 @@ class ShardWorker:
         device = "cuda" if gpus and torch.cuda.is_available() else "cpu"
         self.trainer = make_trainer(spec, data, settings, layout, device, engine, augment)
 
-    def evaluate(self, task: EvalTask) -> PopulationResult:
-        return self.trainer.run(task)
+    def evaluate(self, shard: PackedTask, shared: dict[str, Any]) -> PackedResult:
+        return PackedResult.of(self.trainer.run(shard.unpack(shared)))
 
     def where(self) -> dict[str, Any]:
         import ray
@@ -82,14 +88,32 @@ def shard_bounds(n: int, shards: int) -> list[tuple[int, int]]:
     return [(i * n // shards, (i + 1) * n // shards) for i in range(shards)]
 
 
+def serialized_bytes(value: Any) -> int:
+    """Bytes of ``value`` as Ray serialises it for an actor call or the object store."""
+    ray = import_ray()
+    return ray._private.worker.global_worker.get_serialization_context().serialize(
+        value).total_bytes
+
+
+def shard_payloads(task: EvalTask, shards: int) -> tuple[dict[str, Any], list[PackedTask]]:
+    """What the driver sends for ``task`` over ``shards`` shards: the part every shard shares
+    (put into the object store once) and one compact payload per shard."""
+    return shared_part(task), [PackedTask.of(task, a, b) for a, b in shard_bounds(len(task),
+                                                                              shards)]
+
+
 class RayEvaluator(Evaluator):
-    """Evaluates populations on Ray actors. ``address=None`` starts (or joins) a local Ray."""
+    """Evaluates populations on Ray actors. ``address=None`` starts (or joins) a local Ray.
+
+    With ``measure_traffic``, :attr:`traffic` gets one entry per :meth:`evaluate`: the bytes
+    the driver sent (shared part and shard payloads, re-runs included) and received (results),
+    as Ray serialises them."""
 
     name = "ray"
 
     def __init__(self, spec, data, settings, layout=None, device="cpu", engine=None, augment=(),
                  address=None, num_workers=None, cpus_per_worker=1, gpus_per_worker=None,
-                 max_shard_retries=3):
+                 max_shard_retries=3, measure_traffic=False):
         ray = import_ray()
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
@@ -116,6 +140,7 @@ class RayEvaluator(Evaluator):
         self.actors = [self._new_actor() for _ in range(max(1, num_workers))]
         self.max_shard_retries = max_shard_retries
         self.device = "ray"
+        self.traffic: list[dict[str, int]] | None = [] if measure_traffic else None
 
     def _new_actor(self):
         return self._remote.options(**self._options).remote(*self._args)
@@ -126,13 +151,21 @@ class RayEvaluator(Evaluator):
 
     def evaluate(self, task: EvalTask) -> PopulationResult:
         ray = self._ray
-        bounds = shard_bounds(len(task), len(self.actors))
-        if not bounds or len(task) == 0:
+        if len(task) == 0:
             return PopulationResult(metrics={})
         task = task.to("cpu")  # shipped to the actors; each moves its shard to its device
-        pending = {i: (self.actors[i], self.actors[i].evaluate.remote(task.slice(a, b)), 0)
-                   for i, (a, b) in enumerate(bounds)}
-        done: dict[int, PopulationResult] = {}
+        shared, payloads = shard_payloads(task, len(self.actors))
+        shared_ref = ray.put(shared)  # once per generation, however many shards read it
+        sent = [serialized_bytes(shared)] if self.traffic is not None else []
+
+        def submit(actor, i):
+            if self.traffic is not None:
+                sent.append(serialized_bytes(payloads[i]))
+            return actor.evaluate.remote(payloads[i], shared_ref)
+
+        pending = {i: (self.actors[i], submit(self.actors[i], i), 0)
+                   for i in range(len(payloads))}
+        done: dict[int, PackedResult] = {}
         while pending:
             refs = {ref: i for i, (_, ref, _) in pending.items()}
             ready, _ = ray.wait(list(refs), num_returns=1)
@@ -152,10 +185,11 @@ class RayEvaluator(Evaluator):
                 if not spare:
                     self.actors.append(self._new_actor())
                     spare = self.actors
-                a, b = bounds[i]
-                target = spare[0]
-                pending[i] = (target, target.evaluate.remote(task.slice(a, b)), tries + 1)
-        return PopulationResult.concat([done[i] for i in range(len(bounds))])
+                pending[i] = (spare[0], submit(spare[0], i), tries + 1)
+        if self.traffic is not None:
+            self.traffic.append({"shards": len(payloads), "sent": sum(sent), "received": sum(
+                serialized_bytes(r) for r in done.values())})
+        return PopulationResult.concat([done[i].unpack() for i in range(len(payloads))])
 
     def close(self) -> None:
         for a in self.actors:

@@ -21,8 +21,42 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.ray_actors import import_ray
+from ..errors import UserError
 from .storage import open_storage
 from .tune import Tuner, recover_stale_trials
+
+
+class NoTrialCompleted(UserError):
+    """Tuning on Ray in which no trial completed (nor was pruned): one line with the first
+    trial's error; the exit code is that error's own when it was bad input (2), else 1."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def first_error(errors: list[BaseException], failed: int) -> NoTrialCompleted:
+    """The :class:`NoTrialCompleted` to raise for the trials' ``errors`` (what Ray Tune
+    kept: the trial's own exception wrapped in a ``RayTaskError``, or its text)."""
+    if not errors:
+        return NoTrialCompleted(f"no trial completed: {failed} failed inside their Ray Tune "
+                                f"trials (see the workers' logs)")
+    cause = getattr(errors[0], "cause", None)  # a RayTaskError: the trial's own exception
+    if cause is not None:
+        text = str(cause).strip()
+        line = f"{type(cause).__name__}: {text.splitlines()[0] if text else ''}"
+    else:  # only the text is left: a traceback, whose last line names the error
+        line = (str(errors[0]).strip().splitlines() or [type(errors[0]).__name__])[-1]
+    return NoTrialCompleted(
+        f"no trial completed; the first error ({len(errors)} trial(s) failed): {line[:300]}",
+        cause.exit_code if isinstance(cause, UserError) else 1)
+
+
+def ray_trial(config: dict[str, Any], tuner: "RayTuner") -> None:
+    """The Ray Tune trainable. It is small: the tuner, with its workbench and data, reaches it
+    through the object store (``tune.with_parameters``), once per node, instead of inside
+    every trial's function (which Ray refuses above 95 MiB)."""
+    tuner._ray_trial(config)
 
 
 class RayTuner(Tuner):
@@ -96,13 +130,14 @@ class RayTuner(Tuner):
         self.out.mkdir(parents=True, exist_ok=True)
         study = self._study(storage)  # create it once, here
         recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
+        ended = self._ended(study)
         rc = self.cfg.ray
         owns = not ray.is_initialized()
         if owns:
             ray.init(address=rc.address or "local", ignore_reinit_error=True,
                      log_to_driver=False, include_dashboard=False)
         try:
-            trainable = tune.with_resources(self._ray_trial,
+            trainable = tune.with_resources(tune.with_parameters(ray_trial, tuner=self),
                                             {"cpu": rc.trial_cpus, "gpu": rc.trial_gpus})
             exp_dir = (self.out / "ray_results").resolve()
             unfinished = self._unfinished_experiment(exp_dir)
@@ -117,8 +152,19 @@ class RayTuner(Tuner):
                     run_config=tune.RunConfig(
                         name=name, storage_path=str(exp_dir), verbose=1 if progress else 0,
                         failure_config=tune.FailureConfig(max_failures=rc.max_failures)))
-            tuner.fit()
+            grid = tuner.fit()
         finally:
             if owns:
                 ray.shutdown()
-        return self.summarise(self._study(storage))
+        study = self._study(storage)
+        summary = self.summarise(study)
+        if self._ended(study) == ended:  # a "successful" tuning with nothing in it is none
+            raise first_error(grid.errors, summary["trials"]["fail"])
+        return summary
+
+    @staticmethod
+    def _ended(study) -> int:
+        """Trials of ``study`` that completed or were pruned (that is, did not fail)."""
+        from optuna.trial import TrialState
+        return len(study.get_trials(deepcopy=False,
+                                    states=(TrialState.COMPLETE, TrialState.PRUNED)))
