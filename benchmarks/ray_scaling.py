@@ -18,7 +18,7 @@ import torch
 from neuroprune.backends.local import LocalEvaluator
 from neuroprune.data import load_dataset
 from neuroprune.engine import EvalTask, TrainSettings, init_state
-from neuroprune.masks import bits_to_mask, make_layout, random_bits
+from neuroprune.masks import make_layout, random_bits
 from neuroprune.models import ModelSpec, build_model, prunable_names
 
 
@@ -47,22 +47,21 @@ def main() -> None:
     shapes = {k: tuple(v.shape) for k, v in model.named_parameters()}
     layout = make_layout({k: shapes[k] for k in prunable_names(model)}, 0.9, "erk")
     g = torch.Generator().manual_seed(0)
-    task = EvalTask(masks=[bits_to_mask(layout, random_bits(layout, g))
-                           for _ in range(args.population)],
+    task = EvalTask(masks=torch.stack([random_bits(layout, g) for _ in range(args.population)]),
                     init=init_state(spec, 0), epochs=args.epochs, data_seed=0)
     settings = TrainSettings(lr=0.05, batch_size=64)
     work = args.population * len(data.train_y) * args.epochs
     torch.set_num_threads(args.cpus)
     print(f"digits, MLP [300, 100] at 90% sparsity, P={args.population}, {args.epochs} epochs, "
           f"{args.cpus} CPUs")
-    local = timed(LocalEvaluator(spec, data, settings), task, args.repeats)
+    local = timed(LocalEvaluator(spec, data, settings, layout), task, args.repeats)
     print(f"local backend ({args.cpus} threads):    {work / local:>12,.0f} individual-samples/s")
     from neuroprune.backends.ray_actors import RayEvaluator
     ray.init(address="local", num_cpus=args.cpus, log_to_driver=False, include_dashboard=False)
     try:
         rates = {}
         for workers, cpus in ((1, args.cpus), (2, max(1, args.cpus // 2))):
-            with RayEvaluator(spec, data, settings, num_workers=workers,
+            with RayEvaluator(spec, data, settings, layout, num_workers=workers,
                               cpus_per_worker=cpus) as ev:
                 ev.placement()
                 rates[workers] = work / timed(ev, task, args.repeats)

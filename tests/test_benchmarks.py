@@ -75,3 +75,11 @@ def test_structured_latency_times_the_networks_a_comparison_found(tmp_path):
     assert lines[1] == "| method | 50% fewer FLOPs | 75% fewer FLOPs |"
     assert re.fullmatch(r"\| l1_filter \| \d+\.\dx \(\d+\.\d-\d+\.\d\) \| \d+\.\dx "
                         r"\(\d+\.\d-\d+\.\d\) \|", lines[3])
+
+
+def test_ray_scaling_prints_local_and_ray_rates():
+    lines = _run("ray_scaling.py", "--population", "4", "--epochs", "1", "--repeats", "1",
+                 "--cpus", "2")
+    rates = [line for line in lines if "individual-samples/s" in line]
+    assert len(rates) == 3 and rates[0].startswith("local backend")
+    assert lines[-1].startswith("ray overhead at equal resources")
