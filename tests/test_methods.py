@@ -91,11 +91,14 @@ def test_set_and_ctre_change_the_mask_at_constant_sparsity(name):
     check_bits(ctx.layout, res.bits)
 
 
-def test_rigl_grows_where_the_gradient_is_largest():
+@pytest.mark.parametrize("regrow,expected", [
+    (True, [1.0, 0, 1, 0, 1, 0]),    # the paper's rule: the dropped |w|=0.1 has gradient 9
+    (False, [0.0, 0, 1, 1, 1, 0])])  # never regrow what was just dropped: grow gradient 5
+def test_rigl_grows_where_the_gradient_is_largest(regrow, expected):
     from neuroprune.methods.rigl import RigLUpdater
     from neuroprune.methods.dst import DSTParams
     from neuroprune.engine import TrainState
-    upd = RigLUpdater(DSTParams(update_interval=1, drop_fraction=0.5))
+    upd = RigLUpdater(DSTParams(update_interval=1, drop_fraction=0.5, regrow=regrow))
     w = torch.tensor([[[0.1, 0.0, 0.5, 0.0, 0.9, 0.0]]]).requires_grad_()
     w.grad = torch.tensor([[[9.0, 1.0, 9.0, 5.0, 9.0, 3.0]]])
     mask = torch.tensor([[[1.0, 0, 1, 0, 1, 0]]])
@@ -104,7 +107,9 @@ def test_rigl_grows_where_the_gradient_is_largest():
                        seeds=torch.tensor([0]), total_steps=10**6, forward=None,
                        evaluate=None, step=1)
     upd.after_backward(state)
-    assert mask.tolist() == [[[0.0, 0, 1, 1, 1, 0]]]  # drop |w|=0.1, grow grad 5
+    assert mask.tolist() == [[expected]]  # one dropped (|w|=0.1), one grown
+    # a connection grown back keeps its weight, as in the authors' code
+    assert float(w.detach()[0, 0, 0]) == pytest.approx(0.1 if regrow else 0.0)
     assert state.masks_changed
 
 
