@@ -32,16 +32,23 @@ def test_every_method_returns_exact_sparsity(name):
     params = {"kstarts": {"population": 4, "generations": 2, "search_epochs": 1},
               "kstarts_dg": {"population": 4, "generations": 1, "search_epochs": 1},
               "synflow": {"iterations": 10}}.get(name, {})
+    presets = ("paper", "ours") if "preset" in get_method_class(name).Params.model_fields \
+        else (None,)
     for allocation in ("erk", "global"):
-        ctx, res = _find(_search(name, 0.85, allocation, **params))
-        check_bits(ctx.layout, res.bits)
+        for preset in presets:
+            over = {**params, "preset": preset} if preset else params
+            ctx, res = _find(_search(name, 0.85, allocation, **over))
+            assert int(res.bits.sum()) == ctx.layout.kept
+            if res.info.get("exact", True):  # else exact over all layers at once
+                check_bits(ctx.layout, res.bits)
+            assert (preset == "paper" and allocation == "erk") != res.info.get("exact", True)
         assert get_method_class(name).citation
 
 
 def test_snip_keeps_largest_connection_sensitivity():
     from neuroprune.methods.snip import connection_sensitivity
     ctx, res = _find(_search("snip", 0.9, "global"))
-    scores = flatten(ctx.layout, connection_sensitivity(ctx, 1))
+    scores = flatten(ctx.layout, connection_sensitivity(ctx, 1, training=False))
     kept, dropped = scores[res.bits], scores[~res.bits]
     assert kept.min() >= dropped.max()
 
