@@ -32,16 +32,23 @@ def test_every_method_returns_exact_sparsity(name):
     params = {"kstarts": {"population": 4, "generations": 2, "search_epochs": 1},
               "kstarts_dg": {"population": 4, "generations": 1, "search_epochs": 1},
               "synflow": {"iterations": 10}}.get(name, {})
+    presets = ("paper", "ours") if "preset" in get_method_class(name).Params.model_fields \
+        else (None,)
     for allocation in ("erk", "global"):
-        ctx, res = _find(_search(name, 0.85, allocation, **params))
-        check_bits(ctx.layout, res.bits)
+        for preset in presets:
+            over = {**params, "preset": preset} if preset else params
+            ctx, res = _find(_search(name, 0.85, allocation, **over))
+            assert int(res.bits.sum()) == ctx.layout.kept
+            if res.info.get("exact", True):  # else exact over all layers at once
+                check_bits(ctx.layout, res.bits)
+            assert (preset == "paper" and allocation == "erk") != res.info.get("exact", True)
         assert get_method_class(name).citation
 
 
 def test_snip_keeps_largest_connection_sensitivity():
     from neuroprune.methods.snip import connection_sensitivity
     ctx, res = _find(_search("snip", 0.9, "global"))
-    scores = flatten(ctx.layout, connection_sensitivity(ctx, 1))
+    scores = flatten(ctx.layout, connection_sensitivity(ctx, 1, training=False))
     kept, dropped = scores[res.bits], scores[~res.bits]
     assert kept.min() >= dropped.max()
 
@@ -91,11 +98,14 @@ def test_set_and_ctre_change_the_mask_at_constant_sparsity(name):
     check_bits(ctx.layout, res.bits)
 
 
-def test_rigl_grows_where_the_gradient_is_largest():
+@pytest.mark.parametrize("regrow,expected", [
+    (True, [1.0, 0, 1, 0, 1, 0]),    # the paper's rule: the dropped |w|=0.1 has gradient 9
+    (False, [0.0, 0, 1, 1, 1, 0])])  # never regrow what was just dropped: grow gradient 5
+def test_rigl_grows_where_the_gradient_is_largest(regrow, expected):
     from neuroprune.methods.rigl import RigLUpdater
     from neuroprune.methods.dst import DSTParams
     from neuroprune.engine import TrainState
-    upd = RigLUpdater(DSTParams(update_interval=1, drop_fraction=0.5))
+    upd = RigLUpdater(DSTParams(update_interval=1, drop_fraction=0.5, regrow=regrow))
     w = torch.tensor([[[0.1, 0.0, 0.5, 0.0, 0.9, 0.0]]]).requires_grad_()
     w.grad = torch.tensor([[[9.0, 1.0, 9.0, 5.0, 9.0, 3.0]]])
     mask = torch.tensor([[[1.0, 0, 1, 0, 1, 0]]])
@@ -104,7 +114,9 @@ def test_rigl_grows_where_the_gradient_is_largest():
                        seeds=torch.tensor([0]), total_steps=10**6, forward=None,
                        evaluate=None, step=1)
     upd.after_backward(state)
-    assert mask.tolist() == [[[0.0, 0, 1, 1, 1, 0]]]  # drop |w|=0.1, grow grad 5
+    assert mask.tolist() == [[expected]]  # one dropped (|w|=0.1), one grown
+    # a connection grown back keeps its weight, as in the authors' code
+    assert float(w.detach()[0, 0, 0]) == pytest.approx(0.1 if regrow else 0.0)
     assert state.masks_changed
 
 

@@ -6,6 +6,13 @@ ranked by a method-specific score; ``f_t`` decays from ``drop_fraction`` with a 
 al. 2020). The kept count of every layer never changes. The three methods differ only in
 :meth:`DropGrowUpdater.grow_scores`. The update is a training hook (after the backward pass,
 where gradients are still dense), applied to every network of a population at once.
+
+What may grow: every connection not kept after the drop, those just dropped included
+(``regrow: true``, the default), as in RigL's Algorithm 1, the authors' code
+(google-research/rigl, ``SparseSETOptimizer._get_update_op``) and rigl-torch. A dropped
+connection grown back keeps its weight and optimiser state (the authors' code re-initialises
+only connections that were off before the update). ``regrow: false`` grows only connections
+that were off before the update, so every update moves ``n`` connections.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ class DSTParams(MethodParams):
                                  "dropped and regrown per update")
     stop_fraction: float = Field(0.75, gt=0, le=1, description="no updates after this share "
                                  "of training")
+    regrow: bool = Field(True, description="a connection dropped in an update may grow back in "
+                         "the same update (the paper's Algorithm 1 and its code); false: grow "
+                         "only connections that were off before the update")
 
 
 class DropGrowUpdater(TrainingHook):
@@ -68,7 +78,8 @@ class DropGrowUpdater(TrainingHook):
             p = m.shape[0]
             flat_m = m.reshape(p, -1)
             kept = int(flat_m[0].sum())
-            n = min(round(frac * kept), flat_m.shape[1] - kept)
+            # what can grow: all but the kept after the drop, or all that was off before it
+            n = min(round(frac * kept), kept if self.p.regrow else flat_m.shape[1] - kept)
             if n <= 0:
                 continue
             on = flat_m.bool()
@@ -76,9 +87,9 @@ class DropGrowUpdater(TrainingHook):
             drop_score = torch.where(on, w.detach().reshape(p, -1).abs(), inf)
             drop_idx = torch.topk(drop_score, n, dim=1, largest=False).indices
             grow = self.grow_scores(name, state, acts).reshape(p, -1).float()
-            grow = torch.where(on, -inf, grow)
-            grow_idx = torch.topk(grow, n, dim=1).indices
             flat_m.scatter_(1, drop_idx, 0)
+            grow = torch.where(flat_m.bool() if self.p.regrow else on, -inf, grow)
+            grow_idx = torch.topk(grow, n, dim=1).indices
             flat_m.scatter_(1, grow_idx, 1)
         state.masks_updated()
         self.updates += 1

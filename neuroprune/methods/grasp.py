@@ -8,7 +8,15 @@ reduces the gradient norm the least (or increases it).
 
 As in the authors' code, the logits are divided by a temperature (``temperature``, 200) and the
 batch holds ``samples_per_class`` examples of every class (10); both are options. BatchNorm
-uses the batch's statistics (training mode) and its running statistics are left untouched.
+uses the batch's statistics (training mode), as in the authors' code (alecwangcq/GraSP
+scores a fresh network in training mode; its ``.eval()`` is commented out; Synaptic-Flow's
+reimplementation scores in evaluation mode), and its running statistics are left untouched.
+
+``preset: paper`` (the default): the weights are ranked over all layers at once, as the paper
+and its code do. ``preset: ours``: each layer keeps what ``sparsity.allocation`` (ERK) gives
+it. Not reproduced from the authors' code: it re-initialises the Linear layers of the copy it
+scores (``xavier_normal``, its ``reinit``) and splits the batch in two halves; here the
+network is scored as it will be trained, on the whole batch.
 """
 
 from __future__ import annotations
@@ -17,26 +25,14 @@ import torch
 from pydantic import Field
 
 from ..masks import top_bits
-from .base import Method, MethodContext, MethodParams, MethodResult
+from .base import Method, MethodContext, MethodResult
+from .preset import PresetParams, preset_info, ranking_layout
 from .scores import GraspScores
 
 
-class GraSPParams(MethodParams):
+class GraSPParams(PresetParams):
     temperature: float = Field(200.0, gt=0, description="logits are divided by this")
     samples_per_class: int = Field(10, ge=1, description="examples of each class in the batch")
-
-
-def balanced_batch(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
-    """Indices of up to ``per_class`` random examples of every class, fixed by ``seed``."""
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(y), generator=g)
-    ranked = y.cpu()[perm]
-    # rank of each example among those of its class, in the random order
-    order = torch.argsort(ranked, stable=True)
-    first = torch.searchsorted(ranked[order], ranked[order])
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(len(order)) - first
-    return perm[rank < per_class]
 
 
 class GraSP(Method):
@@ -50,4 +46,6 @@ class GraSP(Method):
         res = ctx.evaluator.evaluate(ctx.task(None, 0, size=1, rescale_init=False, hooks=(
             GraspScores(ctx.layout, p.temperature, p.samples_per_class, ctx.seed),)))
         # the lowest scores are kept: top_bits keeps the highest, so negate
-        return MethodResult(bits=top_bits(ctx.layout, -res.extras["scores"][0]), init=ctx.init)
+        layout = ranking_layout(ctx, p.preset)
+        bits = top_bits(layout, -res.extras["scores"][0])
+        return MethodResult(bits=bits, init=ctx.init, info=preset_info(ctx, layout, bits))

@@ -9,6 +9,12 @@ Learned To Stop Worrying And Love Retraining", ICLR 2023 (arXiv 2111.00843).
 Each round trains the masked network, removes ``rate`` of the remaining weights with the
 smallest trained magnitude, and rewinds the rest to their initial (or early-epoch) values, or
 keeps the trained values and restarts the learning-rate schedule (``retrain: lr_restart``).
+
+``preset: paper`` (the default): every round removes the smallest weights of all layers at
+once, as open_lth's ``sparse_global`` (the reference code of the rewinding papers) and the
+lottery-ticket paper's deeper networks do. ``preset: ours``: each layer keeps what
+``sparsity.allocation`` (ERK) gives it at every round's sparsity. BatchNorm plays no part in
+the score (trained magnitudes).
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import Method, MethodContext, MethodParams, MethodResult
+from .base import Method, MethodContext, MethodResult
+from .preset import PresetParams, preset_info, ranking_layout
 from .schedule import dense_bits, prune_to, round_row, rounds_for, train
 
 
-class IMPParams(MethodParams):
+class IMPParams(PresetParams):
     rate: float = Field(0.2, gt=0, lt=1, description="share of remaining weights pruned per round")
     round_epochs: int | None = Field(None, ge=1, description="training epochs per round "
                                      "(default: training.epochs)")
@@ -43,9 +50,10 @@ class IMP(Method):
     def find(self, ctx: MethodContext) -> MethodResult:
         p = self.params
         epochs = p.round_epochs or ctx.final_epochs
-        target = ctx.layout.sparsity
+        layout = ranking_layout(ctx, p.preset)
+        target = layout.sparsity
         rounds = rounds_for(target, p.rate)
-        bits = dense_bits(ctx.layout)
+        bits = dense_bits(layout)
         rewind = ctx.init
         if p.rewind_epoch > 0:
             rewind = train(ctx, bits, ctx.init, p.rewind_epoch).weights_of(0)
@@ -56,11 +64,11 @@ class IMP(Method):
             if r == rounds - 1:
                 sparsity = target
             trained = res.weights_of(0)
-            bits = prune_to(ctx.layout, sparsity,
-                            {k: trained[k].abs() for k in ctx.layout.names}, bits)
+            bits = prune_to(layout, sparsity, {k: trained[k].abs() for k in layout.names}, bits)
             start = rewind if p.retrain == "rewind" else trained
             if ctx.commit is not None:
                 ctx.commit(r, [round_row(r, res.row(0), bits)],
                            {"generation": r, "method": self.name})
-        return MethodResult(bits=bits, init=start, info={"rounds": rounds},
+        return MethodResult(bits=bits, init=start,
+                            info={"rounds": rounds, **preset_info(ctx, layout, bits)},
                             from_init=p.retrain == "rewind" and p.rewind_epoch == 0)

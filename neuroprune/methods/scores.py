@@ -2,8 +2,9 @@
 
 Each runs in a task of zero epochs, so it is computed wherever the evaluator runs (on its
 device, on Ray workers), through the same population forward pass as training, with
-BatchNorm in its training mode (batch statistics) for SNIP and GraSP and its evaluation mode
-for SynFlow, and running statistics left untouched. Every network of the task is scored at
+BatchNorm in the mode the method asks for (SNIP: evaluation mode with ``preset: paper``, as
+the authors' code scores, training mode with ``ours``; GraSP: training mode, as its authors'
+code; SynFlow: evaluation mode), and running statistics left untouched. Every network of the task is scored at
 once (several initialisations, or one). The scores come back as the extra ``scores``
 (``[P, n]`` in layout order), SynFlow's masks as ``bits``.
 """
@@ -22,11 +23,25 @@ def _masked(state: TrainState, layout: Layout) -> list[torch.Tensor]:
     return [state.params[k] for k in layout.names]
 
 
-class SnipScores(TrainingHook):
-    """|dL/dw * w| summed over the first ``batches`` training batches (Lee et al. 2019)."""
+def balanced_batch(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """Indices of up to ``per_class`` random examples of every class, fixed by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(y), generator=g)
+    ranked = y.cpu()[perm]
+    # rank of each example among those of its class, in the random order
+    order = torch.argsort(ranked, stable=True)
+    first = torch.searchsorted(ranked[order], ranked[order])
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order)) - first
+    return perm[rank < per_class]
 
-    def __init__(self, layout: Layout, batches: int):
-        self.layout, self.batches = layout, batches
+
+class SnipScores(TrainingHook):
+    """|dL/dw * w| summed over the first ``batches`` training batches (Lee et al. 2019), with
+    BatchNorm and dropout in training mode (``training``) or evaluation mode."""
+
+    def __init__(self, layout: Layout, batches: int, training: bool = True):
+        self.layout, self.batches, self.training = layout, batches, training
 
     def finish(self, state: TrainState) -> dict[str, Any]:
         weights = _masked(state, self.layout)
@@ -35,7 +50,8 @@ class SnipScores(TrainingHook):
         with torch.enable_grad():
             for x, y in state.batches(self.batches):
                 loss = state.settings.per_network_loss(
-                    state.forward(x, True, buffers_={k: v.clone() for k, v in frozen.items()}), y)
+                    state.forward(x, self.training,
+                                  buffers_={k: v.clone() for k, v in frozen.items()}), y)
                 for acc, g in zip(total, torch.autograd.grad(loss.sum(), weights)):
                     acc.add_(g)
         scores = {k: (g * w).abs() for k, g, w in zip(self.layout.names, total, weights)}
@@ -51,7 +67,6 @@ class GraspScores(TrainingHook):
         self.per_class, self.seed = samples_per_class, seed
 
     def finish(self, state: TrainState) -> dict[str, Any]:
-        from .grasp import balanced_batch
         idx = balanced_batch(state.data.train_y, self.per_class, self.seed).to(state.device)
         x, y = state.data.train_x[idx], state.data.train_y[idx]
         weights = _masked(state, self.layout)

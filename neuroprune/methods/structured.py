@@ -59,6 +59,14 @@ class Penalty(TrainingHook):
         return space.channel_sums(grads * weights, "out")
 
 
+def layer_normalised(space, scores: torch.Tensor) -> torch.Tensor:
+    """``scores`` (``[P, G]``) divided by their mean magnitude in each group."""
+    out = scores.clone()
+    for a, b in zip(space.offsets, space.offsets[1:]):
+        out[:, a:b] /= out[:, a:b].abs().mean(1, keepdim=True).clamp_min(1e-12)
+    return out
+
+
 class StructuredParams(MethodParams):
     strengths: list[float] = Field([1e-4], min_length=1, description="regulariser strengths: "
                                    "one network per strength, trained together")
@@ -69,7 +77,7 @@ class StructuredParams(MethodParams):
                                "accuracy) is kept")
     normalise: bool = Field(True, description="divide each layer's scores by their mean "
                             "magnitude before the global ranking (layers of different scale compete "
-                            "fairly; the papers prune per layer or leave this open)")
+                            "fairly; what each paper does is in its method's description)")
 
 
 class StructuredPruning(Method):
@@ -150,8 +158,7 @@ class StructuredPruning(Method):
         weights = self.trained_rows(space, trained)
         scores = self.unit_scores(ctx, trained, weights)
         if self.params.normalise:
-            for a, b in zip(space.offsets, space.offsets[1:]):
-                scores[:, a:b] /= scores[:, a:b].abs().mean(1, keepdim=True).clamp_min(1e-12)
+            scores = layer_normalised(space, scores)
         keep = space.meet(scores, ctx.budget, ctx.target)
         rows = self.refine(space, space.expand(keep), weights)
         inits = dict(trained.weights)

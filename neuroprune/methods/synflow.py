@@ -6,17 +6,24 @@ conserving synaptic flow", NeurIPS 2020 (arXiv 2006.05467).
 The network's parameters are replaced by their absolute values, an all-ones input is passed
 through, and each weight is scored ``|w * dR/dw|`` with ``R`` the sum of the outputs; the
 density is lowered exponentially over ``iterations`` rounds. Double precision keeps R finite.
+BatchNorm is in evaluation mode, as in the authors' code (``model.eval()`` in its prune loop).
+
+``preset: paper`` (the default): every round ranks the weights over all layers at once, as the
+paper and its code (``mask_scope: global``) do; that ranking is what keeps layers from
+collapsing, the paper's point. ``preset: ours``: each layer keeps what
+``sparsity.allocation`` (ERK) gives it in every round.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from .base import Method, MethodContext, MethodParams, MethodResult
+from .base import Method, MethodContext, MethodResult
+from .preset import PresetParams, preset_info, ranking_layout
 from .scores import SynFlowPruning
 
 
-class SynFlowParams(MethodParams):
+class SynFlowParams(PresetParams):
     iterations: int = Field(100, ge=1, description="pruning rounds (exponential schedule)")
 
 
@@ -27,6 +34,8 @@ class SynFlow(Method):
     Params = SynFlowParams
 
     def find(self, ctx: MethodContext) -> MethodResult:
+        layout = ranking_layout(ctx, self.params.preset)
         res = ctx.evaluator.evaluate(ctx.task(None, 0, size=1, rescale_init=False, hooks=(
-            SynFlowPruning(ctx.layout, self.params.iterations),)))
-        return MethodResult(bits=res.extras["bits"][0], init=ctx.init)
+            SynFlowPruning(layout, self.params.iterations),)))
+        bits = res.extras["bits"][0]
+        return MethodResult(bits=bits, init=ctx.init, info=preset_info(ctx, layout, bits))
