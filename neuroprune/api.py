@@ -31,7 +31,7 @@ class PruneResult:
     """What :func:`prune` found: the trained masked model, its masks, every evaluation, the
     summary, and the run directory that holds them."""
 
-    model: nn.Module
+    model: nn.Module  # takes raw inputs: the run's preprocessing runs in front of it
     masks: Mask
     metrics: Any  # pandas.DataFrame
     summary: dict[str, Any]
@@ -94,6 +94,7 @@ def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0
     """
     from .export import load_model
     from .masks import apply_mask, load_mask, load_weights
+    from .preprocess import attach
     from .results import load as load_results
     from .searches.mask_search import MaskSearch
     from .workbench import Workbench
@@ -126,6 +127,6 @@ def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0
         trained = bench.build_model()
         trained.load_state_dict(load_weights(path))
         apply_mask(trained, masks)
-        trained.eval()
+        attach(trained.eval(), bench.data.preprocessing)
     return PruneResult(model=trained, masks=masks, metrics=load_results(run_dir),
                        summary=summary, run_dir=run_dir)

@@ -159,6 +159,7 @@ class MaskSearch:
         log(f"engine: {evaluator.describe()}")
         rd.create()
         rd.write_config(to_dict(cfg))
+        rd.write_data_record(self.bench.data.record())
 
         interrupt = _GracefulInterrupt()
         spent_before = (resume_state or {}).get("network_epochs", 0)
@@ -241,6 +242,8 @@ class MaskSearch:
             "backend": cfg.backend,
             "wall_seconds": round(time.time() - t0, 3),
             "neuroprune_version": __version__,
+            "data": self.bench.data.record(),
+            "preprocessing": self.bench.data.preprocessing,
             "compute": compute,
             **figures,
             **{k: v for k, v in found.info.items() if k not in ("logbook", "exact")},
@@ -248,6 +251,8 @@ class MaskSearch:
         metadata = {"architecture": self.bench.spec.to_dict(), "sparsity": summary["sparsity"],
                     "method": self.method.name, "seed": cfg.seed, "dataset": cfg.data.dataset,
                     "data": cfg.data.model_dump(mode="json"),
+                    "data_record": summary["data"],
+                    "preprocessing": self.bench.data.preprocessing,
                     "test_accuracy": final["test_accuracy"],
                     "val_accuracy": final["val_accuracy"],
                     "layer_sparsity": summary["layer_sparsity"],
