@@ -64,7 +64,8 @@ def from_arrays(x: Any, y: Any, cfg: DataConfig, x_test: Any = None,
     else:
         xtr, ytr, xva, yva, xte, yte = split(flat, y_codes, cfg)
     tr, va, te, pre = standardise(*(torch.from_numpy(np.ascontiguousarray(a))
-                                    for a in (xtr, xva, xte)), per_feature=not images)
+                                    for a in (xtr, xva, xte)), per_feature=not images,
+                                  enabled=cfg.standardise)
     shape = x.shape[1:] if x.ndim != 3 else (1, *x.shape[1:])
     lab = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))  # noqa: E731
     return DataSplits(name="arrays", train_x=tr.reshape(-1, *shape), train_y=lab(ytr),

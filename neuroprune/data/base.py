@@ -103,12 +103,17 @@ def pad_images(data: DataSplits, pad: int) -> DataSplits:
 
 
 def standardise(train: torch.Tensor, *others: torch.Tensor, per_feature: bool = False,
-                dims: tuple[int, ...] | None = None):
+                dims: tuple[int, ...] | None = None, enabled: bool = True):
     """Scale every split with the training split's mean and std (no leakage from val/test):
     one mean and std, one per feature (``per_feature``: over dimension 0), or over ``dims``
     (``(0, 2, 3)``: one per image channel). Returns the scaled splits, then the record of
     the scaling (:func:`neuroprune.preprocess.standardisation`) that turns raw inputs into
-    them."""
+    them. ``enabled=False`` (``data.standardise: false``): the splits as they are, and the
+    record of the identity."""
+    from ..preprocess import standardisation
+
+    if not enabled:
+        return (train, *others, standardisation(torch.tensor(0.0), torch.tensor(1.0)))
     if per_feature:
         dims = (0,)
     if dims is None:
@@ -116,8 +121,6 @@ def standardise(train: torch.Tensor, *others: torch.Tensor, per_feature: bool = 
     else:
         mean = train.mean(dims, keepdim=True)
         std = train.std(dims, keepdim=True).clamp_min(1e-6)
-    from ..preprocess import standardisation
-
     def stat(t: torch.Tensor) -> torch.Tensor:  # without the batch dimension
         return t.reshape(t.shape[1:]) if t.dim() else t
     return (*((t - mean) / std for t in (train, *others)), standardisation(stat(mean), stat(std)))

@@ -108,7 +108,7 @@ def load_cifar(name: str, cfg: DataConfig) -> DataSplits:
     x = torch.from_numpy(xtr).float() / 255.0
     train_x, val_x, test_x, pre = standardise(x[:-n_val], x[-n_val:],
                                               torch.from_numpy(xte).float() / 255.0,
-                                              dims=(0, 2, 3))
+                                              dims=(0, 2, 3), enabled=cfg.standardise)
     y = torch.from_numpy(ytr)
     files = [str((folder / f).relative_to(root)) for f in [*train_files, *test_files]]
     return DataSplits(name=name, train_x=train_x.contiguous(), train_y=y[:-n_val],

@@ -175,7 +175,8 @@ def load_mnist_family(name: str, cfg: DataConfig) -> DataSplits:
             t = t / 255.0
         return t.reshape(len(t), 1, *t.shape[-2:])
 
-    trx, vax, tex, pre = standardise(as_tensor(train_x), as_tensor(val_x), as_tensor(test_x))
+    trx, vax, tex, pre = standardise(as_tensor(train_x), as_tensor(val_x), as_tensor(test_x),
+                                     enabled=cfg.standardise)
     lab = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))  # noqa: E731
     return DataSplits(name=name, train_x=trx, train_y=lab(train_y), val_x=vax, val_y=lab(val_y),
                       test_x=tex, test_y=lab(test_y), num_classes=10, preprocessing=pre,

@@ -56,7 +56,7 @@ def load_csv(cfg: DataConfig) -> DataSplits:
         raise DataError(f"{p}: every class needs at least 3 rows for a train/val/test split")
     xtr, ytr, xva, yva, xte, yte = split(x, y, cfg)
     xtr, xva, xte, pre = standardise(*(torch.from_numpy(a) for a in (xtr, xva, xte)),
-                                     per_feature=True)
+                                     per_feature=True, enabled=cfg.standardise)
     return DataSplits(name=p.stem, train_x=xtr, train_y=torch.from_numpy(ytr), val_x=xva,
                       val_y=torch.from_numpy(yva), test_x=xte, test_y=torch.from_numpy(yte),
                       num_classes=len(classes), preprocessing=pre,

@@ -41,6 +41,7 @@ def balanced_batch(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
 
 class GraSP(Method):
     name = "grasp"
+    one_shot = True
     summary = "keep the weights whose removal would reduce gradient flow most (Hessian-gradient)"
     citation = "Wang et al. 2020, arXiv 2002.07376"
     Params = GraSPParams
