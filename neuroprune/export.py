@@ -66,7 +66,12 @@ def load_model(path: str | Path, model: Any = None) -> nn.Module:
 
 def _architecture(meta: dict[str, Any], model: Any) -> nn.Module:
     """A fresh module of the file's architecture: from ``model`` when given, else rebuilt."""
-    spec = ModelSpec.from_dict(meta["architecture"]) if model is None else None
+    arch = meta["architecture"]
+    if model is None and arch.get("name") is None and arch.get("factory") is None:
+        raise UserError("this network was defined in Python and its file cannot rebuild it; "
+                        "pass the model from Python: neuroprune.export.export(path, out, "
+                        "fmt, model=MyNet) or neuroprune.load_model(path, model=MyNet)")
+    spec = ModelSpec.from_dict(arch) if model is None else None
     if isinstance(model, nn.Module):
         from .masks.compact import unmasked_copy
         from .preprocess import detach

@@ -196,7 +196,7 @@ def test_a_trained_instance_is_pruned_as_given_and_scored_at_each_stage(trained_
     assert t["finetuning_epochs"] == 3
 
 
-def test_python_models_export_when_the_caller_passes_them(trained_net, tmp_path):
+def test_python_models_export_when_the_caller_passes_them(trained_net, tmp_path, capsys):
     import onnxruntime
     pytest.importorskip("torch_pruning")
     from neuroprune.masks import compact
@@ -219,7 +219,20 @@ def test_python_models_export_when_the_caller_passes_them(trained_net, tmp_path)
                                            providers=["CPUExecutionProvider"])
     logits = session.run(None, {"input": raw_te})[0]
     assert float((logits.argmax(1) == y_te).mean()) == pytest.approx(want, abs=1e-6)
-    export(best, tmp_path / "s.pt", "state_dict", model=TinyNet())
+    # a class defined where no file can import it: the command line says to pass the model
+    from neuroprune.cli import main
+    from neuroprune.masks import load_weights, save_mask
+    masks, meta = neuroprune.load_mask(best)
+    local = tmp_path / "py" / "best_mask.safetensors"
+    local.parent.mkdir()
+    save_mask(local, masks, {**meta, "architecture": {**meta["architecture"], "name": None,
+                                                      "factory": None}},
+              weights=load_weights(best))
+    assert main(["export", str(local.parent), "--out", str(tmp_path / "x.onnx"),
+                 "--format", "onnx"]) == 2
+    assert "pass the model from Python" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
+    export(local, tmp_path / "s.pt", "state_dict", model=TinyNet())
     plain = TinyNet()
     plain.load_state_dict(torch.load(tmp_path / "s.pt"))
     side = json.loads((tmp_path / "s.json").read_text())
