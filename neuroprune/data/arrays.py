@@ -32,7 +32,9 @@ def from_arrays(x: Any, y: Any, cfg: DataConfig, x_test: Any = None,
 
     ``x`` is ``[N, features]`` (standardised per feature) or images ``[N, H, W]`` /
     ``[N, C, H, W]`` (standardised with one mean and std, as for digits). Labels may be any
-    hashable values; they are numbered in sorted order.
+    hashable values; they are numbered in sorted order. The split's ``preprocessing`` records
+    the mean and std (networks trained on it take ``x``'s raw values once it is attached,
+    :mod:`neuroprune.preprocess`); ``provenance`` records the classes in their order.
     """
     x, y = _array(x, "X"), _array(y, "y")
     if len(x) != len(y):
