@@ -2,7 +2,7 @@
 
     import neuroprune
     result = neuroprune.prune(MyNet, data=(X, y), method="kstarts", sparsity=0.95)
-    result.model      # the trained network, its masks attached (torch.nn.utils.prune)
+    result.model      # the trained network, masks attached (torch.nn.utils.prune); raw inputs
     result.masks      # {parameter name: bool tensor}
     result.metrics    # pandas DataFrame: one row per evaluated network
     result.summary    # test and validation accuracy, sparsity, ...
@@ -23,6 +23,7 @@ from torch import nn
 
 from .config import load_config
 from .data import DataSplits
+from .errors import UserError
 from .masks import Mask
 
 
@@ -31,7 +32,7 @@ class PruneResult:
     """What :func:`prune` found: the trained masked model, its masks, every evaluation, the
     summary, and the run directory that holds them."""
 
-    model: nn.Module
+    model: nn.Module  # takes raw inputs: the run's preprocessing runs in front of it
     masks: Mask
     metrics: Any  # pandas.DataFrame
     summary: dict[str, Any]
@@ -55,8 +56,11 @@ def _model_section(model: Any) -> tuple[dict[str, Any], Callable[..., nn.Module]
     if isinstance(model, str):
         return ({"factory": model} if ":" in model and not model.startswith("torchvision:")
                 else {"name": model}), None
-    if isinstance(model, nn.Module):  # its current weights are the initialisation
-        template = copy.deepcopy(model)
+    if isinstance(model, nn.Module):  # its current weights: the initialisation, or trained
+        from .masks.compact import unmasked_copy
+        from .preprocess import detach
+        template = unmasked_copy(model)  # a pruned model (a result's) starts from its zeros
+        detach(template)  # the engine feeds standardised inputs itself
         return {}, lambda: copy.deepcopy(template)
     if callable(model):
         return {}, model
@@ -78,15 +82,20 @@ def _data(data: Any, cfg) -> tuple[dict[str, Any], DataSplits | None]:
 
 def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0.9,
           epochs: int | None = None, seed: int = 0, device: str = "auto",
-          out: str | Path | None = None, progress: bool = True,
+          out: str | Path | None = None, progress: bool = True, init: str = "initial",
           config: dict[str, Any] | None = None, **method_params: Any) -> PruneResult:
     """Find a ``sparsity``-sparse mask of ``model`` with ``method`` and train it on ``data``.
 
     ``model``: a zoo name (``"resnet20"``), ``"torchvision:NAME"``, ``"package.module:
     function"``, an ``nn.Module`` class or function (called with ``input_shape``,
     ``in_channels`` and ``num_classes`` when it takes them) or an instance (its current
-    weights are the initialisation). ``data``: a dataset name, :class:`DataSplits`, ``(X, y)``
-    (split 65/15/20, stratified) or ``(X_train, y_train, X_test, y_test)``. ``epochs`` is the
+    weights are the initialisation). ``init="trained"``: the instance is a trained model to
+    prune, its weights kept as given (no ``sparsity.rescale_init``); the summary then has the
+    test accuracy before pruning, after pruning and after fine-tuning, and ``epochs=0``
+    prunes without fine-tuning (one-shot methods). ``data``: a dataset name,
+    :class:`DataSplits`, ``(X, y)`` (split 65/15/20, stratified) or ``(X_train, y_train,
+    X_test, y_test)``, as raw inputs: they are standardised for training, and ``result.model``
+    takes raw inputs too. ``epochs`` is the
     final training's length; ``method_params`` are the method's own parameters
     (``population=8`` for K-starts); ``config`` holds any other config section as a nested
     dict (``{"training": {"lr": 0.05}}``). Errors in any of them raise
@@ -94,16 +103,25 @@ def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0
     """
     from .export import load_model
     from .masks import apply_mask, load_mask, load_weights
+    from .preprocess import attach
     from .results import load as load_results
     from .searches.mask_search import MaskSearch
     from .workbench import Workbench
 
+    if init not in ("initial", "trained"):
+        raise UserError(f"init must be 'initial' or 'trained', got {init!r}")
+    if init == "trained" and not isinstance(model, nn.Module):
+        raise UserError("init='trained' prunes a trained model: pass the model instance (or "
+                        "set config={'model': {'weights': PATH}} with a model name)")
     model_tree, builder = _model_section(model)
     tree: dict[str, Any] = {"name": "prune", "kind": "mask_search", "seed": seed,
                             "device": device, "sparsity": {"target": sparsity},
                             "method": {"name": method, **method_params}, "model": model_tree}
     if epochs is not None:
         tree["training"] = {"epochs": epochs}
+    if init == "trained":  # pruned as given, on the inputs it was trained on
+        tree["sparsity"]["rescale_init"] = False
+        tree["data"] = {"standardise": False}
     tree = _merge(tree, config or {})
     cfg = load_config(tree=tree)
     data_tree, splits = _data(data, cfg)
@@ -116,6 +134,7 @@ def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0
         splits = splits if splits is not None else load_dataset(cfg.data)
         spec = ModelSpec(tuple(splits.input_shape), splits.num_classes, None, {}, None, builder)
     bench = Workbench.from_config(cfg, data=splits, spec=spec).check_sparsity()
+    bench.trained_init = bench.trained_init or init == "trained"
     run_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="neuroprune-"))
     summary = MaskSearch(bench).run(run_dir, progress=progress)
     path = run_dir / "best_mask.safetensors"
@@ -126,6 +145,6 @@ def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0
         trained = bench.build_model()
         trained.load_state_dict(load_weights(path))
         apply_mask(trained, masks)
-        trained.eval()
+        attach(trained.eval(), bench.data.preprocessing)
     return PruneResult(model=trained, masks=masks, metrics=load_results(run_dir),
                        summary=summary, run_dir=run_dir)

@@ -193,6 +193,15 @@ class RunConfig(Section):
             return {k: ({} if v is None and k in SECTIONS else v) for k, v in tree.items()}
         return tree
 
+    @field_validator("training")
+    @classmethod
+    def _untrained_only_when_pruning(cls, v: TrainSettings, info) -> TrainSettings:
+        kind = info.data.get("kind", "mask_search")
+        if v.epochs == 0 and kind not in ("mask_search", "comparison"):
+            raise ValueError(f"epochs=0 prunes a trained model without fine-tuning (kind "
+                             f"mask_search); kind {kind} needs epochs >= 1")
+        return v
+
     def method_params(self) -> BaseModel:
         """The method's parameters, validated against its ``Params`` model."""
         return method_params(self.method)

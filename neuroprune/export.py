@@ -20,9 +20,13 @@ Formats:
 * ``onnx``: the compact network as ONNX (dynamic batch size; input ``input``, output
   ``logits``). Needs ``torch-pruning`` and ``onnx``.
 * ``state_dict``: ``torch.save`` of the masked network's plain state dict (pruned entries
-  zero), which ``build_model(spec).load_state_dict`` accepts.
+  zero), which ``build_model(spec).load_state_dict`` accepts; ``<name>.json`` beside it holds
+  the architecture, classes and preprocessing.
 
-Every format needs a mask: a file without one is refused.
+Every format needs a mask: a file without one is refused. Every format carries the
+preprocessing the run used (:mod:`neuroprune.preprocess`): in the metadata, and in ONNX as
+the graph's first nodes, so the ONNX network takes raw inputs; :func:`load_model` attaches it.
+A network defined in Python is rebuilt from the ``model`` the caller passes.
 """
 
 from __future__ import annotations
@@ -42,26 +46,57 @@ from ._io import atomic_torch_save, atomic_write
 from .errors import UserError
 from .masks import apply_mask, load_mask, load_weights, save_mask
 from .models import ModelSpec, build_model
+from .preprocess import attach, describe, raw_shape, with_preprocessing
 
 FORMATS = ("safetensors", "prune", "sparse", "compact", "onnx", "state_dict")
 
 
-def load_model(path: str | Path) -> nn.Module:
+def load_model(path: str | Path, model: Any = None) -> nn.Module:
     """Rebuild the trained sparse network stored in an exported (or run's) safetensors file.
 
-    The returned model has its masks attached with ``prune.custom_from_mask``.
+    The returned model has its masks attached with ``prune.custom_from_mask`` and takes raw
+    inputs: the run's preprocessing runs in front of it (:func:`neuroprune.preprocess.attach`;
+    ``neuroprune.preprocess.detach(model)`` removes it). ``model``: a module of the file's
+    architecture, or the class or function that builds one, for a network defined in Python
+    (its weights are replaced by the file's).
     """
+    net, meta = _load_network(path, model)
+    return attach(net, meta.get("preprocessing"))
+
+
+def _architecture(meta: dict[str, Any], model: Any) -> nn.Module:
+    """A fresh module of the file's architecture: from ``model`` when given, else rebuilt."""
+    arch = meta["architecture"]
+    if model is None and arch.get("name") is None and arch.get("factory") is None:
+        raise UserError("this network was defined in Python and its file cannot rebuild it; "
+                        "pass the model from Python: neuroprune.export.export(path, out, "
+                        "fmt, model=MyNet) or neuroprune.load_model(path, model=MyNet)")
+    spec = ModelSpec.from_dict(arch) if model is None else None
+    if isinstance(model, nn.Module):
+        from .masks.compact import unmasked_copy
+        from .preprocess import detach
+        net = unmasked_copy(model)
+        detach(net)
+        return net
+    if model is not None:
+        a = meta["architecture"]
+        spec = ModelSpec(tuple(a["input_shape"]), int(a["num_classes"]), None, {}, None, model)
+    return build_model(spec)
+
+
+def _load_network(path: str | Path, model: Any = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The network of ``path`` without its preprocessing, and the file's metadata."""
     mask, meta = load_mask(path)
     if "architecture" not in meta:
         raise UserError(f"{path} has no architecture in its metadata; it was not written by "
                         f"neuroprune")
     weights = load_weights(path)
     if meta.get("network") == "compact":
-        return _load_compact(path, meta, weights)
+        return _load_compact(path, meta, weights, model), meta
     if not weights:
         raise UserError(f"{path} holds masks only (no trained weights) and cannot rebuild a "
                         f"trained model; apply it with neuroprune.apply_mask instead")
-    model = build_model(ModelSpec.from_dict(meta["architecture"]))
+    model = _architecture(meta, model)
     expected = set(model.state_dict())
     missing, extra = expected - set(weights), set(weights) - expected
     if missing or extra:
@@ -72,14 +107,15 @@ def load_model(path: str | Path) -> nn.Module:
         apply_mask(model, mask)
     except (RuntimeError, ValueError) as exc:
         raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
-    return model.eval()
+    return model.eval(), meta
 
 
-def _load_compact(path, meta: dict[str, Any], weights: dict[str, torch.Tensor]) -> nn.Module:
+def _load_compact(path, meta: dict[str, Any], weights: dict[str, torch.Tensor],
+                  given: Any = None) -> nn.Module:
     from .masks import rebuild_compact
 
-    spec = ModelSpec.from_dict(meta["architecture"])
-    model = rebuild_compact(build_model(spec), torch.zeros(1, *spec.input_shape),
+    shape = tuple(meta["architecture"]["input_shape"])
+    model = rebuild_compact(_architecture(meta, given), torch.zeros(1, *shape),
                             meta["pruning_history"])
     try:
         model.load_state_dict(weights)
@@ -88,10 +124,11 @@ def _load_compact(path, meta: dict[str, Any], weights: dict[str, torch.Tensor]) 
     return model.eval()
 
 
-def masked_model(path: str | Path) -> nn.Module:
+def masked_model(path: str | Path, model: Any = None) -> nn.Module:
     """The network in a run's (or exported) safetensors file as a plain dense model whose
-    pruned entries are zero (no pruning hooks), in evaluation mode."""
-    model = load_model(path)
+    pruned entries are zero (no pruning hooks), in evaluation mode. It takes the inputs it
+    was trained on (standardised): the preprocessing is not attached."""
+    model, _ = _load_network(path, model)
     for mod in model.modules():
         for hook in [h for h in mod._forward_pre_hooks.values()
                      if isinstance(h, torch.nn.utils.prune.BasePruningMethod)]:
@@ -99,37 +136,72 @@ def masked_model(path: str | Path) -> nn.Module:
     return model.eval()
 
 
-def compact_model(path: str | Path) -> tuple[nn.Module, list[Any], ModelSpec]:
-    """The compact network of a run's safetensors file: ``(model, pruning history, spec)``."""
+def compact_model(path: str | Path, model: Any = None) -> tuple[nn.Module, list[Any], tuple]:
+    """The compact network of a run's safetensors file (without its preprocessing):
+    ``(model, pruning history, input shape)``."""
     from .masks import compact
 
     _, meta = load_mask(path)
-    spec = ModelSpec.from_dict(meta["architecture"])
-    small, history = compact(masked_model(path), torch.zeros(1, *spec.input_shape))
-    return small.eval(), history, spec
+    shape = tuple(meta["architecture"]["input_shape"])
+    small, history = compact(masked_model(path, model), torch.zeros(1, *shape))
+    return small.eval(), history, shape
 
 
-def _write_onnx(model: nn.Module, spec: ModelSpec, out: Path) -> None:
+def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
+    """What an ONNX file says about its network (``metadata_props``): classes, the
+    preprocessing inside the graph, sparsity, and where the network came from."""
+    import json
+
+    from . import __version__
+    record = meta.get("data_record") or {}
+    classes = record.get("classes") or list(range(int(meta["architecture"]["num_classes"])))
+    pre = meta.get("preprocessing")
+    provenance = {k: meta.get(k) for k in ("method", "dataset", "seed", "test_accuracy",
+                                           "val_accuracy", "neuroprune_version")}
+    provenance.update(exported_by=f"neuroprune {__version__}", data=record or None,
+                      architecture=meta["architecture"])
+    return {"classes": json.dumps(classes), "preprocessing": json.dumps(pre),
+            "preprocessing_text": "inside the graph, before the network: " + describe(pre)
+            if pre else describe(pre),
+            "input": "raw inputs" if pre else "the network's inputs",
+            "sparsity": json.dumps(meta.get("sparsity")), "provenance": json.dumps(provenance)}
+
+
+def _write_onnx(model: nn.Module, input_shape: tuple, out: Path, meta: dict[str, Any]) -> None:
     import importlib.util
     if importlib.util.find_spec("onnx") is None:  # the exporter needs it
         from .errors import MissingDependencyError
         raise MissingDependencyError("onnx", "onnx", "export --format onnx")
+    pre = meta.get("preprocessing")
+    graph = with_preprocessing(model, pre).eval()
 
     def write(tmp: str) -> None:
+        import onnx
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (torch.zeros(1, *spec.input_shape),), tmp, dynamo=False,
-                              input_names=["input"], output_names=["logits"],
+            torch.onnx.export(graph, (torch.zeros(1, *raw_shape(input_shape, pre)),), tmp,
+                              dynamo=False, input_names=["input"], output_names=["logits"],
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        proto = onnx.load(tmp)
+        onnx.helper.set_model_props(proto, onnx_metadata(meta))
+        onnx.save(proto, tmp)
     atomic_write(out, write)
+
+
+def _sidecar(out: Path) -> Path:
+    """The JSON beside an exported state dict."""
+    return out.with_name(out.name + ".json") if out.suffix == ".json" else out.with_suffix(".json")
 
 
 def _prune_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def export(source: str | Path, out: str | Path, fmt: str = "safetensors") -> dict[str, Any]:
-    """Write the network in ``source`` (a run's safetensors file) to ``out`` as ``fmt``."""
+def export(source: str | Path, out: str | Path, fmt: str = "safetensors",
+           model: Any = None) -> dict[str, Any]:
+    """Write the network in ``source`` (a run's safetensors file) to ``out`` as ``fmt``.
+    ``model``: for a network defined in Python, a module of its architecture (or its class
+    or builder), which the file cannot rebuild by itself."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
     out = Path(out)
@@ -141,27 +213,31 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors") -> dic
                         f"export needs a masked network")
     info: dict[str, Any] = {"format": fmt, "path": str(out), "sparsity": meta.get("sparsity")}
     if fmt in ("compact", "onnx"):
-        small, history, spec = compact_model(source)
+        small, history, shape = compact_model(source, model)
         info["params"] = sum(p.numel() for p in small.parameters())
         if fmt == "onnx":
-            _write_onnx(small, spec, out)
+            _write_onnx(small, shape, out, meta)
         else:
             save_mask(out, {}, {**meta, "network": "compact", "pruning_history": history},
                       weights=small.state_dict())
     elif fmt == "state_dict":
-        state = {k: v.detach().clone() for k, v in masked_model(source).state_dict().items()}
+        state = {k: v.detach().clone() for k, v in masked_model(source, model).state_dict().items()}
         atomic_torch_save(out, state)
+        from ._io import atomic_write_json
+        atomic_write_json(_sidecar(out), {k: meta.get(k) for k in (
+            "architecture", "preprocessing", "data_record", "sparsity", "method", "dataset",
+            "seed", "test_accuracy", "neuroprune_version")})
+        info["metadata"] = str(_sidecar(out))
     elif fmt == "safetensors":
         weights = load_weights(source)
         save_mask(out, mask, {**meta, "global_sparsity": mask.sparsity(),
                               "layer_sparsity": mask.layer_sparsity()},
                   weights=weights or None)
     elif fmt == "prune":
-        model = load_model(source)
-        state = _prune_state(model)
+        state = _prune_state(_load_network(source, model)[0])
         atomic_torch_save(out, {"state_dict": state, "metadata": meta})
     else:
-        load_model(source)  # checks that the file rebuilds its architecture
+        _load_network(source, model)  # checks that the file rebuilds its architecture
         dense = load_weights(source)  # pruned entries are exactly zero
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")

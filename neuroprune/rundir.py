@@ -3,6 +3,7 @@
 Layout::
 
     config.yaml              resolved config
+    data.json                which data ran: files found, protocol used, split sizes
     ledger.jsonl             append-only: one committed line per generation (source of truth)
     results.csv              one row per evaluated individual, derived from the ledger
     checkpoints/gen_NNNN.pt  search state after each generation
@@ -111,6 +112,11 @@ class RunDir:
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         self._track("config", config)
+
+    def write_data_record(self, record: dict[str, Any]) -> None:
+        """``data.json`` beside ``config.yaml``: which data ran (files found, protocol used,
+        split sizes), where the config may say only ``protocol: auto``."""
+        atomic_write_json(self.path / "data.json", record)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / "summary.json", summary)

@@ -72,6 +72,7 @@ class Workbench:
     shared_evaluator: Evaluator | None = None  # a batch of tuning trials trains through one
     structure: StructureSpace | None = None  # sparsity.structure other than element
     memo: Path | None = None  # a sweep's shared trainings (neuroprune.engine.memo)
+    trained_init: bool = False  # the initial weights are a trained model's (model.weights)
 
     @classmethod
     def from_config(cls, cfg: RunConfig, *, data: DataSplits | None = None,
@@ -80,14 +81,26 @@ class Workbench:
         the config ends here, before anything is written. ``data``, ``spec`` and ``init``
         replace what the config would give (the planted-ticket benchmark brings its own)."""
         device = resolve_device(cfg.device)
+        if cfg.model.weights is not None and "standardise" not in cfg.data.model_fields_set:
+            # a trained model takes the inputs it was trained on: as they are, by default
+            cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
+                update={"standardise": False})})
         data = data if data is not None else load_dataset(cfg.data)
         Augmenter(cfg.data.augment).check(data.input_shape)
         spec = spec or cfg.model.spec(data.input_shape, data.num_classes)
         template = check_model(spec)
+        trained = cfg.model.weights is not None
+        if trained:  # trained weights are pruned as they are, never rescaled
+            from .models.trained import load_trained
+            init = load_trained(cfg.model.weights, template)
+            cfg = cfg.model_copy(update={"sparsity": cfg.sparsity.model_copy(
+                update={"rescale_init": False})})
         if cfg.sparsity.structure != "element":
             space = cls._structure(cfg, template, data.input_shape)
-            return cls(cfg, data, spec, space.layout, device, init, structure=space)
-        return cls(cfg, data, spec, cls._layout(cfg, template), device, init)
+            return cls(cfg, data, spec, space.layout, device, init, structure=space,
+                       trained_init=trained)
+        return cls(cfg, data, spec, cls._layout(cfg, template), device, init,
+                   trained_init=trained)
 
     @staticmethod
     def _structure(cfg: RunConfig, template: nn.Module, input_shape) -> StructureSpace:

@@ -50,6 +50,7 @@ def test_mask_files_load_into_a_plain_model_and_others_can_read_them(run):
     assert not result.missing_keys
     assert sorted(result.unexpected_keys) == ["1.weight_mask", "3.weight_mask"]
     x = torch.randn(5, *spec.input_shape)
+    neuroprune.preprocess.detach(model)  # the plain model takes standardised inputs
     with torch.no_grad():
         assert torch.allclose(plain.eval()(x), model.eval()(x))
     from safetensors import safe_open
@@ -83,8 +84,14 @@ def test_reloaded_model_reproduces_the_recorded_test_accuracy(run):
     _, meta = neuroprune.load_mask(run / "best_mask.safetensors")
     d = meta["data"]
     data = load_dataset(DataConfig(**d))
+    # the reloaded model takes raw digits (0..16): the run's standardisation is inside it
+    from sklearn.datasets import load_digits
+
+    from neuroprune.data.sklearn_sets import split
+    X, y = load_digits(return_X_y=True)
+    raw = torch.from_numpy(split(X.astype("float32"), y, DataConfig(**d))[4]).view(-1, 1, 8, 8)
     with torch.no_grad():
-        acc = float((model(data.test_x).argmax(1) == data.test_y).float().mean())
+        acc = float((model(raw).argmax(1) == data.test_y).float().mean())
     summary = json.loads((run / "summary.json").read_text())
     assert acc == pytest.approx(summary["test_accuracy"], abs=1e-6)
     assert hasattr(model[1], "weight_mask")  # masks attached the torch.nn.utils.prune way
@@ -212,6 +219,7 @@ def test_compact_export_of_an_unstructured_run_gives_its_outputs(run, tmp_path):
     from neuroprune.export import masked_model
     info = export(run / "best_mask.safetensors", tmp_path / "c.safetensors", "compact")
     small = neuroprune.load_model(tmp_path / "c.safetensors")
+    neuroprune.preprocess.detach(small)  # masked_model takes standardised inputs
     dense = masked_model(run / "best_mask.safetensors")
     x = torch.randn(9, 1, 8, 8)
     with torch.no_grad():

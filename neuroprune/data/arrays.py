@@ -32,7 +32,9 @@ def from_arrays(x: Any, y: Any, cfg: DataConfig, x_test: Any = None,
 
     ``x`` is ``[N, features]`` (standardised per feature) or images ``[N, H, W]`` /
     ``[N, C, H, W]`` (standardised with one mean and std, as for digits). Labels may be any
-    hashable values; they are numbered in sorted order.
+    hashable values; they are numbered in sorted order. The split's ``preprocessing`` records
+    the mean and std (networks trained on it take ``x``'s raw values once it is attached,
+    :mod:`neuroprune.preprocess`); ``provenance`` records the classes in their order.
     """
     x, y = _array(x, "X"), _array(y, "y")
     if len(x) != len(y):
@@ -63,11 +65,16 @@ def from_arrays(x: Any, y: Any, cfg: DataConfig, x_test: Any = None,
         xte, yte = xt.reshape(len(xt), -1).astype(np.float32), yt_codes
     else:
         xtr, ytr, xva, yva, xte, yte = split(flat, y_codes, cfg)
-    tr, va, te = standardise(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (xtr, xva, xte)),
-                             per_feature=not images)
+    tr, va, te, pre = standardise(*(torch.from_numpy(np.ascontiguousarray(a))
+                                    for a in (xtr, xva, xte)), per_feature=not images,
+                                  enabled=cfg.standardise)
     shape = x.shape[1:] if x.ndim != 3 else (1, *x.shape[1:])
     lab = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))  # noqa: E731
     return DataSplits(name="arrays", train_x=tr.reshape(-1, *shape), train_y=lab(ytr),
                       val_x=va.reshape(-1, *shape), val_y=lab(yva),
                       test_x=te.reshape(-1, *shape), test_y=lab(yte),
-                      num_classes=len(classes))
+                      num_classes=len(classes), preprocessing=pre,
+                      provenance={"source": "arrays", "protocol": "given test split" if has_test
+                                  else "split", "split_seed": cfg.split_seed,
+                                  "classes": [c.item() if hasattr(c, "item") else c
+                                              for c in classes]})

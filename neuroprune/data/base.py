@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
@@ -13,6 +14,11 @@ class DataSplits:
 
     The test split is never used for selection: searches select on ``val``, and only the final
     network is scored on ``test``.
+
+    ``preprocessing`` records what turned the user's raw inputs into these tensors (the
+    training split's mean and std, any padding; see :mod:`neuroprune.preprocess`), so that an
+    exported network takes raw inputs; ``provenance`` says which data ran (files found,
+    protocol, split sizes).
     """
 
     name: str
@@ -23,6 +29,8 @@ class DataSplits:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
+    preprocessing: dict[str, Any] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -35,7 +43,11 @@ class DataSplits:
             v = getattr(self, k)
             moved[k] = v.to(device, dtype) if dtype is not None and v.is_floating_point() \
                 else v.to(device)
-        return DataSplits(name=self.name, num_classes=self.num_classes, **moved)
+        return replace(self, **moved)
+
+    def record(self) -> dict[str, Any]:
+        """Which data ran: the loader's provenance (files, protocol) with the split sizes."""
+        return {"dataset": self.name, **self.provenance, "sizes": self.sizes()}
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train_y), "val": len(self.val_y), "test": len(self.test_y)}
@@ -83,17 +95,32 @@ def pad_images(data: DataSplits, pad: int) -> DataSplits:
         out[:, :, pad:pad + x.shape[2], pad:pad + x.shape[3]] = x
         return out
 
-    return DataSplits(name=data.name, num_classes=data.num_classes,
-                      train_x=padded(data.train_x), train_y=data.train_y,
-                      val_x=padded(data.val_x), val_y=data.val_y,
-                      test_x=padded(data.test_x), test_y=data.test_y)
+    pre = dict(data.preprocessing) if data.preprocessing is not None else None
+    if pre is not None:
+        pre.update(pad=int(pad), fill=fill.flatten().tolist())
+    return replace(data, train_x=padded(data.train_x), val_x=padded(data.val_x),
+                   test_x=padded(data.test_x), preprocessing=pre)
 
 
-def standardise(train: torch.Tensor, *others: torch.Tensor, per_feature: bool = False):
-    """Scale every split with the training split's mean and std (no leakage from val/test)."""
+def standardise(train: torch.Tensor, *others: torch.Tensor, per_feature: bool = False,
+                dims: tuple[int, ...] | None = None, enabled: bool = True):
+    """Scale every split with the training split's mean and std (no leakage from val/test):
+    one mean and std, one per feature (``per_feature``: over dimension 0), or over ``dims``
+    (``(0, 2, 3)``: one per image channel). Returns the scaled splits, then the record of
+    the scaling (:func:`neuroprune.preprocess.standardisation`) that turns raw inputs into
+    them. ``enabled=False`` (``data.standardise: false``): the splits as they are, and the
+    record of the identity."""
+    from ..preprocess import standardisation
+
+    if not enabled:
+        return (train, *others, standardisation(torch.tensor(0.0), torch.tensor(1.0)))
     if per_feature:
-        mean = train.mean(0, keepdim=True)
-        std = train.std(0, keepdim=True).clamp_min(1e-6)
-    else:
+        dims = (0,)
+    if dims is None:
         mean, std = train.mean(), train.std().clamp_min(1e-6)
-    return tuple((t - mean) / std for t in (train, *others))
+    else:
+        mean = train.mean(dims, keepdim=True)
+        std = train.std(dims, keepdim=True).clamp_min(1e-6)
+    def stat(t: torch.Tensor) -> torch.Tensor:  # without the batch dimension
+        return t.reshape(t.shape[1:]) if t.dim() else t
+    return (*((t - mean) / std for t in (train, *others)), standardisation(stat(mean), stat(std)))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, MissingDependencyError
-from .base import DataSplits
+from .base import DataSplits, standardise
 from .config import DataConfig
 
 LAYOUT = {
@@ -87,7 +87,8 @@ def load_cifar(name: str, cfg: DataConfig) -> DataSplits:
     if root.exists() and not root.is_dir():
         raise DataError(f"data.root {root} is a file, not a folder")
     folder = _folder(root, sub, test_files[0])
-    if folder is None and cfg.download:
+    downloaded = folder is None and cfg.download
+    if downloaded:
         _download(name, root)
         folder = _folder(root, sub, test_files[0])
     if folder is None:
@@ -105,14 +106,16 @@ def load_cifar(name: str, cfg: DataConfig) -> DataSplits:
             raise DataError(f"{name}: {split} labels outside 0..{classes - 1} in {folder}")
     n_val = 5000 if len(xtr) >= 50000 else max(1, len(xtr) // 10)
     x = torch.from_numpy(xtr).float() / 255.0
-    mean = x[:-n_val].mean((0, 2, 3), keepdim=True)
-    std = x[:-n_val].std((0, 2, 3), keepdim=True).clamp_min(1e-6)
-    x = (x - mean) / std
-    test_x = (torch.from_numpy(xte).float() / 255.0 - mean) / std
+    train_x, val_x, test_x, pre = standardise(x[:-n_val], x[-n_val:],
+                                              torch.from_numpy(xte).float() / 255.0,
+                                              dims=(0, 2, 3), enabled=cfg.standardise)
     y = torch.from_numpy(ytr)
-    return DataSplits(name=name, train_x=x[:-n_val].contiguous(), train_y=y[:-n_val],
-                      val_x=x[-n_val:].contiguous(), val_y=y[-n_val:], test_x=test_x,
-                      test_y=torch.from_numpy(yte), num_classes=classes)
+    files = [str((folder / f).relative_to(root)) for f in [*train_files, *test_files]]
+    return DataSplits(name=name, train_x=train_x.contiguous(), train_y=y[:-n_val],
+                      val_x=val_x.contiguous(), val_y=y[-n_val:], test_x=test_x,
+                      test_y=torch.from_numpy(yte), num_classes=classes, preprocessing=pre,
+                      provenance={"source": "files", "files": files, "protocol": "full",
+                                  "downloaded": downloaded})
 
 
 load_cifar10 = partial(load_cifar, "cifar10")

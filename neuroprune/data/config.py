@@ -36,6 +36,10 @@ class DataConfig(Section):
     pad: int = Field(0, ge=0, le=64, description="pixels of background added around every "
                      "image (2 turns the MNIST family's 28x28 into the 32x32 of LeNet-5's paper "
                      "and of CIFAR models)")
+    standardise: bool = Field(True, description="scale inputs with the training split's "
+                              "mean and std (recorded, and applied by every export); false: "
+                              "inputs as they are, for a trained model (model.weights) that "
+                              "expects them so")
     augment: registered_list(AUGMENTATIONS) = Field(
         [], description="on-device augmentation of training batches, seeded: crop "
         "(random crop with 4 pixels of padding), flip (horizontal)")

@@ -130,14 +130,15 @@ def load_mnist_family(name: str, cfg: DataConfig) -> DataSplits:
     rootp = Path(root).expanduser()
     if rootp.exists() and not rootp.is_dir():
         raise DataError(f"data.root {rootp} is a file, not a folder")
+    provenance: dict = {"source": "files", "protocol_requested": protocol}
     if name == "usps":
         xtr, ytr, xte, yte = _load_usps(rootp, download)
         has_train = True
+        provenance["files"] = ["torchvision USPS"]
     else:
-        if download and (_find(rootp, name, "test", "x") is None
-                         or (protocol == "full" and _find(rootp, name, "train", "x") is None)):
-            _download(name, rootp)
+        provenance["download"] = _fetch_missing(name, rootp, cfg) if download else "not requested"
         paths = {k: _find(rootp, name, *k) for k in _IDX_NAMES}
+        provenance["files"] = sorted(str(v.relative_to(rootp)) for v in paths.values() if v)
         if paths[("test", "x")] is None or paths[("test", "y")] is None:
             raise DataError(
                 f"{name} files not found under {rootp} (looked for "
@@ -166,16 +167,41 @@ def load_mnist_family(name: str, cfg: DataConfig) -> DataSplits:
         val_x, val_y = xte[n_train - n_val: n_train], yte[n_train - n_val: n_train]
         test_x, test_y = xte[n_train:], yte[n_train:]
 
+    provenance["protocol"] = "full" if has_train and protocol != "10k" else "10k"
+
     def as_tensor(a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.array(a, dtype=np.float32))
         if t.max() > 1.5:
             t = t / 255.0
         return t.reshape(len(t), 1, *t.shape[-2:])
 
-    trx, vax, tex = standardise(as_tensor(train_x), as_tensor(val_x), as_tensor(test_x))
+    trx, vax, tex, pre = standardise(as_tensor(train_x), as_tensor(val_x), as_tensor(test_x),
+                                     enabled=cfg.standardise)
     lab = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))  # noqa: E731
     return DataSplits(name=name, train_x=trx, train_y=lab(train_y), val_x=vax, val_y=lab(val_y),
-                      test_x=tex, test_y=lab(test_y), num_classes=10)
+                      test_x=tex, test_y=lab(test_y), num_classes=10, preprocessing=pre,
+                      provenance=provenance)
+
+
+def _fetch_missing(name: str, root: Path, cfg: DataConfig) -> str:
+    """``data.download``: fetch what is missing. Without the test split, or without the
+    training split under ``protocol: full``, a failed download is an error; when only the
+    training split cannot be fetched, ``auto`` runs MNIST-10k and says so in one line."""
+    need_train = cfg.protocol != "10k" and _find(root, name, "train", "x") is None
+    if _find(root, name, "test", "x") is not None and not need_train:
+        return "not needed: the files are there"
+    try:
+        _download(name, root)
+    except (DataError, MissingDependencyError) as exc:
+        if _find(root, name, "test", "x") is None or cfg.protocol == "full":
+            raise
+        import warnings
+        reason = str(exc).split(";")[0]
+        warnings.warn(f"data.download=true could not fetch the {name} training images "
+                      f"({reason}); running the MNIST-10k protocol on the test split alone "
+                      f"(set data.protocol=10k to ask for it)", stacklevel=2)
+        return f"failed: {reason}"
+    return "downloaded"
 
 
 load_mnist = partial(load_mnist_family, "mnist")

@@ -41,14 +41,17 @@ def load_bundled(name: str, cfg: DataConfig) -> DataSplits:
     xtr, xva, xte = (torch.from_numpy(a) for a in (xtr, xva, xte))
     if name == "digits":
         # 8x8 grey images, 0..16: one global scale keeps the image structure (for convs).
-        xtr, xva, xte = standardise(xtr, xva, xte)
+        xtr, xva, xte, pre = standardise(xtr, xva, xte, enabled=cfg.standardise)
         xtr, xva, xte = (t.reshape(-1, 1, 8, 8) for t in (xtr, xva, xte))
     else:
-        xtr, xva, xte = standardise(xtr, xva, xte, per_feature=True)
+        xtr, xva, xte, pre = standardise(xtr, xva, xte, per_feature=True,
+                                         enabled=cfg.standardise)
     return DataSplits(name=name, train_x=xtr.contiguous(), train_y=torch.from_numpy(ytr),
                       val_x=xva.contiguous(), val_y=torch.from_numpy(yva),
                       test_x=xte.contiguous(), test_y=torch.from_numpy(yte),
-                      num_classes=int(y.max()) + 1)
+                      num_classes=int(y.max()) + 1, preprocessing=pre,
+                      provenance={"source": f"scikit-learn load_{name}", "protocol": "split",
+                                  "split_seed": cfg.split_seed})
 
 
 load_digits = partial(load_bundled, "digits")

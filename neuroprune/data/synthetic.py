@@ -15,9 +15,12 @@ def _splits(name: str, x: torch.Tensor, y: torch.Tensor, cfg: DataConfig, per_fe
     n = len(y)
     n_test, n_val = int(cfg.test_fraction * n), int(cfg.val_fraction * n)
     a, b = n - n_test - n_val, n - n_test
-    xtr, xva, xte = standardise(x[:a], x[a:b], x[b:], per_feature=per_feature)
+    xtr, xva, xte, pre = standardise(x[:a], x[a:b], x[b:], per_feature=per_feature,
+                                     enabled=cfg.standardise)
     return DataSplits(name=name, train_x=xtr, train_y=y[:a], val_x=xva, val_y=y[a:b],
-                      test_x=xte, test_y=y[b:], num_classes=classes)
+                      test_x=xte, test_y=y[b:], num_classes=classes, preprocessing=pre,
+                      provenance={"source": "generated", "protocol": "split",
+                                  "split_seed": cfg.split_seed})
 
 
 def load_blobs(cfg: DataConfig) -> DataSplits:

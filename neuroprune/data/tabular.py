@@ -55,8 +55,11 @@ def load_csv(cfg: DataConfig) -> DataSplits:
     if np.bincount(y).min() < 3:
         raise DataError(f"{p}: every class needs at least 3 rows for a train/val/test split")
     xtr, ytr, xva, yva, xte, yte = split(x, y, cfg)
-    xtr, xva, xte = standardise(*(torch.from_numpy(a) for a in (xtr, xva, xte)),
-                                per_feature=True)
+    xtr, xva, xte, pre = standardise(*(torch.from_numpy(a) for a in (xtr, xva, xte)),
+                                     per_feature=True, enabled=cfg.standardise)
     return DataSplits(name=p.stem, train_x=xtr, train_y=torch.from_numpy(ytr), val_x=xva,
                       val_y=torch.from_numpy(yva), test_x=xte, test_y=torch.from_numpy(yte),
-                      num_classes=len(classes))
+                      num_classes=len(classes), preprocessing=pre,
+                      provenance={"source": "csv", "files": [p.name], "protocol": "split",
+                                  "split_seed": cfg.split_seed,
+                                  "classes": [str(c) for c in classes]})

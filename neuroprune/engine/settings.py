@@ -29,7 +29,8 @@ class TrainSettings(Section):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="L2 weight decay")
     batch_size: int = Field(64, ge=1, description="mini-batch size")
-    epochs: int = Field(20, ge=1, description="epochs of the final training of the best network")
+    epochs: int = Field(20, ge=0, description="epochs of the final training of the best "
+                        "network (0: none, for a one-shot method on trained weights)")
     schedule: Literal["constant", "cosine"] = Field("cosine", description="learning-rate "
                                                    "schedule over each training run")
     loss: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="mse for "

@@ -96,13 +96,36 @@ def _fold_constants(model, members, params, size, example, dead) -> torch.Tensor
     return folded
 
 
+def unmasked_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` with its ``torch.nn.utils.prune`` masks folded in: pruned
+    entries zero, plain parameters, no pruning hooks. (A masked module cannot be deep-copied
+    as it is: its ``weight`` is computed from ``weight_orig`` and the mask, not a leaf.)"""
+    from torch.nn.utils import prune
+
+    def pruned(m: nn.Module) -> list[prune.BasePruningMethod]:
+        return [h for h in m._forward_pre_hooks.values()
+                if isinstance(h, prune.BasePruningMethod)]
+    stash = [(mod, hook._tensor_name) for mod in model.modules() for hook in pruned(mod)]
+    computed = [mod.__dict__.pop(name, None) for mod, name in stash]
+    try:
+        out = copy.deepcopy(model)
+    finally:
+        for (mod, name), value in zip(stash, computed):
+            if value is not None:
+                mod.__dict__[name] = value
+    for mod in out.modules():
+        for hook in pruned(mod):
+            prune.remove(mod, hook._tensor_name)
+    return out
+
+
 def compact(model: nn.Module, example: torch.Tensor,
             exclude: Sequence[str] = ()) -> tuple[nn.Module, list[Any]]:
-    """A smaller dense copy of ``model`` (masked entries already zero, no pruning hooks) with
-    the same outputs, and the pruning history that rebuilds its architecture from the dense
-    one (:func:`rebuild_compact`). ``exclude``: parameter names whose layers keep their
-    units."""
-    model = copy.deepcopy(model).eval()
+    """A smaller dense copy of ``model`` (masks attached with ``torch.nn.utils.prune`` are
+    folded in first) with the same outputs, and the pruning history that rebuilds its
+    architecture from the dense one (:func:`rebuild_compact`). ``exclude``: parameter names
+    whose layers keep their units."""
+    model = unmasked_copy(model).eval()
     graph = dependency_graph(model, example)
     names = {m: n for n, m in model.named_modules()}
     modules = dict(model.named_modules())

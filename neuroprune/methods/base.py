@@ -83,6 +83,9 @@ class Method(ABC):
     Params: ClassVar[type[MethodParams]] = MethodParams
     #: True: removes neurons and channels (bits over ``ctx.structure.layout``), not weights
     structured: ClassVar[bool] = False
+    #: True: scores the given weights once and trains nothing itself, so it can prune a
+    #: trained model without any training (``training.epochs: 0``)
+    one_shot: ClassVar[bool] = False
 
     def __init__(self, params: MethodParams | None = None):
         self.params = params if params is not None else self.Params()

@@ -37,6 +37,7 @@ class GraSPParams(PresetParams):
 
 class GraSP(Method):
     name = "grasp"
+    one_shot = True
     summary = "keep the weights whose removal would reduce gradient flow most (Hessian-gradient)"
     citation = "Wang et al. 2020, arXiv 2002.07376"
     Params = GraSPParams

@@ -13,6 +13,7 @@ from .base import Method, MethodContext, MethodResult
 
 class MagnitudeAtInit(Method):
     name = "magnitude"
+    one_shot = True
     summary = "keep the largest-magnitude initial weights (one shot, at init)"
     citation = "Han et al. 2015; Frankle et al. 2021, arXiv 2009.08576"
 

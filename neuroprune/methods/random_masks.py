@@ -13,6 +13,7 @@ from .base import Method, MethodContext, MethodResult
 
 class RandomMasks(Method):
     name = "random"
+    one_shot = True
     summary = "uniformly random mask at the target sparsity (per allocation unit)"
     citation = "Liu et al. 2022, arXiv 2202.02643"
 

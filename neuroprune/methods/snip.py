@@ -37,6 +37,7 @@ def connection_sensitivity(ctx: MethodContext, batches: int,
 
 class Snip(Method):
     name = "snip"
+    one_shot = True
     summary = "keep the connections with the largest |gradient x weight| at init (one shot)"
     citation = "Lee et al. 2019, arXiv 1810.02340"
     Params = SnipParams

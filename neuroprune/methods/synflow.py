@@ -29,6 +29,7 @@ class SynFlowParams(PresetParams):
 
 class SynFlow(Method):
     name = "synflow"
+    one_shot = True
     summary = "data-free iterative pruning that conserves synaptic flow"
     citation = "Tanaka et al. 2020, arXiv 2006.05467"
     Params = SynFlowParams

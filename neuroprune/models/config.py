@@ -23,6 +23,10 @@ class ModelConfig(Section):
                                 "nn.Module (takes precedence over name)")
     kwargs: dict[str, Any] = Field({}, description="keyword arguments of the factory or the "
                                    "torchvision model")
+    weights: str | None = Field(None, description="trained weights of this architecture (a "
+                                "state dict saved by torch.save, or safetensors) to prune: "
+                                "kept as given (no sparsity.rescale_init), and the summary "
+                                "reports the accuracy before pruning")
 
     @model_validator(mode="before")
     @classmethod

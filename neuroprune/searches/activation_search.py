@@ -322,6 +322,7 @@ class ActivationSearch:
         self.evaluator = self.bench.evaluator()
         self.rd = RunDir(out, open_tracking(self.cfg.logging, out, self.cfg.name)).create()
         self.rd.write_config(to_dict(self.cfg))
+        self.rd.write_data_record(self.bench.data.record())
         tops: dict[str, Top] = {}
         # DEAP's gp draws from the global random module: lend it this search's own state
         with self.evaluator, deap_random(self.cfg.seed):
@@ -372,8 +373,9 @@ class ActivationSearch:
                               "reports)"},
                    "strategies": strategies, "evaluations_per_strategy":
                        self.per_generation * self.a.generations,
-                   "dataset": self.cfg.data.dataset, "seed": self.cfg.seed,
-                   "device": self.bench.device, "wall_seconds": round(time.time() - t0, 3),
+                   "dataset": self.cfg.data.dataset, "data": self.bench.data.record(),
+                   "seed": self.cfg.seed, "device": self.bench.device,
+                   "wall_seconds": round(time.time() - t0, 3),
                    "neuroprune_version": __version__}
         self.rd.write_summary(summary)
         return summary

@@ -143,6 +143,7 @@ class Comparison:
         cfg = self.bench.config
         rd = RunDir(out, open_tracking(cfg.logging, out, cfg.name)).create()
         rd.write_config(to_dict(cfg))
+        rd.write_data_record(self.bench.data.record())
         t0 = time.time()
         rows: list[dict[str, Any]] = []
         memo = rd.path / "memo" if cfg.comparison.reuse else None
@@ -164,7 +165,7 @@ class Comparison:
                    # what the cells' methods cost, and what of it was trained once for several
                    "network_epochs": spent, "trained_network_epochs": spent - reused,
                    "best": max(rows, key=lambda r: r["val_accuracy"]),
-                   "device": self.bench.device}
+                   "data": self.bench.data.record(), "device": self.bench.device}
         rd.write_summary(summary)
         if memo is not None:  # a cache: every cell that could read it is done
             shutil.rmtree(memo, ignore_errors=True)

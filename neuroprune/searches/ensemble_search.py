@@ -42,6 +42,7 @@ def run_ensemble_search(bench: Workbench, out: str | Path, progress: bool = True
     est = estimator_from(cfg)
     rd = RunDir(out, open_tracking(cfg.logging, out, cfg.name)).create()
     rd.write_config(to_dict(cfg))
+    rd.write_data_record(data.record())
     est.fit(X, y)
     rows = [{"generation": h["generation"], "index": 0, "best": h["best"], "mean": h["mean"]}
             for h in est.history_]
@@ -52,6 +53,7 @@ def run_ensemble_search(bench: Workbench, out: str | Path, progress: bool = True
         if on_generation is not None:
             on_generation(r["generation"], [{**r, "val_accuracy": r["best"]}])
     summary = {"status": "complete", "kind": "ensemble_search", "dataset": cfg.data.dataset,
+               "data": data.record(),
                "algorithm": cfg.ensemble.algorithm, "fusion": cfg.ensemble.fusion,
                "selected": est.selected_,
                "weights": None if est.weights_ is None else [float(w) for w in est.weights_],

@@ -78,7 +78,25 @@ class MaskSearch:
                 f"{'neurons and channels' if self.method.structured else 'single weights'}; "
                 f"set sparsity.structure to "
                 f"{'neuron, channel or all' if self.method.structured else 'element'}")
+        if self.cfg.training.epochs == 0 and not self.method.one_shot:
+            raise ConfigError(f"training.epochs=0 (no training after pruning) suits one-shot "
+                              f"methods on trained weights (magnitude, random, snip, synflow, "
+                              f"grasp); {self.method.name} trains while it prunes: give "
+                              f"training.epochs >= 1")
         self._check_memory()
+
+    def stages(self, evaluator, found) -> dict[str, float]:
+        """A trained model's test (and validation) accuracy before pruning and right after
+        it, before any fine-tuning: what pruning itself cost."""
+        cfg = self.cfg
+        dense = evaluator.evaluate(EvalTask(masks=None, size=1, init=self.bench.init_state(),
+                                            epochs=0, data_seed=cfg.seed, test=True)).row(0)
+        pruned = evaluator.evaluate(EvalTask(masks=found.bits.unsqueeze(0), init=found.init,
+                                             epochs=0, data_seed=cfg.seed, test=True)).row(0)
+        return {"test_accuracy_before_pruning": dense["test_accuracy"],
+                "val_accuracy_before_pruning": dense["val_accuracy"],
+                "test_accuracy_after_pruning": pruned["test_accuracy"],
+                "val_accuracy_after_pruning": pruned["val_accuracy"]}
 
     def compute(self, network_epochs: int, search_epochs: int,
                 resume_state: dict | None, reused: int | None = None) -> dict[str, Any]:
@@ -159,6 +177,7 @@ class MaskSearch:
         log(f"engine: {evaluator.describe()}")
         rd.create()
         rd.write_config(to_dict(cfg))
+        rd.write_data_record(self.bench.data.record())
 
         interrupt = _GracefulInterrupt()
         spent_before = (resume_state or {}).get("network_epochs", 0)
@@ -197,6 +216,7 @@ class MaskSearch:
             if found.info.get("exact", True):  # every unit keeps exactly its count
                 check_bits(self.layout, found.bits)
             mask = bits_to_mask(self.layout, found.bits)
+            stages = self.stages(evaluator, found) if self.bench.trained_init else {}
             # the weights alone (a structured mask also covers biases and BatchNorm)
             weight_mask = mask if self.bench.structure is None else Mask(
                 {k: mask[k] for k in self.bench.structure.weights})
@@ -236,11 +256,16 @@ class MaskSearch:
             "prunable_weights": weight_mask.numel(),
             "test_accuracy": final["test_accuracy"],
             "val_accuracy": final["val_accuracy"],
+            **stages,
+            **({"test_accuracy_after_finetuning": final["test_accuracy"],
+                "finetuning_epochs": cfg.training.epochs} if stages else {}),
             "seed": cfg.seed,
             "device": self.bench.device,
             "backend": cfg.backend,
             "wall_seconds": round(time.time() - t0, 3),
             "neuroprune_version": __version__,
+            "data": self.bench.data.record(),
+            "preprocessing": self.bench.data.preprocessing,
             "compute": compute,
             **figures,
             **{k: v for k, v in found.info.items() if k not in ("logbook", "exact")},
@@ -248,6 +273,8 @@ class MaskSearch:
         metadata = {"architecture": self.bench.spec.to_dict(), "sparsity": summary["sparsity"],
                     "method": self.method.name, "seed": cfg.seed, "dataset": cfg.data.dataset,
                     "data": cfg.data.model_dump(mode="json"),
+                    "data_record": summary["data"],
+                    "preprocessing": self.bench.data.preprocessing,
                     "test_accuracy": final["test_accuracy"],
                     "val_accuracy": final["val_accuracy"],
                     "layer_sparsity": summary["layer_sparsity"],
