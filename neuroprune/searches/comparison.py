@@ -44,12 +44,14 @@ from ..methods import METHODS
 from ..rundir import RunDir
 from ..tracking import open_tracking
 from ..workbench import Workbench
-from .comparison_efficiency import efficiency_table, flops_figure
+from .comparison_efficiency import (EFFICIENCY_COLUMNS, efficiency_table, flops_figure,
+                                    row_figures)
 from .mask_search import MaskSearch
 
 COLUMNS = ["method", "sparsity", "seed", "test_accuracy", "val_accuracy", "actual_sparsity",
            "kept_weights", "network_epochs", "training_flops", "final_epochs", "wall_seconds",
-           "flops", "params", "latency", "flops_dense", "latency_dense", "reused_network_epochs"]
+           "flops", "params", "latency", "flops_dense", "latency_dense", "reused_network_epochs",
+           *EFFICIENCY_COLUMNS]
 #: what the other methods are tested against, where they ran: the sanity baseline, the paper's
 #: method, and the structured baseline every structured-pruning paper compares with
 BASELINES = ("random", "dissipating_gradients", "l1_filter")
@@ -186,13 +188,14 @@ def _run_cells(searches, rd, rows, progress, log) -> None:
                      "seed": summary["seed"], "test_accuracy": summary["test_accuracy"],
                      "val_accuracy": summary["val_accuracy"],
                      "actual_sparsity": summary["sparsity"],
-                     # what the deployed (compact) network costs: FLOPs per sample, params,
+                     # what the deployed network (compact, else masked) costs: FLOPs per sample, params,
                      # CPU seconds at batch 256 (absent without the efficiency figures)
                      "flops": summary.get("flops"), "params": summary.get("params"),
                      "latency": summary.get("latency"),
                      # the same figures of the dense network it was cut from
                      "flops_dense": summary.get("flops_dense"),
                      "latency_dense": summary.get("latency_b256_dense"),
+                     **row_figures(summary),
                      "kept_weights": summary["kept_weights"],
                      "network_epochs": compute.get("network_epochs"),
                      "training_flops": compute.get("training_flops"),
