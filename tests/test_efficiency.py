@@ -127,3 +127,40 @@ def test_a_device_name_is_checked_where_the_config_is_read(capsys):
     assert main(["config", "--set", "device=gpu"]) == 2
     assert "'gpu' is not a device; use cpu, cuda, cuda:N, mps or auto" in capsys.readouterr().err
     assert main(["config", "--set", "device=cuda:1"]) == 0  # a name torch knows
+
+
+def test_figures_say_what_their_axes_hold(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from neuroprune.report import planted as planted_report
+    from neuroprune.report.document import Document
+    from neuroprune.report.sweep import accuracy_figure
+    from neuroprune.searches.comparison import compute_figure
+
+    # methods that spent the same compute: the axis starts at 0, so the 1% apart reads as such
+    rows = [{"method": m, "sparsity": 0.9, "seed": s, "test_accuracy": 0.9, "network_epochs": 40}
+            for m in ("random", "snip", "magnitude") for s in (0, 1)]
+    fig = compute_figure(rows)
+    low, high = fig.axes[0].get_xlim()
+    assert low == 0 and high >= 40
+    xs = [line.get_xdata()[0] for line in fig.axes[0].lines if len(line.get_xdata())]
+    assert max(xs) - min(xs) <= 0.021 * 40
+    plt.close(fig)
+    # the dense line counts seeds, not the cells of every method at sparsity 0
+    cells = pd.DataFrame([{"method": m, "sparsity": s, "seed": seed, "test_accuracy": 0.9}
+                          for m in ("random", "snip", "magnitude") for s in (0.0, 0.9)
+                          for seed in (0, 1)])
+    doc = Document(tmp_path)
+    accuracy_figure(doc, cells)
+    assert "mean of 2 seeds" in "\n".join(doc.lines)
+    # a regression task's quality axis is R², a classification task's accuracy
+    labels = []
+    monkeypatch.setattr(Document, "figure", lambda self, name, fig, caption: labels.extend(
+        ax.get_ylabel() for ax in fig.axes))
+    planted = pd.DataFrame([{"task": t, "method": "random", "sparsity": s, "seed": 0,
+                             "planted_sparsity": 0.95, "quality_trained": 0.5, "iou": 0.3}
+                            for t in ("relu", "circle") for s in (0.9, 0.97)])
+    planted_report.figure(Document(tmp_path), planted, "planted")
+    assert labels == ["test R² after training", "test accuracy after training",  # row 1
+                      "IoU with the planted mask", "IoU with the planted mask"]

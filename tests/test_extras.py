@@ -123,3 +123,26 @@ def test_every_command_needing_an_extra_says_which_in_one_line(base_install):
     for folder in ("r1", "r2", "r3", "r4", "tune", "report"):
         assert not (tmp / folder).exists(), folder
     assert not any((tmp / f).exists() for f in ("m.onnx", "c.safetensors", "t.safetensors"))
+
+
+def test_a_factory_beside_its_config_imports_without_pythonpath(tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "mymodels.py").write_text(
+        "from torch import nn\n\n"
+        "def build(input_shape, num_classes):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(),\n"
+        "                         nn.Linear(16, num_classes))\n")
+    (folder / "cfg.yaml").write_text("model:\n  factory: mymodels:build\n"
+                                     "data:\n  dataset: digits\n")
+    code = ("import sys\n"
+            "from neuroprune.config import load_config\n"
+            "from neuroprune.workbench import Workbench\n"
+            "bench = Workbench.from_config(load_config(sys.argv[1]))\n"
+            "print(type(bench.spec).__name__, sys.path[-1])\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the package only, not the config's folder
+    proc = subprocess.run([sys.executable, "-c", code, str(folder / "cfg.yaml")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # last on the path: a file beside a config never shadows an installed module
+    assert proc.stdout.split() == ["ModelSpec", str(folder.resolve())]
