@@ -7,10 +7,15 @@ Channels are ranked by their filters' L1 norm (layer-normalised, as ``l1_filter`
 removed until the FLOPs of the prunable layers fall by ``--reduction``; the masked network is
 compacted (pruned channels physically removed) and both are timed on the CPU. With ``--runs``
 the networks are those a run or a comparison found (every ``best_mask.safetensors`` under the
-folder): each compact network is timed against its dense architecture, the two alternating so
-that a change of the machine's load hits both, and the speedups are printed per method and
-budget (mean and range over seeds). The speedup is printed, not asserted: it is a
-measurement.
+folder): each compact network is timed against its dense architecture, and the speedups are
+printed per method and budget (median and the union of the seeds' intervals).
+
+Timing is :func:`neuroprune.efficiency.time_interleaved`: ``torch.utils.benchmark`` timers,
+warm-up, then rounds alternating dense and compact (a change of the machine's load hits both)
+until each median's 95% interval is within ``--rel-error`` of it (at least ``--repeats``
+rounds). Latencies are printed with their quartiles and the speedup with its 95% interval;
+where the interval holds 1, "no speedup measurable". The speedup is printed, not asserted:
+it is a measurement.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from neuroprune.efficiency import count_flops, count_params, latency
+from neuroprune.efficiency import (count_flops, count_params, speedup, speedup_words,
+                                   time_interleaved)
 from neuroprune.masks import compact, structure_space, unflatten
 from neuroprune.models import ModelSpec, build_model
 
@@ -35,7 +41,11 @@ def main(argv=None) -> None:
     ap.add_argument("--size", type=int, default=32, help="input height and width")
     ap.add_argument("--reduction", type=float, default=0.75, help="fraction of FLOPs removed")
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=6, help="least timing rounds")
+    ap.add_argument("--rel-error", type=float, default=0.05, help="rounds are added until "
+                    "each median's 95%% interval is within this fraction of it")
+    ap.add_argument("--max-seconds", type=float, default=30.0,
+                    help="after this much timing per network pair, stop at the next round")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--runs", type=Path, default=None, help="time the networks found under "
                     "this run or comparison folder instead")
@@ -43,7 +53,7 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.runs is not None:
-        return time_runs(args.runs, args.batch, args.repeats)
+        return time_runs(args.runs, args.batch, args)
     torch.manual_seed(0)
     options = {} if args.width is None else {"width": args.width}
     shape = (3, args.size, args.size)
@@ -63,18 +73,26 @@ def main(argv=None) -> None:
     with torch.no_grad():
         err = float((small(x) - model(x)).abs().max())
     f0, f1 = count_flops(model, shape), count_flops(small, shape)
-    t0 = latency(model, shape, args.batch, args.repeats)
-    t1 = latency(small, shape, args.batch, args.repeats)
+    times = _time(model, small, shape, args.batch, args)
     print(f"{args.arch} {args.size}x{args.size}, {torch.get_num_threads()} CPU thread(s), "
-          f"batch {args.batch}")
-    print(f"dense:   {count_params(model):>10,} params {f0:>14,} FLOPs/sample {t0 * 1e3:9.1f} ms")
-    print(f"compact: {count_params(small):>10,} params {f1:>14,} FLOPs/sample {t1 * 1e3:9.1f} ms"
-          f"  (max |output difference| {err:.1e})")
+          f"batch {args.batch}, {len(times['dense'].seconds)} interleaved rounds")
+    for name, net, f in (("dense", model, f0), ("compact", small, f1)):
+        t = times[name]
+        print(f"{name + ':':<8} {count_params(net):>10,} params {f:>14,} FLOPs/sample "
+              f"{t.median * 1e3:9.2f} ms (quartiles {t.iqr[0] * 1e3:.2f}-{t.iqr[1] * 1e3:.2f}, "
+              f"median within ±{t.rel_error:.1%})"
+              + (f"  (max |output difference| {err:.1e})" if name == "compact" else ""))
     print(f"FLOPs removed: {1 - f1 / f0:.1%}")
-    print(f"speedup: {t0 / t1:.1f}x")
+    print(f"speedup: {speedup_words(*speedup(times['dense'], times['compact']))}")
 
 
-def time_runs(root: Path, batch: int, repeats: int) -> None:
+def _time(dense, small, shape, batch, args):
+    return time_interleaved({"dense": dense, "compact": small}, shape, batch, args.repeats,
+                            target=args.rel_error, max_rounds=1000,
+                            max_seconds=args.max_seconds)
+
+
+def time_runs(root: Path, batch: int, args) -> None:
     """Speedup of every compact network found under ``root`` over its dense architecture."""
     from neuroprune.export import compact_model
     from neuroprune.masks import load_mask
@@ -82,7 +100,7 @@ def time_runs(root: Path, batch: int, repeats: int) -> None:
     files = sorted(root.rglob("best_mask.safetensors"))
     if not files:
         raise SystemExit(f"no best_mask.safetensors under {root}")
-    found: dict[tuple[str, float], list[tuple[float, float]]] = defaultdict(list)
+    found: dict[tuple[str, float], list[tuple[float, tuple | None]]] = defaultdict(list)
     for path in files:
         small, _, spec = compact_model(path)
         _, meta = load_mask(path)
@@ -90,17 +108,13 @@ def time_runs(root: Path, batch: int, repeats: int) -> None:
         target = json.loads(summary.read_text())["target_sparsity"] if summary.is_file() \
             else meta["sparsity"]
         shape = tuple(spec.input_shape)
-        dense = build_model(spec).eval()
-        t_dense, t_small = [], []
-        for _ in range(repeats):  # alternating, so that the machine's load hits both alike
-            t_dense.append(latency(dense, shape, batch, 1))
-            t_small.append(latency(small, shape, batch, 1))
-        gain = statistics.median(t_dense) / statistics.median(t_small)
-        removed = 1 - count_flops(small, shape) / count_flops(dense, shape)
-        found[(str(meta["method"]), float(target))].append((gain, removed))
+        times = _time(build_model(spec).eval(), small, shape, batch, args)
+        found[(str(meta["method"]), float(target))].append(
+            speedup(times["dense"], times["compact"]))
     targets = sorted({t for _, t in found})
     print(f"{len(files)} networks under {root}, {torch.get_num_threads()} CPU thread(s), "
-          f"batch {batch}: compact over dense latency, mean (min-max) over seeds")
+          f"batch {batch}: dense over compact latency, median and 95% interval of "
+          f"interleaved rounds (union over seeds)")
     print("| method | " + " | ".join(f"{t:.0%} fewer FLOPs" for t in targets) + " |")
     print("| --- |" + " --- |" * len(targets))
     for method in dict.fromkeys(m for m, _ in found):
@@ -110,8 +124,10 @@ def time_runs(root: Path, batch: int, repeats: int) -> None:
             if not got:
                 cells.append("-")
                 continue
-            gains = [g for g, _ in got]
-            cells.append(f"{statistics.mean(gains):.1f}x ({min(gains):.1f}-{max(gains):.1f})")
+            ratio = statistics.median(g for g, _ in got)
+            known = [ci for _, ci in got if ci]
+            cells.append(speedup_words(ratio, (min(a for a, _ in known), max(
+                b for _, b in known)) if len(known) == len(got) else None))
         print(f"| {method} | " + " | ".join(cells) + " |")
 
 

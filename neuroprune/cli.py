@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from . import __version__
-from .errors import UserError
+from .errors import MissingDependencyError, UserError, require
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -46,7 +46,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override a config value (repeatable), e.g. --set sparsity.target=0.95")
     p.add_argument("--method", help="replace the config's method section by this method with "
                    "its defaults (then --set method.KEY=VALUE for its parameters)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="overrides config device")
+    p.add_argument("--device", help="overrides config device: cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--seed", type=int, help="overrides config seed")
     p.add_argument("--backend", help="overrides config backend (local, sequential, ray)")
     p.add_argument("--address", help="Ray address (auto, ray://HOST:10001); implies --backend ray")
@@ -156,11 +156,11 @@ def _default_out(name: str) -> Path:
 
 
 def _check_fresh_out(out: Path) -> None:
-    from .rundir import LOCK_NAME
+    from .rundir import LOCK_FILES
 
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
-    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
+    if out.exists() and any(p.name not in LOCK_FILES for p in out.iterdir()):
         raise UserError(f"run directory {out} already holds files; choose another --out, or "
                         f"continue it with `neuroprune resume {out}`")
 
@@ -297,18 +297,18 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .tuning.tune import Tuner
 
     if args.n_trials is not None and args.n_trials < 1:
         raise UserError("--n-trials must be at least 1")
     if args.n_jobs < 1:
         raise UserError("--n-jobs must be at least 1")
     cfg = load_config(args.config, _apply_flags(args))
+    require(["optuna", "ray"] if cfg.backend == "ray" else ["optuna"], "neuroprune tune")
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-tune"
     if cfg.backend == "ray":
         from .tuning.ray_tune import RayTuner as TunerCls
     else:
-        TunerCls = Tuner
+        from .tuning.tune import Tuner as TunerCls
     tuner = TunerCls(cfg, out, storage=args.storage, study_name=args.study,
                      n_trials=args.n_trials, n_jobs=args.n_jobs, batch=args.batch)
     try:
@@ -335,16 +335,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    require(["optuna", "optuna_dashboard"], "the dashboard")
     from .tuning.storage import existing_artifacts, existing_storage, open_storage
 
     if not 0 < args.port < 65536:
         raise UserError(f"--port {args.port} is not a TCP port; give one from 1 to 65535")
+    import optuna_dashboard
+
     url = existing_storage(args.storage)
-    try:
-        import optuna_dashboard
-    except ImportError:
-        from .errors import MissingDependencyError
-        raise MissingDependencyError("optuna-dashboard", "dashboard", "the dashboard") from None
     artifacts = existing_artifacts(url, args.artifacts)
     storage = open_storage(url)
     print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C stops it); artifacts: "
@@ -360,9 +358,16 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what each export format needs beyond the base install
+EXPORT_NEEDS = {"compact": ["torch_pruning"], "onnx": ["onnx", "torch_pruning"]}
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
+    # every missing package named at once, before anything is read
+    require(EXPORT_NEEDS.get(args.format, []) + (["optuna"] if args.storage else []),
+            f"export{' --storage' * bool(args.storage)} --format {args.format}")
     from .export import export, trial_mask
 
     if args.storage:
@@ -437,6 +442,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"neuroprune: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ImportError as exc:  # an optional package missing where no check named it first
+        missing = MissingDependencyError.of(exc, f"neuroprune {args.command}")
+        if args.debug or missing is None:
+            raise
+        print(f"neuroprune: error: {missing}", file=sys.stderr)
+        return missing.exit_code
     except OSError as exc:  # a folder that cannot be written, a full disk
         if args.debug or exc.errno not in FILE_SYSTEM_ERRORS:
             raise

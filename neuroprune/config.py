@@ -148,8 +148,8 @@ class RunConfig(Section):
     kind: registered(KINDS, "mask_search", "what to run (see `neuroprune kinds`)")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="initial weights, masks, data order, "
                       "evolution")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="cpu, cuda, or auto "
-                                                   "(cuda when available)")
+    device: str = Field("auto", description="cpu, cuda (the current GPU), cuda:N (GPU N), mps (Apple "
+                        "GPU) or auto (cuda when available)")
     backend: registered(BACKENDS, "local", "local (vectorised), sequential (one network at a "
                         "time) or ray")
     data: DataConfig = DataConfig()
@@ -168,6 +168,14 @@ class RunConfig(Section):
     logging: registered_list(LOGGERS) = Field(
         [], description="experiment trackers fed as the run records: tensorboard (<run>/tb), "
         "mlflow (<run>/mlruns, or MLFLOW_TRACKING_URI); none by default")
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, v: str) -> str:
+        # whether torch sees it is asked where the device is taken (workbench.resolve_device)
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
+            raise ValueError(f"'{v}' is not a device; use cpu, cuda, cuda:N, mps or auto")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -327,6 +335,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"config: {exc}") from None
     cfg.method_params()
     cfg.model.check_options()
+    if path is not None and cfg.model.factory:
+        factory_folder_on_path(resolve_config_path(path))
     if cfg.kind == "comparison" and cfg.comparison is None:
         cfg.comparison = ComparisonConfig()
     sweep = {"comparison": cfg.comparison, "planted": cfg.planted}.get(cfg.kind)
@@ -340,6 +350,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             except ConfigError as exc:
                 raise ConfigError(f"{cfg.kind}.methods: {exc}") from None
     return cfg
+
+
+def factory_folder_on_path(config_path: Path) -> None:
+    """Let ``model.factory: mymodels:build`` import ``mymodels.py`` from beside its config,
+    without PYTHONPATH: the config's folder goes on the import path, last (a file there never
+    shadows the standard library or an installed package), and on ``PYTHONPATH`` for the
+    processes a run starts (local Ray workers). A config names code to run already (its
+    factory); this only lets that code sit where the config is."""
+    import os
+    import sys
+
+    folder = str(config_path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if folder not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([*paths, folder])
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -10,7 +10,7 @@ Layout::
     summary.json             best network's figures
     learning_curve.csv       final training: loss and validation accuracy per epoch
     best_mask.safetensors    masks (and trained weights) of the best network
-    .lock                    who writes the run now (one writer at a time; see ``locked``)
+    .lock, .lock.holder      who writes the run now (one writer at a time; see ``locked``)
 
 Nothing below us is exactly-once (Ray retries, killed processes), so evaluations are keyed by
 ``(generation, index)``: a generation is committed once, and a second commit of the same
@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 
 #: the lock file of a run directory (see :meth:`RunDir.locked`)
 LOCK_NAME = ".lock"
+#: who holds the lock (pid, host, since when), beside the lock file
+HOLDER_NAME = ".lock.holder"
+#: the files of the lock, which a fresh run folder may already hold
+LOCK_FILES = (LOCK_NAME, HOLDER_NAME)
 
 
 class RunDir:
@@ -68,38 +72,42 @@ class RunDir:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator["RunDir"]:
-        """Hold the run directory's lock (``.lock``, naming the holder) while writing it: one
-        writer per run directory. The lock is the operating system's (``flock``), so a
-        killed holder's lock is free at once and a stale ``.lock`` file is simply reused."""
-        import fcntl
+        """Hold the run directory's lock (``.lock``) while writing it: one writer per run
+        directory. The lock is the operating system's (``filelock``: ``flock`` on POSIX,
+        ``msvcrt`` on Windows), so a killed holder's lock is free at once and a stale lock
+        file is simply reused. Who holds it is written beside it (``.lock.holder``), since a
+        locked file cannot be read on Windows."""
         import socket
+
+        from filelock import FileLock, Timeout
 
         created = not self.path.exists()
         self.create()
-        path = self.path / LOCK_NAME
+        holder_path = self.path / HOLDER_NAME
+        lock = FileLock(self.path / LOCK_NAME, timeout=0)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            lock.acquire()
+        except Timeout:
+            try:
+                holder = holder_path.read_text("utf-8", "replace").strip()
+            except OSError:
+                holder = ""
+            raise UserError(f"{self.path} is in use by {holder or 'another process'}; wait "
+                            f"until it ends (or stop it), or choose another folder") from None
         except OSError as exc:
             raise UserError(f"cannot write in {self.path}: {exc.strerror}; give a folder you "
                             f"can write to") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "another process"
-            os.close(fd)
-            raise UserError(f"{self.path} is in use by {holder}; wait until it ends (or stop "
-                            f"it), or choose another folder") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        try:
+            holder_path.write_text(f"pid {os.getpid()} on {socket.gethostname()} since "
+                                   f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n", "utf-8")
             yield self
         finally:
-            os.ftruncate(fd, 0)
-            if created and [p.name for p in self.path.iterdir()] == [LOCK_NAME]:
-                path.unlink()  # refused before writing anything: leave nothing behind
+            holder_path.unlink(missing_ok=True)
+            lock.release()
+            if created and {p.name for p in self.path.iterdir()} <= set(LOCK_FILES):
+                for name in LOCK_FILES:  # refused before writing anything: leave nothing
+                    (self.path / name).unlink(missing_ok=True)
                 self.path.rmdir()
-            os.close(fd)
 
     def create(self) -> "RunDir":
         try:

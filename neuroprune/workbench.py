@@ -30,12 +30,21 @@ FEW_WEIGHTS = 10
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` -> cuda when available; asking for cuda without one is a clear error."""
+    """``auto`` -> cuda when available; a device torch cannot see (cuda without a GPU,
+    ``cuda:N`` past the last one, mps off Apple silicon) is one clear error."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda requested but no CUDA device is visible to torch; "
-                        "use --device cpu (or auto)")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.partition(":")[2] or 0)
+        if index >= count:
+            seen = f"{count} CUDA device{'s' * (count != 1)} (cuda:0 to cuda:{count - 1})" \
+                if count else "no CUDA device"
+            raise UserError(f"device {name} requested but torch sees {seen}; use --device "
+                            f"cpu (or auto)")
+    if name == "mps" and not (torch.backends.mps.is_available()):
+        raise UserError("device mps requested but torch sees no Apple GPU (MPS); use "
+                        "--device cpu (or auto)")
     return name
 
 

@@ -432,7 +432,7 @@ BAD_COMMANDS = [
     ("ray cpus 0", "run {quick} --set ray.cpus_per_worker=0", "ray.cpus_per_worker"),
     ("seed 2**32", "run {quick} --seed 4294967296", "seed"),
     ("seed not a number", "run {quick} --seed abc", "invalid int value"),
-    ("unknown device", "run {quick} --device tpu", "invalid choice"),
+    ("unknown device", "run {quick} --device tpu", "is not a device; use cpu, cuda, cuda:N"),
     ("unknown kind", "run {quick} --set kind=nope", "kind"),
     ("empty name", "run {quick} --set name=", "name"),
     ("name with a slash", "run {quick} --set name=a/b", "plain name"),

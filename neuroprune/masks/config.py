@@ -32,9 +32,11 @@ class SparsityConfig(Section):
     layers: list[str] | None = Field(None, description="structured masks: only the units of "
                                      "these layers (module names; default: every layer but "
                                      "the output)")
-    latency_repeats: int = Field(3, ge=0, description="timed CPU forward passes behind each "
-                                 "latency figure of summary.json (dense, masked, compact at "
-                                 "batch 1 and 256); 0 leaves latency out")
+    latency_repeats: int = Field(3, ge=0, description="least interleaved timing rounds behind "
+                                 "each CPU latency figure of summary.json (dense, masked, "
+                                 "compact at batch 1 and 256); more are run until each "
+                                 "median's 95% interval is within 5% (at least 6, about 1 s "
+                                 "per batch size); 0 leaves latency out")
 
     @field_validator("structure")
     @classmethod

@@ -52,5 +52,6 @@ def report(runs: list[Run], doc: Document) -> None:
         measured = [r for r in rows if pd.notna(r.get("flops"))]
         doc.para(efficiency_table(measured).strip("\n"))
         doc.figure("accuracy_vs_flops", flops_figure(measured),
-                   "Test accuracy against the FLOPs per sample of the compact network (pruned "
-                   "units removed), one point per target, mean ± std over seeds.")
+                   "Test accuracy against the FLOPs per sample of the deployed network (the "
+                   "compact one, pruned units removed, where it was compacted: see the "
+                   "table), one point per target, mean ± std over seeds.")

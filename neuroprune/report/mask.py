@@ -196,26 +196,52 @@ def run_table(doc: Document, runs: list[Run], names: list[str]) -> None:
     efficiency_table(doc, runs, names)
 
 
+def _ms(s: dict, key: str) -> str:
+    """'2.10 (1.95-2.31)': median ms with its quartiles, '' when not measured."""
+    median = s.get(key)
+    if median is None:
+        return ""
+    q = s.get(f"{key}_iqr")
+    return f"{1000 * median:.3f}" + (f" ({1000 * q[0]:.3f}-{1000 * q[1]:.3f})" if q else "")
+
+
 def efficiency_table(doc: Document, runs: list[Run], names: list[str]) -> None:
-    """Parameters, FLOPs and CPU latency of the dense, masked and compact networks."""
-    rows = []
+    """Parameters, FLOPs and CPU latency (median and quartiles) of the dense, masked and
+    compact networks, and the deployed network's speedup with its 95% interval."""
+    from ..efficiency import speedup_words
+
+    rows, missing = [], set()
     for r, label in zip(runs, names):
         s = r.summary or {}
         if "params_dense" not in s:
             continue
+        if "params_compact" not in s and s.get("compact_error"):
+            missing.add(s["compact_error"])
         for net in ("dense", "masked", "compact"):
             if f"params_{net}" in s:
-                ms = [s.get(f"latency_b{b}_{net}") for b in (1, 256)]
-                rows.append([label, net, s[f"params_{net}"], s.get(f"flops_{net}"),
-                             *[None if m is None else round(1000 * m, 3) for m in ms],
+                deployed = net == s.get("deployed", "compact" if "params_compact" in s
+                                        else "masked")
+                what = (f"compact ({s['compacted_with']})" if net == "compact"
+                        and s.get("compacted_with") else net)
+                rows.append([label, what + (" *" if deployed else ""), s[f"params_{net}"],
+                             s.get(f"flops_{net}"),
+                             *[_ms(s, f"latency_b{b}_{net}") for b in (1, 256)],
+                             speedup_words(s.get("speedup_b256"), s.get("speedup_b256_ci"))
+                             if deployed and "speedup_b256" in s else "",
                              s.get("effective_sparsity") if net == "compact" else None])
     if rows:
-        doc.table(["run", "network", "params", "FLOPs / sample", "CPU ms (batch 1)",
-                   "CPU ms (batch 256)", "effective sparsity"], rows)
+        doc.table(["run", "network", "params", "FLOPs / sample", "CPU ms, batch 1 (quartiles)",
+                   "CPU ms, batch 256 (quartiles)", "speedup, batch 256 (95% interval)",
+                   "effective sparsity"], rows)
         doc.para("Masked: the dense tensors with the pruned entries zero (its parameters and "
                  "FLOPs count the kept weights). Compact: pruned neurons and channels, and the "
-                 "units the mask leaves dead, removed. Effective sparsity counts the weights "
-                 "of dead units as removed.")
+                 "units the mask leaves dead, removed (by the package named). * the network "
+                 "one would deploy, whose figures are the tuning objectives. Latency: median "
+                 "of interleaved timing rounds and its quartiles; speedup: the dense network's "
+                 "time over the deployed one's, median and 95% interval over rounds. "
+                 "Effective sparsity counts the weights of dead units as removed.")
+    for error in sorted(missing):
+        doc.para(f"Not compacted: {error}.")
 
 
 def fitness(run: Run, doc: Document) -> bool:

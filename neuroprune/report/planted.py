@@ -12,6 +12,9 @@ from .inputs import Run
 from .style import REFERENCE, percent, pyplot, styles, weights_remaining_axis
 from .sweep import seeds_phrase
 
+#: the planted tasks scored by R² (regression); the others by accuracy (neuroprune.planted)
+REGRESSION = ("relu", "helix")
+
 
 def figure(doc: Document, rows: pd.DataFrame, name: str) -> None:
     plt = pyplot()
@@ -23,7 +26,9 @@ def figure(doc: Document, rows: pd.DataFrame, name: str) -> None:
     for col, task in enumerate(tasks):
         rs = rows[rows.task == task]
         planted = float(rs.planted_sparsity.iloc[0])
-        for row, (metric, ylabel) in enumerate((("quality_trained", "quality after training"),
+        quality = "R²" if task in REGRESSION else "accuracy"
+        for row, (metric, ylabel) in enumerate((("quality_trained", f"test {quality} after "
+                                                 "training"),
                                                 ("iou", "IoU with the planted mask"))):
             ax = axes[row][col]
             agg = (rs.groupby(["method", "sparsity"], sort=False)[metric]

@@ -43,8 +43,10 @@ def accuracy_figure(doc: Document, cells: pd.DataFrame, name: str = "accuracy_vs
                    label=f"dense ({mean:.3f})")
         if len(dense) > 1 and std == std:
             ax.axhspan(mean - std, mean + std, color=REFERENCE, alpha=0.08, linewidth=0)
-        baseline = (f"Dashed: the dense network (sparsity 0), mean of {len(dense)} "
-                    f"run(s){' ± std (grey)' if len(dense) > 1 else ''}.")
+        # every method's cell at sparsity 0 is the same dense network: count seeds, not cells
+        seeds = dense.seed.nunique() if "seed" in dense else len(dense)
+        baseline = (f"Dashed: the dense network (sparsity 0), mean of {seeds} seed"
+                    f"{'s' * (seeds > 1)}{' ± std (grey)' if len(dense) > 1 else ''}.")
     else:
         baseline = ("No dense result among these runs, so no baseline line (add sparsity 0 "
                     "to comparison.sparsities for one).")

@@ -44,12 +44,14 @@ from ..methods import METHODS
 from ..rundir import RunDir
 from ..tracking import open_tracking
 from ..workbench import Workbench
-from .comparison_efficiency import efficiency_table, flops_figure
+from .comparison_efficiency import (EFFICIENCY_COLUMNS, efficiency_table, flops_figure,
+                                    row_figures)
 from .mask_search import MaskSearch
 
 COLUMNS = ["method", "sparsity", "seed", "test_accuracy", "val_accuracy", "actual_sparsity",
            "kept_weights", "network_epochs", "training_flops", "final_epochs", "wall_seconds",
-           "flops", "params", "latency", "flops_dense", "latency_dense", "reused_network_epochs"]
+           "flops", "params", "latency", "flops_dense", "latency_dense", "reused_network_epochs",
+           *EFFICIENCY_COLUMNS]
 #: what the other methods are tested against, where they ran: the sanity baseline, the paper's
 #: method, and the structured baseline every structured-pruning paper compares with
 BASELINES = ("random", "dissipating_gradients", "l1_filter")
@@ -187,13 +189,14 @@ def _run_cells(searches, rd, rows, progress, log) -> None:
                      "seed": summary["seed"], "test_accuracy": summary["test_accuracy"],
                      "val_accuracy": summary["val_accuracy"],
                      "actual_sparsity": summary["sparsity"],
-                     # what the deployed (compact) network costs: FLOPs per sample, params,
+                     # what the deployed network (compact, else masked) costs: FLOPs per sample, params,
                      # CPU seconds at batch 256 (absent without the efficiency figures)
                      "flops": summary.get("flops"), "params": summary.get("params"),
                      "latency": summary.get("latency"),
                      # the same figures of the dense network it was cut from
                      "flops_dense": summary.get("flops_dense"),
                      "latency_dense": summary.get("latency_b256_dense"),
+                     **row_figures(summary),
                      "kept_weights": summary["kept_weights"],
                      "network_epochs": compute.get("network_epochs"),
                      "training_flops": compute.get("training_flops"),
@@ -306,7 +309,6 @@ def compute_figure(rows: list[dict[str, Any]], target: str = "sparse"):
     n_seeds = len({r["seed"] for r in rows})
     spent = [r["network_epochs"] for r in rows if r.get("network_epochs")]
     log = max(spent) > 10 * min(spent)  # a linear axis when the methods spent alike
-    span = (max(spent) - min(spent)) or max(spent)
     cols = min(3, len(sparsities))
     fig, axes = plt.subplots(math.ceil(len(sparsities) / cols), cols,
                              figsize=(4.2 * cols, 3.4 * math.ceil(len(sparsities) / cols)),
@@ -319,9 +321,9 @@ def compute_figure(rows: list[dict[str, Any]], target: str = "sparse"):
                 continue
             acc = [r["test_accuracy"] for r in cell]
             x = statistics.mean(r["network_epochs"] for r in cell)
-            # methods that spent the same are set slightly apart, so no point hides another
-            shift = (i - (len(methods) - 1) / 2) * 0.03
-            x = x * (1 + shift / 4) if log else x + shift * span
+            # methods that spent the same are set 1% apart, so no point hides another; the
+            # linear axis starts at 0 below, so that 1% reads as nothing, not as a difference
+            x *= 1 + 0.01 * (i - (len(methods) - 1) / 2)
             ax.errorbar(x, statistics.mean(acc), yerr=statistics.stdev(acc) if len(acc) > 1
                         else 0, fmt="o", color=colours[i % len(colours)], capsize=3, label=m)
         if log:
@@ -330,6 +332,7 @@ def compute_figure(rows: list[dict[str, Any]], target: str = "sparse"):
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         else:
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, nbins=5))
+            ax.set_xlim(0, 1.08 * max(spent))
         ax.set_title(f"{s:.1%} sparse ({1 - s:.1%} of weights kept)" if target == "sparse"
                      else f"{s:.0%} {target}", fontsize=9)
         ax.set_xlabel("training compute (network-epochs" + (", log)" if log else ")"))

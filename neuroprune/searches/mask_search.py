@@ -138,7 +138,8 @@ class MaskSearch:
                 progress: bool = False) -> MethodContext:
         """What the method sees: spec, data, layout, settings, evaluator, initial weights."""
         b = self.bench
-        device = evaluator.device if evaluator.device in ("cpu", "cuda") else "cpu"
+        device = evaluator.device if evaluator.device.split(":")[0] in ("cpu", "cuda", "mps") \
+            else "cpu"
         return MethodContext(spec=b.spec, data=b.data, layout=b.layout, settings=b.settings,
                              evaluator=evaluator, init=b.init_state(), seed=b.seed,
                              final_epochs=self.cfg.training.epochs, commit=commit,
