@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 #: the lock file of a run directory (see :meth:`RunDir.locked`)
 LOCK_NAME = ".lock"
+#: config keys a resumed run (or a continued study) may change: where and how it runs, not
+#: what it computes
+RESUME_MAY_CHANGE = ("device", "backend", "ray", "logging")
 
 
 class RunDir:

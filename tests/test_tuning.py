@@ -89,7 +89,8 @@ def test_trial_of_a_killed_process_is_failed_and_retried(tmp_path):
     out = tmp_path / "z"
     out.mkdir()
     storage = open_storage(str(out / "optuna.journal"))
-    study = optuna.create_study(study_name="tune_quickstart", storage=storage)
+    study = optuna.create_study(study_name="tune_quickstart", storage=storage,
+                                direction="maximize")  # as the config says
     zombie = study.ask({"training.lr": optuna.distributions.FloatDistribution(0.02, 0.3, log=True)})
     zombie.set_user_attr("host", socket.gethostname())
     zombie.set_user_attr("pid", _dead_pid())
