@@ -257,6 +257,7 @@ class Tuner:
     @contextlib.contextmanager
     def _beating(self, trial):
         """Keep ``trial``'s heartbeat while it is this process's (asked, not yet told)."""
+        trial.set_user_attr("run_dir", str(self.trial_dir(trial.number)))
         self._beats[trial.number] = Heartbeat(trial, beat_interval(self.tune.stale_after))
         try:
             yield
@@ -279,10 +280,10 @@ class Tuner:
         kind = prepare(self.bench.derive(cfg, evaluator=evaluator))
         run_dir = self.trial_dir(trial.number)
         self._running.add(trial.number)
-        trial.set_user_attr("run_dir", str(run_dir))
         beat = self._beats.get(trial.number)
         own_beat = beat is None  # a trial asked elsewhere (a caller of this method)
         if own_beat:
+            trial.set_user_attr("run_dir", str(run_dir))
             beat = Heartbeat(trial, beat_interval(self.tune.stale_after))
         best = [float("-inf")]
         single = len(self.tune.objectives) == 1
@@ -419,8 +420,8 @@ class Tuner:
                 except ConfigError as exc:  # a sampled combination the config refuses
                     study.tell(trial, state=TrialState.FAIL)
                     optuna.logging.get_logger("optuna").warning(f"trial {trial.number}: {exc}")
-                    continue
-                beats.enter_context(self._beating(trial))  # until it is told
+            for trial, _ in asked:  # until each is told
+                beats.enter_context(self._beating(trial))
             self._train_batch(study, asked)
         return size
 
