@@ -10,10 +10,44 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+from .errors import UserError
+
+
+class WriteError(UserError):
+    """A file could not be written (a full disk, mostly): one line naming it and why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"cannot write {path}: {reason}; if the disk is full, free some space "
+                         f"and run the command again (a run continues with `neuroprune "
+                         f"resume`)")
+
+
+def _disk_full(folder: str | os.PathLike) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
+
+
+def _failed_write(exc: Exception, folder: str | os.PathLike) -> str | None:
+    """Why a writer library could not write its file, else None (not a write failure).
+    Libraries say it in their own words (torch: "unexpected pos 64 vs 0"), so a full disk is
+    recognised by the disk itself; safetensors says "I/O error"."""
+    text = str(exc).strip()
+    if _disk_full(folder):
+        return os.strerror(errno.ENOSPC)
+    if type(exc).__name__ == "SafetensorError" and ("I/O error" in text or "os error" in text):
+        return text.splitlines()[0].removeprefix("Error while serializing: ")[:200]
+    return None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
 
-    The temporary file lies in the same folder, so the rename is atomic on POSIX.
+    The temporary file lies in the same folder, so the rename is atomic on POSIX. A writer
+    library's report of a failed write becomes a :class:`WriteError`; an ``OSError`` stays
+    one (the command line says it in one line by its errno).
     """
     path = Path(path)
     try:
@@ -26,7 +60,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     umask = os.umask(0)
     os.umask(umask)
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except UserError:
+            raise
+        except OSError as exc:  # name the file (ONNX's writer does not)
+            if exc.filename is not None or exc.errno is None:
+                raise
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        except Exception as exc:
+            reason = _failed_write(exc, path.parent)
+            if reason is None:
+                raise
+            raise WriteError(path, reason) from None
         # mkstemp makes 0600, and a writer may recreate the file (safetensors does): give the
         # file the usual permissions once it is written, so others on a shared disk can read it
         os.chmod(tmp, 0o666 & ~umask)
@@ -44,15 +90,12 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     ``RuntimeError`` from its zip writer; it becomes a one-line :class:`UserError`."""
     import torch
 
-    from .errors import UserError
-
     def write(tmp: str) -> None:
         try:
             torch.save(obj, tmp)
         except RuntimeError as exc:
-            raise UserError(f"cannot write {path}: {str(exc).splitlines()[0][:200]}; if the "
-                            f"disk is full, free some space and run the command again (a run "
-                            f"continues with `neuroprune resume`)") from None
+            reason = _failed_write(exc, Path(path).parent) or str(exc).splitlines()[0][:200]
+            raise WriteError(path, reason) from None
 
     atomic_write(path, write)
 

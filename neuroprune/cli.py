@@ -8,6 +8,7 @@ Bad input ends with one line on stderr and exit code 2 (``--debug`` shows the tr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import errno
 import sys
@@ -78,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "<out>/optuna.journal), postgresql://..., mysql+pymysql://..., "
                       "redis://HOST:6379/DB or sqlite:///FILE (one writer)")
     tune.add_argument("--study", help="study name (default: the config name); an existing "
-                      "study is continued")
+                      "study is continued, and only with the config it was run with")
+    tune.add_argument("--force-new-study", action="store_true",
+                      help="start the study afresh: an existing one of that name is kept "
+                      "as NAME-replaced-TIMESTAMP, with its trial folders")
     tune.add_argument("--n-trials", type=int, help="trials to run now (default tune.n_trials)")
     tune.add_argument("--n-jobs", type=int, default=1, help="trials in parallel (threads)")
     tune.add_argument("--batch", type=int, default=1, metavar="N",
@@ -182,14 +186,31 @@ def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
         else:
             _check_fresh_out(out)  # again under the lock: a rival may have begun meanwhile
         try:
-            summary = kind.run(out, progress=progress, resume=resume,
-                               log=lambda m: print(m, file=sys.stderr))
+            with _kept_unless_resumed(out / "config.yaml", resume):
+                summary = kind.run(out, progress=progress, resume=resume,
+                                   log=lambda m: print(m, file=sys.stderr))
         except (KeyboardInterrupt, Interrupted):
             print(f"\ninterrupted; finished work is saved. Continue with:\n"
                   f"  neuroprune resume {out}", file=sys.stderr)
             return EXIT_INTERRUPTED
     print("\n".join(kind.lines(summary, out)))
     return 0
+
+
+@contextlib.contextmanager
+def _kept_unless_resumed(path: Path, resume: bool):
+    """A kind writes its config first (with a resume's new device or backend); a resume that
+    fails (a cell's broken checkpoint, an unreachable cluster) puts the run's config.yaml back
+    as it was, so that a failed resume leaves the run as it found it."""
+    from ._io import atomic_write
+
+    before = path.read_bytes() if resume and path.is_file() else None
+    try:
+        yield
+    except Exception:
+        if before is not None and (not path.is_file() or path.read_bytes() != before):
+            atomic_write(path, lambda tmp: Path(tmp).write_bytes(before))
+        raise
 
 
 def run_name(cfg) -> str:
@@ -212,15 +233,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_search(cfg, out, resume=False, progress=not args.no_progress)
 
 
-#: config keys a resumed run may change: where and how it runs, not what it computes
-RESUME_MAY_CHANGE = ("device", "backend", "ray", "logging")
-
-
 def _resume(run_dir: Path, progress: bool, overrides: list[str] | None = None,
             given: str | None = None) -> int:
     """Continue ``run_dir`` with its own config; ``given`` (``run CONFIG --resume``) and
     ``overrides`` may differ from it only in :data:`RESUME_MAY_CHANGE`."""
     from .config import changed_keys, load_config, read_yaml, to_dict
+    from .rundir import RESUME_MAY_CHANGE
 
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
@@ -310,7 +328,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     else:
         from .tuning.tune import Tuner as TunerCls
     tuner = TunerCls(cfg, out, storage=args.storage, study_name=args.study,
-                     n_trials=args.n_trials, n_jobs=args.n_jobs, batch=args.batch)
+                     n_trials=args.n_trials, n_jobs=args.n_jobs, batch=args.batch,
+                     new_study=args.force_new_study)
     try:
         summary = tuner.run(progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -324,6 +343,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
             os._exit(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     t = summary["trials"]
+    if "replaced" in summary:
+        print(f"study {summary['study']} started afresh; the old one is kept as "
+              f"{summary['replaced']}, its trial folders in {out / 'trials'}/"
+              f"{summary['replaced']}")
     print(f"study {summary['study']}: {t['complete']} complete, {t['pruned']} pruned, "
           f"{t['fail']} failed trials; storage {summary['storage']}")
     if "best" in summary:

@@ -230,9 +230,11 @@ def method_params(method: MethodConfig) -> BaseModel:
         raise ConfigError(format_error(exc, prefix="method")) from None
 
 
-SECTIONS = ("data", "model", "sparsity", "training", "engine", "ray", "method", "comparison",
-            "ensemble", "activation", "planted")
+SECTIONS = ("data", "model", "sparsity", "training", "engine", "ray", "method", "ensemble",
+            "activation", "planted")
 # `tune` stays None when empty: an empty tune section is an error, not "tune nothing".
+# `comparison` stays None too (`load_config` gives a comparison run its defaults), so that the
+# `comparison: null` of another kind's config.yaml reads back as written and the run resumes.
 
 
 def format_error(exc: ValidationError, prefix: str = "") -> str:

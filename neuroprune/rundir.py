@@ -53,6 +53,9 @@ LOCK_NAME = ".lock"
 HOLDER_NAME = ".lock.holder"
 #: the files of the lock, which a fresh run folder may already hold
 LOCK_FILES = (LOCK_NAME, HOLDER_NAME)
+#: config keys a resumed run (or a continued study) may change: where and how it runs, not
+#: what it computes
+RESUME_MAY_CHANGE = ("device", "backend", "ray", "logging")
 
 
 class RunDir:

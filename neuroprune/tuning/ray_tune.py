@@ -23,7 +23,7 @@ from typing import Any
 from ..backends.ray_actors import import_ray
 from ..errors import UserError
 from .storage import open_storage
-from .tune import Tuner, recover_stale_trials
+from .tune import StudyStopped, Tuner, recover_stale_trials
 
 
 class NoTrialCompleted(UserError):
@@ -78,10 +78,14 @@ class RayTuner(Tuner):
         self.artifacts = artifact_store(self.storage_url, self.out)
         study = self._study(storage, seed=None)  # no shared seed: workers must not collide
         recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
-        if self.batch > 1:  # a batch of Optuna trials per Ray Tune trial (per GPU actor)
-            self.run_batch(study, self.batch)
-        else:
-            study.optimize(self.objective, n_trials=1, catch=())
+        try:
+            if self.batch > 1:  # a batch of Optuna trials per Ray Tune trial (per GPU actor)
+                self.run_batch(study, self.batch)
+            else:
+                study.optimize(self.objective, n_trials=1, catch=())
+        except StudyStopped:  # a full disk: its trials run again, not counted as retries
+            self.retry_interrupted(study)
+            raise
         mine = [t for t in study.get_trials(deepcopy=False)
                 if t.user_attrs.get("ray_trial_id") == tune.get_context().get_trial_id()]
         last = mine[-1] if mine else None

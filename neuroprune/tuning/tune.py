@@ -5,45 +5,34 @@ It reports its best validation accuracy per generation (so Optuna's pruner can s
 records its run directory, summary, best mask (as an Optuna artifact) and a markdown note
 for the dashboard.
 
-Stale trials. Trials are not exactly-once: a killed process leaves its trial RUNNING. One
-mechanism handles that, the same for every storage: every trial carries a heartbeat (user
-attributes ``heartbeat``, ``host``, ``pid``, refreshed from a background thread), and before
-its first trial and after each trial every ``tune`` process fails the RUNNING trials whose
-process is gone (same host: at once) or whose heartbeat is older than ``tune.stale_after``
-(any host), with the public ``study.tell(number, state=FAIL)``, and enqueues each again with
-the same parameters, up to ``tune.retry_failed`` times.
-
-Why not Optuna's own heartbeat (``RDBStorage(heartbeat_interval=..., grace_period=...)`` with
-``RetryFailedTrialCallback``): in Optuna 5 only ``RDBStorage`` implements it. The journal
-storages (the default file, Redis) have none, so ours would be needed beside it, and two
-mechanisms racing on one trial is how a trial gets re-run twice. Ours also fails a trial of
-a dead process on the same host at once instead of after a grace period. ``study.tell`` to
-FAIL is atomic in every storage (a row lock in PostgreSQL and MySQL; the journal rejects a
-second finish of one trial), so when several processes find the same stale trial, exactly
-one wins, and only the winner enqueues the re-run.
+Stale trials (a killed process leaves its trial RUNNING) are failed and re-run by
+:mod:`.heartbeat`; a study keeps its config as a run does (:mod:`.study`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import logging
 import os
-import socket
 import threading
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_json
+from .._io import WriteError, atomic_write_json
 from ..config import RunConfig, load_config, to_dict
 from ..errors import ConfigError, UserError
 from ..progress import logs_above_bars
 from ..rundir import RunDir
 from ..searches.mask_search import Interrupted
+from . import study as recorded
 from .dashboard import show_trial
+from .heartbeat import Heartbeat, beat_interval, fail_trial, recover_stale_trials
 from .storage import artifact_store, open_storage, redacted
+
+__all__ = ["Tuner", "StudyStopped", "fail_trial", "recover_stale_trials"]
 
 
 #: what the trials of one batch must share: they train in one population
@@ -81,65 +70,27 @@ def trial_config(base: dict, values: dict[str, Any]) -> RunConfig:
     return load_config(tree=tree)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class StudyStopped(UserError):
+    """A trial could not write its results (a full disk): the study stops, in one line, and
+    the trial runs again first on the next call, as after Ctrl-C."""
 
 
-def is_stale(trial, now: float, stale_after: float, host: str) -> bool:
-    """A RUNNING trial whose process is gone (same host) or whose heartbeat is too old."""
-    attrs = trial.user_attrs
-    if attrs.get("host") == host and attrs.get("pid") and not _pid_alive(attrs["pid"]):
-        return True
-    beat = attrs.get("heartbeat")
-    if beat is None and trial.datetime_start is not None:
-        beat = trial.datetime_start.timestamp()
-    return beat is None or now - beat > stale_after
+#: what a full disk (or a file-size limit) looks like in an ``OSError``
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def fail_trial(study, number: int) -> bool:
-    """Tell trial ``number`` FAIL; False if another process finished it first."""
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
-
-    try:
-        study.tell(number, state=TrialState.FAIL)
-    except (UpdateFinishedTrialError, ValueError):  # finished meanwhile, by it or a rival
-        return False
-    return True
-
-
-def recover_stale_trials(study, stale_after: float, retry: int) -> list[int]:
-    """Fail the stale RUNNING trials of ``study``; re-enqueue each up to ``retry`` times.
-
-    Returns the numbers of the trials this call failed (not those a rival failed first).
-    """
-    import optuna
-    from optuna.trial import TrialState
-
-    host, now, failed = socket.gethostname(), time.time(), []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_stale(t, now, stale_after, host) or not fail_trial(study, t.number):
-            continue
-        failed.append(t.number)
-        tries = int(t.user_attrs.get("retries", 0))
-        if tries < retry:
-            study.enqueue_trial(t.params, user_attrs={"retried_from": t.number,
-                                                      "retries": tries + 1})
-    if failed:
-        optuna.logging.get_logger("optuna").warning(
-            f"failed {len(failed)} stale RUNNING trial(s) {failed} left by a dead process")
-    return failed
+def write_failure(exc: BaseException, what: str = "a file") -> str | None:
+    """What could not be written and why, if ``exc`` says a file could not be written."""
+    if isinstance(exc, WriteError):
+        return f"cannot write {exc.path}: {exc.reason}"
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return f"cannot write {exc.filename or what}: {exc.strerror}"
+    return None
 
 
 class _NoInterruptTraceback(logging.Filter):
-    """Drops Optuna's "trial failed" traceback for a trial stopped by Ctrl-C: the command
-    line says what happened, and the trial is run again."""
+    """Drops Optuna's "trial failed" traceback for a trial stopped by Ctrl-C or a full disk:
+    the command line says what happened, and the trial is run again."""
 
     def __init__(self):
         super().__init__()
@@ -147,7 +98,7 @@ class _NoInterruptTraceback(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+        if isinstance(exc, (KeyboardInterrupt, Interrupted, StudyStopped)):
             self.dropped.append(record.getMessage().split(" failed")[0] + " failed with value")
             return False
         return not any(record.getMessage().startswith(d) for d in self.dropped)
@@ -164,39 +115,12 @@ def _quiet_interrupts():
         logger.removeFilter(quiet)
 
 
-class Heartbeat:
-    """Refreshes a trial's ``heartbeat`` user attribute until stopped."""
-
-    def __init__(self, trial, interval: float):
-        self.trial, self.interval = trial, interval
-        self._stop = threading.Event()
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
-        self.beat()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def beat(self) -> None:
-        self.trial.set_user_attr("heartbeat", time.time())
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.beat()
-            except Exception:  # storage briefly unavailable: the next beat retries
-                pass
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
 class Tuner:
     """A study over ``cfg.tune.params``; validated (every key, every range) before it starts."""
 
     def __init__(self, cfg: RunConfig, out: Path, storage: str | None = None,
                  study_name: str | None = None, n_trials: int | None = None, n_jobs: int = 1,
-                 batch: int = 1):
+                 batch: int = 1, new_study: bool = False):
         if cfg.tune is None:
             raise ConfigError("this config has no 'tune:' section (see configs/tune_quickstart.yaml)")
         from ..searches.registry import KINDS
@@ -218,6 +142,8 @@ class Tuner:
             raise UserError(f"--out {self.out} is a file; give a folder")
         self.storage_url = storage or str(self.out / "optuna.journal")
         self.study_name = study_name or cfg.name
+        self.new_study = new_study  # --force-new-study: keep an existing one aside, start afresh
+        self.replaced: str | None = None  # the name the replaced study is kept under
         self.n_trials = n_trials or self.tune.n_trials
         self.n_jobs = n_jobs
         if batch < 1:
@@ -229,6 +155,7 @@ class Tuner:
         self.batch = batch
         self.trial_bars = False  # set by run()
         self._running: set[int] = set()  # trials this process runs now
+        self._beats: dict[int, Heartbeat] = {}  # of the trials this process has asked
         self._threads: list[threading.Thread] = []  # of the batch being trained
         for key, spec in self.tune.params.items():  # every key exists and takes its range
             for value in ([spec.low, spec.high] if spec.type != "categorical" else spec.choices):
@@ -256,7 +183,8 @@ class Tuner:
         return int(np.random.SeedSequence([self.cfg.seed, os.getpid(), done]).generate_state(1)[0])
 
     def _study(self, storage, seed: int | None | str = "config"):
-        """Create or load the study; name its objectives for the dashboard."""
+        """Load the study, refusing one recorded with another config (nothing is written
+        then), or create it and record its config; name its objectives for the dashboard."""
         import optuna
 
         seed = self._sampler_seed(storage) if seed == "config" else seed
@@ -268,21 +196,73 @@ class Tuner:
                    "qmc": lambda: optuna.samplers.QMCSampler(seed=seed),
                    "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed)}[self.tune.sampler]()
         pruner = self.tune.make_pruner()
-        study = optuna.create_study(storage=storage, study_name=self.study_name,
-                                    directions=self.tune.directions, sampler=sampler,
-                                    pruner=pruner, load_if_exists=True)
+
+        def load():
+            return optuna.load_study(study_name=self.study_name, storage=storage,
+                                     sampler=sampler, pruner=pruner)
+        try:
+            study = load()
+        except KeyError:  # a new study
+            study = None
+        if study is not None and self.new_study:
+            recover_stale_trials(study, self.tune.stale_after, retry=0)
+            self.replaced = recorded.replace_study(study, storage, self.out, self.trial_dir)
+            study = None
+        self.new_study = False  # once: workers and later calls of this tuner continue it
+        if study is None:
+            try:
+                study = optuna.create_study(storage=storage, study_name=self.study_name,
+                                            directions=self.tune.directions, sampler=sampler,
+                                            pruner=pruner)
+            except optuna.exceptions.DuplicatedStudyError:  # a rival created it meanwhile
+                study = load()
+            else:
+                recorded.record(study, self.base, self.tune)
+        self._check_study(study)
         if study.metric_names is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(list(self.tune.objectives))
         return study
 
+    def _check_study(self, study) -> None:
+        """Refuse to continue ``study`` with another config (one line naming the keys); a
+        study recorded in part (by an earlier version) gets the missing part recorded."""
+        recorded.wait_for_record(study)
+        keys = recorded.differences(study, self.base, self.tune)
+        if keys:
+            raise recorded.refusal(self.study_name, self.storage_url, keys)
+        for attr, value in ((recorded.CONFIG_ATTR, self.base),
+                            (recorded.TUNE_ATTR, recorded.kept_tune(self.tune))):
+            if attr not in study.user_attrs:
+                study.set_user_attr(attr, value)
+
+    def trial_dir(self, number: int) -> Path:
+        """``<out>/trials/trial_NNNN``; for a study not named after the config,
+        ``<out>/trials/<study>/trial_NNNN``, so that two studies never share a folder."""
+        trials = self.out / "trials"
+        if self.study_name != self.cfg.name:
+            trials = trials / recorded.trial_folder_name(self.study_name)
+        return trials / f"trial_{number:04d}"
+
     def _recover_after_trial(self, study, trial) -> None:
         """``study.optimize`` callback: pick up trials of workers that died meanwhile."""
         recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
 
     def objective(self, trial) -> float | tuple[float, ...]:
-        return self.run_trial(trial, self.trial_config(trial))
+        cfg = self.trial_config(trial)
+        with self._beating(trial):  # host, pid and heartbeat from now until it is told
+            return self.run_trial(trial, cfg)
+
+    @contextlib.contextmanager
+    def _beating(self, trial):
+        """Keep ``trial``'s heartbeat while it is this process's (asked, not yet told)."""
+        trial.set_user_attr("run_dir", str(self.trial_dir(trial.number)))
+        self._beats[trial.number] = Heartbeat(trial, beat_interval(self.tune.stale_after))
+        try:
+            yield
+        finally:
+            self._beats.pop(trial.number).stop()
 
     def trial_config(self, trial) -> RunConfig:
         """The trial's config: the base config with the sampled values."""
@@ -298,10 +278,13 @@ class Tuner:
         from ..searches.kinds import prepare
 
         kind = prepare(self.bench.derive(cfg, evaluator=evaluator))
-        run_dir = self.out / "trials" / f"trial_{trial.number:04d}"
+        run_dir = self.trial_dir(trial.number)
         self._running.add(trial.number)
-        trial.set_user_attr("run_dir", str(run_dir))
-        beat = Heartbeat(trial, min(15.0, self.tune.stale_after / 4))
+        beat = self._beats.get(trial.number)
+        own_beat = beat is None  # a trial asked elsewhere (a caller of this method)
+        if own_beat:
+            trial.set_user_attr("run_dir", str(run_dir))
+            beat = Heartbeat(trial, beat_interval(self.tune.stale_after))
         best = [float("-inf")]
         single = len(self.tune.objectives) == 1
 
@@ -316,7 +299,7 @@ class Tuner:
                 raise optuna.TrialPruned(f"pruned at generation {generation}")
 
         resume = kind.resumable and (run_dir / "config.yaml").exists()
-        stopped = False
+        stopped = False  # stays in _running: retry_interrupted enqueues it again
         try:
             with RunDir(run_dir).locked() as rd:  # one writer per trial folder
                 if resume:
@@ -324,21 +307,32 @@ class Tuner:
                 summary = kind.run(run_dir, progress=self.trial_bars,
                                    on_generation=on_generation, resume=resume,
                                    log=lambda _: None)
+            keep = ("val_accuracy", "sparsity", "wall_seconds", "method", "device", "kind",
+                    "best_strategy")  # never test_accuracy: the dashboard shows it while choosing
+            shown = {"kind": cfg.kind, **{k: summary[k] for k in keep if k in summary}}
+            trial.set_user_attr("summary", shown)
+            show_trial(trial, run_dir, shown, "complete", self.artifacts)
         except optuna.TrialPruned as pruned:  # the dashboard shows how far it got
             show_trial(trial, run_dir, {"kind": cfg.kind}, str(pruned), self.artifacts)
             raise
         except (KeyboardInterrupt, Interrupted):
-            stopped = True  # stays in _running: retry_interrupted enqueues it again
+            stopped = True
             raise
+        except Exception as exc:
+            # a full disk is not the trial's fault: stop, and run it again on the next call
+            what = write_failure(exc, f"a file of trial {trial.number}")
+            if what is None:
+                raise
+            stopped = True
+            raise StudyStopped(
+                f"{what}; free some space, then run the same command again: the study "
+                f"'{self.study_name}' is kept and trial {trial.number} runs again first") \
+                from None
         finally:
-            beat.stop()
+            if own_beat:
+                beat.stop()
             if not stopped:
                 self._running.discard(trial.number)
-        keep = ("val_accuracy", "sparsity", "wall_seconds", "method", "device", "kind",
-                "best_strategy")  # never test_accuracy: the dashboard shows it while choosing
-        shown = {"kind": cfg.kind, **{k: summary[k] for k in keep if k in summary}}
-        trial.set_user_attr("summary", shown)
-        show_trial(trial, run_dir, shown, "complete", self.artifacts)
         result = tuple(float(summary[o]) for o in self.tune.objectives)
         return result[0] if single else result
 
@@ -348,11 +342,10 @@ class Tuner:
         if not progress:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = open_storage(self.storage_url, writers=self.n_jobs)  # before any write
+        study = self._study(storage)  # refuses another config before anything is written
         self.out.mkdir(parents=True, exist_ok=True)
         self.artifacts = artifact_store(self.storage_url, self.out)
-        study = self._study(storage)
         recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
-        study.set_user_attr("neuroprune_config", self.base)
         # One bar per trial (its search's own, with fitness and validation accuracy); with
         # parallel or batched trials none. Optuna's trial lines are written above the bars.
         self.trial_bars = progress and self.n_jobs == 1 and self.batch == 1
@@ -362,6 +355,15 @@ class Tuner:
             except (KeyboardInterrupt, Interrupted):
                 self.retry_interrupted(study)
                 raise KeyboardInterrupt from None
+            except Exception as exc:  # a full disk: the trials it stopped run again first
+                what = write_failure(exc)
+                if what is None and not isinstance(exc, StudyStopped):
+                    raise
+                self.retry_interrupted(study)
+                if isinstance(exc, StudyStopped):
+                    raise
+                raise StudyStopped(f"{what}; free some space, then run the same command "
+                                   f"again: the study '{self.study_name}' is kept") from None
         return self.summarise(study)
 
     def _optimize(self, study) -> None:
@@ -389,14 +391,17 @@ class Tuner:
 
         again = []
         for number in sorted(self._running):
-            fail_trial(study, number)
-            t = study.get_trials(deepcopy=False)[number]
-            if t.state == TrialState.FAIL:
-                attrs = {k: t.user_attrs[k] for k in ("retried_from", "retries")
-                         if k in t.user_attrs}
-                study.enqueue_trial(t.params, user_attrs={"interrupted_from": t.number,
-                                                          **attrs})
-                again.append(number)
+            try:
+                fail_trial(study, number)
+                t = study.get_trials(deepcopy=False)[number]
+                if t.state == TrialState.FAIL:
+                    attrs = {k: t.user_attrs[k] for k in ("retried_from", "retries")
+                             if k in t.user_attrs}
+                    study.enqueue_trial(t.params, user_attrs={"interrupted_from": t.number,
+                                                              **attrs})
+                    again.append(number)
+            except OSError:  # the storage is on the full disk: the trial stays RUNNING, and
+                pass  # the next call fails and re-runs it as a dead process's
         self._running.clear()
         return again
 
@@ -406,16 +411,27 @@ class Tuner:
         import optuna
         from optuna.trial import TrialState
 
+        asked, beats = [], contextlib.ExitStack()
+        with beats:
+            for _ in range(size):
+                trial = study.ask()
+                try:
+                    asked.append((trial, self.trial_config(trial)))
+                except ConfigError as exc:  # a sampled combination the config refuses
+                    study.tell(trial, state=TrialState.FAIL)
+                    optuna.logging.get_logger("optuna").warning(f"trial {trial.number}: {exc}")
+            for trial, _ in asked:  # until each is told
+                beats.enter_context(self._beating(trial))
+            self._train_batch(study, asked)
+        return size
+
+    def _train_batch(self, study, asked: list) -> None:
+        """Train the asked trials (grouped by structure) and tell the study each outcome;
+        a trial stopped by a full disk is told by :meth:`retry_interrupted` instead."""
+        from optuna.trial import TrialState
+
         from .batch import BatchEvaluator
 
-        asked = []
-        for _ in range(size):
-            trial = study.ask()
-            try:
-                asked.append((trial, self.trial_config(trial)))
-            except ConfigError as exc:  # a sampled combination the config refuses
-                study.tell(trial, state=TrialState.FAIL)
-                optuna.logging.get_logger("optuna").warning(f"trial {trial.number}: {exc}")
         groups: dict[str, list] = {}
         for trial, cfg in asked:
             groups.setdefault(structure_key(cfg), []).append((trial, cfg))
@@ -433,14 +449,18 @@ class Tuner:
                     t.start()
                 for t in threads:
                     t.join()
+        stopped = [v for state, v in outcomes.values() if state == "stopped"]
         for trial, _ in asked:
             state, values = outcomes[trial.number]
+            if state == "stopped":
+                continue
             if state == TrialState.COMPLETE:
                 study.tell(trial, values)
             else:
                 study.tell(trial, state=state)
             self._recover_after_trial(study, trial)
-        return size
+        if stopped:
+            raise stopped[0]
 
     def _batch_trial(self, trial, cfg: RunConfig, member, outcomes: dict) -> None:
         """One trial of a batch, in its own thread; its outcome goes to ``outcomes``."""
@@ -451,6 +471,8 @@ class Tuner:
             outcomes[trial.number] = (TrialState.COMPLETE, self.run_trial(trial, cfg, member))
         except optuna.TrialPruned:
             outcomes[trial.number] = (TrialState.PRUNED, None)
+        except StudyStopped as exc:
+            outcomes[trial.number] = ("stopped", exc)
         except Exception as exc:  # as study.optimize does: the trial fails, the study goes on
             optuna.logging.get_logger("optuna").warning(
                 f"trial {trial.number} failed: {type(exc).__name__}: {exc}")
@@ -466,6 +488,8 @@ class Tuner:
         summary: dict[str, Any] = {"study": study.study_name,
                                    "storage": redacted(self.storage_url),  # no password
                                    "objectives": self.tune.objectives, "trials": counts}
+        if self.replaced:
+            summary["replaced"] = self.replaced
         if counts["complete"]:
             if len(self.tune.objectives) == 1:
                 bt = study.best_trial
