@@ -29,6 +29,7 @@ import contextlib
 import copy
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -41,7 +42,7 @@ from ..config import RunConfig, load_config, to_dict
 from ..errors import ConfigError, UserError
 from ..progress import logs_above_bars
 from ..rundir import RunDir
-from ..searches.mask_search import Interrupted
+from ..searches.mask_search import Interrupted, Terminated, stop_signal
 from .dashboard import show_trial
 from .storage import artifact_store, open_storage, redacted
 
@@ -359,9 +360,10 @@ class Tuner:
         with logs_above_bars():
             try:
                 self._optimize(study)
-            except (KeyboardInterrupt, Interrupted):
+            except (KeyboardInterrupt, Interrupted) as exc:
                 self.retry_interrupted(study)
-                raise KeyboardInterrupt from None
+                raise (Terminated() if stop_signal(exc) == signal.SIGTERM
+                       else KeyboardInterrupt()) from None
         return self.summarise(study)
 
     def _optimize(self, study) -> None:
