@@ -159,3 +159,59 @@ def test_more_gpus_per_worker_than_the_cluster_has_is_refused(cluster, tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "ray.gpus_per_worker=2 but the Ray cluster has 1 GPUs" in proc.stderr
     assert not out.exists()
+
+
+def test_a_tune_job_completes_every_trial_in_postgresql_and_exports_from_the_head(cluster,
+                                                                                 tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from servers import postgres_database
+
+    out = tmp_path / "tune"
+    with postgres_database() as url:
+        job = _submit(cluster, "searches/tune.py", "configs/tune_quickstart.yaml", *TINY,
+                      "--set", "tune.pruner=none", "--n-trials", "2", "--backend", "ray",
+                      "--storage", url, "--out", str(out))
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-2000:]
+        study = optuna.load_study(study_name="tune_quickstart", storage=url)
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+        for t in study.trials:  # every trial's folder under the tune --out
+            assert t.user_attrs["run_dir"] == str(out / "trials" / f"trial_{t.number:04d}")
+        mask = tmp_path / "t1.safetensors"
+        assert main(["export", "--storage", url, "--study", "tune_quickstart", "--trial",
+                     "1", "--out", str(mask)]) == 0
+        assert mask.stat().st_size > 0
+
+
+def test_ray_job_stop_interrupts_and_resume_finishes(cluster, tmp_path):
+    from neuroprune.rundir import RunDir
+
+    out = tmp_path / "stopped"
+    slow = [a.replace("method.search_epochs=1", "method.search_epochs=300")
+            .replace("method.generations=2", "method.generations=8") for a in TINY]
+    cmd = [shutil.which("ray"), "job", "submit", "--no-wait", "--address", cluster["url"],
+           "--working-dir", ".", "--", "python", "searches/kstarts.py",
+           "configs/quickstart.yaml", *slow, "--backend", "ray", "--out", str(out)]
+    sub = subprocess.run(cmd, cwd=REPO, env=cluster["env"], capture_output=True, text=True,
+                         timeout=120)
+    assert sub.returncode == 0, sub.stderr
+    job_id = next(w for w in sub.stdout.replace("'", " ").split() if w.startswith("raysubmit_"))
+    deadline = time.time() + 240
+    while not (out / "checkpoints" / "gen_0000.pt").exists():
+        assert time.time() < deadline, "the job committed no generation"
+        time.sleep(0.5)
+    stop = subprocess.run([shutil.which("ray"), "job", "stop", "--address", cluster["url"],
+                           job_id], env=cluster["env"], capture_output=True, text=True,
+                          timeout=120)
+    assert stop.returncode == 0, stop.stderr
+    logs = subprocess.run([shutil.which("ray"), "job", "logs", "--address", cluster["url"],
+                           job_id], env=cluster["env"], capture_output=True, text=True,
+                          timeout=60).stdout
+    assert f"neuroprune resume {out}" in logs, logs[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    config = out / "config.yaml"
+    config.write_text(config.read_text().replace("search_epochs: 300", "search_epochs: 1"))
+    assert main(["resume", str(out), "--no-progress"]) == 0
+    assert RunDir(out).is_complete()

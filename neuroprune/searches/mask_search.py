@@ -234,7 +234,9 @@ class MaskSearch:
             ctx = self.context(evaluator, commit, resume_state, progress)
             try:
                 found = self.method.find(ctx)
-            except Terminated:  # SIGTERM mid-generation: that generation is dropped whole
+            except KeyboardInterrupt:  # SIGTERM mid-generation: that generation is dropped
+                if not interrupt.terminated:  # whole (Ray's waits re-raise it as Ctrl-C)
+                    raise
                 stopped(signal.SIGTERM)
             interrupt.at_once()
             search_epochs = evaluator.network_epochs
