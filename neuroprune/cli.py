@@ -20,7 +20,8 @@ from . import __version__
 from .errors import MissingDependencyError, UserError, require
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM: `ray job stop`, a preempted node, Kubernetes
 #: errno -> what to do; what was finished is kept (every file is written atomically)
 FILE_SYSTEM_ERRORS = {
     errno.ENOSPC: "free some space, then run the command again (a run continues with "
@@ -169,6 +170,37 @@ def _check_fresh_out(out: Path) -> None:
                         f"continue it with `neuroprune resume {out}`")
 
 
+def _exit_code(exc: BaseException) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM."""
+    import signal
+
+    from .searches.mask_search import stop_signal
+    return EXIT_TERMINATED if stop_signal(exc) == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def _ray_cluster(cfg, resume_hint: str, writable: Path | None = None):
+    """With ``backend: ray``: the cluster joined (or a local Ray started) and checked before
+    anything is written (an unreachable address, too few GPUs, a folder some node cannot
+    write), and watched while the run goes on (a lost head ends it in one line)."""
+    if cfg.backend != "ray":
+        yield
+        return
+    from .backends.ray_session import HeadWatch, RaySession, gcs_address, plan_workers
+
+    rc = cfg.ray
+    with RaySession(True, rc.address) as session:
+        plan_workers(rc.num_workers, rc.cpus_per_worker, rc.gpus_per_worker, ask=False)
+        if writable is not None:
+            from .backends.ray_session import check_writable
+            check_writable(str(writable))
+        address = gcs_address()
+        local = session.owned and rc.address == "local"
+        with (HeadWatch(address, resume_hint) if address and not local
+              else contextlib.nullcontext()):
+            yield
+
+
 def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
     from .rundir import RunDir
     from .searches.kinds import prepare
@@ -180,7 +212,8 @@ def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
     if not resume:
         _check_fresh_out(out)
     rd = RunDir(out)
-    with rd.locked():  # one writer per run directory
+    hint = f"neuroprune resume {out.absolute()}"
+    with _ray_cluster(cfg, hint), rd.locked():  # one writer per run directory
         if resume:
             rd.remove_temp_files()  # of atomic writes a killed process left
         else:
@@ -189,11 +222,11 @@ def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
             with _kept_unless_resumed(out / "config.yaml", resume):
                 summary = kind.run(out, progress=progress, resume=resume,
                                    log=lambda m: print(m, file=sys.stderr))
-        except (KeyboardInterrupt, Interrupted):
+        except (KeyboardInterrupt, Interrupted) as exc:
             print(f"\ninterrupted; finished work is saved. Continue with:\n"
-                  f"  neuroprune resume {out}", file=sys.stderr)
-            return EXIT_INTERRUPTED
-    print("\n".join(kind.lines(summary, out)))
+                  f"  {hint}", file=sys.stderr)
+            return _exit_code(exc)
+    print("\n".join(kind.lines(summary, out.absolute())))
     return 0
 
 
@@ -322,7 +355,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise UserError("--n-jobs must be at least 1")
     cfg = load_config(args.config, _apply_flags(args))
     require(["optuna", "ray"] if cfg.backend == "ray" else ["optuna"], "neuroprune tune")
-    out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-tune"
+    # absolute: Ray Tune runs each trial in a folder of its own, where a relative --out
+    # would strand the trial's run folder
+    out = (Path(args.out) if args.out else Path("runs") / f"{cfg.name}-tune").absolute()
     if cfg.backend == "ray":
         from .tuning.ray_tune import RayTuner as TunerCls
     else:
@@ -330,18 +365,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
     tuner = TunerCls(cfg, out, storage=args.storage, study_name=args.study,
                      n_trials=args.n_trials, n_jobs=args.n_jobs, batch=args.batch,
                      new_study=args.force_new_study)
+    again = f"the same command (the study {tuner.study_name!r} is continued)"
     try:
-        summary = tuner.run(progress=not args.no_progress)
-    except KeyboardInterrupt:
+        with _ray_cluster(cfg, again, writable=out if cfg.backend == "ray" else None):
+            summary = tuner.run(progress=not args.no_progress)
+    except KeyboardInterrupt as exc:
         print(f"\ninterrupted; finished trials are in the study, and a trial it stopped "
-              f"runs again first. Continue with the same command (the study "
-              f"{tuner.study_name!r} is continued)", file=sys.stderr)
+              f"runs again first. Continue with {again}", file=sys.stderr)
         if tuner.busy:  # a batch's threads in torch kernels: end now rather than abort later
             import os
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(EXIT_INTERRUPTED)
-        return EXIT_INTERRUPTED
+            os._exit(_exit_code(exc))
+        return _exit_code(exc)
     t = summary["trials"]
     if "replaced" in summary:
         print(f"study {summary['study']} started afresh; the old one is kept as "
@@ -458,6 +494,13 @@ def main(argv: list[str] | None = None) -> int:
         # Optuna marks features it may change (metric names, artifacts) as experimental;
         # that is its roadmap, not something a neuroprune user can act on.
         warnings.filterwarnings("ignore", message=".*is an experimental feature")
+    import signal
+    import threading
+
+    from .searches.mask_search import raise_terminated
+    on_main = threading.current_thread() is threading.main_thread()
+    # SIGTERM stops like Ctrl-C: an "interrupted" line, exit 143, and resume continues
+    previous = signal.signal(signal.SIGTERM, raise_terminated) if on_main else None
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
@@ -478,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"neuroprune: error: cannot write{where}: {exc.strerror or exc}; "
               f"{FILE_SYSTEM_ERRORS[exc.errno]}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Methods side by side (kind: comparison).
 
     python searches/compare.py configs/compare_mnist.yaml --set data.root=DIR
-    ray job submit --working-dir . -- python searches/compare.py configs/compare_mnist.yaml \
-        --set data.root=/data/mnist --backend ray
+    ray job submit --address http://HEAD:8265 --working-dir . -- python searches/compare.py \
+        configs/compare_mnist.yaml --set data.root=/data/mnist --backend ray \
+        --out /shared/runs/compare
 """
 
 import sys

@@ -1,8 +1,9 @@
-"""K-starts mask search. Locally or as a Ray job:
+"""K-starts mask search. Locally or as a Ray job (results in --out, printed as an absolute path):
 
     python searches/kstarts.py configs/kstarts_mnist.yaml --set data.root=DIR
-    ray job submit --working-dir . -- python searches/kstarts.py configs/kstarts_mnist.yaml \
-        --set data.root=/data/mnist --backend ray
+    ray job submit --address http://HEAD:8265 --working-dir . -- python searches/kstarts.py \
+        configs/kstarts_mnist.yaml --set data.root=/data/mnist --backend ray \
+        --out /shared/runs/kstarts
 """
 
 import sys

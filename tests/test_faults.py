@@ -336,7 +336,12 @@ def test_the_empty_layer_check_leaves_structured_budgets_and_sweeps_alone(config
     Workbench.from_config(cfg).check_sparsity()  # no error
 
 
-# --------------------------------------------------------------- 6: Ctrl-C
+# --------------------------------------------------------------- 6: Ctrl-C and SIGTERM
+# SIGTERM (`ray job stop`, a preempted node, Kubernetes) stops as Ctrl-C does, with its own code
+STOPS = pytest.mark.parametrize("stop,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                                ids=["sigint", "sigterm"])
+
+
 def _start(args, out_file):
     return subprocess.Popen([sys.executable, "-m", "neuroprune", *args], env=ENV, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -349,7 +354,8 @@ def _wait_for(path, proc, timeout=120):
     assert proc.poll() is None, proc.communicate()[1]
 
 
-def test_ctrl_c_during_the_final_training_stops_and_resume_finishes(tmp_path):
+@STOPS
+def test_ctrl_c_during_the_final_training_stops_and_resume_finishes(tmp_path, stop, code):
     out = tmp_path / "final"
     args = ["run", QUICK, "--out", str(out), "--set", "method.population=4", "--set",
             "method.generations=2", "--set", "method.search_epochs=1", "--set",
@@ -358,9 +364,9 @@ def test_ctrl_c_during_the_final_training_stops_and_resume_finishes(tmp_path):
     proc = _start(args, out)
     _wait_for(out / "checkpoints" / "gen_0001.pt", proc)  # the search is over
     time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "interrupted" in err and "Traceback" not in err
     assert not RunDir(out).is_complete()
     assert "final" not in RunDir(out).committed()
@@ -370,7 +376,9 @@ def test_ctrl_c_during_the_final_training_stops_and_resume_finishes(tmp_path):
     assert RunDir(out).is_complete() and "final" in RunDir(out).committed()
 
 
-def test_ctrl_c_in_resume_exits_130_and_the_next_resume_finishes(unfinished, tmp_path):
+@STOPS
+def test_ctrl_c_in_resume_exits_130_and_the_next_resume_finishes(unfinished, tmp_path, stop,
+                                                                  code):
     for g in (1, 2):  # back to after generation 0
         (unfinished / "checkpoints" / f"gen_{g:04d}.pt").unlink()
     lines = (unfinished / "ledger.jsonl").read_text().splitlines(keepends=True)
@@ -382,9 +390,9 @@ def test_ctrl_c_in_resume_exits_130_and_the_next_resume_finishes(unfinished, tmp
     proc = _start(["resume", str(unfinished), "--no-progress"], unfinished)
     _wait_for(unfinished / "checkpoints" / "gen_0002.pt", proc)  # the search is over
     time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert proc.returncode == code and "Traceback" not in err, err
     assert f"neuroprune resume {unfinished}" in err
     assert not RunDir(unfinished).is_complete()
     config.write_text(short)  # a quick final training for the test
@@ -392,8 +400,10 @@ def test_ctrl_c_in_resume_exits_130_and_the_next_resume_finishes(unfinished, tmp
     assert sorted(RunDir(unfinished).committed(), key=str) == [0, 1, 2, "final"]
 
 
+@STOPS
 @pytest.mark.parametrize("batch", [1, 2])
-def test_ctrl_c_in_tune_exits_130_and_the_next_call_retries_the_trial(tmp_path, batch):
+def test_ctrl_c_in_tune_exits_130_and_the_next_call_retries_the_trial(tmp_path, batch, stop,
+                                                                      code):
     import optuna
     from optuna.trial import TrialState
 
@@ -407,9 +417,9 @@ def test_ctrl_c_in_tune_exits_130_and_the_next_call_retries_the_trial(tmp_path, 
     proc = _start(["tune", tq, "--out", str(out), "--n-trials", "3", *fast], out)
     _wait_for(out / "trials" / f"trial_{batch - 1:04d}" / "checkpoints" / "gen_0001.pt", proc)
     time.sleep(0.3)  # in the final training
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err and "interrupted" in err
     study = optuna.load_study(study_name="tune_quickstart",
                               storage=open_storage(str(out / "optuna.journal")))
@@ -423,6 +433,30 @@ def test_ctrl_c_in_tune_exits_130_and_the_next_call_retries_the_trial(tmp_path, 
     again = study.trials[batch:]
     assert [t.state for t in again] == [TrialState.COMPLETE] * batch
     assert [t.params for t in again] == [t.params for t in stopped]
+
+
+def test_sigterm_mid_generation_drops_it_whole_and_resume_gives_the_same_run(tmp_path,
+                                                                           finished):
+    """SIGTERM during a search generation: the generations before it committed, that one
+    dropped whole, an "interrupted" summary, exit 143; resume ends where the uncut run did."""
+    out = tmp_path / "term"
+    slow = [a.replace("method.search_epochs=1", "method.search_epochs=200") for a in TINY]
+    proc = _start(["run", QUICK, "--out", str(out), *slow], out)
+    _wait_for(out / "checkpoints" / "gen_0000.pt", proc)
+    proc.send_signal(signal.SIGTERM)  # in generation 1's (or 2's) training
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    assert f"neuroprune resume {out}" in err
+    summary = json.loads((out / "summary.json").read_text())
+    last = summary["last_generation"]
+    assert summary["status"] == "interrupted" and last in (0, 1)  # of three
+    assert sorted(RunDir(out).committed(), key=str) == list(range(last + 1))
+    assert len(RunDir(out).checkpoints()) == last + 1
+    config = out / "config.yaml"  # the remaining generations quick, as in the finished run
+    config.write_text(config.read_text().replace("search_epochs: 200", "search_epochs: 1"))
+    assert main(["resume", str(out), "--no-progress"]) == 0
+    assert sorted(RunDir(out).committed(), key=str) == [0, 1, 2, "final"]
+    assert not list(out.rglob("*.tmp"))
 
 
 # --------------------------------------------------------------- 2: a continued study samples on

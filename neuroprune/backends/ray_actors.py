@@ -23,41 +23,16 @@ import torch
 
 from ..engine import EvalTask, Evaluator, PopulationResult
 from ..engine.wire import PackedResult, PackedTask, shared_part
-from ..errors import MissingDependencyError, UserError
+from .ray_session import RaySession, connect, import_ray, plan_workers
 
 log = logging.getLogger(__name__)
+__all__ = ["RayEvaluator", "import_ray", "shard_bounds", "shared_ray"]
 
 
-def import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError("ray", "ray", "the Ray backend") from None
-    return ray
-
-
-class shared_ray:
-    """Context: start (or join) Ray once for a run of many searches (comparison cells), so that
-    each search's evaluator reuses it instead of starting and stopping its own."""
-
-    def __init__(self, backend: str, address: str | None = None):
-        self.active = backend == "ray"
-        self.address = address
-        self.owned = False
-
-    def __enter__(self):
-        if self.active:
-            ray = import_ray()
-            if not ray.is_initialized():
-                ray.init(address=self.address or "local", log_to_driver=False,
-                         include_dashboard=False)
-                self.owned = True
-        return self
-
-    def __exit__(self, *exc):
-        if self.owned:
-            import ray
-            ray.shutdown()
+def shared_ray(backend: str, address: str | None = None) -> RaySession:
+    """Context: join (or start) Ray once for a run of many searches (comparison cells), so
+    that each search's evaluator reuses it instead of starting and stopping its own."""
+    return RaySession(backend == "ray", address)
 
 
 class ShardWorker:
@@ -103,7 +78,8 @@ def shard_payloads(task: EvalTask, shards: int) -> tuple[dict[str, Any], list[Pa
 
 
 class RayEvaluator(Evaluator):
-    """Evaluates populations on Ray actors. ``address=None`` starts (or joins) a local Ray.
+    """Evaluates populations on Ray actors, on the cluster :func:`.ray_session.connect`
+    joins (or a local Ray it starts).
 
     With ``measure_traffic``, :attr:`traffic` gets one entry per :meth:`evaluate`: the bytes
     the driver sent (shared part and shard payloads, re-runs included) and received (results),
@@ -116,22 +92,9 @@ class RayEvaluator(Evaluator):
                  max_shard_retries=3, measure_traffic=False):
         ray = import_ray()
         self._ray = ray
-        self._owns_ray = not ray.is_initialized()
-        if self._owns_ray:
-            try:
-                # no address: a fresh local Ray, never some other cluster found on the machine
-                ray.init(address=address or "local", ignore_reinit_error=True,
-                         log_to_driver=False, include_dashboard=False)
-            except Exception as exc:
-                raise UserError(f"cannot connect to Ray at {address or 'a local instance'}: "
-                                f"{str(exc).splitlines()[0][:200]}") from None
-        res = ray.cluster_resources()
-        gpus = int(res.get("GPU", 0))
-        if gpus_per_worker is None:
-            gpus_per_worker = 1 if gpus else 0
-        if num_workers is None:
-            num_workers = gpus // max(1, gpus_per_worker) if gpus_per_worker else \
-                max(1, int(res.get("CPU", 1)) // max(1, cpus_per_worker))
+        self._owns_ray = connect(address)
+        num_workers, gpus_per_worker = plan_workers(num_workers or "auto", cpus_per_worker,
+                                                    gpus_per_worker)
         self._options = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker,
                          "max_restarts": 0}
         self._args = (ray.put(spec), ray.put(data), ray.put(settings), layout, engine,

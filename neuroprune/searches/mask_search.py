@@ -6,6 +6,7 @@ final training -> test accuracy -> ``summary.json`` and ``best_mask.safetensors`
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -26,42 +27,74 @@ from ..workbench import Workbench
 
 
 class Interrupted(Exception):
-    """Ctrl-C arrived; the generation in progress was finished and committed first."""
+    """The search was stopped at a generation boundary, everything before it committed:
+    after finishing the generation in progress (Ctrl-C), or dropping it (SIGTERM)."""
+
+    def __init__(self, message: str = "", signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``ray job stop``, a preempted node, Kubernetes): a stop like Ctrl-C that does
+    not wait for the generation in progress, since the sender kills soon after (Ray's job stop
+    after 3 s)."""
+
+
+def raise_terminated(*_) -> None:
+    """A SIGTERM handler: stop as Ctrl-C stops (the command line installs it)."""
+    raise Terminated
+
+
+def stop_signal(exc: BaseException) -> int:
+    """The signal that stopped a run: SIGTERM or SIGINT."""
+    if isinstance(exc, Terminated) or getattr(exc, "signum", None) == signal.SIGTERM:
+        return signal.SIGTERM
+    return signal.SIGINT
 
 
 class _GracefulInterrupt:
     """First Ctrl-C: set a flag (the search stops after the generation in progress). Second
-    Ctrl-C: the default behaviour (stop now)."""
+    Ctrl-C: the default behaviour (stop now). SIGTERM: stop now, dropping the generation in
+    progress, or, arriving while a generation is being committed, right after that commit."""
 
     def __init__(self):
         self.requested = False
-        self._old = None
+        self.terminated = False
+        self.committing = False
+        self._old = self._old_term = None
 
     def __enter__(self):
-        import signal
         import threading
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old_term = signal.signal(signal.SIGTERM, self._terminate)
         return self
 
     def _handle(self, *_):
-        import signal
         self.requested = True
         signal.signal(signal.SIGINT, self._old or signal.default_int_handler)
 
+    def _terminate(self, *_):
+        self.requested = self.terminated = True
+        if not self.committing:
+            raise Terminated
+
     def at_once(self) -> None:
-        """From here on (the final training: no generation to finish) Ctrl-C stops at once;
-        one that came since the last generation stops now."""
-        import signal
+        """From here on (the final training: no generation to finish) Ctrl-C and SIGTERM stop
+        at once; one that came since the last generation stops now."""
         if self._old is not None:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, raise_terminated)
+        if self.terminated:
+            raise Terminated
         if self.requested:
             raise KeyboardInterrupt
 
     def __exit__(self, *exc):
-        import signal
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
+            signal.signal(signal.SIGTERM, self._old_term)
 
 
 class MaskSearch:
@@ -190,10 +223,13 @@ class MaskSearch:
             if reused() is not None:
                 state["reused_network_epochs"] = reused() + (resume_state or {}).get(
                     "reused_network_epochs", 0)
+            interrupt.committing = True  # a SIGTERM now stops after this commit
             rd.commit_generation(generation, rows)
             rd.save_checkpoint(generation, state)
             if state.get("logbook") is not None:
                 rd.write_logbook(list(state["logbook"]))
+            interrupt.committing = False
+            last[0] = generation
             for r in rows:
                 score = r.get("fitness", r.get("val_accuracy"))
                 if score is not None and score >= best_so_far.get("fitness", -1e18):
@@ -202,16 +238,26 @@ class MaskSearch:
             if on_generation is not None:
                 on_generation(generation, rows)
             if interrupt.requested:
-                rd.write_summary({"status": "interrupted", "method": self.method.name,
-                                  "last_generation": generation, "seed": cfg.seed,
-                                  "best_so_far": dict(best_so_far),
-                                  "wall_seconds": round(time.time() - t0, 3),
-                                  "resume": f"neuroprune resume {rd.path}"})
-                raise Interrupted(f"stopped after generation {generation}")
+                stopped(signal.SIGTERM if interrupt.terminated else signal.SIGINT)
+
+        last: list[Any] = [None]  # the last generation committed by this run
+
+        def stopped(signum: int) -> None:
+            rd.write_summary({"status": "interrupted", "method": self.method.name,
+                              "last_generation": last[0], "seed": cfg.seed,
+                              "best_so_far": dict(best_so_far),
+                              "wall_seconds": round(time.time() - t0, 3),
+                              "resume": f"neuroprune resume {rd.path}"})
+            raise Interrupted(f"stopped after generation {last[0]}", signum)
 
         with evaluator, interrupt:
             ctx = self.context(evaluator, commit, resume_state, progress)
-            found = self.method.find(ctx)
+            try:
+                found = self.method.find(ctx)
+            except KeyboardInterrupt:  # SIGTERM mid-generation: that generation is dropped
+                if not interrupt.terminated:  # whole (Ray's waits re-raise it as Ctrl-C)
+                    raise
+                stopped(signal.SIGTERM)
             interrupt.at_once()
             search_epochs = evaluator.network_epochs
             if found.info.get("exact", True):  # every unit keeps exactly its count

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..backends.ray_actors import import_ray
+from ..backends.ray_session import connect, import_ray
 from ..errors import UserError
 from .storage import open_storage
 from .tune import StudyStopped, Tuner, recover_stale_trials
@@ -136,10 +136,7 @@ class RayTuner(Tuner):
         recover_stale_trials(study, self.tune.stale_after, self.tune.retry_failed)
         ended = self._ended(study)
         rc = self.cfg.ray
-        owns = not ray.is_initialized()
-        if owns:
-            ray.init(address=rc.address or "local", ignore_reinit_error=True,
-                     log_to_driver=False, include_dashboard=False)
+        owns = connect(rc.address)
         try:
             trainable = tune.with_resources(tune.with_parameters(ray_trial, tuner=self),
                                             {"cpu": rc.trial_cpus, "gpu": rc.trial_gpus})

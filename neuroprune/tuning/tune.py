@@ -16,6 +16,7 @@ import copy
 import errno
 import logging
 import os
+import signal
 import threading
 import warnings
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..config import RunConfig, load_config, to_dict
 from ..errors import ConfigError, UserError
 from ..progress import logs_above_bars
 from ..rundir import RunDir
-from ..searches.mask_search import Interrupted
+from ..searches.mask_search import Interrupted, Terminated, stop_signal
 from . import study as recorded
 from .dashboard import show_trial
 from .heartbeat import Heartbeat, beat_interval, fail_trial, recover_stale_trials
@@ -352,9 +353,10 @@ class Tuner:
         with logs_above_bars():
             try:
                 self._optimize(study)
-            except (KeyboardInterrupt, Interrupted):
+            except (KeyboardInterrupt, Interrupted) as exc:
                 self.retry_interrupted(study)
-                raise KeyboardInterrupt from None
+                raise (Terminated() if stop_signal(exc) == signal.SIGTERM
+                       else KeyboardInterrupt()) from None
             except Exception as exc:  # a full disk: the trials it stopped run again first
                 what = write_failure(exc)
                 if what is None and not isinstance(exc, StudyStopped):
