@@ -32,9 +32,9 @@ class SparsityConfig(Section):
     layers: list[str] | None = Field(None, description="structured masks: only the units of "
                                      "these layers (module names; default: every layer but "
                                      "the output)")
-    latency_repeats: int = Field(3, ge=0, description="timed CPU forward passes behind each "
-                                 "latency figure of summary.json (dense, masked, compact at "
-                                 "batch 1 and 256); 0 leaves latency out")
+    latency_repeats: int = Field(3, ge=0, le=1000, description="timed CPU forward passes "
+                                 "behind each latency figure of summary.json (dense, masked, "
+                                 "compact at batch 1 and 256); 0 leaves latency out")
 
     @field_validator("structure")
     @classmethod
