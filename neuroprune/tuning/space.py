@@ -118,7 +118,7 @@ class TuneConfig(BaseModel):
                     min_resource=1),
                 "none": optuna.pruners.NopPruner}[self.pruner]()
 
-    def points(self, most: int = 256) -> Iterator[dict[str, Any]]:
+    def points(self, most: int = 64) -> Iterator[dict[str, Any]]:
         """Values to check before a study starts: every parameter's extremes alone, then
         every combination of all parameters' extremes (the corners of the space, where two
         ranges that are each fine can meet in a config that is not: population 3 with elite
