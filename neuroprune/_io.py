@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader never sees a half-written file where it expects a whole one."""
+"""Atomic file writes (a reader never sees a half-written file where it expects a whole one)
+and bounded YAML reading (a file from elsewhere cannot make a reader hang or overflow)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+import yaml
 
 
 from .errors import UserError
@@ -146,3 +149,84 @@ def atomic_write_csv(path: str | os.PathLike, rows: list[dict[str, Any]],
                      columns: list[str] | None = None) -> None:
     """Rows as CSV (columns: given, or every key in first-seen order); missing cells empty."""
     atomic_write_text(path, csv_text(rows, csv_columns(rows) if columns is None else columns))
+
+
+#: deepest nesting of lists and mappings a YAML document may have (configs nest a few levels)
+YAML_MAX_DEPTH = 64
+#: most values a YAML document may expand to, aliases counted at every use (configs hold
+#: hundreds; an "alias bomb" of nine nested aliases expands to hundreds of millions)
+YAML_MAX_VALUES = 100_000
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """A YAML document beyond :data:`YAML_MAX_DEPTH` or :data:`YAML_MAX_VALUES`; the message
+    completes "the document ..."."""
+
+
+def _yaml_loader():
+    class BoundedLoader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that refuses deep nesting while composing the document."""
+
+        depth = 0
+
+        def compose_node(self, parent, index):
+            self.depth += 1
+            try:
+                if self.depth > YAML_MAX_DEPTH:
+                    raise YAMLLimitError(f"nests lists or mappings more than "
+                                         f"{YAML_MAX_DEPTH} levels deep")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return BoundedLoader
+
+
+def _check_expansion(node) -> None:
+    """Refuse a document whose aliases expand to too many values or too deep a nesting, or
+    refer to themselves. Shared nodes are measured once (values and height), so the check
+    stays linear in the document."""
+    measured: dict[int, tuple[int, int]] = {}  # id -> (values, height)
+    active: set[int] = set()
+
+    def measure(n, level: int) -> tuple[int, int]:
+        if level > YAML_MAX_DEPTH:
+            raise YAMLLimitError(f"nests lists or mappings more than {YAML_MAX_DEPTH} levels "
+                                 f"deep (through aliases)")
+        if id(n) in measured:
+            values, height = measured[id(n)]
+            if level + height > YAML_MAX_DEPTH:
+                raise YAMLLimitError(f"nests lists or mappings more than {YAML_MAX_DEPTH} "
+                                     f"levels deep (through aliases)")
+            return values, height
+        if id(n) in active:
+            raise YAMLLimitError("holds an alias that refers to itself")
+        children = ([c for kv in n.value for c in kv] if isinstance(n, yaml.MappingNode) else
+                    n.value if isinstance(n, yaml.SequenceNode) else [])
+        active.add(id(n))
+        values, height = 1, 0
+        for c in children:
+            v, h = measure(c, level + 1)
+            values, height = min(values + v, YAML_MAX_VALUES + 1), max(height, h + 1)
+        active.discard(id(n))
+        if values > YAML_MAX_VALUES:
+            raise YAMLLimitError(f"expands to more than {YAML_MAX_VALUES:,} values (aliases "
+                                 f"repeated inside aliases?)")
+        measured[id(n)] = (values, height)
+        return values, height
+
+    measure(node, 0)
+
+
+def load_yaml(text: str):
+    """``yaml.safe_load(text)`` within :data:`YAML_MAX_DEPTH` and :data:`YAML_MAX_VALUES`;
+    beyond them a :class:`YAMLLimitError` saying which limit."""
+    loader = _yaml_loader()(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()

@@ -434,6 +434,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise UserError("--storage needs --study NAME")
         source = trial_mask(args.storage, args.study, args.trial, args.artifacts)
     elif args.run_dir and (Path(args.run_dir) / "ensemble.joblib").is_file():
+        if args.format not in ("safetensors", "joblib"):  # safetensors: the default
+            raise UserError(f"an ensemble run exports as joblib only (a fitted scikit-learn "
+                            f"estimator), not --format {args.format}")
         return _export_ensemble(Path(args.run_dir), Path(args.out))
     elif args.run_dir:
         path = Path(args.run_dir) / "best_mask.safetensors"

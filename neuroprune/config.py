@@ -18,6 +18,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from ._io import YAMLLimitError, load_yaml
 from .backends import BACKENDS
 from .backends.config import RayConfig
 from .data.config import DataConfig
@@ -43,14 +44,49 @@ class MethodConfig(BaseModel):
 
 
 def method_entries(methods: list[str | dict[str, Any]], where: str) -> list[dict[str, Any]]:
-    """``{name: ..., <params>}`` for every entry of a methods list (a name or a mapping)."""
-    out = []
+    """``{name: ..., <params>}`` for every entry of a methods list (a name or a mapping);
+    two entries of one label (its name, unless it has a ``label``) are refused."""
+    out, labels = [], set()
     for m in methods:
         entry = {"name": m} if isinstance(m, str) else dict(m)
         if "name" not in entry:
             raise ConfigError(f"{where}: entry {m} has no 'name'")
+        label = str(entry.get("label", entry["name"]))
+        if label in labels:
+            raise ConfigError(f"{where}: two entries are both called '{label}'; drop one, or "
+                              f"give one a label (e.g. {{name: {entry['name']}, label: "
+                              f"{entry['name']}-b}})")
+        labels.add(label)
         out.append(entry)
     return out
+
+
+def _distinct(v: list, what: str) -> list:
+    """A swept list counted once per value: a repeated value would count twice."""
+    twice = sorted({x for x in v if v.count(x) > 1}, key=str)
+    if twice:
+        raise ValueError(f"lists the {what} {', '.join(map(str, twice))} twice")
+    return v
+
+
+def _methods(v: list) -> list:
+    try:
+        method_entries(v, "")
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix(": ")) from None
+    return v
+
+
+def _sparsities(v: list[float]) -> list[float]:
+    if any(not 0.0 <= s < 1.0 for s in v):
+        raise ValueError(f"every sparsity must be in [0, 1), got {v}")
+    return _distinct(v, "sparsity")
+
+
+def _seeds(v: list[int]) -> list[int]:
+    if any(not 0 <= s <= MAX_SEED for s in v):
+        raise ValueError(f"every seed must be in 0..{MAX_SEED}, got {v}")
+    return _distinct(v, "seed")
 
 
 class ComparisonConfig(Section):
@@ -70,12 +106,9 @@ class ComparisonConfig(Section):
                         "sparsity, IMP's first round) once and share it through the run "
                         "folder's memo/; the results are the same as without")
 
-    @field_validator("sparsities")
-    @classmethod
-    def _range(cls, v: list[float]) -> list[float]:
-        if any(not 0.0 <= s < 1.0 for s in v):
-            raise ValueError(f"every sparsity must be in [0, 1), got {v}")
-        return v
+    _sparsities = field_validator("sparsities")(classmethod(lambda cls, v: _sparsities(v)))
+    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _seeds(v)))
+    _methods = field_validator("methods")(classmethod(lambda cls, v: _methods(v)))
 
     def method_entries(self) -> list[dict[str, Any]]:
         return method_entries(self.methods, "comparison.methods")
@@ -136,6 +169,11 @@ class PlantedConfig(Section):
     methods: list[str | dict[str, Any]] = Field(["random", "magnitude", "snip", "kstarts"],
                                                 min_length=1, description="methods compared")
     seeds: list[int] = Field([0], min_length=1, description="seeds")
+
+    _sparsities = field_validator("sparsities")(classmethod(lambda cls, v: _sparsities(v)))
+    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _seeds(v)))
+    _tasks = field_validator("tasks")(classmethod(lambda cls, v: _distinct(v, "task")))
+    _methods = field_validator("methods")(classmethod(lambda cls, v: _methods(v)))
 
     def method_entries(self) -> list[dict[str, Any]]:
         return method_entries(self.methods, "planted.methods")
@@ -264,7 +302,9 @@ def _set_path(tree: dict, dotted: str, raw: str) -> None:
             raise ConfigError(f"--set {dotted}: '{k}' is a value, not a section")
         node = node[k]
     try:
-        node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
+        node[keys[-1]] = load_yaml(raw) if raw != "" else None
+    except YAMLLimitError as exc:
+        raise ConfigError(f"--set {dotted}: the value {exc}") from None
     except yaml.YAMLError:
         node[keys[-1]] = raw
 
@@ -306,7 +346,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"config path {path} is a folder; give a .yaml file")
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+        tree = load_yaml(path.read_text(encoding="utf-8"))
+    except YAMLLimitError as exc:
+        raise ConfigError(f"{path} is refused as a config: it {exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""

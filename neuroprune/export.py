@@ -264,6 +264,8 @@ def choose_trial(study, trial: str = "best"):
         sign = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
         return max(front, key=lambda t: tuple(s * v for s, v in zip(sign, t.values)))
     try:
+        if int(trial) < 0:  # Python would count from the end
+            raise IndexError(trial)
         return study.trials[int(trial)]
     except (ValueError, IndexError):
         raise UserError(f"--trial must be 'best' or a trial number of study "

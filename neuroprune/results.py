@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import pandas as pd
 import yaml
 
+from ._io import YAMLLimitError, load_yaml
 from .errors import UserError
 
 
@@ -53,12 +54,13 @@ def config(run_dir: str | Path) -> dict[str, Any]:
     """The resolved config a run wrote (``config.yaml``)."""
     path = Path(run_dir) / "config.yaml"
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+        tree = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{run_dir} has no config.yaml (is it a neuroprune run directory?)") \
             from None
-    except (yaml.YAMLError, UnicodeDecodeError):
-        raise UserError(f"{path} is not valid YAML") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        why = f": it {exc}" if isinstance(exc, YAMLLimitError) else ""
+        raise UserError(f"{path} is not valid YAML{why}") from None
     if not isinstance(tree, dict):
         raise UserError(f"{path} does not hold a config mapping")
     return tree

@@ -319,9 +319,20 @@ def _ledger_entry(line: bytes) -> dict[str, Any] | None:
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
     if (not isinstance(entry, dict) or not isinstance(entry.get("generation"), (int, str))
-            or not isinstance(entry.get("rows"), list)):
+            or isinstance(entry["generation"], bool) or not isinstance(entry.get("rows"), list)
+            or not all(isinstance(r, dict) and _row_types(r) for r in entry["rows"])):
         return None
     return entry
+
+
+def _row_types(row: dict[str, Any]) -> bool:
+    """A row's index is a whole number and its fitness and accuracy are numbers (or null)."""
+    def number(v: Any) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    index = row.get("index", 0)
+    return (isinstance(index, int) and not isinstance(index, bool)
+            and number(row.get("fitness")) and number(row.get("val_accuracy")))
 
 
 def _order_key(generation: int | str):

@@ -96,6 +96,10 @@ class Workbench:
                 update={"standardise": False})})
         data = data if data is not None else load_dataset(cfg.data)
         Augmenter(cfg.data.augment).check(data.input_shape)
+        if cfg.training.loss == "mse" and not data.train_y.dtype.is_floating_point:
+            raise ConfigError(f"training.loss=mse fits numeric targets (the planted tasks); "
+                              f"dataset {data.name} has class labels: use "
+                              f"training.loss=cross_entropy")
         spec = spec or cfg.model.spec(data.input_shape, data.num_classes)
         template = check_model(spec)
         trained = cfg.model.weights is not None

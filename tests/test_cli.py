@@ -186,6 +186,31 @@ BAD = [
     ("unknown logger", ["--set", "logging=[tensorbord]"],
      "unknown logger 'tensorbord' (did you mean 'tensorboard'?)"),
     ("logging not a list", ["--set", "logging=tensorboard"], "logging"),
+    # a factory's own code (tests/bad_factories.py) that fails where models enter
+    ("factory raising ValueError", ["--set", "model={factory: 'bad_factories:raises'}"],
+     "ValueError: no such layer size"),
+    ("factory calling sys.exit", ["--set", "model={factory: 'bad_factories:exits'}"],
+     "sys.exit(0)"),
+    ("forward failing in training", ["--set",
+                                     "model={factory: 'bad_factories:fails_in_training'}"],
+     "in training mode"),
+    ("forward of one batch size", ["--set", "model={factory: 'bad_factories:batch_of_two'}"],
+     "for a batch of 3"),
+    ("outputs all NaN", ["--set", "model={factory: 'bad_factories:nan_outputs'}"],
+     "NaN or infinite outputs"),
+    # sizes checked against memory before anything is allocated
+    ("width beyond memory", ["--set", "model.widths=[100000000]"], "use a smaller model"),
+    ("generated samples beyond memory", ["--set", "data.dataset=blobs", "--set",
+                                         "data.samples=1000000000"], "lower data.samples"),
+    ("generated images beyond memory", ["--set", "data.dataset=images", "--set",
+                                        "data.image_size=100000"], "data.image_size"),
+    ("latency repeats 1e9", ["--set", "sparsity.latency_repeats=1000000000"],
+     "sparsity.latency_repeats"),
+    # values that mean nothing for the data or the model
+    ("mse on classes", ["--set", "training.loss=mse"], "training.loss=cross_entropy"),
+    ("dropout 1.5", ["--set", "model.dropout=1.5"], "model.dropout"),
+    ("dropout 1", ["--set", "model.dropout=1"], "model.dropout"),
+    ("set value 100 levels deep", ["--set", "x=" + "[" * 100 + "]" * 100], "levels deep"),
 ]
 if not torch.cuda.is_available():
     BAD.append(("cuda without gpu", ["--device", "cuda"], "--device cpu"))
@@ -204,9 +229,17 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, na
     assert not out.exists()
 
 
+ALIAS_BOMB = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+
 BAD_FILES = [
     ("invalid yaml", "name: [unclosed\n", "not valid YAML"),
     ("a list", "- 1\n- 2\n", "mapping"),
+    ("alias bomb", ALIAS_BOMB, "more than 100,000 values"),
+    ("5000 nested brackets", "[" * 5000 + "]" * 5000 + "\n", "levels deep"),
+    ("aliases 100 deep", "".join(f"k{i}: &k{i} [{f'*k{i - 1}' if i else 1}]\n"
+                                 for i in range(100)), "levels deep"),
+    ("alias of itself", "a: &a [*a]\n", "refers to itself"),
 ]
 
 
@@ -224,8 +257,11 @@ def test_bad_tune_flags(tmp_path, capsys):
 @pytest.mark.parametrize("name,text,needle", BAD_FILES, ids=[b[0] for b in BAD_FILES])
 def test_bad_config_files(tmp_path, capsys, name, text, needle):
     out = tmp_path / "out"
-    assert main(["run", _yaml(tmp_path, text), "--out", str(out)]) == 2
-    assert needle in capsys.readouterr().err
+    for command in (["run", _yaml(tmp_path, text), "--out", str(out)],
+                    ["config", _yaml(tmp_path, text)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err
     assert not out.exists()
 
 
@@ -352,6 +388,17 @@ MATERIALS = {
     "not_utf8_yaml": lambda d: (d.write_bytes(b"\xff\xfe\xfa"), d)[1],
     "run_bad_config": lambda d: d.mkdir() or _csv(d / "config.yaml", "training: {lr: -1}\n") and d,
     "run_torn_config": lambda d: d.mkdir() or _csv(d / "config.yaml", "data: {x: [1\n") and d,
+    "run_bomb_config": lambda d: d.mkdir() or _csv(d / "config.yaml", ALIAS_BOMB) and d,
+    "bomb_yaml": lambda d: _csv(d, ALIAS_BOMB),
+    "deep_yaml": lambda d: _csv(d, "[" * 5000 + "]" * 5000),
+    # MNIST's files under the name of another dataset: its test labels begin as MNIST's do
+    "mnist_as_kmnist": lambda d: _mnist(d, labels=__import__("numpy").array(
+        [7, 2, 1, 0, 4, 1, 4, 9, 5, 9] * 20)),
+    "csv_two_labels": lambda d: _csv(d, "x,label,label\n" + _rows(3, 10)),
+    "csv_nan_text_labels": lambda d: _csv(d, "x,y,label\n" + _rows(3, 10) + "1,2,NAN\n" * 3),
+    "csv_inf_labels": lambda d: _csv(d, "x,y,label\n" + _rows(3, 10) + "1,2,inf\n" * 3),
+    "random_journal": lambda d: (d.write_bytes(os.urandom(2000)), d)[1],
+    "ensemble_run": lambda d: d.mkdir() or (d / "ensemble.joblib").write_bytes(b"x") and d,
 }
 
 
@@ -416,6 +463,13 @@ BAD_COMMANDS = [
      "data.samples"),
     ("augment twice", "run {quick} --set data.augment=[crop,crop] --set data.dataset=images",
      "twice"),
+    ("kmnist on mnist files", "run {quick} --set data.dataset=kmnist --set data.protocol=10k "
+     "--set data.root={mnist_as_kmnist}", "holds mnist's test labels"),
+    ("fashion on mnist files", "run {quick} --set data.dataset=fashion_mnist --set "
+     "data.protocol=10k --set data.root={mnist_as_kmnist}", "data.dataset=mnist"),
+    ("csv two label columns", "run {quick} --set data.dataset=csv --set data.path={csv_two_labels}", "'label' twice"),
+    ("csv NAN labels", "run {quick} --set data.dataset=csv --set data.path={csv_nan_text_labels}", "include NAN"),
+    ("csv inf labels", "run {quick} --set data.dataset=csv --set data.path={csv_inf_labels}", "include inf"),
     # run: meaningless or impossible values
     ("sparsity empties a layer", "run {quick} --set sparsity.target=0.999999 --set "
      "sparsity.allocation=global", "some layer would keep none"),
@@ -478,6 +532,27 @@ BAD_COMMANDS = [
     ("planted samples 10", "run {planted} --set planted.samples=10", "planted.samples"),
     ("planted no methods", "run {planted} --set planted.methods=[]", "planted.methods"),
     ("planted unknown method", "run {planted} --set planted.methods=[nope]", "nope"),
+    ("ensemble population 1e9", "run {ens} --set ensemble.population=1000000000",
+     "lower ensemble.population"),
+    ("activation population 1e9", "run {act} --set activation.population=1000000000",
+     "lower activation.population"),
+    # sweeps: every list checked when the config loads, before any cell runs
+    ("planted sparsity 1.5", "run {planted} --set planted.sparsities=[1.5]",
+     "planted.sparsities"),
+    ("planted sparsity twice", "run {planted} --set planted.sparsities=[0.5,0.5]",
+     "0.5 twice"),
+    ("planted seed -1", "run {planted} --set planted.seeds=[-1]", "planted.seeds"),
+    ("planted seed twice", "run {planted} --set planted.seeds=[0,0]", "seed 0 twice"),
+    ("planted method twice", "run {planted} --set planted.methods=[random,random]",
+     "both called 'random'"),
+    ("planted task twice", "run {planted} --set planted.tasks=[relu,relu]", "task relu twice"),
+    ("comparison sparsity twice", "run {cmp} --set comparison.sparsities=[0.5,0.5]",
+     "0.5 twice"),
+    ("comparison seed twice", "run {cmp} --set comparison.seeds=[1,1]", "seed 1 twice"),
+    ("comparison seed 2**32", "run {cmp} --set comparison.seeds=[4294967296]",
+     "comparison.seeds"),
+    ("comparison method twice", "run {cmp} --set comparison.methods=[snip,snip]",
+     "both called 'snip'"),
     # resume
     ("resume missing folder", "resume {root}/nope", "not a run directory"),
     ("resume a file", "resume {a_file}", "not a run directory"),
@@ -488,6 +563,8 @@ BAD_COMMANDS = [
      "sparsity.target"),
     ("resume another config", "run {act} --resume {unfinished}", "other values"),
     ("resume unknown flag", "resume {unfinished} --seed 3", "unrecognized arguments"),
+    ("resume alias bomb config", "resume {run_bomb_config}", "more than 100,000 values"),
+    ("resume ledger of wrong types", "resume {bad_ledger}", "line 2 is damaged"),
     # tune
     ("tune without tune section", "tune {quick} --out {out}", "no 'tune:' section"),
     ("tune n-trials 0", "tune {tq} --out {out} --n-trials 0", "--n-trials"),
@@ -525,6 +602,22 @@ BAD_COMMANDS = [
     ("tune empty params", "tune {tq} --out {out} --set tune.params={}", "tune"),
     ("tune on corrupt data", "tune {tq} --out {out} --set data.dataset=mnist --set data.protocol=10k --set data.root={mnist_random}", "corrupt"),
     ("tune n-trials not a number", "tune {tq} --n-trials many", "invalid int value"),
+    ("tune step 0", "tune {tq} --out {out} --set "
+     "'tune.params={training.lr: {type: float, low: 0.1, high: 0.2, step: 0}}'", "step"),
+    ("tune step with log", "tune {tq} --out {out} --set "
+     "'tune.params={training.lr: {type: float, low: 0.1, high: 0.2, step: 0.05, log: true}}'",
+     "log scale"),
+    ("tune int of halves", "tune {tq} --out {out} --set "
+     "'tune.params={method.population: {type: int, low: 3.5, high: 9}}'", "whole"),
+    ("tune nan bound", "tune {tq} --out {out} --set "
+     "'tune.params={training.lr: {type: float, low: 0.1, high: .nan}}'", "finite"),
+    ("tune population below elite", "tune {tq} --out {out} --set "
+     "'tune.params={method.population: {type: int, low: 3, high: 9}, "
+     "method.elite: {type: int, low: 1, high: 5}}'", "method.population=3, method.elite=5"),
+    ("tune objective twice", "tune {tq} --out {out} --set "
+     "tune.objectives=[val_accuracy,val_accuracy]", "twice"),
+    ("tune journal of random bytes", "tune {tq} --out {out} --storage {random_journal}",
+     "not an Optuna journal"),
     # export
     ("export nothing", "export --out {out}", "give a run directory"),
     ("export missing journal", "export --storage {root}/missing/dir/optuna.journal --study x "
@@ -545,6 +638,12 @@ BAD_COMMANDS = [
     ("export out a folder", "export {run} --out {empty_dir}", "is a folder"),
     ("export unknown format", "export {run} --format zip --out {out}", "unknown export format 'zip'"),
     ("export no out", "export {run}", "--out"),
+    ("export trial -1", "export --storage {study} --study tune_quickstart --trial -1 "
+     "--out {out}", "--trial"),
+    ("export ensemble as onnx", "export {ensemble_run} --format onnx --out {out}",
+     "joblib only"),
+    ("export journal of random bytes", "export --storage {random_journal} --study x "
+     "--out {out}", "not an Optuna journal"),
     # report
     ("report missing run", "report {root}/nope --out {out}", "nope"),
     ("report empty folder", "report {empty_dir} --out {out}", "empty_dir"),
@@ -560,10 +659,14 @@ BAD_COMMANDS = [
     ("dashboard artifacts missing", "dashboard --storage {study} --artifacts {root}/nope",
      "--artifacts"),
     ("dashboard no storage", "dashboard", "--storage"),
+    ("dashboard journal of random bytes", "dashboard --storage {random_journal}",
+     "not an Optuna journal"),
     # config and the listings
     ("config missing file", "config {root}/nope.yaml", "does not exist"),
     ("config bad set", "config {quick} --set training.lrr=1", "training.lrr"),
     ("config bad yaml", "config {bad_yaml}", "not valid YAML"),
+    ("config alias bomb", "config {bomb_yaml}", "more than 100,000 values"),
+    ("config 5000 brackets", "config {deep_yaml}", "levels deep"),
     ("unknown command", "prune", "invalid choice"),
     ("methods takes no argument", "methods x", "unrecognized arguments"),
 ]
@@ -581,7 +684,13 @@ def shared_run(tmp_path_factory):
     unfinished = root / "unfinished"  # as an interrupted run leaves it
     shutil.copytree(run, unfinished)
     (unfinished / "summary.json").unlink()
-    return {"run": str(run), "study": str(study), "unfinished": str(unfinished)}
+    bad_ledger = root / "bad_ledger"  # its second generation's rows are not rows
+    shutil.copytree(unfinished, bad_ledger)
+    first = (bad_ledger / "ledger.jsonl").read_text().splitlines()[0]
+    (bad_ledger / "ledger.jsonl").write_text(
+        first + '\n{"generation": 1, "rows": [1, {"index": "x", "fitness": "abc"}]}\n')
+    return {"run": str(run), "study": str(study), "unfinished": str(unfinished),
+            "bad_ledger": str(bad_ledger)}
 
 
 def _tree(*folders):
@@ -617,5 +726,5 @@ def test_bad_input_of_every_command_exits_2_in_one_line_and_writes_nothing(
     assert not (tmp_path / "out").exists()
 
 
-def test_the_bad_input_tables_hold_at_least_120_cases():
-    assert len(BAD) + len(BAD_FILES) + len(BAD_COMMANDS) >= 120
+def test_the_bad_input_tables_hold_at_least_249_cases():
+    assert len(BAD) + len(BAD_FILES) + len(BAD_COMMANDS) >= 249  # 250 without a GPU

@@ -213,10 +213,9 @@ def test_comparison_labels_must_be_unique_and_budgets_met():
         "sparsities": [0.75], "seeds": [0], "budget": 10}})
     epochs = {label: c.training.epochs for c, label, _ in cell_configs(cfg)}
     assert epochs == {"random": 10, "imp": 10 - 2 * 2}  # two IMP rounds of 2 epochs
-    dup = load_config(tree={"kind": "comparison", "comparison": {
-        "methods": ["random", {"name": "random"}]}})
-    with pytest.raises(ConfigError, match="both called 'random'"):
-        cell_configs(dup)
+    with pytest.raises(ConfigError, match="both called 'random'"):  # refused on load
+        load_config(tree={"kind": "comparison", "comparison": {
+            "methods": ["random", {"name": "random"}]}})
     small = load_config(tree={"kind": "comparison", "comparison": {
         "methods": [{"name": "imp", "rate": 0.5, "round_epochs": 5}], "sparsities": [0.75],
         "budget": 10}})

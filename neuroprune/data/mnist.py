@@ -37,6 +37,27 @@ _NPZ_NAMES = {("train", "x"): "kmnist-train-imgs.npz", ("train", "y"): "kmnist-t
               ("test", "x"): "kmnist-test-imgs.npz", ("test", "y"): "kmnist-test-labels.npz"}
 
 
+# The first labels of each official split: the IDX files of MNIST, FashionMNIST and KMNIST
+# share their names, so a folder of one passes for another unless the contents are looked at
+# (ten labels in a row match by chance once in ten billion).
+FIRST_LABELS = {
+    "mnist": {"test": (7, 2, 1, 0, 4, 1, 4, 9, 5, 9), "train": (5, 0, 4, 1, 9, 2, 1, 3, 1, 4)},
+    "fashion_mnist": {"test": (9, 2, 1, 1, 6, 1, 4, 6, 5, 7),
+                      "train": (9, 0, 0, 3, 0, 2, 7, 2, 5, 5)},
+    "kmnist": {"test": (2, 9, 3, 8, 3, 3, 8, 3, 2, 5), "train": (8, 7, 0, 1, 4, 2, 4, 8, 1, 1)},
+}
+
+
+def check_labels_belong(name: str, split: str, labels: np.ndarray, path: Path) -> None:
+    """Refuse the official labels of another dataset of the family under ``name``'s."""
+    first = tuple(int(v) for v in np.asarray(labels).reshape(-1)[:10])
+    for other, known in FIRST_LABELS.items():
+        if other != name and known.get(split) == first:
+            raise DataError(f"data.dataset={name}, but {path} holds {other}'s {split} labels "
+                            f"(its files share their names with {name}'s); set "
+                            f"data.dataset={other}, or point data.root at {name}'s files")
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (as used by MNIST), gzipped or not."""
     opener = gzip.open if path.suffix == ".gz" else open
@@ -150,8 +171,10 @@ def load_mnist_family(name: str, cfg: DataConfig) -> DataSplits:
             raise DataError(f"data.protocol=full needs the {name} training images under {rootp}; "
                             f"use data.protocol=10k to work from the test split alone")
         xte, yte = _read(paths[("test", "x")]), _read(paths[("test", "y")])
+        check_labels_belong(name, "test", yte, paths[("test", "y")])
         if has_train and protocol != "10k":
             xtr, ytr = _read(paths[("train", "x")]), _read(paths[("train", "y")])
+            check_labels_belong(name, "train", ytr, paths[("train", "y")])
     if len(xte) != len(yte):
         raise DataError(f"{name}: {len(xte)} test images but {len(yte)} labels under {rootp}")
 

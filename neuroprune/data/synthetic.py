@@ -23,8 +23,18 @@ def _splits(name: str, x: torch.Tensor, y: torch.Tensor, cfg: DataConfig, per_fe
                                   "split_seed": cfg.split_seed})
 
 
+def _check_size(cfg: DataConfig, values_per_sample: int, knobs: str) -> None:
+    """Refuse generated data that would not fit in memory, before drawing it (the draws,
+    the split and the standardised copies hold about four float32 copies at once)."""
+    from ..engine.memory import require_memory
+    require_memory(16 * cfg.samples * values_per_sample,
+                   f"{cfg.dataset} data of {cfg.samples:,} samples x {values_per_sample:,} "
+                   f"values", f"lower {knobs}")
+
+
 def load_blobs(cfg: DataConfig) -> DataSplits:
     """Gaussian class clusters in ``data.features`` dimensions."""
+    _check_size(cfg, cfg.features, "data.samples or data.features")
     g = torch.Generator().manual_seed(cfg.split_seed)
     centres = torch.randn(cfg.classes, cfg.features, generator=g) * 2.0
     y = torch.randint(0, cfg.classes, (cfg.samples,), generator=g)
@@ -36,6 +46,7 @@ def load_images(cfg: DataConfig) -> DataSplits:
     """Colour images (3 x ``image_size`` x ``image_size``): each class is a smooth random
     pattern; every sample is its class pattern, shifted by up to an eighth of the image,
     randomly mirrored, with pixel noise. Learnable by a small conv net, not by chance."""
+    _check_size(cfg, 3 * cfg.image_size ** 2, "data.samples or data.image_size")
     g = torch.Generator().manual_seed(cfg.split_seed)
     s, k = cfg.image_size, cfg.classes
     base = torch.randn(k, 3, max(2, s // 4), max(2, s // 4), generator=g)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import csv
+
 import numpy as np
 import pandas as pd
 import torch
@@ -26,8 +28,14 @@ def load_csv(cfg: DataConfig) -> DataSplits:
         raise DataError(f"data.path {p} is not a file")
     try:
         df = pd.read_csv(p)
+        with open(p, encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f), [])
     except Exception as exc:
         raise DataError(f"cannot read {p} as CSV: {exc}") from None
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:  # pandas would rename the second 'label' to 'label.1' and use it as a feature
+        raise DataError(f"{p} names the column(s) {', '.join(map(repr, twice))} twice; give "
+                        f"every column its own name")
     if label_column not in df:
         raise DataError(f"{p} has no column '{label_column}' (columns: "
                         f"{', '.join(map(str, df.columns[:10]))}); set data.label_column")
@@ -42,6 +50,7 @@ def load_csv(cfg: DataConfig) -> DataSplits:
         raise DataError(f"{p}: non-numeric feature columns {bad[:5]}; encode them first")
     if features.isna().any().any():
         raise DataError(f"{p} has missing values; fill or drop them first")
+    _check_labels(p, df[label_column])
     labels, classes = pd.factorize(df[label_column], sort=True)
     x = features.to_numpy(np.float64)
     if not np.isfinite(x).all() or np.abs(x).max() > LARGEST:
@@ -63,3 +72,20 @@ def load_csv(cfg: DataConfig) -> DataSplits:
                       provenance={"source": "csv", "files": [p.name], "protocol": "split",
                                   "split_seed": cfg.split_seed,
                                   "classes": [str(c) for c in classes]})
+
+
+def _check_labels(p: Path, labels: pd.Series) -> None:
+    """Refuse labels that are not values: ``NAN``, ``+nan`` or ``inf`` (which pandas leaves as
+    text, or reads as infinity) would each become a class of their own."""
+    def number(v) -> float | None:
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return None
+
+    values = [number(v) for v in labels.unique()]
+    bad = [str(v) for v, f in zip(labels.unique(), values) if f is not None and
+           not np.isfinite(f)]
+    if bad:
+        raise DataError(f"{p}: the labels in '{labels.name}' include {', '.join(bad[:3])}, "
+                        f"which is no class; label or drop those rows first")

@@ -100,3 +100,16 @@ def human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def require_memory(need: int, what: str, fix: str, device: str | torch.device = "cpu",
+                   share: float = 0.8) -> None:
+    """Refuse, before allocating, ``need`` bytes that would not fit in ``share`` of the free
+    memory of ``device``: a one-line :class:`~neuroprune.errors.UserError` saying ``what``
+    needs them and how to ``fix`` it."""
+    from ..errors import UserError
+
+    free = free_memory(torch.device(device))
+    if need > share * free:
+        raise UserError(f"{what} needs about {human(need)} but {device} has {human(free)} "
+                        f"free; {fix}")

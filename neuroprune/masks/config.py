@@ -32,7 +32,8 @@ class SparsityConfig(Section):
     layers: list[str] | None = Field(None, description="structured masks: only the units of "
                                      "these layers (module names; default: every layer but "
                                      "the output)")
-    latency_repeats: int = Field(3, ge=0, description="least interleaved timing rounds behind "
+    latency_repeats: int = Field(3, ge=0, le=1000,
+                                 description="least interleaved timing rounds behind "
                                  "each CPU latency figure of summary.json (dense, masked, "
                                  "compact at batch 1 and 256); more are run until each "
                                  "median's 95% interval is within 5% (at least 6, about 1 s "

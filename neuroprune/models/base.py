@@ -8,7 +8,7 @@ from typing import Annotated
 
 import torch
 from annotated_types import Len
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from ..errors import ConfigError
@@ -16,6 +16,8 @@ from ..registry import Registry
 
 #: hidden layer widths of a zoo model: at least one layer, every width positive
 Widths = Annotated[tuple[PositiveInt, ...], Len(min_length=1)]
+#: a dropout probability: 1 would drop every unit
+DropRate = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
 #: activation name -> nn.Module class (``evolved``: a slot whose function is set per network)
 ACTIVATIONS = Registry("activation", "model.activation", {

@@ -12,14 +12,14 @@ from functools import partial
 
 from torch import nn
 
-from .base import Widths, image_shape, initialise, make_activation, need_size
+from .base import DropRate, Widths, image_shape, initialise, make_activation, need_size
 
 STAGES = {"conv2": (64,), "conv4": (64, 128), "conv6": (64, 128, 256)}
 
 
 def conv_net(name: str, input_shape: tuple[int, ...], num_classes: int, *,
              widths: Widths = (256, 256), width: float = 1.0, activation: str = "relu",
-             batch_norm: bool = False, dropout: float = 0.0,
+             batch_norm: bool = False, dropout: DropRate = 0.0,
              init: str = "xavier_normal") -> nn.Module:
     """Conv-2/4/6 (``name``) for ``input_shape`` images; ``width`` scales the convolutions'
     filter counts (0.25 for quick experiments)."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import Widths, flat_features, make_activation, hidden_roles, initialise
+from .base import DropRate, Widths, flat_features, make_activation, hidden_roles, initialise
 
 
 def mlp(input_shape: tuple[int, ...], num_classes: int, *, widths: Widths = (300, 100),
-        activation: str = "relu", dropout: float = 0.0,
+        activation: str = "relu", dropout: DropRate = 0.0,
         init: str = "default") -> nn.Module:
     """``Flatten``, then ``Linear`` + activation (+ dropout) per hidden width, then the output
     ``Linear``. Module indices are fixed (``1.weight`` is the first layer), so masks saved by

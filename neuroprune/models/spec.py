@@ -18,9 +18,12 @@ is prunable and the last of them is the output layer.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import typing
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,41 +171,95 @@ def build_model(spec: ModelSpec) -> nn.Module:
              "in_channels": spec.input_shape[0] if len(spec.input_shape) == 3 else 1}
     kwargs = {**_accepted(fn, shape), **spec.options}
     where = "model.factory" if source == "factory" else "model"
-    try:
+    with _user_code(f"{where}: calling {spec.describe()}"):
         model = fn(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: calling {spec.describe()} failed: {exc}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"{where}: {spec.describe()} returned a {type(model).__name__}, "
                           f"not a torch.nn.Module")
     return model
 
 
+@contextmanager
+def _user_code(what: str) -> Iterator[None]:
+    """Run a factory's or a model's own code: whatever it raises (``sys.exit`` included)
+    becomes one :class:`ConfigError` starting with ``what``."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except SystemExit as exc:
+        raise ConfigError(f"{what} ended in sys.exit({exc.code!r}); a factory and a forward must "
+                          f"return, not exit") from None
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()
+        raise ConfigError(f"{what} failed: {type(exc).__name__}: "
+                          f"{msg[0][:300] if msg else ''}") from None
+
+
+def parameter_bytes(spec: ModelSpec) -> int | None:
+    """Bytes of the parameters and buffers of ``spec``'s model, counted on the meta device
+    (nothing allocated); None for a model that cannot be built there."""
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = build_model(spec)
+    except (Exception, SystemExit):  # the real build says what is wrong
+        return None
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+
+
+def _check_size(spec: ModelSpec, where: str) -> None:
+    """Refuse a model whose weights alone would fill the memory, before building it."""
+    from ..engine.memory import free_memory, human
+
+    need = parameter_bytes(spec)
+    free = free_memory(torch.device("cpu"))
+    # training holds weights, gradients, optimiser state and masks: about four copies
+    if need is not None and 4 * need > 0.8 * free:
+        raise ConfigError(f"{where}: {spec.describe()} has {human(need)} of weights and needs "
+                          f"about {human(4 * need)} to train, but this machine has "
+                          f"{human(free)} free; use a smaller model (e.g. lower model.widths)")
+
+
 def check_model(spec: ModelSpec) -> nn.Module:
-    """Build ``spec`` once and check it against the data: an ``nn.Module`` whose output for a
-    batch of the input shape is ``[batch, num_classes]`` and that has something to prune.
-    Returns the built module (a template)."""
+    """Build ``spec`` once and check it against the data: an ``nn.Module`` that fits in
+    memory, whose output for a batch of the input shape is ``[batch, num_classes]`` and
+    finite, in evaluation and in training mode and at two batch sizes, and that has
+    something to prune. Returns the built module (a template)."""
     where = {"factory": "model.factory", "python": "model"}.get(spec.source, "model.name")
+    _check_size(spec, where)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = build_model(spec)
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(torch.zeros(2, *spec.input_shape))
-    except Exception as exc:
-        raise ConfigError(f"{where}: {spec.describe()} cannot take this dataset's inputs of "
-                          f"shape {tuple(spec.input_shape)}: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, spec.num_classes):
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ConfigError(f"{where}: {spec.describe()} gives outputs of shape {got} for a batch "
-                          f"of 2; this dataset needs (2, {spec.num_classes}) "
-                          f"({spec.num_classes} classes)")
+        trial = copy.deepcopy(model)  # training mode updates BatchNorm statistics
+        for batch, training in ((2, False), (3, True)):
+            _check_outputs(trial.train(training), spec, where, batch, training)
     if not prunable_names(model):
         raise ConfigError(f"{where}: {spec.describe()} has no Linear or Conv layer to prune "
                           f"(declare prunable_layer_names on the model)")
     return model.train()
+
+
+def _check_outputs(model: nn.Module, spec: ModelSpec, where: str, batch: int,
+                   training: bool) -> None:
+    mode = "training" if training else "evaluation"
+    inputs = torch.randn(batch, *spec.input_shape)
+    shape = tuple(spec.input_shape)
+    try:
+        with torch.no_grad(), _user_code(f"{where}: {spec.describe()} in {mode} mode, on a "
+                                         f"batch of {batch} inputs of shape {shape},"):
+            out = model(inputs)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; it cannot take this dataset's inputs") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch, spec.num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"{where}: {spec.describe()} gives outputs of shape {got} for a batch "
+                          f"of {batch} in {mode} mode; this dataset needs ({batch}, "
+                          f"{spec.num_classes}) ({spec.num_classes} classes)")
+    if not torch.isfinite(out).all():
+        raise ConfigError(f"{where}: {spec.describe()} gives NaN or infinite outputs for "
+                          f"random inputs in {mode} mode, before any training; check its "
+                          f"forward and initialisation")
 
 
 def prunable_names(model: nn.Module) -> list[str]:

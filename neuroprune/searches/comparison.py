@@ -86,17 +86,12 @@ def baseline_labels(methods: list[Any]) -> list[str]:
 
 
 def labelled_entries(cfg: RunConfig) -> list[tuple[str, dict[str, Any]]]:
-    """``(label, method entry)`` for every method of the comparison; labels are unique."""
-    out, seen = [], set()
+    """``(label, method entry)`` for every method of the comparison (labels are unique:
+    :func:`~neuroprune.config.method_entries` refuses two of one label)."""
+    out = []
     for entry in cfg.comparison.method_entries():
         entry = dict(entry)
-        label = str(entry.pop("label", entry["name"]))
-        if label in seen:
-            raise ConfigError(f"comparison.methods: two entries are both called '{label}'; "
-                              f"give one a label (e.g. {{name: {entry['name']}, label: "
-                              f"{entry['name']}_2, ...}})")
-        seen.add(label)
-        out.append((label, entry))
+        out.append((str(entry.pop("label", entry["name"])), entry))
     return out
 
 

@@ -101,7 +101,11 @@ class ActivationSearchKind(Kind):
 
     def __init__(self, bench: Workbench):
         super().__init__(bench)
+        from ..engine.memory import require_memory
         from .activation_search import ActivationSearch
+        a = bench.config.activation  # three populations of trees, and their offspring
+        require_memory(a.population * 3 * 2 * 2 ** (a.max_height + 6),
+                       f"activation.population={a.population:,}", "lower activation.population")
         self.search = ActivationSearch(bench)
 
     def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
@@ -121,6 +125,13 @@ class EnsembleSearchKind(Kind):
     name = "ensemble_search"
     resumable = False
     objectives = ("val_accuracy", "wall_seconds")
+
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        from ..engine.memory import require_memory
+        e = bench.config.ensemble  # a population and its offspring of DEAP individuals
+        require_memory(e.population * 2 * (1000 + 16 * len(e.pool)),
+                       f"ensemble.population={e.population:,}", "lower ensemble.population")
 
     def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
         from .ensemble_search import run_ensemble_search

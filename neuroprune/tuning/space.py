@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import itertools
+from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -16,10 +17,10 @@ class ParamSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["float", "int", "categorical"]
-    low: float | None = None
-    high: float | None = None
+    low: float | None = Field(None, allow_inf_nan=False)
+    high: float | None = Field(None, allow_inf_nan=False)
     log: bool = False
-    step: float | None = None
+    step: float | None = Field(None, gt=0, allow_inf_nan=False)
     choices: list[Any] | None = None
 
     @model_validator(mode="after")
@@ -34,7 +35,22 @@ class ParamSpec(BaseModel):
                 raise ValueError(f"low ({self.low}) is above high ({self.high})")
             if self.log and self.low <= 0:
                 raise ValueError("log scale needs low > 0")
+            if self.log and self.step is not None:
+                raise ValueError("step cannot be combined with log scale (Optuna samples one "
+                                 "or the other)")
+            if self.type == "int" and not all(float(v).is_integer() for v in
+                                              (self.low, self.high, self.step or 1)):
+                raise ValueError(f"int parameters need whole low, high and step, got low "
+                                 f"{self.low}, high {self.high}, step {self.step}")
         return self
+
+    def corners(self) -> list[Any]:
+        """The extreme values this parameter can take (every choice of a categorical)."""
+        if self.type == "categorical":
+            return list(self.choices)
+        if self.type == "int":
+            return list(dict.fromkeys((int(self.low), int(self.high))))
+        return list(dict.fromkeys((self.low, self.high)))
 
     def sample(self, trial, name: str) -> Any:
         if self.type == "categorical":
@@ -80,6 +96,9 @@ class TuneConfig(BaseModel):
     @field_validator("objectives")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
+        twice = sorted({o for o in v if v.count(o) > 1})
+        if twice:
+            raise ValueError(f"lists the objective(s) {', '.join(twice)} twice; name each once")
         if "test_accuracy" in v:
             raise ValueError("test_accuracy cannot be a tuning objective: choosing settings by "
                              "the test split leaves no unbiased test; use val_accuracy")
@@ -98,6 +117,19 @@ class TuneConfig(BaseModel):
                 "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(
                     min_resource=1),
                 "none": optuna.pruners.NopPruner}[self.pruner]()
+
+    def points(self, most: int = 64) -> Iterator[dict[str, Any]]:
+        """Values to check before a study starts: every parameter's extremes alone, then
+        every combination of all parameters' extremes (the corners of the space, where two
+        ranges that are each fine can meet in a config that is not: population 3 with elite
+        7), up to ``most`` of them."""
+        for key, spec in self.params.items():
+            for value in spec.corners():
+                yield {key: value}
+        keys = list(self.params)
+        for combo in itertools.islice(itertools.product(
+                *(self.params[k].corners() for k in keys)), most):
+            yield dict(zip(keys, combo))
 
     @property
     def directions(self) -> list[str]:

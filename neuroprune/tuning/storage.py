@@ -149,9 +149,32 @@ def _journal_file_storage(path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create storage folder {path.parent}: {exc.strerror}") from None
+    check_journal(path)
     repair_journal(path)
     backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
-    return optuna.storages.JournalStorage(backend)
+    try:
+        return optuna.storages.JournalStorage(backend)
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{path} is a damaged Optuna journal ({type(exc).__name__}: "
+                        f"{_first_line(exc)}); restore it, or give --storage a new path") \
+            from None
+
+
+#: how every record of an Optuna journal file begins
+JOURNAL_RECORD = b'{"op_code":'
+
+
+def check_journal(path: Path) -> None:
+    """Refuse, before anything reads or repairs it, a file that is not an Optuna journal
+    (random bytes, another format): repairing would cut it at its last newline."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as f:
+        head = f.read(len(JOURNAL_RECORD))
+    if head != JOURNAL_RECORD:
+        raise UserError(f"{path} is not an Optuna journal file (its first record does not "
+                        f"begin with {JOURNAL_RECORD.decode()}); give --storage the journal "
+                        f"`neuroprune tune` wrote, or a new path")
 
 
 # Optuna creates its tables on the first open of a database; several workers started at once

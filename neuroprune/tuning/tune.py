@@ -158,13 +158,13 @@ class Tuner:
         self._running: set[int] = set()  # trials this process runs now
         self._beats: dict[int, Heartbeat] = {}  # of the trials this process has asked
         self._threads: list[threading.Thread] = []  # of the batch being trained
-        for key, spec in self.tune.params.items():  # every key exists and takes its range
-            for value in ([spec.low, spec.high] if spec.type != "categorical" else spec.choices):
-                value = int(value) if spec.type == "int" else value
-                try:
-                    trial_config(self.base, {key: value})
-                except ConfigError as exc:
-                    raise ConfigError(f"tune.params.{key}: {exc}") from None
+        for point in self.tune.points():  # every key exists, takes its range, and together
+            try:
+                trial_config(self.base, point)
+            except ConfigError as exc:
+                where = (f"tune.params.{next(iter(point))}" if len(point) == 1 else
+                         "tune.params: " + ", ".join(f"{k}={v}" for k, v in point.items()))
+                raise ConfigError(f"{where}: {exc}") from None
         if len(self.tune.objectives) > 1 and self.tune.pruner != "none":
             self.tune = self.tune.model_copy(update={"pruner": "none"})  # Optuna: single only
         from ..workbench import Workbench
