@@ -102,12 +102,12 @@ def time_runs(root: Path, batch: int, args) -> None:
         raise SystemExit(f"no best_mask.safetensors under {root}")
     found: dict[tuple[str, float], list[tuple[float, tuple | None]]] = defaultdict(list)
     for path in files:
-        small, _, spec = compact_model(path)
+        small, _, shape = compact_model(path)
         _, meta = load_mask(path)
+        spec = ModelSpec.from_dict(meta["architecture"])
         summary = path.parent / "summary.json"
         target = json.loads(summary.read_text())["target_sparsity"] if summary.is_file() \
             else meta["sparsity"]
-        shape = tuple(spec.input_shape)
         times = _time(build_model(spec).eval(), small, shape, batch, args)
         found[(str(meta["method"]), float(target))].append(
             speedup(times["dense"], times["compact"]))
