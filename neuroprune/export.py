@@ -28,6 +28,7 @@ Every format needs a mask: a file without one is refused.
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
 import warnings
@@ -40,58 +41,174 @@ from torch import nn
 
 from ._io import atomic_torch_save, atomic_write
 from .errors import UserError
-from .masks import apply_mask, load_mask, load_weights, save_mask
+from .masks import apply_mask, load_mask, save_mask
 from .models import ModelSpec, build_model
 
 FORMATS = ("safetensors", "prune", "sparse", "compact", "onnx", "state_dict")
 
 
-def load_model(path: str | Path) -> nn.Module:
+def load_model(path: str | Path, model: nn.Module | None = None, *,
+               trust: bool = False) -> nn.Module:
     """Rebuild the trained sparse network stored in an exported (or run's) safetensors file.
 
-    The returned model has its masks attached with ``prune.custom_from_mask``.
+    The file's metadata names its architecture: a zoo or torchvision model is built from it.
+    A ``package.module:function`` factory named there would run code from the file, so it is
+    refused unless you pass ``model`` (a fresh instance of the architecture, filled in place)
+    or ``trust=True`` for a file you trust. The returned model has its masks attached with
+    ``prune.custom_from_mask``. A file that does not match its architecture (shapes, missing
+    or extra tensors or masks, weights under a mask that are not zero) raises a
+    :class:`~neuroprune.errors.UserError` naming what is wrong.
     """
-    mask, meta = load_mask(path)
-    if "architecture" not in meta:
-        raise UserError(f"{path} has no architecture in its metadata; it was not written by "
-                        f"neuroprune")
-    weights = load_weights(path)
+    from .masks import read_mask_file
+
+    mask, weights, meta = read_mask_file(path)
     if meta.get("network") == "compact":
-        return _load_compact(path, meta, weights)
+        return _load_compact(path, meta, weights, model, trust)
     if not weights:
         raise UserError(f"{path} holds masks only (no trained weights) and cannot rebuild a "
                         f"trained model; apply it with neuroprune.apply_mask instead")
-    model = build_model(ModelSpec.from_dict(meta["architecture"]))
-    expected = set(model.state_dict())
-    missing, extra = expected - set(weights), set(weights) - expected
-    if missing or extra:
-        raise UserError(f"{path} does not match its architecture: missing tensors "
-                        f"{sorted(missing)}, unexpected {sorted(extra)}")
+    net = _checked_model(path, mask, weights, meta, model, trust)
     try:
-        model.load_state_dict(weights)
-        apply_mask(model, mask)
+        net.load_state_dict(weights)
+        apply_mask(net, mask)
     except (RuntimeError, ValueError) as exc:
         raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
-    return model.eval()
+    return net.eval()
 
 
-def _load_compact(path, meta: dict[str, Any], weights: dict[str, torch.Tensor]) -> nn.Module:
+def file_spec(path, meta: dict[str, Any], factory: bool = False) -> ModelSpec:
+    """The architecture a mask file's metadata names, checked; a factory only if ``factory``
+    (the caller trusts the file or builds the model itself)."""
+    from .errors import ConfigError
+    from .models.spec import validate_options
+
+    arch = meta.get("architecture")
+    if arch is None:
+        raise UserError(f"{path} has no architecture in its metadata; it was not written by "
+                        f"neuroprune")
+    if not isinstance(arch, dict):
+        raise UserError(f"{path}: its architecture metadata is not a JSON object; the file was "
+                        f"altered or not written by neuroprune")
+    try:
+        spec = ModelSpec.from_dict(arch)
+        shape = tuple(int(d) for d in spec.input_shape)
+        if not shape or min(shape) < 1 or int(spec.num_classes) < 1:
+            raise ValueError("input_shape and num_classes must be positive")
+        if spec.source == "zoo":
+            from .models import MODELS
+            spec = ModelSpec.zoo(spec.name, shape, spec.num_classes, **validate_options(
+                MODELS.load(spec.name), spec.options, f"model '{spec.name}'"))
+    except ConfigError as exc:
+        raise UserError(f"{path}: its architecture metadata: {exc}") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise UserError(f"{path}: its architecture metadata is not a model spec "
+                        f"({type(exc).__name__}: {exc}); the file was altered or not written "
+                        f"by neuroprune") from None
+    if spec.source == "factory" and not factory:
+        raise UserError(f"{path} names the model factory '{spec.factory}', and calling it "
+                        f"would run code named by the file: pass the model yourself "
+                        f"(neuroprune.load_model(path, model=...)), or trust the file "
+                        f"(trust=True, or --trust-code on the command line)")
+    return spec
+
+
+def _check_size(path, spec: ModelSpec) -> None:
+    """Refuse an architecture too large for this machine before allocating it (a few bytes of
+    metadata can name a network of terabytes): it is built on the meta device and counted."""
+    from .engine.memory import free_memory, human
+
+    try:
+        with torch.device("meta"):
+            meta_model = build_model(spec)
+    except UserError as exc:
+        raise UserError(f"{path}: its architecture metadata: {exc}") from None
+    except Exception:  # an architecture that cannot be built on meta: it is built below
+        return
+    numel = sum(t.numel() for t in (*meta_model.parameters(), *meta_model.buffers()))
+    need = 3 * 4 * numel + 4 * math.prod(spec.input_shape)  # model, weights read, masks
+    free = free_memory(torch.device("cpu"))
+    if need > 0.8 * free:
+        raise UserError(f"{path}: its architecture ({spec.describe()}, {numel:,} parameters) "
+                        f"needs about {human(need)} to load, but this machine has "
+                        f"{human(free)} free; the file was altered, or load it on a larger "
+                        f"machine")
+
+
+def _checked_model(path, mask, weights: dict[str, torch.Tensor], meta: dict[str, Any],
+                   model: nn.Module | None, trust: bool) -> nn.Module:
+    """The file's architecture, built (or ``model``), with every tensor of the file checked
+    against it: mask names and shapes, a mask for every layer the file says it masks, the
+    weights' names and shapes, and zeros under every mask."""
+    if model is None:
+        spec = file_spec(path, meta, factory=trust)
+        _check_size(path, spec)
+        try:
+            model = build_model(spec)
+        except UserError as exc:
+            raise UserError(f"{path}: its architecture metadata: {exc}") from None
+    params = dict(model.named_parameters())
+    unknown = sorted(k for k in mask if k not in params)
+    if unknown:
+        raise UserError(f"{path} holds masks for {unknown[:4]}, which its architecture does "
+                        f"not have; the file was altered or belongs to another model")
+    listed = meta.get("layer_sparsity", {})
+    if not isinstance(listed, dict):
+        raise UserError(f"{path}: its layer_sparsity metadata is not a JSON object; the file "
+                        f"was altered or not written by neuroprune")
+    unmasked = sorted(k for k in listed if k not in mask)
+    if unmasked:
+        raise UserError(f"{path} has no mask for {unmasked[:4]}, which its metadata lists as "
+                        f"pruned; the file was altered (that layer would load unpruned)")
+    _same_shapes(path, "mask", mask, params)
+    if weights:
+        expected = model.state_dict()
+        missing, extra = set(expected) - set(weights), set(weights) - set(expected)
+        if missing or extra:
+            raise UserError(f"{path} does not match its architecture: missing tensors "
+                            f"{sorted(missing)[:4]}, unexpected {sorted(extra)[:4]}")
+        _same_shapes(path, "tensor", weights, expected)
+        under = [k for k, m in mask.items() if bool(weights[k][~m].any())]
+        if under:
+            raise UserError(f"{path}: weights of '{under[0]}' under its mask are not zero; "
+                            f"the file was altered (its pruned weights are zero when written)")
+    return model
+
+
+def _same_shapes(path, what: str, tensors: dict[str, torch.Tensor],
+                 expected: dict[str, torch.Tensor]) -> None:
+    for k, t in tensors.items():
+        if tuple(t.shape) != tuple(expected[k].shape):
+            raise UserError(f"{path}: {what} '{k}' has shape {tuple(t.shape)}, the "
+                            f"architecture's has {tuple(expected[k].shape)}")
+
+
+def _load_compact(path, meta: dict[str, Any], weights: dict[str, torch.Tensor],
+                  model: nn.Module | None, trust: bool) -> nn.Module:
     from .masks import rebuild_compact
 
-    spec = ModelSpec.from_dict(meta["architecture"])
-    model = rebuild_compact(build_model(spec), torch.zeros(1, *spec.input_shape),
-                            meta["pruning_history"])
+    spec = file_spec(path, meta, factory=trust or model is not None)
+    if model is None:
+        _check_size(path, spec)
+        model = build_model(spec)
+    history = meta.get("pruning_history")
+    if not isinstance(history, list):
+        raise UserError(f"{path}: its pruning_history metadata is not a list; the file was "
+                        f"altered or not written by neuroprune")
     try:
+        model = rebuild_compact(model, torch.zeros(1, *spec.input_shape), history)
         model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
+    except UserError:
+        raise
+    except Exception as exc:  # a history or tensors that do not fit the architecture
+        raise UserError(f"{path}: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     return model.eval()
 
 
-def masked_model(path: str | Path) -> nn.Module:
+def masked_model(path: str | Path, *, trust: bool = False) -> nn.Module:
     """The network in a run's (or exported) safetensors file as a plain dense model whose
     pruned entries are zero (no pruning hooks), in evaluation mode."""
-    model = load_model(path)
+    model = load_model(path, trust=trust)
     for mod in model.modules():
         for hook in [h for h in mod._forward_pre_hooks.values()
                      if isinstance(h, torch.nn.utils.prune.BasePruningMethod)]:
@@ -99,13 +216,15 @@ def masked_model(path: str | Path) -> nn.Module:
     return model.eval()
 
 
-def compact_model(path: str | Path) -> tuple[nn.Module, list[Any], ModelSpec]:
+def compact_model(path: str | Path, *, trust: bool = False
+                  ) -> tuple[nn.Module, list[Any], ModelSpec]:
     """The compact network of a run's safetensors file: ``(model, pruning history, spec)``."""
     from .masks import compact
 
     _, meta = load_mask(path)
-    spec = ModelSpec.from_dict(meta["architecture"])
-    small, history = compact(masked_model(path), torch.zeros(1, *spec.input_shape))
+    spec = file_spec(path, meta, factory=trust)
+    small, history = compact(masked_model(path, trust=trust),
+                             torch.zeros(1, *spec.input_shape))
     return small.eval(), history, spec
 
 
@@ -128,20 +247,27 @@ def _prune_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def export(source: str | Path, out: str | Path, fmt: str = "safetensors") -> dict[str, Any]:
-    """Write the network in ``source`` (a run's safetensors file) to ``out`` as ``fmt``."""
+def export(source: str | Path, out: str | Path, fmt: str = "safetensors", *,
+           trust: bool = False) -> dict[str, Any]:
+    """Write the network in ``source`` (a run's safetensors file) to ``out`` as ``fmt``.
+
+    The file is checked against its architecture before anything is written (see
+    :func:`load_model`, which also says what ``trust`` allows)."""
+    from .masks import read_mask_file
+
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
     out = Path(out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name")
-    mask, meta = load_mask(source)
+    mask, weights, meta = read_mask_file(source)
     if not mask:
         raise UserError(f"{source} holds no mask (a compact network, or a run without one); "
                         f"export needs a masked network")
+    _checked_model(source, mask, weights, meta, None, trust)
     info: dict[str, Any] = {"format": fmt, "path": str(out), "sparsity": meta.get("sparsity")}
     if fmt in ("compact", "onnx"):
-        small, history, spec = compact_model(source)
+        small, history, spec = compact_model(source, trust=trust)
         info["params"] = sum(p.numel() for p in small.parameters())
         if fmt == "onnx":
             _write_onnx(small, spec, out)
@@ -149,20 +275,20 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors") -> dic
             save_mask(out, {}, {**meta, "network": "compact", "pruning_history": history},
                       weights=small.state_dict())
     elif fmt == "state_dict":
-        state = {k: v.detach().clone() for k, v in masked_model(source).state_dict().items()}
+        state = {k: v.detach().clone()
+                 for k, v in masked_model(source, trust=trust).state_dict().items()}
         atomic_torch_save(out, state)
     elif fmt == "safetensors":
-        weights = load_weights(source)
         save_mask(out, mask, {**meta, "global_sparsity": mask.sparsity(),
                               "layer_sparsity": mask.layer_sparsity()},
                   weights=weights or None)
     elif fmt == "prune":
-        model = load_model(source)
+        model = load_model(source, trust=trust)
         state = _prune_state(model)
         atomic_torch_save(out, {"state_dict": state, "metadata": meta})
     else:
-        load_model(source)  # checks that the file rebuilds its architecture
-        dense = load_weights(source)  # pruned entries are exactly zero
+        load_model(source, trust=trust)  # a masks-only file cannot be made sparse
+        dense = weights  # pruned entries are exactly zero (checked above)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             sparse = {k: (v.to_sparse_csr() if k in mask and v.dim() == 2 else
