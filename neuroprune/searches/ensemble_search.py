@@ -127,6 +127,9 @@ SAFE_GLOBALS = {
     ("numpy.random._mt19937", "MT19937"), ("numpy.random._pcg64", "PCG64"),
     ("sklearn.tree._tree", "Tree"),
     ("sklearn.neighbors._kd_tree", "KDTree"), ("sklearn.neighbors._ball_tree", "BallTree"),
+    # their pickles call newObj(cls): cls.__new__(cls), with cls itself checked here
+    *((m, "newObj") for m in ("sklearn.neighbors._kd_tree", "sklearn.neighbors._ball_tree",
+                              "sklearn.metrics._dist_metrics")),
     ("sklearn.neural_network._stochastic_optimizers", "AdamOptimizer"),
     ("sklearn.neural_network._stochastic_optimizers", "SGDOptimizer"),
 }
@@ -146,8 +149,9 @@ def _load_checked(path: Path):
                 if not module.startswith("sklearn.") or "." in name or name.startswith("_"):
                     raise _Refused(f"{module}.{name}")
                 obj = getattr(importlib.import_module(module), name, None)
-                if not (isinstance(obj, type) and issubclass(obj, BaseEstimator)
-                        and obj.__module__.startswith("sklearn.")):
+                metric = module == "sklearn.metrics._dist_metrics"  # a tree's distance
+                if not (isinstance(obj, type) and obj.__module__.startswith("sklearn.")
+                        and (metric or issubclass(obj, BaseEstimator))):
                     raise _Refused(f"{module}.{name}")
             return super().find_class(module, name)
 
