@@ -102,8 +102,7 @@ def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0
     :class:`~neuroprune.errors.UserError` before anything is written.
     """
     from .export import load_model
-    from .masks import apply_mask, load_mask, load_weights
-    from .preprocess import attach
+    from .masks import load_mask
     from .results import load as load_results
     from .searches.mask_search import MaskSearch
     from .workbench import Workbench
@@ -139,12 +138,8 @@ def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0
     summary = MaskSearch(bench).run(run_dir, progress=progress)
     path = run_dir / "best_mask.safetensors"
     masks, _ = load_mask(path)
-    if builder is None:
-        trained = load_model(path)
-    else:  # a Python model is rebuilt here, not from the file
-        trained = bench.build_model()
-        trained.load_state_dict(load_weights(path))
-        apply_mask(trained, masks)
-        attach(trained.eval(), bench.data.preprocessing)
+    # this run's own architecture (the user's model, or the zoo's): a factory named in the
+    # file is not called again
+    trained = load_model(path, model=bench.build_model())
     return PruneResult(model=trained, masks=masks, metrics=load_results(run_dir),
                        summary=summary, run_dir=run_dir)

@@ -53,6 +53,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", help="overrides config backend (local, sequential, ray)")
     p.add_argument("--address", help="Ray address (auto, ray://HOST:10001); implies --backend ray")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _trust(p)
+
+
+def _trust(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-code", action="store_true", help="load files that can run code "
+                   "(pickled checkpoints of older versions, ensembles naming other classes, "
+                   "mask files naming a model factory): only files you trust")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     res = sub.add_parser("resume", help="continue an interrupted run from its run directory")
     res.add_argument("run_dir")
     res.add_argument("--no-progress", action="store_true")
+    _trust(res)
 
     tune = sub.add_parser("tune", help="tune config values with Optuna (config's tune: section)")
     tune.add_argument("config")
@@ -115,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", default="safetensors", help="safetensors (mask and weights), prune (torch.nn.utils.prune state "
                      "dict), sparse (CSR), compact (pruned units removed), onnx (the compact "
                      "network), state_dict (plain, masked)")
+    _trust(exp)
 
     rep = sub.add_parser("report", help="plots and a markdown summary of runs of any kind and "
                          "of tuning folders, finished or not")
@@ -404,6 +413,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     url = existing_storage(args.storage)
     artifacts = existing_artifacts(url, args.artifacts)
     storage = open_storage(url)
+    from .tuning.dashboard import exposure_warning
+    if exposure_warning(args.host):
+        print(f"neuroprune: warning: {exposure_warning(args.host)}", file=sys.stderr)
     print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C stops it); artifacts: "
           f"{artifacts or 'none (give --artifacts <tune --out>/artifacts)'}", flush=True)
     try:
@@ -447,7 +459,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         raise UserError("give a run directory, or --storage URL --study NAME")
     with source as path:
-        info = export(path, args.out, args.format)
+        info = export(path, args.out, args.format, trust=args.trust_code)
     extra = ""
     if "sparse_bytes" in info:
         extra = (f"; {info['sparse_bytes']:,} bytes against {info['dense_bytes']:,} dense "
@@ -500,12 +512,14 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
 
+    from .checkpoint import trusting
     from .searches.mask_search import raise_terminated
     on_main = threading.current_thread() is threading.main_thread()
     # SIGTERM stops like Ctrl-C: an "interrupted" line, exit 143, and resume continues
     previous = signal.signal(signal.SIGTERM, raise_terminated) if on_main else None
     try:
-        return COMMANDS[args.command](args)
+        with trusting(getattr(args, "trust_code", False)):
+            return COMMANDS[args.command](args)
     except UserError as exc:
         if args.debug:
             raise

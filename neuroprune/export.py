@@ -32,6 +32,7 @@ A network defined in Python is rebuilt from the ``model`` the caller passes.
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
 import warnings
@@ -44,34 +45,57 @@ from torch import nn
 
 from ._io import atomic_torch_save, atomic_write
 from .errors import UserError
-from .masks import apply_mask, load_mask, load_weights, save_mask
+from .masks import apply_mask, load_mask, save_mask
 from .models import ModelSpec, build_model
 from .preprocess import attach, describe, raw_shape, with_preprocessing
 
 FORMATS = ("safetensors", "prune", "sparse", "compact", "onnx", "state_dict")
 
 
-def load_model(path: str | Path, model: Any = None) -> nn.Module:
+def load_model(path: str | Path, model: Any = None, *, trust: bool = False) -> nn.Module:
     """Rebuild the trained sparse network stored in an exported (or run's) safetensors file.
+
+    The file's metadata names its architecture: a zoo or torchvision model is built from it.
+    A ``package.module:function`` factory named there would run code from the file, so it is
+    refused unless you pass ``model`` (a module of the file's architecture, or the class or
+    function that builds one, as for a network defined in Python: its weights are replaced by
+    the file's) or ``trust=True`` for a file you trust. A file that does not match its
+    architecture (shapes, missing or extra tensors or masks, weights under a mask that are not
+    zero) raises a :class:`~neuroprune.errors.UserError` naming what is wrong.
 
     The returned model has its masks attached with ``prune.custom_from_mask`` and takes raw
     inputs: the run's preprocessing runs in front of it (:func:`neuroprune.preprocess.attach`;
-    ``neuroprune.preprocess.detach(model)`` removes it). ``model``: a module of the file's
-    architecture, or the class or function that builds one, for a network defined in Python
-    (its weights are replaced by the file's).
+    ``neuroprune.preprocess.detach(model)`` removes it).
     """
-    net, meta = _load_network(path, model)
+    net, meta = _load_network(path, model, trust)
     return attach(net, meta.get("preprocessing"))
 
 
-def _architecture(meta: dict[str, Any], model: Any) -> nn.Module:
-    """A fresh module of the file's architecture: from ``model`` when given, else rebuilt."""
-    arch = meta["architecture"]
-    if model is None and arch.get("name") is None and arch.get("factory") is None:
-        raise UserError("this network was defined in Python and its file cannot rebuild it; "
-                        "pass the model from Python: neuroprune.export.export(path, out, "
-                        "fmt, model=MyNet) or neuroprune.load_model(path, model=MyNet)")
-    spec = ModelSpec.from_dict(arch) if model is None else None
+def _load_network(path: str | Path, model: Any = None, trust: bool = False
+                  ) -> tuple[nn.Module, dict[str, Any]]:
+    """The network of ``path`` without its preprocessing, checked, and the file's metadata."""
+    from .masks import read_mask_file
+
+    mask, weights, meta = read_mask_file(path)
+    if meta.get("network") == "compact":
+        return _load_compact(path, meta, weights, model, trust), meta
+    if not weights:
+        raise UserError(f"{path} holds masks only (no trained weights) and cannot rebuild a "
+                        f"trained model; apply it with neuroprune.apply_mask instead")
+    net = _checked_model(path, mask, weights, meta, model, trust)
+    try:
+        net.load_state_dict(weights)
+        apply_mask(net, mask)
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
+    return net.eval(), meta
+
+
+def _architecture(path, meta: dict[str, Any], model: Any, trust: bool) -> nn.Module:
+    """A fresh module of the file's architecture: from ``model`` when the caller gives one
+    (a module, or the class or function that builds one), else built from the metadata,
+    checked first (a factory only if trusted; the size against this machine's memory)."""
+    arch = meta.get("architecture")
     if isinstance(model, nn.Module):
         from .masks.compact import unmasked_copy
         from .preprocess import detach
@@ -79,56 +103,148 @@ def _architecture(meta: dict[str, Any], model: Any) -> nn.Module:
         detach(net)
         return net
     if model is not None:
-        a = meta["architecture"]
-        spec = ModelSpec(tuple(a["input_shape"]), int(a["num_classes"]), None, {}, None, model)
-    return build_model(spec)
+        spec = ModelSpec(tuple(arch["input_shape"]), int(arch["num_classes"]), None, {}, None,
+                         model)
+        return build_model(spec)
+    if isinstance(arch, dict) and "arch" not in arch and arch.get("name") is None \
+            and arch.get("factory") is None:
+        raise UserError("this network was defined in Python and its file cannot rebuild it; "
+                        "pass the model from Python: neuroprune.export.export(path, out, "
+                        "fmt, model=MyNet) or neuroprune.load_model(path, model=MyNet)")
+    spec = file_spec(path, meta, factory=trust)
+    _check_size(path, spec)
+    try:
+        return build_model(spec)
+    except UserError as exc:
+        raise UserError(f"{path}: its architecture metadata: {exc}") from None
 
 
-def _load_network(path: str | Path, model: Any = None) -> tuple[nn.Module, dict[str, Any]]:
-    """The network of ``path`` without its preprocessing, and the file's metadata."""
-    mask, meta = load_mask(path)
-    if "architecture" not in meta:
+def file_spec(path, meta: dict[str, Any], factory: bool = False) -> ModelSpec:
+    """The architecture a mask file's metadata names, checked; a factory only if ``factory``
+    (the caller trusts the file or builds the model itself)."""
+    from .errors import ConfigError
+    from .models.spec import validate_options
+
+    arch = meta.get("architecture")
+    if arch is None:
         raise UserError(f"{path} has no architecture in its metadata; it was not written by "
                         f"neuroprune")
-    weights = load_weights(path)
-    if meta.get("network") == "compact":
-        return _load_compact(path, meta, weights, model), meta
-    if not weights:
-        raise UserError(f"{path} holds masks only (no trained weights) and cannot rebuild a "
-                        f"trained model; apply it with neuroprune.apply_mask instead")
-    model = _architecture(meta, model)
-    expected = set(model.state_dict())
-    missing, extra = expected - set(weights), set(weights) - expected
-    if missing or extra:
-        raise UserError(f"{path} does not match its architecture: missing tensors "
-                        f"{sorted(missing)}, unexpected {sorted(extra)}")
+    if not isinstance(arch, dict):
+        raise UserError(f"{path}: its architecture metadata is not a JSON object; the file was "
+                        f"altered or not written by neuroprune")
     try:
-        model.load_state_dict(weights)
-        apply_mask(model, mask)
-    except (RuntimeError, ValueError) as exc:
-        raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
-    return model.eval(), meta
+        spec = ModelSpec.from_dict(arch)
+        shape = tuple(int(d) for d in spec.input_shape)
+        if not shape or min(shape) < 1 or int(spec.num_classes) < 1:
+            raise ValueError("input_shape and num_classes must be positive")
+        if spec.source == "zoo":
+            from .models import MODELS
+            spec = ModelSpec.zoo(spec.name, shape, spec.num_classes, **validate_options(
+                MODELS.load(spec.name), spec.options, f"model '{spec.name}'"))
+    except ConfigError as exc:
+        raise UserError(f"{path}: its architecture metadata: {exc}") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise UserError(f"{path}: its architecture metadata is not a model spec "
+                        f"({type(exc).__name__}: {exc}); the file was altered or not written "
+                        f"by neuroprune") from None
+    if spec.source == "factory" and not factory:
+        raise UserError(f"{path} names the model factory '{spec.factory}', and calling it "
+                        f"would run code named by the file: pass the model yourself "
+                        f"(neuroprune.load_model(path, model=...)), or trust the file "
+                        f"(trust=True, or --trust-code on the command line)")
+    return spec
+
+
+def _check_size(path, spec: ModelSpec) -> None:
+    """Refuse an architecture too large for this machine before allocating it (a few bytes of
+    metadata can name a network of terabytes): it is built on the meta device and counted."""
+    from .engine.memory import free_memory, human
+
+    try:
+        with torch.device("meta"):
+            meta_model = build_model(spec)
+    except UserError as exc:
+        raise UserError(f"{path}: its architecture metadata: {exc}") from None
+    except Exception:  # an architecture that cannot be built on meta: it is built below
+        return
+    numel = sum(t.numel() for t in (*meta_model.parameters(), *meta_model.buffers()))
+    need = 3 * 4 * numel + 4 * math.prod(spec.input_shape)  # model, weights read, masks
+    free = free_memory(torch.device("cpu"))
+    if need > 0.8 * free:
+        raise UserError(f"{path}: its architecture ({spec.describe()}, {numel:,} parameters) "
+                        f"needs about {human(need)} to load, but this machine has "
+                        f"{human(free)} free; the file was altered, or load it on a larger "
+                        f"machine")
+
+
+def _checked_model(path, mask, weights: dict[str, torch.Tensor], meta: dict[str, Any],
+                   model: nn.Module | None, trust: bool) -> nn.Module:
+    """The file's architecture, built (or ``model``), with every tensor of the file checked
+    against it: mask names and shapes, a mask for every layer the file says it masks, the
+    weights' names and shapes, and zeros under every mask."""
+    model = _architecture(path, meta, model, trust)
+    params = dict(model.named_parameters())
+    unknown = sorted(k for k in mask if k not in params)
+    if unknown:
+        raise UserError(f"{path} holds masks for {unknown[:4]}, which its architecture does "
+                        f"not have; the file was altered or belongs to another model")
+    listed = meta.get("layer_sparsity", {})
+    if not isinstance(listed, dict):
+        raise UserError(f"{path}: its layer_sparsity metadata is not a JSON object; the file "
+                        f"was altered or not written by neuroprune")
+    unmasked = sorted(k for k in listed if k not in mask)
+    if unmasked:
+        raise UserError(f"{path} has no mask for {unmasked[:4]}, which its metadata lists as "
+                        f"pruned; the file was altered (that layer would load unpruned)")
+    _same_shapes(path, "mask", mask, params)
+    if weights:
+        expected = model.state_dict()
+        missing, extra = set(expected) - set(weights), set(weights) - set(expected)
+        if missing or extra:
+            raise UserError(f"{path} does not match its architecture: missing tensors "
+                            f"{sorted(missing)[:4]}, unexpected {sorted(extra)[:4]}")
+        _same_shapes(path, "tensor", weights, expected)
+        under = [k for k, m in mask.items() if bool(weights[k][~m].any())]
+        if under:
+            raise UserError(f"{path}: weights of '{under[0]}' under its mask are not zero; "
+                            f"the file was altered (its pruned weights are zero when written)")
+    return model
+
+
+def _same_shapes(path, what: str, tensors: dict[str, torch.Tensor],
+                 expected: dict[str, torch.Tensor]) -> None:
+    for k, t in tensors.items():
+        if tuple(t.shape) != tuple(expected[k].shape):
+            raise UserError(f"{path}: {what} '{k}' has shape {tuple(t.shape)}, the "
+                            f"architecture's has {tuple(expected[k].shape)}")
 
 
 def _load_compact(path, meta: dict[str, Any], weights: dict[str, torch.Tensor],
-                  given: Any = None) -> nn.Module:
+                  model: Any, trust: bool) -> nn.Module:
     from .masks import rebuild_compact
 
+    model = _architecture(path, meta, model, trust)
     shape = tuple(meta["architecture"]["input_shape"])
-    model = rebuild_compact(_architecture(meta, given), torch.zeros(1, *shape),
-                            meta["pruning_history"])
+    history = meta.get("pruning_history")
+    if not isinstance(history, list):
+        raise UserError(f"{path}: its pruning_history metadata is not a list; the file was "
+                        f"altered or not written by neuroprune")
     try:
+        model = rebuild_compact(model, torch.zeros(1, *shape), history)
         model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
+    except UserError:
+        raise
+    except Exception as exc:  # a history or tensors that do not fit the architecture
+        raise UserError(f"{path}: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     return model.eval()
 
 
-def masked_model(path: str | Path, model: Any = None) -> nn.Module:
+def masked_model(path: str | Path, model: Any = None, *, trust: bool = False) -> nn.Module:
     """The network in a run's (or exported) safetensors file as a plain dense model whose
     pruned entries are zero (no pruning hooks), in evaluation mode. It takes the inputs it
     was trained on (standardised): the preprocessing is not attached."""
-    model, _ = _load_network(path, model)
+    model, _ = _load_network(path, model, trust)
     for mod in model.modules():
         for hook in [h for h in mod._forward_pre_hooks.values()
                      if isinstance(h, torch.nn.utils.prune.BasePruningMethod)]:
@@ -136,14 +252,15 @@ def masked_model(path: str | Path, model: Any = None) -> nn.Module:
     return model.eval()
 
 
-def compact_model(path: str | Path, model: Any = None) -> tuple[nn.Module, list[Any], tuple]:
+def compact_model(path: str | Path, model: Any = None, *, trust: bool = False
+                  ) -> tuple[nn.Module, list[Any], tuple]:
     """The compact network of a run's safetensors file (without its preprocessing):
     ``(model, pruning history, input shape)``."""
     from .masks import compact
 
     _, meta = load_mask(path)
     shape = tuple(meta["architecture"]["input_shape"])
-    small, history = compact(masked_model(path, model), torch.zeros(1, *shape))
+    small, history = compact(masked_model(path, model, trust=trust), torch.zeros(1, *shape))
     return small.eval(), history, shape
 
 
@@ -198,22 +315,28 @@ def _prune_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def export(source: str | Path, out: str | Path, fmt: str = "safetensors",
-           model: Any = None) -> dict[str, Any]:
+           model: Any = None, *, trust: bool = False) -> dict[str, Any]:
     """Write the network in ``source`` (a run's safetensors file) to ``out`` as ``fmt``.
-    ``model``: for a network defined in Python, a module of its architecture (or its class
-    or builder), which the file cannot rebuild by itself."""
+
+    The file is checked against its architecture before anything is written (see
+    :func:`load_model`, which also says what ``model`` and ``trust`` allow). ``model``: for a
+    network defined in Python, a module of its architecture (or its class or builder), which
+    the file cannot rebuild by itself."""
+    from .masks import read_mask_file
+
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
     out = Path(out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name")
-    mask, meta = load_mask(source)
+    mask, weights, meta = read_mask_file(source)
     if not mask:
         raise UserError(f"{source} holds no mask (a compact network, or a run without one); "
                         f"export needs a masked network")
+    _checked_model(source, mask, weights, meta, model, trust)
     info: dict[str, Any] = {"format": fmt, "path": str(out), "sparsity": meta.get("sparsity")}
     if fmt in ("compact", "onnx"):
-        small, history, shape = compact_model(source, model)
+        small, history, shape = compact_model(source, model, trust=trust)
         info["params"] = sum(p.numel() for p in small.parameters())
         if fmt == "onnx":
             _write_onnx(small, shape, out, meta)
@@ -221,7 +344,8 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors",
             save_mask(out, {}, {**meta, "network": "compact", "pruning_history": history},
                       weights=small.state_dict())
     elif fmt == "state_dict":
-        state = {k: v.detach().clone() for k, v in masked_model(source, model).state_dict().items()}
+        state = {k: v.detach().clone()
+                 for k, v in masked_model(source, model, trust=trust).state_dict().items()}
         atomic_torch_save(out, state)
         from ._io import atomic_write_json
         atomic_write_json(_sidecar(out), {k: meta.get(k) for k in (
@@ -229,16 +353,15 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors",
             "seed", "test_accuracy", "neuroprune_version")})
         info["metadata"] = str(_sidecar(out))
     elif fmt == "safetensors":
-        weights = load_weights(source)
         save_mask(out, mask, {**meta, "global_sparsity": mask.sparsity(),
                               "layer_sparsity": mask.layer_sparsity()},
                   weights=weights or None)
     elif fmt == "prune":
-        state = _prune_state(_load_network(source, model)[0])
+        state = _prune_state(_load_network(source, model, trust)[0])
         atomic_torch_save(out, {"state_dict": state, "metadata": meta})
     else:
-        _load_network(source, model)  # checks that the file rebuilds its architecture
-        dense = load_weights(source)  # pruned entries are exactly zero
+        _load_network(source, model, trust)  # a masks-only file cannot be made sparse
+        dense = weights  # pruned entries are exactly zero (checked above)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             sparse = {k: (v.to_sparse_csr() if k in mask and v.dim() == 2 else

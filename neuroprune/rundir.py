@@ -36,11 +36,10 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-import torch
 import yaml
 
-from ._io import (append_durably, atomic_torch_save, atomic_write_csv, atomic_write_json,
-                  atomic_write_text, csv_columns, csv_text)
+from ._io import (append_durably, atomic_write_csv, atomic_write_json, atomic_write_text,
+                  csv_columns, csv_text)
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -256,8 +255,10 @@ class RunDir:
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self, generation: int, state: dict[str, Any], keep: int = 3) -> Path:
         """Write generation's state atomically; only the newest ``keep`` are kept."""
+        from .checkpoint import save_checkpoint
+
         path = self.ckpt_dir / f"gen_{generation:04d}.pt"
-        atomic_torch_save(path, state)
+        save_checkpoint(path, state)
         for old in self.checkpoints()[:-keep]:
             old.unlink(missing_ok=True)
         return path
@@ -300,9 +301,16 @@ class RunDir:
 
 
 def _read_checkpoint(path: Path, committed: dict) -> tuple[Any, str | None]:
-    """``(state, None)``, or ``(None, why path cannot be resumed from)``."""
+    """``(state, None)``, or ``(None, why path cannot be resumed from)``. A pickled checkpoint
+    (version 1) is refused unless code is trusted: it could run anything as it loads."""
+    from .checkpoint import CHECKPOINT_VERSION, UntrustedCheckpoint, load_checkpoint
+
     try:
-        state = torch.load(path, weights_only=False)
+        state = load_checkpoint(path)
+    except UntrustedCheckpoint:
+        raise UserError(f"checkpoint {path} is of version 1 (a pickle, which runs code as it "
+                        f"loads; this neuroprune writes version {CHECKPOINT_VERSION}): resume "
+                        f"with --trust-code only if you trust who wrote it") from None
     except Exception as exc:
         return None, f"is corrupt ({type(exc).__name__})"
     generation = state.get("generation") if isinstance(state, dict) else None

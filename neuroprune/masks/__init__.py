@@ -3,7 +3,7 @@
 from .allocation import (ALLOCATIONS, Layout, bits_to_mask, check_bits, erk_densities, flatten,
                          flatten_rows, kept_count, make_layout, random_bits, top_bits,
                          top_rows, unflatten)
-from .io import apply_mask, load_mask, load_weights, save_mask
+from .io import apply_mask, load_mask, load_weights, read_mask_file, save_mask
 from .compact import compact, rebuild_compact
 from .mask import Mask
 from .groups import STRUCTURES
@@ -13,4 +13,4 @@ __all__ = ["ALLOCATIONS", "BUDGETS", "STRUCTURES", "Layout", "Mask", "StructureS
            "apply_mask", "bits_to_mask", "check_bits", "compact", "rebuild_compact",
            "structure_space",
            "erk_densities", "flatten", "flatten_rows", "kept_count", "load_mask", "load_weights", "make_layout",
-           "random_bits", "save_mask", "top_bits", "top_rows", "unflatten"]
+           "random_bits", "read_mask_file", "save_mask", "top_bits", "top_rows", "unflatten"]

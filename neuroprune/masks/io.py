@@ -72,7 +72,17 @@ def _read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Te
         masks = {k: v for k, v in tensors.items() if not k.startswith(OLD_WEIGHT_PREFIX)}
         weights = {k[len(OLD_WEIGHT_PREFIX):]: v for k, v in tensors.items()
                    if k.startswith(OLD_WEIGHT_PREFIX)}
+    floats = [k for k, v in masks.items() if v.dtype != torch.bool]
+    if floats:  # a mask is kept or pruned; anything else was not written by neuroprune
+        raise UserError(f"{path}: mask '{floats[0]}' holds {masks[floats[0]].dtype} values, "
+                        f"not bool; the file was altered or not written by neuroprune")
     return masks, weights, meta
+
+
+def read_mask_file(path: str | Path) -> tuple[Mask, dict[str, torch.Tensor], dict[str, object]]:
+    """``(mask, weights, metadata)`` of a mask file in one read (see :func:`load_mask`)."""
+    masks, weights, meta = _read(path)
+    return Mask(masks), weights, meta
 
 
 def load_mask(path: str | Path) -> tuple[Mask, dict[str, object]]:

@@ -79,24 +79,87 @@ def save_ensemble(est: EvolvedEnsembleClassifier, path: Path) -> None:
     atomic_write(path, lambda tmp: joblib.dump(est, tmp))
 
 
-def load_ensemble(path: str | Path) -> EvolvedEnsembleClassifier:
+def load_ensemble(path: str | Path, *, trust: bool | None = None) -> EvolvedEnsembleClassifier:
     """A fitted :class:`EvolvedEnsembleClassifier` saved by an ensemble run (or exported).
 
-    joblib files are pickles: load only files you trust, as with any scikit-learn model.
+    joblib files are pickles, and a pickle can call any function as it loads. So every
+    class the file names is checked before it is built: only the estimator, scikit-learn
+    estimators and the numpy and scikit-learn internals they hold are accepted, and any other
+    name is refused in one line, unless ``trust`` (default: ``--trust-code`` on the command
+    line) loads the file as it is.
     """
-    import joblib
-
+    from ..checkpoint import trusted
     from ..errors import UserError
+
     path = Path(path)
     if path.is_dir():
         path = path / ENSEMBLE_FILE
     if not path.is_file():
         raise UserError(f"{path} does not exist (an ensemble run writes {ENSEMBLE_FILE})")
+    trust = trusted() if trust is None else trust
     try:
-        est = joblib.load(path)
+        est = _load_checked(path) if not trust else _load_any(path)
+    except _Refused as exc:
+        raise UserError(f"{path} names {exc}, which a saved ensemble never holds, and loading "
+                        f"it could run code: load it only if you trust who wrote it "
+                        f"(--trust-code, or trust=True)") from None
     except Exception as exc:
         raise UserError(f"{path} is not a saved ensemble (truncated or corrupt?): "
                         f"{type(exc).__name__}") from None
     if not isinstance(est, EvolvedEnsembleClassifier):
         raise UserError(f"{path} holds a {type(est).__name__}, not an evolved ensemble")
     return est
+
+
+class _Refused(Exception):
+    """A pickle names a global outside :data:`SAFE_GLOBALS`."""
+
+
+#: what a saved ensemble names besides scikit-learn estimators (numpy arrays and random
+#: states, joblib's array wrapper, the fitted internals of trees, neighbours and MLPs)
+SAFE_GLOBALS = {
+    ("joblib.numpy_pickle", "NumpyArrayWrapper"),
+    ("neuroprune.ensembles.estimator", "EvolvedEnsembleClassifier"),
+    ("numpy", "dtype"), ("numpy", "ndarray"),
+    *((m, n) for m in ("numpy._core.multiarray", "numpy.core.multiarray")
+      for n in ("scalar", "_reconstruct")),
+    ("numpy.random._pickle", "__bit_generator_ctor"),
+    ("numpy.random._pickle", "__randomstate_ctor"),
+    ("numpy.random._pickle", "__generator_ctor"),
+    ("numpy.random._mt19937", "MT19937"), ("numpy.random._pcg64", "PCG64"),
+    ("sklearn.tree._tree", "Tree"),
+    ("sklearn.neighbors._kd_tree", "KDTree"), ("sklearn.neighbors._ball_tree", "BallTree"),
+    # their pickles call newObj(cls): cls.__new__(cls), with cls itself checked here
+    *((m, "newObj") for m in ("sklearn.neighbors._kd_tree", "sklearn.neighbors._ball_tree",
+                              "sklearn.metrics._dist_metrics")),
+    ("sklearn.neural_network._stochastic_optimizers", "AdamOptimizer"),
+    ("sklearn.neural_network._stochastic_optimizers", "SGDOptimizer"),
+}
+
+
+def _load_checked(path: Path):
+    """joblib's loader, with every global the pickle names checked before it is imported."""
+    import importlib
+
+    from joblib.numpy_pickle import NumpyUnpickler
+    from sklearn.base import BaseEstimator
+
+    class Checked(NumpyUnpickler):
+        def find_class(self, module: str, name: str):
+            if (module, name) not in SAFE_GLOBALS:
+                # a scikit-learn estimator class: its constructor only stores parameters
+                if not module.startswith("sklearn.") or "." in name or name.startswith("_"):
+                    raise _Refused(f"{module}.{name}")
+                obj = getattr(importlib.import_module(module), name, None)
+                metric = module == "sklearn.metrics._dist_metrics"  # a tree's distance
+                if not (isinstance(obj, type) and obj.__module__.startswith("sklearn.")
+                        and (metric or issubclass(obj, BaseEstimator))):
+                    raise _Refused(f"{module}.{name}")
+            return super().find_class(module, name)
+
+    with open(path, "rb") as f:  # written uncompressed (save_ensemble)
+        try:
+            unpickler = Checked(str(path), f, ensure_native_byte_order=True)
+        except TypeError:  # joblib before 1.5
+            unpickler = Checked(str(path), f)
+        return unpickler.load()

@@ -67,3 +67,22 @@ def fitness_plot(run_dir: Path) -> Path | None:
         return fitness_png(run_dir)
     except (MissingDependencyError, UserError):
         return None
+
+
+def exposure_warning(host: str) -> str | None:
+    """What to say when the dashboard is served beyond this machine (``--host`` other than
+    a loopback address): optuna-dashboard's API has no authentication, and anyone who can
+    reach the port can read every study and delete it. None for a loopback host."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host.strip("[]")).is_loopback:
+            return None
+    except ValueError:  # a host name: it may resolve to any interface
+        pass
+    return (f"--host {host} serves the dashboard beyond this machine, and optuna-dashboard's "
+            f"API has no authentication: anyone who reaches its port can read, change "
+            f"and delete the studies in this storage; serve it on 127.0.0.1 and use an SSH "
+            f"tunnel, or put it behind an authenticating proxy")
