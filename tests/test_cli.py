@@ -728,3 +728,18 @@ def test_bad_input_of_every_command_exits_2_in_one_line_and_writes_nothing(
 
 def test_the_bad_input_tables_hold_at_least_249_cases():
     assert len(BAD) + len(BAD_FILES) + len(BAD_COMMANDS) >= 249  # 250 without a GPU
+
+
+def test_a_final_training_that_diverges_is_one_line_and_no_result(tmp_path):
+    """A network whose loss became NaN is not written as a result ("status: complete" with
+    accuracy 0 read as a finding): one line naming the learning rate, exit 2."""
+    out = tmp_path / "run"
+    proc = run_cli("run", QUICK, "--out", str(out), *TINY, "--set", "training.lr=1e12",
+                   "--set", "training.schedule=constant")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "neuroprune: error: the final training diverged")
+    assert "training.lr=1e+12" in proc.stderr or "training.lr=1000000000000" in proc.stderr
+    assert not (out / "best_mask.safetensors").exists()
+    summary = out / "summary.json"
+    assert not summary.exists() or json.loads(summary.read_text())["status"] != "complete"

@@ -275,6 +275,11 @@ class MaskSearch:
                     test=True, hooks=(LearningCurve(),),
                     rescale_init=cfg.sparsity.rescale_init and found.from_init))
         final = trained.row(0)
+        if final.get("diverged"):  # a NaN network is no result: nothing is written as one
+            raise UserError(f"the final training diverged (its loss or weights became NaN or "
+                            f"infinite) at training.lr={cfg.training.lr}; lower the learning "
+                            f"rate or check the model and data, then continue with: "
+                            f"neuroprune resume {rd.path}")
         weights = trained.weights_of(0) if trained.weights is not None else None
         figures = ({} if weights is None else efficiency_of_weights(
             self.bench.spec, weights, mask, cfg.sparsity.latency_repeats))
