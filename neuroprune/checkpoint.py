@@ -182,7 +182,9 @@ def load_checkpoint(path: str | Path, trust: bool | None = None) -> Any:
     try:
         blob = torch.load(path, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):  # damaged, not a pickle of objects
+        # a pickle of objects outside the allowlist ("Unsupported global", or "unsupported
+        # GLOBAL x whose module is blocked"); anything else is damage
+        if "unsupported global" not in str(exc).lower():
             raise
         if not trust:
             raise UntrustedCheckpoint(str(exc)) from None

@@ -5,6 +5,7 @@ Jobs are submitted with `ray job submit` as the README writes them.
 Select with ``-m ray_cluster``.
 """
 
+import csv
 import json
 import os
 import shutil
@@ -136,6 +137,24 @@ def test_a_kstarts_job_joins_the_cluster_and_equals_the_local_backend(cluster, t
         assert a[k] == pytest.approx(b[k], abs=1e-9), k
     ma, mb = (load_file(str(d / "best_mask.safetensors")) for d in (local, out))
     assert all((ma[k] == mb[k]).all() for k in ma if k.endswith("mask"))
+
+
+def test_a_comparison_job_joins_the_cluster_and_equals_the_local_backend(cluster, tmp_path):
+    small = ["--set", "comparison.sparsities=[0.9]", "--set", "comparison.seeds=[0]",
+             "--set", "comparison.methods=[random, magnitude]", "--set", "training.epochs=1",
+             "--set", "model.widths=[16]", "--set", "sparsity.latency_repeats=0",
+             "--device", "cpu", "--no-progress"]
+    out = tmp_path / "job"
+    job = _submit(cluster, "searches/compare.py", "configs/compare_digits.yaml", *small,
+                  "--backend", "ray", "--out", str(out))
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-2000:]
+    assert "starting a local Ray" not in job.stdout + job.stderr
+    local = tmp_path / "local"
+    assert main(["run", str(REPO / "configs" / "compare_digits.yaml"), *small, "--out",
+                 str(local)]) == 0
+    rows = [{(r["method"], r["seed"]): float(r["test_accuracy"])
+             for r in csv.DictReader((d / "results.csv").open())} for d in (local, out)]
+    assert len(rows[0]) == 2 and rows[0] == pytest.approx(rows[1], abs=1e-9)
 
 
 def test_an_unreachable_address_is_one_line_within_seconds(tmp_path):
