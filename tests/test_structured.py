@@ -209,6 +209,6 @@ def test_without_torch_pruning_compaction_names_the_extra(tmp_path):
                        str(tmp_path / "c.safetensors"), "--format", "compact")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
-        "neuroprune: error: structured pruning and compaction needs the 'torch-pruning' "
-        "package: pip install 'neuroprune[structured]'"]
+        "neuroprune: error: export --format compact needs the 'torch-pruning' package: "
+        "pip install 'neuroprune[structured]'"]
     assert not (tmp_path / "c.safetensors").exists()
