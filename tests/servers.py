@@ -106,12 +106,20 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def dashboard(storage: str, *extra: str):
-    """``neuroprune dashboard`` on ``storage`` in a subprocess; yields (base URL, process)."""
+    """``neuroprune dashboard`` on ``storage`` in a subprocess; yields (base URL, process).
+    Its output goes to a file, not to a pipe nobody reads while it serves (a full pipe would
+    block its request log and its exit)."""
+    import tempfile
     port = free_port()
+    log = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, "-m", "neuroprune", "dashboard", "--storage",
                              storage, "--port", str(port), *extra], cwd=REPO,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+
+    def output() -> str:
+        log.seek(0)
+        return log.read()[-3000:]
     base = f"http://{HOST}:{port}"
     try:
         deadline = time.time() + 60
@@ -120,13 +128,20 @@ def dashboard(storage: str, *extra: str):
                 with urllib.request.urlopen(f"{base}/api/studies", timeout=2):
                     break
             except OSError:
-                assert proc.poll() is None, proc.stderr.read()
+                assert proc.poll() is None, output()
                 assert time.time() < deadline, "the dashboard did not answer in 60 s"
                 time.sleep(0.3)
         yield base, proc
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"the dashboard did not stop on SIGTERM:\n{output()}")
+        finally:
+            log.close()
 
 
 def get_json(url: str):
