@@ -127,7 +127,7 @@ def time_interleaved(nets: Mapping[str, nn.Module], input_shape: tuple[int, ...]
     median's 95% interval is within ``target`` of it, ``max_rounds`` or ``max_seconds``."""
     from torch.utils.benchmark import Timer
 
-    x = torch.randn(batch, *input_shape)
+    x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))
     timers, number = {}, {}
     for name, net in nets.items():
         net = net.eval()

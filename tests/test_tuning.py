@@ -233,9 +233,6 @@ def _replayed(tmp_path, name, batch, params):
     return trials
 
 
-@pytest.mark.xfail(strict=False, reason="regression under investigation: since loaders "
-                   "record their preprocessing (13fffae), a batch of trials trains to other, "
-                   "run-to-run varying values than the same trials alone")
 def test_a_batch_of_trials_gives_the_unbatched_results(tmp_path):
     """The same proposals, replayed: trained as one population, each trial scores what it
     scores alone (float rounding aside), with its own run folder and artifacts."""
@@ -253,9 +250,6 @@ def test_a_batch_of_trials_gives_the_unbatched_results(tmp_path):
         assert b.user_attrs["best_mask_artifact"]
 
 
-@pytest.mark.xfail(strict=False, reason="regression under investigation: since loaders "
-                   "record their preprocessing (13fffae), a batch of trials trains to other, "
-                   "run-to-run varying values than the same trials alone")
 def test_a_pruned_trial_leaves_its_batch_and_the_others_finish(tmp_path):
     cfg = load_config(TQ, ["method.population=4", "method.generations=3", "training.epochs=1",
                            "model.widths=[32]", "sparsity.target=0.8", "method.search_epochs=2",

@@ -21,6 +21,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ..models.base import RoleActivation
+from ..models.spec import torch_seeded
 from .dropout import dropout_seeds
 from .graph import Pass, PopulationGraph, Unsupported
 
@@ -104,8 +105,7 @@ def check_graph(graph: PopulationGraph, template: nn.Module, input_shape: tuple[
     nets = []
     for seed in (11, 12):
         net = copy.deepcopy(template)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch_seeded(seed):
             for prm in net.parameters():
                 prm.data.add_(torch.randn_like(prm) * 0.01)
             for buf_name, buf in net.named_buffers():

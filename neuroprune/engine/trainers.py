@@ -30,7 +30,7 @@ from torch import nn
 from ..data import DataSplits
 from ..data.augment import Augmenter
 from ..masks import Layout, unflatten
-from ..models import ModelSpec, build_model
+from ..models import ModelSpec, build_model, torch_seeded
 from .dropout import seed_dropout
 from .forward import ModuleForward, population_forward
 from .graph import Pass
@@ -348,7 +348,7 @@ class PerNetworkTrainer(Trainer):
 
 def template(spec: ModelSpec) -> nn.Module:
     """The model the engine trains: ``spec``'s, with per-network seeded dropout."""
-    with torch.random.fork_rng(devices=[]):
+    with torch_seeded():
         return seed_dropout(build_model(spec))
 
 
@@ -381,8 +381,7 @@ def make_trainer(spec: ModelSpec, data: DataSplits, settings: TrainSettings,
 
 def init_state(spec: ModelSpec, seed: int) -> dict[str, torch.Tensor]:
     """The initial weights of ``spec`` for ``seed`` (without touching the global RNG)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+    with torch_seeded(seed):
         model: nn.Module = build_model(spec)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 

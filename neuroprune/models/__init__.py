@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from ..registry import Registry
 from .base import ACTIVATIONS, RoleActivation, hidden_roles
-from .spec import (ModelSpec, build_model, check_model, output_names, prunable_names,
-                   validate_options)
+from .spec import (TORCH_RNG, ModelSpec, build_model, check_model, output_names,
+                   prunable_names, torch_seeded, validate_options)
 
 #: zoo name -> "module:function(input_shape, num_classes, **options)"
 MODELS = Registry("model", "model.name", {
@@ -27,5 +27,6 @@ MODELS = Registry("model", "model.name", {
     "resnet56": ("neuroprune.models.resnet:resnet56", "ResNet-56 for 32x32 inputs (He et al.)"),
 })
 
-__all__ = ["ACTIVATIONS", "MODELS", "ModelSpec", "RoleActivation", "build_model",
-           "check_model", "hidden_roles", "output_names", "prunable_names", "validate_options"]
+__all__ = ["ACTIVATIONS", "MODELS", "TORCH_RNG", "ModelSpec", "RoleActivation", "build_model",
+           "check_model", "hidden_roles", "output_names", "prunable_names", "torch_seeded",
+           "validate_options"]

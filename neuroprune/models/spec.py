@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import threading
 import typing
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +36,22 @@ from ..registry import import_target
 
 TORCHVISION = "torchvision:"
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+#: torch's global RNG is one per process. Building a model draws from it, so every build, and
+#: every section that seeds it and then draws (:func:`torch_seeded`), holds this lock: the
+#: threads of a ``tune --batch`` cannot interleave their draws or restore each other's state.
+TORCH_RNG = threading.RLock()
+
+
+@contextmanager
+def torch_seeded(seed: int | None = None) -> Iterator[None]:
+    """torch's global (CPU) RNG seeded with ``seed`` (left as it is when ``None``) for the
+    block and restored after it, with :data:`TORCH_RNG` held: what the block draws depends on
+    ``seed`` alone, whatever other threads do meanwhile."""
+    with TORCH_RNG, torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        yield
 
 
 @dataclass(frozen=True)
@@ -157,7 +174,13 @@ def _accepted(fn: Callable, available: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    """A fresh, untrained module for ``spec`` (initialised from torch's global RNG)."""
+    """A fresh, untrained module for ``spec`` (initialised from torch's global RNG, with
+    :data:`TORCH_RNG` held; seed it with :func:`torch_seeded`)."""
+    with TORCH_RNG:
+        return _build(spec)
+
+
+def _build(spec: ModelSpec) -> nn.Module:
     source = spec.source
     if source == "zoo":
         from . import MODELS
@@ -228,8 +251,7 @@ def check_model(spec: ModelSpec) -> nn.Module:
     something to prune. Returns the built module (a template)."""
     where = {"factory": "model.factory", "python": "model"}.get(spec.source, "model.name")
     _check_size(spec, where)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with torch_seeded(0):
         model = build_model(spec)
         trial = copy.deepcopy(model)  # training mode updates BatchNorm statistics
         for batch, training in ((2, False), (3, True)):
