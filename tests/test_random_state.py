@@ -73,3 +73,10 @@ def test_a_checkpointed_deap_state_resumes_the_same_stream():
         expected = [random.random() for _ in range(3)]
     with resumed.active():
         assert [random.random() for _ in range(3)] == expected
+
+
+def test_the_random_module_functions_still_pickle_by_reference():
+    import pickle
+    from functools import partial
+    draw = pickle.loads(pickle.dumps(partial(random.randint, 0, 9)))
+    assert draw.func is random.randint and 0 <= draw() <= 9

@@ -41,6 +41,8 @@ def _route() -> None:
         def routed(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any):
             own = getattr(_local, "rng", None)
             return (_original if own is None else getattr(own, _name))(*args, **kwargs)
+        # pickled by reference, as ``random.<name>`` was (DEAP toolboxes may hold them)
+        routed.__module__, routed.__qualname__ = "random", name
         setattr(random, name, routed)
     random._routed_by_neuroprune = True
 
