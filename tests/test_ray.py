@@ -80,6 +80,31 @@ def test_shards_carry_only_themselves_and_return_masks_weights_and_extras(cluste
     assert all(packed < serialized_bytes(p) < packed + 2000 for p in payloads)
 
 
+def test_the_initial_state_goes_to_the_object_store_once_while_it_stays_the_same(cluster,
+                                                                                 digits):
+    from neuroprune.backends.ray_actors import serialized_bytes
+    from neuroprune.engine.wire import shared_part
+
+    spec, layout, bits, init = _population(digits, n=4)
+    settings = TrainSettings(lr=0.05)
+    local = StackedTrainer(spec, digits, settings, layout).run(
+        EvalTask(masks=bits, init=init, epochs=1, data_seed=3))
+    other = init_state(spec, 1)
+    with RayEvaluator(spec, digits, settings, layout, measure_traffic=True) as ev:
+        # a rebuilt but equal initial state (a search's next generation) is not sent again
+        results = [ev.evaluate(EvalTask(masks=bits, init=state, epochs=1, data_seed=3))
+                   for state in (init, {k: v.clone() for k, v in init.items()}, other)]
+    shared = shared_part(EvalTask(masks=bits, init=init))
+    weight = serialized_bytes(shared) - serialized_bytes({**shared, "init": None})
+    assert weight > sum(v.numel() * 4 for v in init.values())
+    first, again, changed = (t["sent"] for t in ev.traffic)
+    assert first - again == weight and changed == first  # another state is sent
+    for res in results[:2]:
+        torch.testing.assert_close(res.metrics["val_loss"], local.metrics["val_loss"],
+                                   rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(results[2].metrics["val_loss"], local.metrics["val_loss"])
+
+
 def test_actor_killed_mid_generation_is_replaced_without_loss(cluster, digits):
     spec, layout, bits, init = _population(digits, n=8)
     settings = TrainSettings(lr=0.05)

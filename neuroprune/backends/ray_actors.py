@@ -5,9 +5,10 @@ results equal the local backend's (every network's result depends only on its ow
 weights and the shared data order, not on which shard it is in).
 
 Each shard carries only itself (:mod:`..engine.wire`): its masks bit-packed, its per-network
-tensors in storage of their own; what every shard shares (the initial state, the hooks) goes
-into the object store once per generation and is passed by reference, and the data once per
-run, when the actors start. Results come back as ``[p]`` metric tensors.
+tensors in storage of their own; what every shard shares goes into the object store and is
+passed by reference: the data once per run, when the actors start, the initial state once
+for as long as it stays the same (a search trains every generation from the same one), the
+hooks once per generation. Results come back as ``[p]`` metric tensors.
 
 Actors can die (preemption, OOM, a killed node). A shard whose actor dies is re-run on another
 actor (a replacement is started when none is left); results are gathered by position, so no
@@ -48,8 +49,8 @@ class ShardWorker:
         device = "cuda" if gpus and torch.cuda.is_available() else "cpu"
         self.trainer = make_trainer(spec, data, settings, layout, device, engine, augment)
 
-    def evaluate(self, shard: PackedTask, shared: dict[str, Any]) -> PackedResult:
-        return PackedResult.of(self.trainer.run(shard.unpack(shared)))
+    def evaluate(self, shard: PackedTask, init, hooks) -> PackedResult:
+        return PackedResult.of(self.trainer.run(shard.unpack({"init": init, "hooks": hooks})))
 
     def where(self) -> dict[str, Any]:
         import ray
@@ -104,6 +105,21 @@ class RayEvaluator(Evaluator):
         self.max_shard_retries = max_shard_retries
         self.device = "ray"
         self.traffic: list[dict[str, int]] | None = [] if measure_traffic else None
+        self._init: tuple[dict[str, torch.Tensor], Any] | None = None  # (a copy, its ref)
+
+    def _init_ref(self, init: dict[str, torch.Tensor]) -> tuple[Any, bool]:
+        """``(object ref of init, whether it was put now)``: put once, and again only when
+        a task brings another initial state (compared by value, so a search that rebuilds
+        the same one each generation does not send it again)."""
+        if self._init is not None:
+            kept, ref = self._init
+            if kept.keys() == init.keys() and all(
+                    kept[k].dtype == v.dtype and kept[k].shape == v.shape and
+                    torch.equal(kept[k], v) for k, v in init.items()):
+                return ref, False
+        ref = self._ray.put(init)
+        self._init = ({k: v.detach().clone() for k, v in init.items()}, ref)
+        return ref, True
 
     def _new_actor(self):
         return self._remote.options(**self._options).remote(*self._args)
@@ -118,13 +134,21 @@ class RayEvaluator(Evaluator):
             return PopulationResult(metrics={})
         task = task.to("cpu")  # shipped to the actors; each moves its shard to its device
         shared, payloads = shard_payloads(task, len(self.actors))
-        shared_ref = ray.put(shared)  # once per generation, however many shards read it
-        sent = [serialized_bytes(shared)] if self.traffic is not None else []
+        if shared["init"] is None:  # one initial state per network: in the shards' payloads
+            init_ref, fresh = None, False
+        else:
+            init_ref, fresh = self._init_ref(shared["init"])
+        # the hooks once per generation, however many shards read them
+        hooks_ref = ray.put(shared["hooks"]) if shared["hooks"] else ()
+        sent = []
+        if self.traffic is not None:
+            sent.append(serialized_bytes(shared) if fresh else serialized_bytes(
+                {**shared, "init": None}))
 
         def submit(actor, i):
             if self.traffic is not None:
                 sent.append(serialized_bytes(payloads[i]))
-            return actor.evaluate.remote(payloads[i], shared_ref)
+            return actor.evaluate.remote(payloads[i], init_ref, hooks_ref)
 
         pending = {i: (self.actors[i], submit(self.actors[i], i), 0)
                    for i in range(len(payloads))}
