@@ -195,7 +195,8 @@ def _ray_cluster(cfg, resume_hint: str, writable: Path | None = None):
     if cfg.backend != "ray":
         yield
         return
-    from .backends.ray_session import HeadWatch, RaySession, gcs_address, plan_workers
+    from .backends.ray_session import (ClusterLost, HeadWatch, RaySession, plan_workers,
+                                       watched_address)
 
     rc = cfg.ray
     with RaySession(True, rc.address) as session:
@@ -203,11 +204,15 @@ def _ray_cluster(cfg, resume_hint: str, writable: Path | None = None):
         if writable is not None:
             from .backends.ray_session import check_writable
             check_writable(str(writable))
-        address = gcs_address()
+        address = watched_address(rc.address)
         local = session.owned and rc.address == "local"
-        with (HeadWatch(address, resume_hint) if address and not local
-              else contextlib.nullcontext()):
-            yield
+        try:
+            with (HeadWatch(address, resume_hint) if address and not local
+                  else contextlib.nullcontext()):
+                yield
+        except ClusterLost as exc:  # the node that could run a shard went away
+            raise ClusterLost(f"{exc}; finished work is saved. Continue with: "
+                              f"{resume_hint}") from None
 
 
 def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
