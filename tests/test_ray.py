@@ -265,3 +265,19 @@ def test_ray_tuning_that_completes_no_trial_fails_with_the_first_error(cluster, 
     assert err[-1] == ("neuroprune: error: no trial completed; the first error (1 trial(s) "
                        "failed): DataError: dataset mnist needs data.root: a folder with its "
                        "files (set data.download=true to fetch them there through torchvision)")
+
+
+def test_a_tune_out_the_workers_cannot_write_is_one_line_before_the_study(cluster, tmp_path,
+                                                                         capsys):
+    from neuroprune.cli import main
+    (tmp_path / "file").write_text("not a folder")
+    out = tmp_path / "file" / "tune"  # no node can make it: a part of the path is a file
+    code = main(["tune", str(REPO / "configs" / "tune_quickstart.yaml"), "--backend", "ray",
+                 "--n-trials", "1", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"neuroprune: error: {out} cannot be written on every node of "
+                             f"the Ray cluster (") and "Not a directory" in err[0], err
+    assert err[0].endswith("give --out a folder every node can write, e.g. a shared file "
+                           "system mounted at the same path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no study, no journal
