@@ -25,7 +25,7 @@ pytest.importorskip("aiohttp", reason="ray job submit needs ray[default]")
 
 from neuroprune.cli import main  # noqa: E402
 
-from helpers import REPO  # noqa: E402
+from helpers import REPO, assert_same_run  # noqa: E402
 from servers import free_port  # noqa: E402
 
 pytestmark = pytest.mark.ray_cluster
@@ -143,8 +143,6 @@ def _submit(cluster, *args, timeout=300):
 
 
 def test_a_kstarts_job_joins_the_cluster_and_equals_the_local_backend(cluster, tmp_path):
-    from safetensors.torch import load_file
-
     out = tmp_path / "job"
     job = _submit(cluster, "searches/kstarts.py", "configs/quickstart.yaml", *TINY,
                   "--backend", "ray", "--out", str(out))
@@ -154,12 +152,7 @@ def test_a_kstarts_job_joins_the_cluster_and_equals_the_local_backend(cluster, t
     local = tmp_path / "local"
     assert main(["run", str(REPO / "configs" / "quickstart.yaml"), *TINY, "--out",
                  str(local)]) == 0
-    a, b = (json.loads((d / "summary.json").read_text()) for d in (local, out))
-    assert b["backend"] == "ray"
-    for k in ("test_accuracy", "val_accuracy", "sparsity", "kept_weights"):
-        assert a[k] == pytest.approx(b[k], abs=1e-9), k
-    ma, mb = (load_file(str(d / "best_mask.safetensors")) for d in (local, out))
-    assert all((ma[k] == mb[k]).all() for k in ma if k.endswith("mask"))
+    assert assert_same_run(local, out)[1]["backend"] == "ray"
 
 
 def test_a_comparison_job_joins_the_cluster_and_equals_the_local_backend(cluster, tmp_path):
@@ -273,8 +266,6 @@ def test_a_lost_gpu_node_then_a_lost_head_each_end_in_one_line_and_resume_equals
     for a node to join, then the job fails in one line naming the node and the resume
     command. That resume, through a Ray client, loses the head mid-generation: one line
     saying the cluster went away. A last resume finishes what an uninterrupted run gives."""
-    from safetensors.torch import load_file
-
     from neuroprune.rundir import RunDir
 
     out = tmp_path / "lost"
@@ -340,8 +331,4 @@ def test_a_lost_gpu_node_then_a_lost_head_each_end_in_one_line_and_resume_equals
     local = tmp_path / "local"
     assert main(["run", str(REPO / "configs" / "quickstart.yaml"), *slow, "--out",
                  str(local)]) == 0
-    a, b = (json.loads((d / "summary.json").read_text()) for d in (local, out))
-    for k in ("test_accuracy", "val_accuracy", "sparsity", "kept_weights"):
-        assert a[k] == pytest.approx(b[k], abs=1e-9), k
-    ma, mb = (load_file(str(d / "best_mask.safetensors")) for d in (local, out))
-    assert all((ma[k] == mb[k]).all() for k in ma if k.endswith("mask"))
+    assert_same_run(local, out)
