@@ -83,3 +83,12 @@ def test_tune_out_takes_a_folder_not_a_uri(tmp_path, capsys):
     assert err == ["neuroprune: error: tune --out takes a folder, not s3://bucket/tune: on a "
                    "cluster, one that every node mounts at the same path (a URI is for `run "
                    "--out`)"]
+
+
+def test_a_uri_without_pyarrow_gives_the_install_hint(tmp_path):
+    from helpers import run_without
+    proc = run_without("pyarrow", "run", "quickstart", "--out", f"file://{tmp_path}/run")
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "neuroprune: error: a run directory at a URI needs the 'pyarrow' package: pip install "
+        "'neuroprune[ray]'")
+    assert not list(tmp_path.iterdir())
