@@ -219,35 +219,23 @@ def test_ray_cluster_yaml_passes_rays_own_schema():
         validate_config(prepare_config(config))
 
 
-def _cifar_shaped(root, images):
-    """``images`` random 3x32x32 images as CIFAR-10's python-pickle batches."""
-    import pickle
-
-    import numpy as np
-    rng = np.random.default_rng(0)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        blob = {b"data": rng.integers(0, 256, (images // 6, 3072), dtype=np.uint8),
-                b"labels": list(rng.integers(0, 10, images // 6))}
-        (folder / name).write_bytes(pickle.dumps(blob, protocol=4))
+def _large_data_benchmark():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "tune_large_data", REPO / "benchmarks" / "tune_large_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_ray_tune_trials_get_a_dataset_too_large_to_ship_inside_a_trial(cluster, tmp_path):
     from neuroprune.tuning.ray_tune import RayTuner
-    _cifar_shaped(tmp_path / "cifar", 10200)
-    cfg = load_config(tree={
-        "name": "big", "data": {"dataset": "cifar10", "root": str(tmp_path / "cifar")},
-        "model": {"name": "mlp", "widths": [4]}, "sparsity": {"target": 0.9},
-        "training": {"epochs": 1, "batch_size": 512},
-        "method": {"name": "kstarts", "population": 2, "generations": 1, "search_epochs": 1},
-        "backend": "ray", "ray": {"max_concurrent_trials": 1},
-        "tune": {"n_trials": 1, "objectives": ["val_accuracy"], "pruner": "none",
-                 "params": {"training.lr": {"type": "float", "low": 0.01, "high": 0.1}}}})
-    tuner = RayTuner(cfg, tmp_path / "t")
+    bench = _large_data_benchmark()  # benchmarks/tune_large_data.py: 68,000 images
+    bench.write_cifar_shaped(tmp_path / "cifar", 16320)
+    tuner = RayTuner(bench.tune_config(tmp_path / "cifar"), tmp_path / "t")
     data = tuner.bench.data
     held = sum(t.numel() * t.element_size() for t in (data.train_x, data.val_x, data.test_x))
-    assert held > 110 * 2**20  # above the 95 MiB Ray refuses inside a trial's function
+    assert held > 200 * 10**6  # twice the 95 MiB Ray refuses inside a trial's function
     assert tuner.run(progress=False)["trials"]["complete"] == 1
 
 
