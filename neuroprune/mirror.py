@@ -122,6 +122,18 @@ class Mirror:
             self.push()
 
 
+def shown(path: Path) -> str:
+    """Where a user finds the run directory ``path``: its place at the URI when mirrored."""
+    mirror = _ACTIVE.get()
+    if mirror is not None:
+        try:
+            rel = Path(path).resolve().relative_to(mirror.local.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+        return mirror.uri if rel == "." else f"{mirror.uri}/{rel}"
+    return str(path)
+
+
 def synced(path: Path) -> None:
     """Called after a run directory at ``path`` committed: push it if it is mirrored."""
     mirror = _ACTIVE.get()

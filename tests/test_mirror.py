@@ -46,7 +46,8 @@ def test_a_run_at_a_uri_is_copied_there_each_generation_and_resumes_from_there(t
         proc.kill()
     assert proc.returncode == 143, err[-2000:]
     assert f"neuroprune resume {uri}" in err
-    assert json.loads((remote / "summary.json").read_text())["status"] == "interrupted"
+    summary = json.loads((remote / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["resume"] == f"neuroprune resume {uri}"
     assert not list(remote.rglob(".lock*"))  # the lock stays on the machine that ran it
 
     monkeypatch.chdir(tmp_path / "bucket")  # another machine: no staging copy here
