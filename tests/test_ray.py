@@ -269,3 +269,11 @@ def test_a_tune_out_the_workers_cannot_write_is_one_line_before_the_study(cluste
     assert err[0].endswith("give --out a folder every node can write, e.g. a shared file "
                            "system mounted at the same path")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no study, no journal
+
+
+def test_a_ray_client_run_watches_the_client_server_it_talks_to(monkeypatch):
+    from neuroprune.backends.ray_session import watched_address
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert watched_address("ray://head:10001") == "ray://head:10001"
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10002")
+    assert watched_address(None) == watched_address("auto") == "ray://head:10002"
