@@ -78,7 +78,17 @@ class Mirror:
 
     def push(self) -> None:
         """Copy to the URI what changed locally since the last push, and remove there what
-        is gone here (old checkpoints)."""
+        is gone here (old checkpoints). A failed copy ends the run in one line (what was
+        committed stays in the staging folder, and resume from it works)."""
+        try:
+            self._push()
+        except OSError as exc:  # pyarrow's I/O errors are OSErrors
+            raise UserError(f"cannot copy the run to {self.uri}: "
+                            f"{str(exc).splitlines()[0][:200]}; the run so far is in "
+                            f"{self.local.absolute()} (`neuroprune resume` continues it "
+                            f"there)") from None
+
+    def _push(self) -> None:
         seen = {}
         for path in sorted(p for p in self.local.rglob("*") if p.is_file()):
             rel = path.relative_to(self.local).as_posix()

@@ -93,3 +93,15 @@ def test_a_uri_without_pyarrow_gives_the_install_hint(tmp_path):
         "neuroprune: error: a run directory at a URI needs the 'pyarrow' package: pip install "
         "'neuroprune[ray]'")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_copy_that_fails_is_one_line_naming_where_the_run_is(tmp_path):
+    from neuroprune.errors import UserError
+    from neuroprune.mirror import Mirror
+    (tmp_path / "staged").mkdir()
+    (tmp_path / "staged" / "ledger.jsonl").write_text("{}\n")
+    (tmp_path / "file").write_text("a file, not a folder")
+    mirror = Mirror(f"file://{tmp_path}/file/run", tmp_path / "staged")
+    with pytest.raises(UserError, match=r"^cannot copy the run to file://.*/file/run: .*; the "
+                       r"run so far is in .*/staged \(`neuroprune resume` continues it"):
+        mirror.push()
