@@ -5,7 +5,8 @@
 
 For LeNet-300-100 (MNIST-shaped inputs) and ResNet-20 (CIFAR-shaped) at 90% sparsity, for each
 population size P and shard count: ``sent`` is the part every shard shares (initial state,
-hooks: put into the object store once per generation) plus every shard's payload, and
+hooks: put into the object store once; a later generation with the same initial state sends
+only the hooks again) plus every shard's payload, and
 ``received`` every shard's result, each measured with Ray's own serialiser on what
 ``RayEvaluator`` ships, without training. ``views`` is what the shards weighed when each was a
 view of the ``[P, n]`` masks (a view serialises its whole storage). ``payload`` is the bound:

@@ -195,7 +195,8 @@ def _ray_cluster(cfg, resume_hint: str, writable: Path | None = None):
     if cfg.backend != "ray":
         yield
         return
-    from .backends.ray_session import HeadWatch, RaySession, gcs_address, plan_workers
+    from .backends.ray_session import (ClusterLost, HeadWatch, RaySession, plan_workers,
+                                       watched_address)
 
     rc = cfg.ray
     with RaySession(True, rc.address) as session:
@@ -203,14 +204,37 @@ def _ray_cluster(cfg, resume_hint: str, writable: Path | None = None):
         if writable is not None:
             from .backends.ray_session import check_writable
             check_writable(str(writable))
-        address = gcs_address()
+        address = watched_address(rc.address)
         local = session.owned and rc.address == "local"
-        with (HeadWatch(address, resume_hint) if address and not local
-              else contextlib.nullcontext()):
-            yield
+        try:
+            with (HeadWatch(address, resume_hint) if address and not local
+                  else contextlib.nullcontext()):
+                yield
+        except ClusterLost as exc:  # the node that could run a shard went away
+            raise ClusterLost(f"{exc}; finished work is saved. Continue with: "
+                              f"{resume_hint}") from None
 
 
-def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
+def _mirror(uri: str, fresh: bool):
+    """The :class:`~.mirror.Mirror` of a run kept at ``uri``, its staging folder emptied:
+    checked writable and empty for a new run, copied back for a resume."""
+    import shutil
+
+    from .mirror import Mirror, staging_dir
+
+    mirror = Mirror(uri, staging_dir(uri))
+    if fresh and mirror.remote_files():
+        raise UserError(f"run directory {uri} already holds files; choose another --out, or "
+                        f"continue it with `neuroprune resume {uri}`")
+    if fresh:
+        mirror.check_writable()
+    shutil.rmtree(mirror.local, ignore_errors=True)  # a copy: what counts is at the URI
+    if not fresh:
+        mirror.pull()
+    return mirror
+
+
+def _run_search(cfg, out: Path, resume: bool, progress: bool, mirror=None) -> int:
     from .rundir import RunDir
     from .searches.kinds import prepare
     from .searches.mask_search import Interrupted
@@ -221,21 +245,23 @@ def _run_search(cfg, out: Path, resume: bool, progress: bool) -> int:
     if not resume:
         _check_fresh_out(out)
     rd = RunDir(out)
-    hint = f"neuroprune resume {out.absolute()}"
+    where = mirror.uri if mirror is not None else out.absolute()
+    hint = f"neuroprune resume {where}"
     with _ray_cluster(cfg, hint), rd.locked():  # one writer per run directory
         if resume:
             rd.remove_temp_files()  # of atomic writes a killed process left
         else:
             _check_fresh_out(out)  # again under the lock: a rival may have begun meanwhile
         try:
-            with _kept_unless_resumed(out / "config.yaml", resume):
+            with _kept_unless_resumed(out / "config.yaml", resume), (
+                    mirror.active() if mirror is not None else contextlib.nullcontext()):
                 summary = kind.run(out, progress=progress, resume=resume,
                                    log=lambda m: print(m, file=sys.stderr))
         except (KeyboardInterrupt, Interrupted) as exc:
             print(f"\ninterrupted; finished work is saved. Continue with:\n"
                   f"  {hint}", file=sys.stderr)
             return _exit_code(exc)
-    print("\n".join(kind.lines(summary, out.absolute())))
+    print("\n".join(kind.lines(summary, where)))
     return 0
 
 
@@ -267,27 +293,38 @@ def run_name(cfg) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
 
+    from .mirror import is_uri
+
     if args.resume:
-        return _resume(Path(args.resume), not args.no_progress, _apply_flags(args),
+        return _resume(args.resume, not args.no_progress, _apply_flags(args),
                        given=args.config)
     cfg = load_config(args.config, _apply_flags(args))
+    if is_uri(args.out):  # written locally, copied there at every committed generation
+        mirror = _mirror(args.out, fresh=True)
+        return _run_search(cfg, mirror.local, resume=False, progress=not args.no_progress,
+                           mirror=mirror)
     out = Path(args.out) if args.out else _default_out(run_name(cfg))
     return _run_search(cfg, out, resume=False, progress=not args.no_progress)
 
 
-def _resume(run_dir: Path, progress: bool, overrides: list[str] | None = None,
+def _resume(where: str, progress: bool, overrides: list[str] | None = None,
             given: str | None = None) -> int:
-    """Continue ``run_dir`` with its own config; ``given`` (``run CONFIG --resume``) and
-    ``overrides`` may differ from it only in :data:`RESUME_MAY_CHANGE`."""
+    """Continue the run at ``where`` (a folder or a URI) with its own config; ``given``
+    (``run CONFIG --resume``) and ``overrides`` may differ from it only in
+    :data:`RESUME_MAY_CHANGE`."""
     from .config import changed_keys, load_config, read_yaml, to_dict
+    from .mirror import is_uri
     from .rundir import RESUME_MAY_CHANGE
+
+    mirror = _mirror(where, fresh=False) if is_uri(where) else None
+    run_dir = mirror.local if mirror is not None else Path(where)
 
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
-        raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
+        raise UserError(f"{where} is not a run directory (no config.yaml)")
     from .rundir import RunDir
     if RunDir(run_dir).is_complete():
-        print(f"{run_dir} is already complete (summary.json exists)")
+        print(f"{where} is already complete (summary.json exists)")
         return 0
     # config.yaml as written (a given config resolves to it when it asks for the same run)
     saved = read_yaml(cfg_path) if given else to_dict(load_config(cfg_path))
@@ -295,17 +332,17 @@ def _resume(run_dir: Path, progress: bool, overrides: list[str] | None = None,
     asked["name"] = saved.get("name")  # from the file name; the run keeps its own
     changed = [k for k in changed_keys(saved, asked) if k.split(".")[0] not in RESUME_MAY_CHANGE]
     if changed:
-        raise UserError(f"{run_dir} was run with other values of {', '.join(changed[:8])}; a "
+        raise UserError(f"{where} was run with other values of {', '.join(changed[:8])}; a "
                         f"resumed run keeps its config (only {', '.join(RESUME_MAY_CHANGE)} "
                         f"may change): drop those changes, continue it with `neuroprune "
-                        f"resume {run_dir}`, or start a new run with --out")
+                        f"resume {where}`, or start a new run with --out")
     cfg = load_config(cfg_path, [o for o in overrides or []
                                  if o.split("=")[0].split(".")[0] in RESUME_MAY_CHANGE])
-    return _run_search(cfg, run_dir, resume=True, progress=progress)
+    return _run_search(cfg, run_dir, resume=True, progress=progress, mirror=mirror)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    return _resume(Path(args.run_dir), not args.no_progress)
+    return _resume(args.run_dir, not args.no_progress)
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -362,6 +399,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise UserError("--n-trials must be at least 1")
     if args.n_jobs < 1:
         raise UserError("--n-jobs must be at least 1")
+    from .mirror import is_uri
+    if is_uri(args.out):
+        raise UserError(f"tune --out takes a folder, not {args.out}: on a cluster, one that "
+                        f"every node mounts at the same path (a URI is for `run --out`)")
     cfg = load_config(args.config, _apply_flags(args))
     require(["optuna", "ray"] if cfg.backend == "ray" else ["optuna"], "neuroprune tune")
     # absolute: Ray Tune runs each trial in a folder of its own, where a relative --out

@@ -41,6 +41,7 @@ import yaml
 from ._io import (append_durably, atomic_write_csv, atomic_write_json, atomic_write_text,
                   csv_columns, csv_text)
 from .errors import UserError
+from .mirror import synced
 
 if TYPE_CHECKING:
     from .tracking import Tracking
@@ -131,6 +132,7 @@ class RunDir:
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / "summary.json", summary)
         self._track("summary", summary)
+        synced(self.path)
 
     def _track(self, record: str, *args: Any) -> None:
         if self.tracking is not None:
@@ -261,6 +263,7 @@ class RunDir:
         save_checkpoint(path, state)
         for old in self.checkpoints()[:-keep]:
             old.unlink(missing_ok=True)
+        synced(self.path)  # a committed generation reaches a run kept at a URI
         return path
 
     def checkpoints(self) -> list[Path]:

@@ -46,3 +46,18 @@ def population(data, name="mlp", n=3, sparsity=0.8, allocation="erk", seed=0, **
     bits = random_rows(layout, n, Draws(seed)) if n else torch.zeros(0, layout.numel,
                                                                      dtype=torch.bool)
     return spec, layout, bits
+
+
+def assert_same_run(a, b):
+    """Run directories ``a`` and ``b`` found the same network: summary figures and masks."""
+    import json
+
+    import pytest
+    from safetensors.torch import load_file
+
+    sa, sb = (json.loads((Path(d) / "summary.json").read_text()) for d in (a, b))
+    for k in ("test_accuracy", "val_accuracy", "sparsity", "kept_weights"):
+        assert sa[k] == pytest.approx(sb[k], abs=1e-9), k
+    ma, mb = (load_file(str(Path(d) / "best_mask.safetensors")) for d in (a, b))
+    assert all((ma[k] == mb[k]).all() for k in ma if k.endswith("mask"))
+    return sa, sb

@@ -80,6 +80,31 @@ def test_shards_carry_only_themselves_and_return_masks_weights_and_extras(cluste
     assert all(packed < serialized_bytes(p) < packed + 2000 for p in payloads)
 
 
+def test_the_initial_state_goes_to_the_object_store_once_while_it_stays_the_same(cluster,
+                                                                                 digits):
+    from neuroprune.backends.ray_actors import serialized_bytes
+    from neuroprune.engine.wire import shared_part
+
+    spec, layout, bits, init = _population(digits, n=4)
+    settings = TrainSettings(lr=0.05)
+    local = StackedTrainer(spec, digits, settings, layout).run(
+        EvalTask(masks=bits, init=init, epochs=1, data_seed=3))
+    other = init_state(spec, 1)
+    with RayEvaluator(spec, digits, settings, layout, measure_traffic=True) as ev:
+        # a rebuilt but equal initial state (a search's next generation) is not sent again
+        results = [ev.evaluate(EvalTask(masks=bits, init=state, epochs=1, data_seed=3))
+                   for state in (init, {k: v.clone() for k, v in init.items()}, other)]
+    shared = shared_part(EvalTask(masks=bits, init=init))
+    weight = serialized_bytes(shared) - serialized_bytes({**shared, "init": None})
+    assert weight > sum(v.numel() * 4 for v in init.values())
+    first, again, changed = (t["sent"] for t in ev.traffic)
+    assert first - again == weight and changed == first  # another state is sent
+    for res in results[:2]:
+        torch.testing.assert_close(res.metrics["val_loss"], local.metrics["val_loss"],
+                                   rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(results[2].metrics["val_loss"], local.metrics["val_loss"])
+
+
 def test_actor_killed_mid_generation_is_replaced_without_loss(cluster, digits):
     spec, layout, bits, init = _population(digits, n=8)
     settings = TrainSettings(lr=0.05)
@@ -194,35 +219,23 @@ def test_ray_cluster_yaml_passes_rays_own_schema():
         validate_config(prepare_config(config))
 
 
-def _cifar_shaped(root, images):
-    """``images`` random 3x32x32 images as CIFAR-10's python-pickle batches."""
-    import pickle
-
-    import numpy as np
-    rng = np.random.default_rng(0)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        blob = {b"data": rng.integers(0, 256, (images // 6, 3072), dtype=np.uint8),
-                b"labels": list(rng.integers(0, 10, images // 6))}
-        (folder / name).write_bytes(pickle.dumps(blob, protocol=4))
+def _large_data_benchmark():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "tune_large_data", REPO / "benchmarks" / "tune_large_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_ray_tune_trials_get_a_dataset_too_large_to_ship_inside_a_trial(cluster, tmp_path):
     from neuroprune.tuning.ray_tune import RayTuner
-    _cifar_shaped(tmp_path / "cifar", 10200)
-    cfg = load_config(tree={
-        "name": "big", "data": {"dataset": "cifar10", "root": str(tmp_path / "cifar")},
-        "model": {"name": "mlp", "widths": [4]}, "sparsity": {"target": 0.9},
-        "training": {"epochs": 1, "batch_size": 512},
-        "method": {"name": "kstarts", "population": 2, "generations": 1, "search_epochs": 1},
-        "backend": "ray", "ray": {"max_concurrent_trials": 1},
-        "tune": {"n_trials": 1, "objectives": ["val_accuracy"], "pruner": "none",
-                 "params": {"training.lr": {"type": "float", "low": 0.01, "high": 0.1}}}})
-    tuner = RayTuner(cfg, tmp_path / "t")
+    bench = _large_data_benchmark()  # benchmarks/tune_large_data.py: 68,000 images
+    bench.write_cifar_shaped(tmp_path / "cifar", 16320)
+    tuner = RayTuner(bench.tune_config(tmp_path / "cifar"), tmp_path / "t")
     data = tuner.bench.data
     held = sum(t.numel() * t.element_size() for t in (data.train_x, data.val_x, data.test_x))
-    assert held > 110 * 2**20  # above the 95 MiB Ray refuses inside a trial's function
+    assert held > 200 * 10**6  # twice the 95 MiB Ray refuses inside a trial's function
     assert tuner.run(progress=False)["trials"]["complete"] == 1
 
 
@@ -240,3 +253,27 @@ def test_ray_tuning_that_completes_no_trial_fails_with_the_first_error(cluster, 
     assert err[-1] == ("neuroprune: error: no trial completed; the first error (1 trial(s) "
                        "failed): DataError: dataset mnist needs data.root: a folder with its "
                        "files (set data.download=true to fetch them there through torchvision)")
+
+
+def test_a_tune_out_the_workers_cannot_write_is_one_line_before_the_study(cluster, tmp_path,
+                                                                         capsys):
+    from neuroprune.cli import main
+    (tmp_path / "file").write_text("not a folder")
+    out = tmp_path / "file" / "tune"  # no node can make it: a part of the path is a file
+    code = main(["tune", str(REPO / "configs" / "tune_quickstart.yaml"), "--backend", "ray",
+                 "--n-trials", "1", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"neuroprune: error: {out} cannot be written on every node of "
+                             f"the Ray cluster (") and "Not a directory" in err[0], err
+    assert err[0].endswith("give --out a folder every node can write, e.g. a shared file "
+                           "system mounted at the same path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no study, no journal
+
+
+def test_a_ray_client_run_watches_the_client_server_it_talks_to(monkeypatch):
+    from neuroprune.backends.ray_session import watched_address
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert watched_address("ray://head:10001") == "ray://head:10001"
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10002")
+    assert watched_address(None) == watched_address("auto") == "ray://head:10002"

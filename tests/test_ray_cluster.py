@@ -5,13 +5,16 @@ Jobs are submitted with `ray job submit` as the README writes them.
 Select with ``-m ray_cluster``.
 """
 
+import contextlib
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -22,7 +25,7 @@ pytest.importorskip("aiohttp", reason="ray job submit needs ray[default]")
 
 from neuroprune.cli import main  # noqa: E402
 
-from helpers import REPO  # noqa: E402
+from helpers import REPO, assert_same_run  # noqa: E402
 from servers import free_port  # noqa: E402
 
 pytestmark = pytest.mark.ray_cluster
@@ -62,6 +65,17 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _crash(proc: subprocess.Popen) -> None:
+    """A node's `ray start --block` and every process it started killed at once (SIGKILL),
+    as a node whose machine fails."""
+    for pid in [proc.pid, *_descendants(proc.pid)]:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+
+
 def _stop(procs: list[subprocess.Popen]) -> None:
     """Every process these `ray start --block` started, ended by PID."""
     victims = [v for p in procs for v in [p.pid, *_descendants(p.pid)]]
@@ -77,8 +91,10 @@ def _stop(procs: list[subprocess.Popen]) -> None:
         p.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@contextlib.contextmanager
+def _two_nodes():
+    """A head (no GPU) and a node with one logical GPU, each its own `ray start --block`;
+    yields their addresses, the environment to reach them, and the processes by node."""
     base = tempfile.mkdtemp(prefix="rcl", dir="/tmp")
     # Ray's token authentication, on as the README recommends, with a token of this test's
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "RAY_ADDRESS": "",
@@ -106,10 +122,17 @@ def cluster():
                 text=True).stdout:
             assert node.poll() is None and time.time() < deadline, "the node did not join"
             time.sleep(1)
-        yield {"gcs": gcs, "url": url, "env": env, "procs": procs}
+        yield {"gcs": gcs, "url": url, "env": env, "procs": procs, "head": head,
+               "node": node, "client": f"ray://127.0.0.1:{client}"}
     finally:
         _stop(procs)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with _two_nodes() as c:
+        yield c
 
 
 def _submit(cluster, *args, timeout=300):
@@ -120,8 +143,6 @@ def _submit(cluster, *args, timeout=300):
 
 
 def test_a_kstarts_job_joins_the_cluster_and_equals_the_local_backend(cluster, tmp_path):
-    from safetensors.torch import load_file
-
     out = tmp_path / "job"
     job = _submit(cluster, "searches/kstarts.py", "configs/quickstart.yaml", *TINY,
                   "--backend", "ray", "--out", str(out))
@@ -131,12 +152,7 @@ def test_a_kstarts_job_joins_the_cluster_and_equals_the_local_backend(cluster, t
     local = tmp_path / "local"
     assert main(["run", str(REPO / "configs" / "quickstart.yaml"), *TINY, "--out",
                  str(local)]) == 0
-    a, b = (json.loads((d / "summary.json").read_text()) for d in (local, out))
-    assert b["backend"] == "ray"
-    for k in ("test_accuracy", "val_accuracy", "sparsity", "kept_weights"):
-        assert a[k] == pytest.approx(b[k], abs=1e-9), k
-    ma, mb = (load_file(str(d / "best_mask.safetensors")) for d in (local, out))
-    assert all((ma[k] == mb[k]).all() for k in ma if k.endswith("mask"))
+    assert assert_same_run(local, out)[1]["backend"] == "ray"
 
 
 def test_a_comparison_job_joins_the_cluster_and_equals_the_local_backend(cluster, tmp_path):
@@ -234,3 +250,85 @@ def test_ray_job_stop_interrupts_and_resume_finishes(cluster, tmp_path):
     config.write_text(config.read_text().replace("search_epochs: 300", "search_epochs: 1"))
     assert main(["resume", str(out), "--no-progress"]) == 0
     assert RunDir(out).is_complete()
+
+
+def _wait_for(path, proc=None, timeout=240):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc is None or proc.poll() is None, "the run ended before " + str(path)
+        assert time.time() < deadline, f"no {path} within {timeout} s"
+        time.sleep(0.3)
+
+
+def test_a_lost_gpu_node_then_a_lost_head_each_end_in_one_line_and_resume_equals_a_run(
+        tmp_path):
+    """The node holding the only GPU dies mid-generation: the shard waits ray.lost_node_wait
+    for a node to join, then the job fails in one line naming the node and the resume
+    command. That resume, through a Ray client, loses the head mid-generation: one line
+    saying the cluster went away. A last resume finishes what an uninterrupted run gives."""
+    from neuroprune.rundir import RunDir
+
+    out = tmp_path / "lost"
+    # generations of seconds each, so that a kill after the first lands inside the run
+    slow = [a.replace("method.search_epochs=1", "method.search_epochs=300")
+            .replace("method.generations=2", "method.generations=3") for a in TINY]
+    with _two_nodes() as c:
+        sub = subprocess.run([shutil.which("ray"), "job", "submit", "--no-wait", "--address",
+                              c["url"], "--working-dir", ".", "--", "python",
+                              "searches/kstarts.py", "configs/quickstart.yaml", *slow,
+                              "--backend", "ray", "--set", "ray.lost_node_wait=3", "--out",
+                              str(out)], cwd=REPO, env=c["env"], capture_output=True,
+                             text=True, timeout=120)
+        assert sub.returncode == 0, sub.stderr
+        job = next(w for w in sub.stdout.replace("'", " ").split()
+                   if w.startswith("raysubmit_"))
+        _wait_for(out / "checkpoints" / "gen_0000.pt")
+        _crash(c["node"])  # the only GPU's node, mid-generation
+        deadline, status = time.time() + 240, ""
+        while not any(w in status for w in ("failed", "succeeded", "FAILED", "SUCCEEDED")):
+            assert time.time() < deadline, status
+            time.sleep(2)
+            status = subprocess.run([shutil.which("ray"), "job", "status", "--address",
+                                     c["url"], job], env=c["env"], capture_output=True,
+                                    text=True, timeout=60).stdout
+        logs = subprocess.run([shutil.which("ray"), "job", "logs", "--address", c["url"], job],
+                              env=c["env"], capture_output=True, text=True, timeout=60).stdout
+        assert "failed" in status.lower(), logs[-2000:]
+        errors = [ln for ln in logs.splitlines() if ln.startswith("neuroprune: error:")]
+        assert len(errors) == 1 and "Traceback" not in logs, logs[-3000:]
+        assert re.fullmatch(r"neuroprune: error: the Ray node [0-9.]+ \(node [0-9a-f]{12}\) "
+                            r"was lost and no node left has 1 GPU for its shard \(waited 3 s\); "
+                            r"finished work is saved\. Continue with: neuroprune resume "
+                            + re.escape(str(out)), errors[0]), errors[0]
+        assert not RunDir(out).is_complete()
+
+        # the same command through a Ray client; the head (CPUs only now) goes away
+        env = {**c["env"], "RAY_ADDRESS": c["client"]}
+        driver = subprocess.Popen([sys.executable, "-m", "neuroprune", "resume", str(out),
+                                   "--no-progress"], cwd=REPO, env=env, text=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        err: list[str] = []
+        reader = threading.Thread(target=lambda: err.extend(driver.stderr), daemon=True)
+        reader.start()
+        try:
+            deadline = time.time() + 180
+            while not any(ln.startswith("engine:") for ln in err):  # its actors started
+                assert driver.poll() is None and time.time() < deadline, "".join(err)
+                time.sleep(0.3)
+            _crash(c["head"])
+            driver.wait(timeout=120)
+            reader.join(timeout=10)
+        finally:
+            driver.kill()
+        assert driver.returncode == 1, "".join(err[-30:])
+        mine = [ln.rstrip() for ln in err if ln.startswith("neuroprune: error:")]
+        assert mine == [f"neuroprune: error: the Ray cluster at {c['client']} went away (head "
+                        f"node lost); finished generations are saved. Continue with: "
+                        f"neuroprune resume {out}"], "".join(err[-30:])
+        assert not RunDir(out).is_complete()
+    assert main(["run", str(out / "config.yaml"), "--resume", str(out), "--backend", "local",
+                 "--no-progress"]) == 0
+    local = tmp_path / "local"
+    assert main(["run", str(REPO / "configs" / "quickstart.yaml"), *slow, "--out",
+                 str(local)]) == 0
+    assert_same_run(local, out)

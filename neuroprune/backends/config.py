@@ -27,6 +27,10 @@ class RayConfig(Section):
                                           "packs several actors on one GPU")
     max_shard_retries: int = Field(3, ge=0, description="times a shard whose actor died is "
                                    "re-run on another actor")
+    lost_node_wait: float = Field(300, ge=0, description="seconds a shard whose node was "
+                                  "lost waits for a node that can run it (an autoscaler's "
+                                  "replacement, a restarted node) when no node left can; then "
+                                  "the run stops with the resume command")
     trial_cpus: float = Field(1, gt=0, description="tune: CPUs per trial")
     trial_gpus: float = Field(0, ge=0, description="tune: GPUs per trial (fractions allowed)")
     max_concurrent_trials: int | None = Field(None, ge=1, description="tune: trials at once")

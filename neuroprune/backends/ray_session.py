@@ -36,7 +36,15 @@ def import_ray():
     return ray
 
 
-def _say(message: str) -> None:
+class ClusterLost(UserError):
+    """Part of the Ray cluster went away mid-run (the head, or the only node that could run
+    a shard): one line; the command line adds the resume command. Not bad input: exit 1."""
+
+    exit_code = 1
+
+
+def say(message: str) -> None:
+    """One line on stderr, as the command line's own."""
     print(f"neuroprune: {message}", file=sys.stderr, flush=True)
 
 
@@ -99,7 +107,7 @@ def connect(address: str | None = None) -> bool:
     target, source = find_address(address)
     if target is None:
         if address != "local":
-            _say("no Ray cluster found (no --address, RAY_ADDRESS unset, none started on "
+            say("no Ray cluster found (no --address, RAY_ADDRESS unset, none started on "
                  "this node): starting a local Ray on this machine")
         ray.init(address="local", log_to_driver=False, include_dashboard=False)
         return True
@@ -148,7 +156,7 @@ def plan_workers(num_workers: int | str, cpus_per_worker: int,
         bundle = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker
                                              else {})}
         request_resources(bundles=[bundle] * num_workers)
-        _say(f"ray.num_workers={num_workers} but the cluster holds {fit} such workers now: "
+        say(f"ray.num_workers={num_workers} but the cluster holds {fit} such workers now: "
              f"asked Ray's autoscaler for nodes; the workers start as they join (without an "
              f"autoscaler the run waits for them)")
     return num_workers, gpus_per_worker
@@ -204,7 +212,7 @@ class HeadWatch:
             import time
             lost_since = lost_since or time.time()
             if time.time() - lost_since >= self.grace:
-                _say(f"error: the Ray cluster at {self.address} went away (head node lost); "
+                say(f"error: the Ray cluster at {self.address} went away (head node lost); "
                      f"finished generations are saved. Continue with: {self.resume}")
                 self.on_lost()
                 return
@@ -224,6 +232,17 @@ def gcs_address() -> str | None:
         return ray.get_runtime_context().gcs_address
     except Exception:
         return None
+
+
+def watched_address(address: str | None) -> str | None:
+    """What :class:`HeadWatch` should watch for a run that joined with ``address``: the
+    cluster's GCS, or for a Ray client (``ray://``) the client server it talks to (the GCS's
+    port may be closed to a machine outside the cluster)."""
+    target = address if address not in (None, "auto", "local") else \
+        os.environ.get("RAY_ADDRESS")
+    if target and target.startswith("ray://"):
+        return target
+    return gcs_address()
 
 
 class RaySession:

@@ -20,6 +20,7 @@ from ..efficiency import efficiency_of_weights
 from ..engine.evaluator import Metered
 from ..masks import Mask, bits_to_mask, check_bits, save_mask
 from ..methods import METHODS, MethodContext
+from ..mirror import shown
 from ..errors import ConfigError, UserError
 from ..rundir import RunDir
 from ..tracking import Tracking, open_tracking
@@ -247,7 +248,7 @@ class MaskSearch:
                               "last_generation": last[0], "seed": cfg.seed,
                               "best_so_far": dict(best_so_far),
                               "wall_seconds": round(time.time() - t0, 3),
-                              "resume": f"neuroprune resume {rd.path}"})
+                              "resume": f"neuroprune resume {shown(rd.path)}"})
             raise Interrupted(f"stopped after generation {last[0]}", signum)
 
         with evaluator, interrupt:
@@ -279,7 +280,7 @@ class MaskSearch:
             raise UserError(f"the final training diverged (its loss or weights became NaN or "
                             f"infinite) at training.lr={cfg.training.lr}; lower the learning "
                             f"rate or check the model and data, then continue with: "
-                            f"neuroprune resume {rd.path}")
+                            f"neuroprune resume {shown(rd.path)}")
         weights = trained.weights_of(0) if trained.weights is not None else None
         figures = ({} if weights is None else efficiency_of_weights(
             self.bench.spec, weights, mask, cfg.sparsity.latency_repeats))

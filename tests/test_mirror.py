@@ -1,0 +1,107 @@
+"""A run directory at a URI (here pyarrow's file:// file system: what works offline; s3://
+and gs:// go through the same pyarrow calls): copied there at every committed generation,
+resumed from there, refused in one line where it cannot be written."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("pyarrow")
+
+from neuroprune.cli import main  # noqa: E402
+
+from helpers import REPO, assert_same_run  # noqa: E402
+
+TINY = ["--set", "method.population=4", "--set", "method.generations=3", "--set",
+        "method.search_epochs=150", "--set", "training.epochs=1", "--set", "model.widths=[16]",
+        "--set", "sparsity.latency_repeats=0", "--device", "cpu", "--no-progress"]
+
+
+def test_a_run_at_a_uri_is_copied_there_each_generation_and_resumes_from_there(tmp_path,
+                                                                             monkeypatch):
+    remote = tmp_path / "bucket" / "runs" / "k"
+    uri = f"file://{remote}"
+    work = tmp_path / "machine1"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "neuroprune", "run",
+                             str(REPO / "configs" / "quickstart.yaml"), *TINY, "--out", uri],
+                            cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.time() + 120
+        # a committed generation reaches the URI while the run goes on
+        while not (remote / "checkpoints" / "gen_0000.pt").exists():
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.1)
+        assert (remote / "ledger.jsonl").read_text().count("\n") >= 1
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    assert f"neuroprune resume {uri}" in err
+    summary = json.loads((remote / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["resume"] == f"neuroprune resume {uri}"
+    assert not list(remote.rglob(".lock*"))  # the lock stays on the machine that ran it
+
+    monkeypatch.chdir(tmp_path / "bucket")  # another machine: no staging copy here
+    assert main(["resume", uri, "--no-progress"]) == 0
+    local = tmp_path / "local"
+    assert main(["run", str(REPO / "configs" / "quickstart.yaml"), *TINY, "--out",
+                 str(local)]) == 0
+    assert_same_run(local, remote)
+    assert (remote / "results.csv").read_text() == (local / "results.csv").read_text()
+    # old checkpoints pruned in staging are pruned at the URI too
+    assert sorted(p.name for p in (remote / "checkpoints").iterdir()) == sorted(
+        p.name for p in (local / "checkpoints").iterdir())
+
+
+@pytest.mark.parametrize("out, says", [
+    ("file://{tmp}/file/run", "cannot write at file://{tmp}/file/run: "),
+    ("nosuchfs://bucket/run", "--out nosuchfs://bucket/run is no file system pyarrow can "
+                              "open"),
+])
+def test_a_uri_that_cannot_be_written_is_one_line_before_the_run(tmp_path, monkeypatch,
+                                                                 capsys, out, says):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("a file, not a folder")
+    out, says = out.format(tmp=tmp_path), says.format(tmp=tmp_path)
+    assert main(["run", "quickstart", "--out", out, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"neuroprune: error: {says}"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written
+
+
+def test_tune_out_takes_a_folder_not_a_uri(tmp_path, capsys):
+    assert main(["tune", "tune_quickstart", "--out", "s3://bucket/tune"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["neuroprune: error: tune --out takes a folder, not s3://bucket/tune: on a "
+                   "cluster, one that every node mounts at the same path (a URI is for `run "
+                   "--out`)"]
+
+
+def test_a_uri_without_pyarrow_gives_the_install_hint(tmp_path):
+    from helpers import run_without
+    proc = run_without("pyarrow", "run", "quickstart", "--out", f"file://{tmp_path}/run")
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "neuroprune: error: a run directory at a URI needs the 'pyarrow' package: pip install "
+        "'neuroprune[ray]'")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_copy_that_fails_is_one_line_naming_where_the_run_is(tmp_path):
+    from neuroprune.errors import UserError
+    from neuroprune.mirror import Mirror
+    (tmp_path / "staged").mkdir()
+    (tmp_path / "staged" / "ledger.jsonl").write_text("{}\n")
+    (tmp_path / "file").write_text("a file, not a folder")
+    mirror = Mirror(f"file://{tmp_path}/file/run", tmp_path / "staged")
+    with pytest.raises(UserError, match=r"^cannot copy the run to file://.*/file/run: .*; the "
+                       r"run so far is in .*/staged \(`neuroprune resume` continues it"):
+        mirror.push()
