@@ -445,17 +445,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-#: what each export format needs beyond the base install
-EXPORT_NEEDS = {"compact": ["torch_pruning"], "onnx": ["onnx", "torch_pruning"]}
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
+    from .export import EXPORT_NEEDS, export, trial_mask
     # every missing package named at once, before anything is read
     require(EXPORT_NEEDS.get(args.format, []) + (["optuna"] if args.storage else []),
             f"export{' --storage' * bool(args.storage)} --format {args.format}")
-    from .export import export, trial_mask
 
     if args.storage:
         if not args.study:

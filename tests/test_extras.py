@@ -176,3 +176,39 @@ def test_resume_imports_a_factory_that_sat_beside_the_config(tmp_path):
                            text=True, cwd=run.parent, env=env, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((run / "summary.json").read_text())["status"] == "complete"
+
+
+API_EXPORT = r"""
+import json, sys
+
+for name in json.loads(sys.argv[1]):
+    sys.modules[name] = None  # absent, as without the packages (see DRIVER)
+from neuroprune.errors import MissingDependencyError
+from neuroprune.export import export
+
+lines = []
+for fmt, out in (("onnx", "m.onnx"), ("compact", "c.safetensors")):
+    try:
+        export(sys.argv[2], out, fmt)
+        lines.append("no error")
+    except MissingDependencyError as exc:
+        lines.append(str(exc))
+print(json.dumps(lines))
+"""
+
+
+def test_the_python_export_names_every_missing_extra_at_once(tmp_path):
+    """``neuroprune.export.export`` (the Python API) checks a format's extras as the CLI's
+    ``export`` does: one error naming all of them, before the source is even read."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", API_EXPORT, json.dumps(OPTIONAL),
+                           str(tmp_path / "no_such_run.safetensors")], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    onnx_line, compact_line = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "\n" not in onnx_line and "fmt='onnx'" in onnx_line
+    assert "'onnx' and 'torch-pruning'" in onnx_line
+    assert "pip install 'neuroprune[onnx,structured]'" in onnx_line
+    assert "'torch-pruning'" in compact_line and "'onnx'" not in compact_line
+    assert "pip install 'neuroprune[structured]'" in compact_line
+    assert not any((tmp_path / f).exists() for f in ("m.onnx", "c.safetensors"))
