@@ -314,6 +314,10 @@ def _prune_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+#: the optional packages (import names) each format needs beyond the base install
+EXPORT_NEEDS = {"compact": ["torch_pruning"], "onnx": ["onnx", "torch_pruning"]}
+
+
 def export(source: str | Path, out: str | Path, fmt: str = "safetensors",
            model: Any = None, *, trust: bool = False) -> dict[str, Any]:
     """Write the network in ``source`` (a run's safetensors file) to ``out`` as ``fmt``.
@@ -321,11 +325,15 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors",
     The file is checked against its architecture before anything is written (see
     :func:`load_model`, which also says what ``model`` and ``trust`` allow). ``model``: for a
     network defined in Python, a module of its architecture (or its class or builder), which
-    the file cannot rebuild by itself."""
+    the file cannot rebuild by itself. A format whose optional packages are missing raises
+    one :class:`~neuroprune.errors.MissingDependencyError` naming all of them, before
+    anything is read or written."""
+    from .errors import require
     from .masks import read_mask_file
 
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    require(EXPORT_NEEDS.get(fmt, []), f"export(..., fmt='{fmt}')")
     out = Path(out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name")

@@ -3,6 +3,7 @@
 Layout::
 
     config.yaml              resolved config
+    factory.json             where a ``model.factory`` module was imported from (resume)
     data.json                which data ran: files found, protocol used, split sizes
     ledger.jsonl             append-only: one committed line per generation (source of truth)
     results.csv              one row per evaluated individual, derived from the ledger
@@ -122,6 +123,13 @@ class RunDir:
     # ---------------------------------------------------------------- config / summary
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        factory = (config.get("model") or {}).get("factory")
+        from .config import factory_folder
+
+        folder = factory_folder(factory) if factory else None
+        if folder:  # a resume reads config.yaml from here, not from beside the user's config
+            atomic_write_json(self.path / "factory.json", {"factory": factory,
+                                                           "folder": folder})
         self._track("config", config)
 
     def write_data_record(self, record: dict[str, Any]) -> None:

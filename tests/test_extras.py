@@ -146,3 +146,69 @@ def test_a_factory_beside_its_config_imports_without_pythonpath(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     # last on the path: a file beside a config never shadows an installed module
     assert proc.stdout.split() == ["ModelSpec", str(folder.resolve())]
+
+
+def test_resume_imports_a_factory_that_sat_beside_the_config(tmp_path):
+    """``resume RUN`` reads the run's own config.yaml, far from the user's: the factory's
+    folder recorded by ``run`` goes on the path again, still without PYTHONPATH."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "mymodels2.py").write_text(
+        "from torch import nn\n\n"
+        "def build(input_shape, num_classes):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(),\n"
+        "                         nn.Linear(8, num_classes))\n")
+    (folder / "cfg.yaml").write_text(
+        "model:\n  factory: mymodels2:build\ndata:\n  dataset: digits\n"
+        "method: {name: kstarts, population: 4, generations: 2, search_epochs: 1}\n"
+        "training: {epochs: 1}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "elsewhere" / "run"
+    cli = [sys.executable, "-m", "neuroprune"]
+    first = subprocess.run([*cli, "run", str(folder / "cfg.yaml"), "--out", str(run),
+                            "--no-progress", "--device", "cpu"], capture_output=True,
+                           text=True, cwd=tmp_path, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    recorded = json.loads((run / "factory.json").read_text())
+    assert recorded == {"factory": "mymodels2:build", "folder": str(folder.resolve())}
+    (run / "summary.json").unlink()  # as an interrupted run leaves it
+    again = subprocess.run([*cli, "resume", str(run), "--no-progress"], capture_output=True,
+                           text=True, cwd=run.parent, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((run / "summary.json").read_text())["status"] == "complete"
+
+
+API_EXPORT = r"""
+import json, sys
+
+for name in json.loads(sys.argv[1]):
+    sys.modules[name] = None  # absent, as without the packages (see DRIVER)
+from neuroprune.errors import MissingDependencyError
+from neuroprune.export import export
+
+lines = []
+for fmt, out in (("onnx", "m.onnx"), ("compact", "c.safetensors")):
+    try:
+        export(sys.argv[2], out, fmt)
+        lines.append("no error")
+    except MissingDependencyError as exc:
+        lines.append(str(exc))
+print(json.dumps(lines))
+"""
+
+
+def test_the_python_export_names_every_missing_extra_at_once(tmp_path):
+    """``neuroprune.export.export`` (the Python API) checks a format's extras as the CLI's
+    ``export`` does: one error naming all of them, before the source is even read."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", API_EXPORT, json.dumps(OPTIONAL),
+                           str(tmp_path / "no_such_run.safetensors")], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    onnx_line, compact_line = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "\n" not in onnx_line and "fmt='onnx'" in onnx_line
+    assert "'onnx' and 'torch-pruning'" in onnx_line
+    assert "pip install 'neuroprune[onnx,structured]'" in onnx_line
+    assert "'torch-pruning'" in compact_line and "'onnx'" not in compact_line
+    assert "pip install 'neuroprune[structured]'" in compact_line
+    assert not any((tmp_path / f).exists() for f in ("m.onnx", "c.safetensors"))
