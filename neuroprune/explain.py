@@ -47,6 +47,9 @@ def _run_network(run: Path, trust: bool):
     if cfg.kind != "mask_search":
         raise UserError(f"{run} is a {cfg.kind} run; explain reads the best network of a "
                         f"mask_search run")
+    if cfg.data.task != "classification":
+        raise UserError(f"{run} is a {cfg.data.task} run; explain finds the channels of each "
+                        f"class of a single-label classifier")
     best = run / "best_mask.safetensors"
     if not best.is_file():
         raise UserError(f"{run} has no best_mask.safetensors (unfinished run); finish it with "

@@ -75,20 +75,28 @@ def test_explain_writes_figures_and_few_channels_per_class(conv_run, capsys):
     assert json.loads((conv_run / "first" / "explain.json").read_text())["layer"] == "0"
 
 
+def _files(folder):
+    return {str(p): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def test_bad_input_is_one_line_and_exit_2(conv_run, tmp_path, capsys):
     mlp = tmp_path / "mlp"
     assert main(["run", "quickstart", "--out", str(mlp), "--method", "magnitude",
                  "--set", "training.epochs=1", "--set", "model.widths=[16]",
                  "--device", "cpu", "--no-progress"]) == 0
     capsys.readouterr()
+    before = _files(conv_run)
     cases = [(["explain", str(tmp_path)], "is not a run directory"),
              (["explain", str(mlp)], "has no 2-d convolution"),
-             (["explain", str(conv_run), "--layer", "nope"], "choose one of 0, 2")]
+             (["explain", str(conv_run), "--layer", "nope"], "choose one of 0, 2"),
+             (["explain", str(conv_run), "--k", "0"], "explain needs k >= 1"),
+             (["explain", str(conv_run), "--pooling", "median"], "use mean or max")]
     for argv, needle in cases:
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and needle in err, err
     assert not (mlp / "explain").exists()
+    assert _files(conv_run) == before  # nothing written
 
 
 def _relevance_search(target=0.5, **params):
