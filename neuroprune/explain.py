@@ -85,8 +85,9 @@ def explain_run(run_dir: str | Path, *, layer: str | None = None, k: int = 5,
     run = Path(run_dir)
     cfg, data, model = _run_network(run, trust)
     layer = choose_layer(model, layer, f"the network of {run} ({cfg.model.name or 'model'})")
-    train_maps, _ = layer_outputs(model, data.train_x[:samples].float(), layer)
-    sel = select_relevant(pooled(train_maps, pooling).double().numpy(),
+    train, _ = layer_outputs(model, data.train_x[:samples].float(), layer,
+                             reduce=lambda out: pooled(out, pooling))
+    sel = select_relevant(train.double().numpy(),
                           data.train_y[:samples].numpy(), data.num_classes, k=k, mu=mu)
     maps, logits = layer_outputs(model, data.test_x.float(), layer)
     responses = pooled(maps, pooling).double().numpy()

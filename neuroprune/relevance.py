@@ -167,12 +167,14 @@ def conv_layers(model: nn.Module) -> list[str]:
 
 
 @torch.no_grad()
-def layer_outputs(model: nn.Module, x: torch.Tensor, layer: str, batch: int = 512
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(outputs of module layer, logits)`` of ``model`` on ``x``, in batches."""
+def layer_outputs(model: nn.Module, x: torch.Tensor, layer: str, batch: int = 512,
+                  reduce=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(outputs of module layer, logits)`` of ``model`` on ``x``, in batches; ``reduce``
+    (e.g. :func:`pooled`) applied to each batch's outputs keeps only what it returns."""
     module = dict(model.named_modules())[layer]
     got: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda _m, _i, out: got.append(out.detach()))
+    keep = reduce or (lambda out: out)
+    handle = module.register_forward_hook(lambda _m, _i, out: got.append(keep(out.detach())))
     try:
         logits = torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
     finally:
