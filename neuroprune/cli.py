@@ -131,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a run folder, or a tuning folder (holding optuna.journal)")
     rep.add_argument("--out", help="folder (default: <first run>/report)")
 
+    expl = sub.add_parser("explain", help="the class-relevant channels of a conv-net run: "
+                          "figures and explain.json in RUN/explain")
+    expl.add_argument("run_dir", metavar="RUN", help="a finished mask_search run folder")
+    expl.add_argument("--layer", help="the convolution to explain (default: the last)")
+    expl.add_argument("--k", type=int, default=5, help="at most this many channels per class")
+    expl.add_argument("--mu", type=float, default=0.02, help="the selection's l1 penalty")
+    expl.add_argument("--pooling", default="mean", help="a channel's response: mean or max of "
+                      "its map")
+    expl.add_argument("--images", type=int, default=6, help="test images whose predictions "
+                      "are explained")
+    expl.add_argument("--out", help="folder (default: RUN/explain)")
+    _trust(expl)
+
     sub.add_parser("methods", help="list the pruning / search methods, one line each")
     sub.add_parser("datasets", help="list the datasets")
     sub.add_parser("models", help="list the built-in models (and other ways to give one)")
@@ -543,7 +556,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "export": cmd_export, "report": cmd_report, "tune": cmd_tune,
+def cmd_explain(args: argparse.Namespace) -> int:
+    require(["matplotlib"], "explain")
+    from .explain import explain_run, summary_line
+
+    info = explain_run(args.run_dir, layer=args.layer, k=args.k, mu=args.mu,
+                       pooling=args.pooling, images=args.images, trust=args.trust_code,
+                       out=args.out)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "explain"
+    print(f"wrote {out}: {summary_line(info)}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "explain": cmd_explain, "export": cmd_export, "report": cmd_report, "tune": cmd_tune,
             "dashboard": cmd_dashboard, "resume": cmd_resume, "methods": cmd_methods,
             "datasets": cmd_datasets, "models": cmd_models, "kinds": cmd_kinds,
             "config": cmd_config}

@@ -248,6 +248,21 @@ class RunConfig(Section):
                              f"mask_search); kind {kind} needs epochs >= 1")
         return v
 
+    @field_validator("training")
+    @classmethod
+    def _loss_of_the_task(cls, v: TrainSettings, info) -> TrainSettings:
+        data = info.data.get("data")
+        multilabel = data is not None and data.task == "multilabel"
+        if multilabel and v.loss != "bce":
+            if "loss" in v.model_fields_set:
+                raise ValueError(f"loss={v.loss} does not fit data.task=multilabel, which "
+                                 f"trains sigmoid outputs with loss=bce; drop training.loss")
+            return v.model_copy(update={"loss": "bce"})
+        if not multilabel and (v.loss == "bce" or v.output_structure is not None):
+            raise ValueError("loss=bce and output_structure train multi-label targets; set "
+                             "data.task=multilabel (with a multi-label dataset)")
+        return v
+
     def method_params(self) -> BaseModel:
         """The method's parameters, validated against its ``Params`` model."""
         return method_params(self.method)

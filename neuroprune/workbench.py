@@ -96,6 +96,12 @@ class Workbench:
                 update={"standardise": False})})
         data = data if data is not None else load_dataset(cfg.data)
         Augmenter(cfg.data.augment).check(data.input_shape)
+        multilabel = data.provenance.get("task") == "multilabel"
+        if multilabel != (cfg.data.task == "multilabel"):
+            raise ConfigError(f"dataset {data.name} is multi-label: set data.task=multilabel"
+                              if multilabel else f"data.task=multilabel needs a multi-label "
+                              f"dataset (multilabel, digits_attributes); {data.name} has one "
+                              f"class per sample")
         if cfg.training.loss == "mse" and not data.train_y.dtype.is_floating_point:
             raise ConfigError(f"training.loss=mse fits numeric targets (the planted tasks); "
                               f"dataset {data.name} has class labels: use "

@@ -75,6 +75,7 @@ def base_install(tmp_path_factory):
         "dashboard": (["dashboard", "--storage", str(tmp / "tune")],
                       ("tune,dashboard", ["'optuna'", "'optuna-dashboard'"])),
         "report": (["report", run, "--out", str(tmp / "report")], ("plots", ["'matplotlib'"])),
+        "explain": (["explain", run], ("plots", ["'matplotlib'"])),
         "run ray": (["run", QUICK, "--backend", "ray", "--out", str(tmp / "r1"), *TINY],
                     ("ray", ["'ray'"])),
         "run tensorboard": (["run", QUICK, "--set", "logging=[tensorboard]", "--out",
@@ -120,7 +121,7 @@ def test_every_command_needing_an_extra_says_which_in_one_line(base_install):
         for package in packages:  # every missing package named at once
             assert package in lines[0], (name, err)
     # refused before anything was written
-    for folder in ("r1", "r2", "r3", "r4", "tune", "report"):
+    for folder in ("r1", "r2", "r3", "r4", "tune", "report", "run/explain"):
         assert not (tmp / folder).exists(), folder
     assert not any((tmp / f).exists() for f in ("m.onnx", "c.safetensors", "t.safetensors"))
 

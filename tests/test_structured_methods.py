@@ -335,7 +335,7 @@ def test_the_shipped_resnet20_config_runs_on_kmnist_files_padded_to_32x32(tmp_pa
         assert summary["flops_compact"] <= 0.25 * summary["flops_dense"], cell.name
 
 
-UNREGULARISED = {"l1_filter", "ispasp", "stressednets"}
+UNREGULARISED = {"l1_filter", "ispasp", "stressednets", "class_relevance"}
 
 
 @pytest.mark.parametrize("name", sorted(set(STRUCTURED) - UNREGULARISED))
@@ -347,7 +347,7 @@ def test_every_regularised_method_trains_one_network_per_strength(name):
     assert res.info["strength"] in (0.001, 0.1)
 
 
-@pytest.mark.parametrize("name", ["l1_filter", "ispasp"])
+@pytest.mark.parametrize("name", ["l1_filter", "ispasp", "class_relevance"])
 def test_strengths_of_a_method_without_a_regulariser_are_refused(name):
     with pytest.raises(ConfigError, match="without a regulariser"):
         _search(name, strengths="[0.001, 0.1]")

@@ -14,6 +14,10 @@ class DataConfig(Section):
     """Which dataset, where its files are, how it is split and augmented."""
 
     dataset: registered(DATASETS, "digits", "dataset name (see `neuroprune datasets`)")
+    task: Literal["classification", "multilabel"] = Field(
+        "classification", description="multilabel: several labels per sample (datasets "
+        "multilabel, digits_attributes), sigmoid outputs and training.loss bce; metrics: "
+        "subset accuracy, Hamming loss, micro-F1")
     root: str | None = Field(None, description="folder with the dataset's files (MNIST family: "
                              "IDX or .npz; CIFAR: the python-pickle batches)")
     download: bool = Field(False, description="download missing files through torchvision "

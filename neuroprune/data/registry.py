@@ -16,6 +16,12 @@ DATASETS = Registry("dataset", "data.dataset", {
     "images": ("neuroprune.data.synthetic:load_images",
                "generated colour images, CIFAR-shaped by default (data.samples, data.classes, "
                "data.image_size)"),
+    "multilabel": ("neuroprune.data.synthetic:load_multilabel",
+                   "generated multi-label data, scikit-learn's make_multilabel_classification "
+                   "(data.samples, data.features, data.classes labels; data.task: multilabel)"),
+    "digits_attributes": ("neuroprune.data.sklearn_sets:load_digits_attributes",
+                          "digits images with six labels each, properties of the digit "
+                          "(data.task: multilabel)"),
     "csv": ("neuroprune.data.tabular:load_csv",
             "any CSV file (data.path) with a class column (data.label_column)"),
     "mnist": ("neuroprune.data.mnist:load_mnist",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -58,3 +59,23 @@ load_digits = partial(load_bundled, "digits")
 load_breast_cancer = partial(load_bundled, "breast_cancer")
 load_wine = partial(load_bundled, "wine")
 load_iris = partial(load_bundled, "iris")
+
+
+#: the labels of ``digits_attributes``, each a property of the digit shown
+DIGIT_ATTRIBUTES = ("even", "prime", "five_or_more", "closed_loop", "straight_strokes",
+                    "multiple_of_3")
+
+
+def load_digits_attributes(cfg: DataConfig) -> DataSplits:
+    """scikit-learn's digits images with six labels each, properties of the digit (even,
+    prime, 5 or more, a closed loop: 0 6 8 9, straight strokes only: 1 4 7, a multiple of
+    3): a multi-label task with real images whose labels depend on each other. Split as
+    ``digits`` (stratified by digit)."""
+    data = load_bundled("digits", cfg)
+    table = torch.tensor([[d % 2 == 0, d in (2, 3, 5, 7), d >= 5, d in (0, 6, 8, 9),
+                           d in (1, 4, 7), d % 3 == 0] for d in range(10)], dtype=torch.float32)
+    return replace(data, name="digits_attributes", train_y=table[data.train_y],
+                   val_y=table[data.val_y], test_y=table[data.test_y],
+                   num_classes=len(DIGIT_ATTRIBUTES),
+                   provenance={**data.provenance, "task": "multilabel",
+                               "labels": list(DIGIT_ATTRIBUTES)})

@@ -61,3 +61,19 @@ def load_images(cfg: DataConfig) -> DataSplits:
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     x = x + 0.8 * torch.randn(x.shape, generator=g)
     return _splits("images", x, y, cfg, False, k)
+
+
+def load_multilabel(cfg: DataConfig) -> DataSplits:
+    """scikit-learn's ``make_multilabel_classification``: ``data.samples`` samples of
+    ``data.features`` word counts, ``data.classes`` labels (two per sample on average)."""
+    from dataclasses import replace
+
+    from sklearn.datasets import make_multilabel_classification
+
+    _check_size(cfg, cfg.features, "data.samples or data.features")
+    x, y = make_multilabel_classification(n_samples=cfg.samples, n_features=cfg.features,
+                                          n_classes=cfg.classes, n_labels=2,
+                                          random_state=cfg.split_seed)
+    data = _splits("multilabel", torch.from_numpy(x).float(), torch.from_numpy(y).float(),
+                   cfg, True, cfg.classes)
+    return replace(data, provenance={**data.provenance, "task": "multilabel"})

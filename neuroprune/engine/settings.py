@@ -18,6 +18,30 @@ OPTIMIZERS = Registry("optimizer", "training.optimizer", {
 })
 
 
+class OutputStructureConfig(Section):
+    """``training.output_structure``: the output autoencoder regulariser (see
+    :mod:`neuroprune.engine.output_structure`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    strength: float = Field(1.0, ge=0, allow_inf_nan=False, description="weight of the "
+                            "output reconstruction loss at the start")
+    anneal_start: float = Field(0.1, ge=0, le=1, description="fraction of each training "
+                                "after which the weight starts falling linearly")
+    anneal_end: float = Field(0.7, ge=0, le=1, description="fraction of each training at "
+                              "which the weight reaches 0")
+    corruption: float = Field(0.0, ge=0, lt=1, description="share of the target labels "
+                              "zeroed at the encoder's input (a denoising autoencoder)")
+    activation: Literal["relu", "tanh", "sigmoid"] = Field(
+        "relu", description="the encoder's non-linearity (its code stands in for the last "
+        "hidden layer's output: match the model's activation)")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.anneal_end < self.anneal_start:
+            raise ValueError("anneal_end must not come before anneal_start")
+        return self
+
+
 class TrainSettings(Section):
     """How every network is trained: optimizer, learning rate and its schedule, batch size.
     The ``training:`` config section; ``epochs`` is the final training's length."""
@@ -33,14 +57,22 @@ class TrainSettings(Section):
                         "network (0: none, for a one-shot method on trained weights)")
     schedule: Literal["constant", "cosine"] = Field("cosine", description="learning-rate "
                                                    "schedule over each training run")
-    loss: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="mse for "
-                                                  "regression ('accuracy' is then R^2)")
+    loss: Literal["cross_entropy", "mse", "bce"] = Field(
+        "cross_entropy", description="mse for regression ('accuracy' is then R^2); bce: "
+        "binary cross-entropy on sigmoid outputs for multi-label targets (data.task: "
+        "multilabel sets it; 'accuracy' is then subset accuracy)")
+    output_structure: OutputStructureConfig | None = Field(
+        None, description="multi-label: learn the dependencies between the outputs with an "
+        "output autoencoder whose decoder is the output layer (Belharbi et al. 2018); null: "
+        "off")
 
     def per_network_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean loss of each network: ``out [P, B, C]``, shared targets ``y [B]`` / ``[B, C]``."""
         p = out.shape[0]
         if self.loss == "mse":
             return ((out - y.unsqueeze(0)) ** 2).reshape(p, -1).mean(1)
+        if self.loss == "bce":
+            return _bce(out, y).reshape(p, -1).mean(1)
         return torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.repeat(p),
                                                  reduction="none").view(p, -1).mean(1)
 
@@ -51,6 +83,9 @@ class TrainSettings(Section):
         if self.loss == "mse":
             sq = ((out - y.unsqueeze(0)) ** 2).reshape(p, out.shape[1], -1).mean(2)
             return sq.sum(1), sq.sum(1)
+        if self.loss == "bce":  # hits: every label of the sample right (subset accuracy)
+            loss = _bce(out, y).mean(2).sum(1)
+            return loss, ((out > 0) == (y.unsqueeze(0) > 0.5)).all(2).sum(1).float()
         loss = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.repeat(p),
                                                  reduction="none").view(p, -1).sum(1)
         return loss, (out.argmax(-1) == y).sum(1).float()
@@ -81,6 +116,12 @@ class TrainSettings(Section):
         if self.schedule == "cosine" and total_steps > 0:
             return self.lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
         return self.lr
+
+
+def _bce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``[P, B, L]`` binary cross-entropy of logits ``out`` against shared targets ``y``."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(
+        out, y.to(out.dtype).unsqueeze(0).expand_as(out), reduction="none")
 
 
 def batch_order(n: int, batch_size: int, epochs: int, data_seed: int,

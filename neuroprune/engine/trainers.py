@@ -77,6 +77,9 @@ class Trainer:
         self.template = template(spec)
         self.footprint: Footprint = estimate(self.template, data, settings, layout)
         self.mask_dtype = mask_dtype(self.device)
+        from .output_structure import settings_hooks
+        #: what the settings add to every training (multi-label metrics, regulariser)
+        self.settings_hooks = settings_hooks(self.template, settings, data.num_classes)
 
     # ------------------------------------------------------------------ protocol
     def run(self, task: EvalTask) -> PopulationResult:
@@ -167,7 +170,7 @@ class Trainer:
                            settings=cfg, seeds=seeds, total_steps=0, forward=fwd,
                            evaluate=evaluate, data=self.data, data_seed=task.data_seed,
                            rows=torch.arange(task.offset, task.offset + p, device=dev))
-        hooks = [copy.deepcopy(h) for h in task.hooks]
+        hooks = [copy.deepcopy(h) for h in (*task.hooks, *self.settings_hooks)]
         x_all, y_all = self.data.train_x, self.data.train_y
         n = len(y_all)
         state.total_steps = total = steps_per_run(n, cfg.batch_size, task.epochs)

@@ -40,6 +40,9 @@ METHODS = Registry("method", "method.name", {
                   "structured: Bernoulli unit gates, keep probabilities learnt variationally"),
     "ffr": ("neuroprune.methods.ffr:FFR",
             "structured: penalise the length and curvature of the feature flow"),
+    "class_relevance": ("neuroprune.methods.class_relevance:ClassRelevance",
+                        "structured: keep the units a sparse selection finds relevant to the "
+                        "classes"),
     "scl": ("neuroprune.methods.scl:SCL",
             "structured: trainable unit gates by a unit step with straight-through gradients"),
 })

@@ -5,7 +5,8 @@ One section per kind of input (mixed inputs get one each; their file names then 
 the kind), written by the reporter registered for that kind in :data:`REPORTERS`:
 
 * ``mask_search`` (:mod:`.mask`): fitness beside validation accuracy per generation, the final
-  training's learning curves, per-layer sparsity, accuracy against weights remaining;
+  training's learning curves, per-layer sparsity, accuracy against weights remaining, the
+  class-relevant channels that ``neuroprune explain`` found;
 * ``comparison`` (:mod:`.comparison`): accuracy against weights remaining per method with the
   dense baseline, and the mean ± std table;
 * ``activation_search`` (:mod:`.activation`): the evolved functions drawn beside ReLU, the

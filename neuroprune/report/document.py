@@ -51,5 +51,15 @@ class Document:
         self.figures.append(filename)
         self.lines += [f"![{name}]({filename})", "", f"*{caption}*", ""]
 
+    def copy(self, source: Path, name: str, caption: str) -> None:
+        """Show the PNG ``source`` (written elsewhere, e.g. by ``neuroprune explain``) as
+        ``<prefix><name>.png`` with its caption."""
+        import shutil
+
+        filename = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.prefix}{name}") + ".png"
+        shutil.copyfile(source, self.folder / filename)
+        self.figures.append(filename)
+        self.lines += [f"![{name}]({filename})", "", f"*{caption}*", ""]
+
     def markdown(self) -> str:
         return "\n".join(self.lines).rstrip("\n") + "\n"

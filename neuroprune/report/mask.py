@@ -244,6 +244,33 @@ def efficiency_table(doc: Document, runs: list[Run], names: list[str]) -> None:
         doc.para(f"Not compacted: {error}.")
 
 
+def explain_section(doc: Document, runs: list[Run], names: list[str]) -> None:
+    """The class-relevant channels of the runs that `neuroprune explain` has explained."""
+    found = [(r, n) for r, n in zip(runs, names)
+             if (r.path / "explain" / "explain.json").is_file()]
+    if not found:
+        return
+    doc.heading("Class-relevant channels", 3)
+    for i, (run, label) in enumerate(found):
+        folder = run.path / "explain"
+        info = results.read_json(folder / "explain.json")
+        doc.para(f"{label}: layer `{info.get('layer')}` ({info.get('channels')} channels), "
+                 f"at most {info.get('k')} per class by l1-sparse selection (`neuroprune "
+                 f"explain`); the selected channels alone classify "
+                 f"{info.get('selection_accuracy', float('nan')):.1%} of the test split.")
+        doc.table(["class", "relevant channels (most relevant first)"],
+                  [[c["class"], ", ".join(map(str, c["channels"]))]
+                   for c in info.get("classes", [])])
+        captions = {"classes.png": "per class, each relevant channel's mean activation map "
+                                   "over the class's test images that excite it most, over "
+                                   "their mean image",
+                    "explanations.png": "test images with the channels that supported "
+                                        "their prediction"}
+        for figure, caption in captions.items():
+            if (folder / figure).is_file():
+                doc.copy(folder / figure, f"explain_{i}_{figure[:-4]}", f"{label}: {caption}")
+
+
 def fitness(run: Run, doc: Document) -> bool:
     """One run's fitness beside its validation accuracy (a tuning trial's picture)."""
     return fitness_figure(doc, [run], labels([run]))
@@ -257,6 +284,7 @@ def report(runs: list[Run], doc: Document) -> None:
         doc.para("No search generations to plot: these methods find their mask in one shot.")
     curve_figure(doc, runs, names)
     layers_figure(doc, runs, names)
+    explain_section(doc, runs, names)
     finished = [r for r in runs if r.finished and "test_accuracy" in r.summary]
     if len(finished) > 1:
         cells = pd.DataFrame({"method": [method_name(r) for r in finished],

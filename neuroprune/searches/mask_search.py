@@ -309,6 +309,9 @@ class MaskSearch:
             "prunable_weights": weight_mask.numel(),
             "test_accuracy": final["test_accuracy"],
             "val_accuracy": final["val_accuracy"],
+            # multi-label runs: test_accuracy is the subset accuracy; these beside it
+            **{k: final[k] for k in ("test_hamming_loss", "test_micro_f1",
+                                     "val_hamming_loss", "val_micro_f1") if k in final},
             **stages,
             **({"test_accuracy_after_finetuning": final["test_accuracy"],
                 "finetuning_epochs": cfg.training.epochs} if stages else {}),

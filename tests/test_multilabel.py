@@ -1,0 +1,108 @@
+"""Multi-label classification (data.task: multilabel) and the output-structure regulariser."""
+
+import json
+
+import pytest
+import torch
+
+from neuroprune.config import load_config
+from neuroprune.errors import ConfigError
+
+from helpers import mask_search
+
+
+def _tree(dataset="digits_attributes", epochs=3, **training):
+    return {"data": {"dataset": dataset, "task": "multilabel", "samples": 400},
+            "model": {"name": "mlp", "widths": [32]}, "device": "cpu", "seed": 0,
+            "sparsity": {"target": 0.5}, "method": {"name": "magnitude"},
+            "training": {"epochs": epochs, "lr": 0.1, "batch_size": 64, **training}}
+
+
+def test_the_multilabel_task_trains_with_bce_and_refuses_what_does_not_fit():
+    assert load_config(tree=_tree()).training.loss == "bce"
+    cases = [(_tree(loss="cross_entropy"), "does not fit data.task=multilabel"),
+             ({"training": {"loss": "bce"}}, "set data.task=multilabel"),
+             ({"training": {"output_structure": {}}}, "set data.task=multilabel"),
+             (_tree(output_structure={"anneal_start": 0.8, "anneal_end": 0.2}),
+              "anneal_end must not come before anneal_start")]
+    for tree, needle in cases:
+        with pytest.raises(ConfigError, match=needle) as err:
+            load_config(tree=tree)
+        assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="dataset digits_attributes is multi-label"):
+        mask_search(load_config(tree={"data": {"dataset": "digits_attributes"}}))
+    with pytest.raises(ConfigError, match="needs a multi-label dataset"):
+        mask_search(load_config(tree={**_tree(), "data": {"dataset": "digits",
+                                                          "task": "multilabel"}}))
+
+
+def test_the_multilabel_datasets_give_multi_hot_labels():
+    from neuroprune.data import load_dataset
+    digits = load_dataset("digits")
+    attrs = load_dataset("digits_attributes")
+    assert attrs.num_classes == 6 and attrs.train_y.shape == (len(digits.train_y), 6)
+    eight = attrs.train_y[digits.train_y == 8][0].tolist()  # even, 5 or more, closed loop
+    assert eight == [1.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+    gen = load_dataset("multilabel", samples=300, classes=5)
+    assert gen.train_y.shape[1] == 5 and set(gen.train_y.unique().tolist()) == {0.0, 1.0}
+    assert gen.train_y.sum(1).mean() > 1  # several labels per sample
+
+
+def test_a_multilabel_run_reports_subset_accuracy_hamming_loss_and_micro_f1(tmp_path):
+    from sklearn.metrics import accuracy_score, f1_score, hamming_loss
+
+    from neuroprune.export import masked_model
+    search = mask_search(load_config(tree=_tree(epochs=5)))
+    summary = search.run(tmp_path / "r", progress=False, log=lambda _: None)
+    data = search.bench.data
+    model = masked_model(tmp_path / "r" / "best_mask.safetensors")
+    with torch.no_grad():
+        pred = (model(data.test_x) > 0).numpy()
+    truth = data.test_y.numpy()
+    assert summary["test_accuracy"] == pytest.approx(accuracy_score(truth, pred), abs=1e-6)
+    assert summary["test_hamming_loss"] == pytest.approx(hamming_loss(truth, pred), abs=1e-6)
+    assert summary["test_micro_f1"] == pytest.approx(f1_score(truth, pred, average="micro"),
+                                                     abs=1e-6)
+    assert summary["test_micro_f1"] > 0.6  # learnt: labels are about 40% positive
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["test_micro_f1"] == \
+        summary["test_micro_f1"]
+
+
+def _trained(tree):
+    from neuroprune.engine import EvalTask
+    search = mask_search(load_config(tree=tree))
+    with search.bench.evaluator() as ev:
+        return ev.evaluate(EvalTask(masks=None, size=2, epochs=2, data_seed=0,
+                                    seeds=torch.tensor([0, 1]), init=search.bench.init_state(),
+                                    keep_weights=True))
+
+
+def test_the_regulariser_trains_the_output_layer_as_the_targets_decoder_alike_in_both_trainers():
+    off = _trained(_tree())
+    on = {t: _trained({**_tree(output_structure={"strength": 1.0, "corruption": 0.2}),
+                       "engine": {"trainer": t}}) for t in ("stacked", "per_network")}
+    out = "3.weight"  # the MLP's output layer (flatten, linear, relu, linear)
+    assert not torch.allclose(on["stacked"].weights[out], off.weights[out], atol=1e-4)
+    for k, v in on["stacked"].weights.items():
+        assert torch.allclose(v, on["per_network"].weights[k], atol=1e-5), k
+    # the two networks of a population have their own seeds: their encoders differ too
+    assert not torch.allclose(on["stacked"].weights[out][0], on["stacked"].weights[out][1])
+    # strength 0 is no regulariser at all
+    zero = _trained(_tree(output_structure={"strength": 0.0}))
+    assert torch.equal(zero.weights[out], off.weights[out])
+
+
+def test_the_reconstruction_weight_is_annealed_linearly_to_zero():
+    from neuroprune.engine.output_structure import OutputStructure
+    from neuroprune.engine.settings import OutputStructureConfig
+
+    hook = OutputStructure("w", "b", 3, 4, OutputStructureConfig(strength=2.0, anneal_start=0.2,
+                                                                 anneal_end=0.6))
+
+    class S:
+        total_steps = 100
+    weights = []
+    for step in (0, 20, 40, 60, 90):
+        S.step = step
+        weights.append(hook.strength_at(S))
+    assert weights == pytest.approx([2.0, 2.0, 1.0, 0.0, 0.0])
