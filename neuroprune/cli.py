@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", required=True, help="file to write")
     exp.add_argument("--format", default="safetensors", help="safetensors (mask and weights), prune (torch.nn.utils.prune state "
                      "dict), sparse (CSR), compact (pruned units removed), onnx (the compact "
-                     "network), state_dict (plain, masked)")
+                     "network), state_dict (plain, masked), sparse_model (TorchScript on sparse kernels)")
     _trust(exp)
 
     rep = sub.add_parser("report", help="plots and a markdown summary of runs of any kind and "

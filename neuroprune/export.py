@@ -22,6 +22,10 @@ Formats:
 * ``state_dict``: ``torch.save`` of the masked network's plain state dict (pruned entries
   zero), which ``build_model(spec).load_state_dict`` accepts; ``<name>.json`` beside it holds
   the architecture, classes and preprocessing.
+* ``sparse_model``: the masked network on sparse kernels (its ``Linear`` layers as CSR
+  buffers multiplied by ``torch.sparse.mm``; :mod:`neuroprune.sparse_model`), TorchScript with
+  the preprocessing in front: ``torch.jit.load(path)`` runs it on raw inputs. ONNX has no
+  equivalent (see that module).
 
 Every format needs a mask: a file without one is refused. Every format carries the
 preprocessing the run used (:mod:`neuroprune.preprocess`): in the metadata, and in ONNX as
@@ -49,7 +53,7 @@ from .masks import apply_mask, load_mask, save_mask
 from .models import ModelSpec, build_model
 from .preprocess import attach, describe, raw_shape, with_preprocessing
 
-FORMATS = ("safetensors", "prune", "sparse", "compact", "onnx", "state_dict")
+FORMATS = ("safetensors", "prune", "sparse", "compact", "onnx", "state_dict", "sparse_model")
 
 
 def load_model(path: str | Path, model: Any = None, *, trust: bool = False) -> nn.Module:
@@ -360,6 +364,11 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors",
             "architecture", "preprocessing", "data_record", "sparsity", "method", "dataset",
             "seed", "test_accuracy", "neuroprune_version")})
         info["metadata"] = str(_sidecar(out))
+    elif fmt == "sparse_model":
+        from .sparse_model import save, script, sparse_module
+        graph = script(with_preprocessing(sparse_module(masked_model(source, model, trust=trust)),
+                                          meta.get("preprocessing")).eval())
+        atomic_write(out, lambda tmp: save(graph, tmp))
     elif fmt == "safetensors":
         save_mask(out, mask, {**meta, "global_sparsity": mask.sparsity(),
                               "layer_sparsity": mask.layer_sparsity()},

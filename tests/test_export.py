@@ -240,3 +240,19 @@ def test_summary_results_and_report_carry_the_efficiency_figures(run, tmp_path):
     assert final["flops_compact"] == summary["flops_compact"]
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
     assert "effective sparsity" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_sparse_model_export_runs_in_plain_torch_and_gives_the_masked_outputs(run, tmp_path):
+    from neuroprune.export import masked_model
+    export(run / "best_mask.safetensors", tmp_path / "m.pt", "sparse_model")
+    plain = torch.jit.load(str(tmp_path / "m.pt"))  # TorchScript: no neuroprune needed
+    layouts = {v.layout for v in plain.state_dict().values()}
+    assert torch.sparse_csr in layouts
+    reference = neuroprune.load_model(run / "best_mask.safetensors")  # takes raw inputs too
+    x = torch.randn(9, 1, 8, 8) * 4 + 8
+    with torch.no_grad():
+        assert torch.allclose(plain(x), reference(x), atol=1e-5, rtol=0)
+    dense = masked_model(run / "best_mask.safetensors")
+    assert sum(int(v._nnz()) for v in plain.state_dict().values()
+               if v.layout == torch.sparse_csr) < sum(
+        p.numel() for n, p in dense.named_parameters() if n.endswith("weight"))

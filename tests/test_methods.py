@@ -79,6 +79,23 @@ def test_imp_lr_restart_keeps_trained_weights():
     assert not torch.equal(res.init["1.weight"], ctx.init["1.weight"])
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_taylor_prunes_iteratively_and_keeps_training(optimizer):
+    rows = []
+    tree = {"data": {"dataset": "digits"}, "model": {"widths": [24]}, "device": "cpu",
+            "sparsity": {"target": 0.8, "allocation": "global"},
+            "training": {"epochs": 3, "lr": 0.01, "optimizer": optimizer},
+            "method": {"name": "taylor", "rate": 0.5, "round_epochs": 1}}
+    search = mask_search(load_config(tree=tree))
+    with search.bench.evaluator() as ev:
+        ctx = search.context(ev, commit=lambda g, r, s: rows.extend(r))
+        res = search.method.find(ctx)
+    assert res.info["rounds"] == 3
+    assert [r["sparsity"] for r in rows] == pytest.approx([0.5, 0.75, 0.8], abs=1e-3)
+    assert rows[-1]["val_accuracy"] > 0.3  # chance is 0.1
+    assert not res.from_init and not torch.equal(res.init["1.weight"], ctx.init["1.weight"])
+
+
 def test_rigl_keeps_sparsity_while_the_mask_changes():
     search = _search("rigl", 0.9, update_interval=5, drop_fraction=0.3)
     ctx, res = _find(search)

@@ -147,9 +147,13 @@ def steps_per_run(n: int, batch_size: int, epochs: int) -> int:
 class EngineConfig(Section):
     """Where and how populations are trained (the ``engine:`` config section)."""
 
-    trainer: Literal["auto", "stacked", "per_network"] = Field(
+    trainer: Literal["auto", "stacked", "per_network", "sparse"] = Field(
         "auto", description="stacked: a population as one set of batched kernels; per_network: "
-        "one network at a time (networks too large to stack); auto picks by a memory estimate")
+        "one network at a time (networks too large to stack); sparse: fully connected networks "
+        "on sparse (CSR) weight matrices, one at a time; auto picks by a memory estimate")
+    sparse_regrow: float = Field(0.0, ge=0, lt=1, description="sparse trainer: SET's zeta, the "
+                                 "fraction of smallest-magnitude weights of each layer dropped "
+                                 "and regrown at random after every epoch (0: fixed structure)")
     chunk_size: int | None = Field(None, ge=1, description="networks trained in one batch "
                                    "(default: 16 on CPU, as many as fit on a GPU)")
     precision: Literal["fp32", "tf32", "bf16", "fp64"] = Field(

@@ -41,7 +41,7 @@ from .precision import autocast, float_dtype, mask_dtype, precision_scope
 from .settings import EngineConfig, TrainSettings, batch_order, steps_per_run
 from .task import EvalTask, PopulationResult
 
-TRAINERS = ("stacked", "per_network")
+TRAINERS = ("stacked", "per_network", "sparse")
 
 
 def _compiled_activations(task: EvalTask, start: int, stop: int, device) -> dict | None:
@@ -368,6 +368,9 @@ def make_trainer(spec: ModelSpec, data: DataSplits, settings: TrainSettings,
     """The configured trainer; ``engine.trainer: auto`` stacks networks unless two of them do
     not fit in the device's free memory."""
     engine = engine or EngineConfig()
+    if engine.trainer == "sparse":  # its memory grows with the kept weights, not the shape
+        from .sparse import SparseTrainer
+        return SparseTrainer(spec, data, settings, layout, device, engine, augment)
     need = estimate(template(spec), data, settings, layout).training
     free = free_memory(torch.device(device))
     if need > 0.9 * free:

@@ -23,52 +23,37 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import Method, MethodContext, MethodResult
-from .preset import PresetParams, preset_info, ranking_layout
-from .schedule import dense_bits, prune_to, round_row, rounds_for, train
+from .base import MethodContext, MethodResult
+from .preset import preset_info
+from .schedule import RoundsMethod, RoundsParams, dense_bits, prune_to, train
 
 
-class IMPParams(PresetParams):
-    rate: float = Field(0.2, gt=0, lt=1, description="share of remaining weights pruned per round")
-    round_epochs: int | None = Field(None, ge=1, description="training epochs per round "
-                                     "(default: training.epochs)")
+class IMPParams(RoundsParams):
     rewind_epoch: int = Field(0, ge=0, description="rewind to the weights after this many "
                               "epochs of dense training (0: to init)")
     retrain: Literal["rewind", "lr_restart"] = "rewind"
 
 
-class IMP(Method):
+class IMP(RoundsMethod):
     name = "imp"
     summary = "iterative magnitude pruning, rewinding to init or epoch k (lottery tickets)"
     citation = "Frankle & Carbin 2019, arXiv 1803.03635; Zimmer et al. 2023 (SLR)"
     Params = IMPParams
 
-    def search_network_epochs(self, final_epochs: int, sparsity: float) -> int:
-        p = self.params
-        return p.rewind_epoch + rounds_for(sparsity, p.rate) * (p.round_epochs or final_epochs)
-
     def find(self, ctx: MethodContext) -> MethodResult:
         p = self.params
-        epochs = p.round_epochs or ctx.final_epochs
-        layout = ranking_layout(ctx, p.preset)
-        target = layout.sparsity
-        rounds = rounds_for(target, p.rate)
+        layout, epochs, steps = self.plan(ctx)
         bits = dense_bits(layout)
         rewind = ctx.init
         if p.rewind_epoch > 0:
             rewind = train(ctx, bits, ctx.init, p.rewind_epoch).weights_of(0)
         start = rewind
-        for r in range(rounds):
+        for r, sparsity in enumerate(steps):
             res = train(ctx, bits, start, epochs)
-            sparsity = min(target, 1 - (1 - p.rate) ** (r + 1))
-            if r == rounds - 1:
-                sparsity = target
             trained = res.weights_of(0)
             bits = prune_to(layout, sparsity, {k: trained[k].abs() for k in layout.names}, bits)
             start = rewind if p.retrain == "rewind" else trained
-            if ctx.commit is not None:
-                ctx.commit(r, [round_row(r, res.row(0), bits)],
-                           {"generation": r, "method": self.name})
+            self.commit_round(ctx, r, res, bits)
         return MethodResult(bits=bits, init=start,
-                            info={"rounds": rounds, **preset_info(ctx, layout, bits)},
+                            info={"rounds": len(steps), **preset_info(ctx, layout, bits)},
                             from_init=p.retrain == "rewind" and p.rewind_epoch == 0)

@@ -19,6 +19,8 @@ METHODS = Registry("method", "method.name", {
     "synflow": ("neuroprune.methods.synflow:SynFlow", "data-free iterative synaptic flow"),
     "grasp": ("neuroprune.methods.grasp:GraSP", "preserve gradient flow (Hessian-gradient)"),
     "imp": ("neuroprune.methods.imp:IMP", "iterative magnitude pruning with rewinding"),
+    "taylor": ("neuroprune.methods.taylor:TaylorPruning",
+               "iterative pruning by first-order Taylor importance of connections"),
     "rigl": ("neuroprune.methods.rigl:RigL", "dynamic sparse training, grow by gradient"),
     "set": ("neuroprune.methods.set_:SET", "dynamic sparse training, grow at random"),
     "ctre": ("neuroprune.methods.ctre:CTRE", "dynamic sparse training, grow by similarity"),

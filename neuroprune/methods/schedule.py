@@ -5,10 +5,45 @@ from __future__ import annotations
 import math
 
 import torch
+from pydantic import Field
 
 from ..engine import GradientStatistics, PopulationResult, State
 from ..masks import Layout, flatten, top_bits
-from .base import MethodContext
+from .base import Method, MethodContext
+from .preset import PresetParams, ranking_layout
+
+
+class RoundsParams(PresetParams):
+    """What every method that prunes a share of the remaining weights per round takes."""
+
+    rate: float = Field(0.2, gt=0, lt=1, description="share of remaining weights pruned per round")
+    round_epochs: int | None = Field(None, ge=1, description="training epochs per round "
+                                     "(default: training.epochs)")
+
+
+class RoundsMethod(Method):
+    """A method of :class:`RoundsParams`: its search trains ``round_epochs`` per round."""
+
+    def search_network_epochs(self, final_epochs: int, sparsity: float) -> int:
+        p = self.params
+        return (getattr(p, "rewind_epoch", 0)
+                + rounds_for(sparsity, p.rate) * (p.round_epochs or final_epochs))
+
+    def plan(self, ctx: MethodContext) -> tuple[Layout, int, list[float]]:
+        """The ranking layout, the epochs of a round and the sparsity after each round."""
+        p = self.params
+        layout = ranking_layout(ctx, p.preset)
+        target = layout.sparsity
+        steps = [min(target, 1 - (1 - p.rate) ** (r + 1))
+                 for r in range(rounds_for(target, p.rate))]
+        if steps:
+            steps[-1] = target
+        return layout, p.round_epochs or ctx.final_epochs, steps
+
+    def commit_round(self, ctx: MethodContext, r: int, res: PopulationResult,
+                     bits: torch.Tensor) -> None:
+        if ctx.commit is not None:
+            ctx.commit(r, [round_row(r, res.row(0), bits)], {"generation": r, "method": self.name})
 
 
 def dense_bits(layout: Layout) -> torch.Tensor:

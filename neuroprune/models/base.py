@@ -28,6 +28,8 @@ ACTIVATIONS = Registry("activation", "model.activation", {
     "sigmoid": ("torch.nn:Sigmoid", "logistic"),
     "leaky_relu": ("torch.nn:LeakyReLU", "max(0.01 x, x)"),
     "elu": ("torch.nn:ELU", "exponential linear unit"),
+    "all_relu": ("neuroprune.models.base:AllReLU", "All-ReLU (Curci, Mocanu & Pechenizkiy "
+                 "2021): x for x > 0, else a fixed slope whose sign alternates by layer"),
     "evolved": ("neuroprune.models.base:RoleActivation",
                 "a slot whose function activation search sets per network"),
 })
@@ -59,9 +61,31 @@ def hidden_roles(n_hidden: int) -> list[str]:
     return ["first"] + ["middle"] * (n_hidden - 2) + ["last"]
 
 
-def make_activation(name: str, role: str = "first") -> nn.Module:
-    """A fresh activation module; ``evolved`` gives a :class:`RoleActivation` for ``role``."""
+class AllReLU(nn.Module):
+    """All-ReLU (Curci, Mocanu & Pechenizkiy, "Truly sparse neural networks at scale", 2021):
+    ``x`` for ``x > 0``; otherwise ``-alpha * x`` in even hidden layers and ``alpha * x`` in odd
+    ones (``layer`` counts hidden layers from 1). The slope is fixed, not trained, and keeps
+    gradients flowing through negative inputs of very sparse layers. ``alpha`` is a named
+    option (the paper tunes it per data set; 0.6 here by default)."""
+
+    def __init__(self, layer: int = 1, alpha: float = 0.6):
+        super().__init__()
+        self.layer, self.alpha = int(layer), float(alpha)
+
+    def forward(self, x):
+        slope = -self.alpha if self.layer % 2 == 0 else self.alpha
+        return torch.where(x > 0, x, slope * x)
+
+    def extra_repr(self) -> str:
+        return f"layer={self.layer}, alpha={self.alpha}"
+
+
+def make_activation(name: str, role: str = "first", layer: int = 1) -> nn.Module:
+    """A fresh activation module; ``evolved`` gives a :class:`RoleActivation` for ``role``,
+    ``all_relu`` an :class:`AllReLU` for hidden layer ``layer`` (from 1)."""
     cls = ACTIVATIONS.load(name)
+    if cls is AllReLU:
+        return cls(layer)
     return cls(role) if cls is RoleActivation else cls()
 
 

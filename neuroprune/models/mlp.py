@@ -16,8 +16,8 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, *, widths: Widths = (300
     earlier versions still name the same tensors when ``dropout`` is 0."""
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = flat_features(input_shape)
-    for width, role in zip(widths, hidden_roles(len(widths))):
-        layers += [nn.Linear(fan_in, int(width)), make_activation(activation, role)]
+    for layer, (width, role) in enumerate(zip(widths, hidden_roles(len(widths))), 1):
+        layers += [nn.Linear(fan_in, int(width)), make_activation(activation, role, layer)]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         fan_in = int(width)

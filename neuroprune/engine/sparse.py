@@ -1,0 +1,348 @@
+"""Truly sparse training of fully connected networks (``engine.trainer: sparse``).
+
+After Curci, Mocanu & Pechenizkiy, "Truly sparse neural networks at scale" (2021), and the
+Sparse Evolutionary Training of Mocanu et al., "Scalable training of artificial neural networks
+with adaptive sparse connectivity inspired by network science", Nature Communications 2018.
+
+Each ``Linear`` layer keeps only its kept weights: a ``[nnz]`` values tensor (the trained
+parameter) and fixed row/column indices. The forward product is ``torch.sparse.mm`` with a
+CSR matrix built on the values; the backward gives the input gradient with the transposed CSR
+matrix and the values' gradient with ``torch.sparse.sampled_addmm`` (the dense product
+``grad_out^T @ x`` computed only at the kept positions). Every step so costs in proportion to
+the kept weights, never to the dense shape.
+
+CSR, not COO: measured on this CPU (torch 2.13, 4096 x 4096 at 1% density, batch 128, two
+threads) a CSR product took 12.6 ms against 26.9 ms for COO, and ``sampled_addmm`` (CSR only)
+gave the weight gradient in 58 ms against 750 ms for a gather-and-sum over COO indices.
+
+SET (``engine.sparse_regrow`` = zeta > 0): after every epoch each layer drops the fraction zeta
+of its kept weights with the smallest magnitude and regrows as many at random empty positions
+(weights drawn as PyTorch's ``Linear`` draws them, optimiser state zero), on the indices and
+values themselves; no dense mask exists. Networks train one after another (a loop over the
+task's rows). Without regrowth the results equal the masked dense trainer's.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..masks import unflatten
+from .precision import precision_scope
+from .settings import batch_order, steps_per_run
+from .task import EvalTask, PopulationResult
+
+#: elementwise modules the sparse trainer passes through unchanged
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.SiLU, nn.Sigmoid, nn.LeakyReLU, nn.ELU,
+               nn.Identity)
+
+
+def _csr(crow, col, values, shape):
+    # Indices are built sorted here, so torch's per-call invariant check would only cost time;
+    # the beta-state warning of CSR is silenced for the same reason.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
+class _SparseLinearFn(torch.autograd.Function):
+    """``x @ W^T`` with ``W`` sparse (CSR, values given); gradients for ``x`` and values."""
+
+    @staticmethod
+    def forward(ctx, x, values, layer):
+        w = _csr(layer.crow, layer.col, values, layer.shape)
+        ctx.save_for_backward(x, values)
+        ctx.layer = layer
+        return torch.sparse.mm(w, x.t()).t()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, values = ctx.saved_tensors
+        layer = ctx.layer
+        gx = gv = None
+        if ctx.needs_input_grad[0]:
+            wt = _csr(layer.t_crow, layer.t_col, values[layer.t_perm],
+                                         (layer.shape[1], layer.shape[0]))
+            gx = torch.sparse.mm(wt, grad.t()).t()
+        if ctx.needs_input_grad[1]:
+            pattern = _csr(layer.crow, layer.col, torch.zeros_like(values),
+                                              layer.shape)
+            gv = torch.sparse.sampled_addmm(pattern, grad.t().contiguous(),
+                                            x.contiguous(), beta=0.0).values()
+        return gx, gv, None
+
+
+class SparseLinear(nn.Module):
+    """A ``Linear`` layer holding only its kept weights (row-major ``values`` + indices)."""
+
+    def __init__(self, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor,
+                 bias: torch.Tensor | None, shape: tuple[int, int]):
+        super().__init__()
+        self.shape = shape
+        self.values = nn.Parameter(values.clone())
+        self.bias = None if bias is None else nn.Parameter(bias.clone())
+        self.set_indices(rows, cols)
+
+    def set_indices(self, rows: torch.Tensor, cols: torch.Tensor) -> None:
+        """Fix the structure (``rows``/``cols`` sorted row-major, as ``values`` is)."""
+        out, inp = self.shape
+        self.rows, self.cols = rows, cols
+        self.crow = torch.ops.aten._convert_indices_from_coo_to_csr(rows, out)
+        self.col = cols
+        self.t_perm = torch.argsort(cols * out + rows)
+        self.t_crow = torch.ops.aten._convert_indices_from_coo_to_csr(cols[self.t_perm], inp)
+        self.t_col = rows[self.t_perm]
+
+    def forward(self, x):
+        y = _SparseLinearFn.apply(x, self.values, self)
+        return y if self.bias is None else y + self.bias
+
+    def dense_weight(self) -> torch.Tensor:
+        w = torch.zeros(self.shape, dtype=self.values.dtype, device=self.values.device)
+        w[self.rows, self.cols] = self.values.detach()
+        return w
+
+
+def check_sparse_model(template: nn.Module, model_name: str) -> list[tuple[str, nn.Module]]:
+    """The template's layers in order, or a one-line error naming the first unsupported one."""
+    if not isinstance(template, nn.Sequential):
+        raise UserError(f"engine.trainer: sparse trains fully connected networks "
+                        f"(nn.Sequential of Linear and elementwise activations); {model_name} "
+                        f"is a {type(template).__name__}; use engine.trainer: per_network")
+    from ..models.base import AllReLU
+    supported = (nn.Linear, nn.Flatten, AllReLU) + ELEMENTWISE
+    for name, mod in template.named_modules():
+        if not isinstance(mod, supported) and not list(mod.children()):
+            raise UserError(f"engine.trainer: sparse does not support layer {name} "
+                            f"({type(mod).__name__}) of {model_name}; it trains Linear layers "
+                            f"with elementwise activations; use engine.trainer: per_network")
+    layers = list(template.named_children())
+    for name, mod in layers:
+        if not isinstance(mod, supported):
+            raise UserError(f"engine.trainer: sparse does not support layer {name} "
+                            f"({type(mod).__name__}) of {model_name}; it trains a flat "
+                            f"Sequential; use engine.trainer: per_network")
+    return layers
+
+
+class SparseNetwork(nn.Module):
+    """One network of the template with every ``Linear`` replaced by a :class:`SparseLinear`."""
+
+    def __init__(self, layers, state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+                 rescale: bool):
+        super().__init__()
+        mods = []
+        for name, mod in layers:
+            if isinstance(mod, nn.Linear):
+                w = state[f"{name}.weight"]
+                m = masks.get(f"{name}.weight")
+                m = torch.ones_like(w, dtype=torch.bool) if m is None else m.bool()
+                if not bool(m.any()):
+                    raise UserError(f"layer {name} keeps no weight at this sparsity; lower the "
+                                    f"sparsity or allocate more weights to it")
+                rows, cols = m.nonzero(as_tuple=True)
+                values = w[rows, cols]
+                if rescale:
+                    values = values * m.float().mean().clamp_min(1e-12).rsqrt().to(w.dtype)
+                mods.append(SparseLinear(rows, cols, values, state.get(f"{name}.bias"),
+                                         tuple(w.shape)))
+            else:
+                mods.append(mod)
+        self.names = [n for n, _ in layers]
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x):
+        return self.net(x)
+
+    def sparse_layers(self) -> dict[str, SparseLinear]:
+        return {n: m for n, m in zip(self.names, self.net) if isinstance(m, SparseLinear)}
+
+
+def set_step(layer: SparseLinear, zeta: float, opt: torch.optim.Optimizer,
+             gen: torch.Generator) -> None:
+    """Drop the fraction ``zeta`` of smallest-magnitude weights, regrow as many at random empty
+    positions, and re-sort values, indices and optimiser state row-major."""
+    nnz = layer.values.numel()
+    k = int(zeta * nnz)
+    out, inp = layer.shape
+    if k == 0 or nnz + k > out * inp:
+        return
+    with torch.no_grad():
+        v = layer.values
+        drop = torch.topk(v.abs(), k, largest=False).indices
+        keep = torch.ones(nnz, dtype=torch.bool, device=v.device)
+        keep[drop] = False
+        flat = layer.rows * inp + layer.cols
+        taken = set(flat[keep].tolist())
+        new: list[int] = []
+        while len(new) < k:  # rejection sampling: cheap at the high sparsity this is for
+            draw = torch.randint(0, out * inp, (2 * k,), generator=gen).tolist()
+            for f in draw:
+                if f not in taken:
+                    taken.add(f)
+                    new.append(f)
+                    if len(new) == k:
+                        break
+        new_t = torch.tensor(new, dtype=flat.dtype, device=flat.device)
+        bound = 1.0 / math.sqrt(inp)
+        fresh = (torch.rand(k, generator=gen, dtype=v.dtype) * 2 - 1).to(v.device) * bound
+        allflat = torch.cat([flat[keep], new_t])
+        order = torch.argsort(allflat)
+        v.data = torch.cat([v[keep], fresh])[order]
+        state = opt.state.get(layer.values)
+        if state:
+            for name, buf in list(state.items()):
+                if torch.is_tensor(buf) and buf.shape == keep.shape:
+                    state[name] = torch.cat([buf[keep], torch.zeros_like(buf[:k])])[order]
+        allflat = allflat[order]
+        layer.set_indices(allflat // inp, allflat % inp)
+
+
+class SparseTrainer:
+    """``engine.trainer: sparse``: fully connected networks on sparse matrices, one at a time.
+
+    Takes the same arguments as the other trainers and returns the same columns
+    (``train_loss``, ``val_accuracy``, ``val_loss``, test columns, ``magnitude``,
+    ``diverged``); training hooks, evolved activations and per-network settings are not
+    supported (a one-line error).
+    """
+
+    name = "sparse"
+
+    def __init__(self, spec, data, settings, layout=None, device="cpu", engine=None,
+                 augment=()):
+        from .settings import EngineConfig
+        from .trainers import template
+        from .precision import float_dtype
+        self.spec, self.settings, self.layout = spec, settings, layout
+        self.device = torch.device(device)
+        self.engine = engine or EngineConfig()
+        if augment:
+            raise UserError("engine.trainer: sparse does not augment data; drop the "
+                            "augmentation or use engine.trainer: per_network")
+        self.dtype = float_dtype(self.engine.precision)
+        self.data = data.to(self.device, self.dtype)
+        self.template = template(spec)
+        self.layers = check_sparse_model(self.template, spec.describe())
+
+    def describe(self) -> str:
+        return (f"sparse trainer (CSR weights), one network at a time on {self.device}"
+                + (f", SET regrowth zeta={self.engine.sparse_regrow}"
+                   if self.engine.sparse_regrow else ""))
+
+    def _network(self, task: EvalTask, i: int) -> SparseNetwork:
+        if task.inits is not None:
+            state = {k: v[i] for k, v in task.inits.items()}
+        else:
+            state = dict(task.init)
+        state = {k: v.to(self.device, self.dtype) for k, v in state.items()}
+        masks: dict[str, torch.Tensor] = {}
+        if task.masks is not None:
+            masks = {k: m[0] for k, m in
+                     unflatten(self.layout, task.masks[i:i + 1].to(self.device)).items()}
+        return SparseNetwork(self.layers, state, masks, task.rescale_init).to(self.device)
+
+    def run(self, task: EvalTask) -> PopulationResult:
+        if task.hooks or task.activations is not None or task.network_settings:
+            raise UserError("engine.trainer: sparse supports neither training hooks, evolved "
+                            "activations nor per-network settings; use engine.trainer: "
+                            "per_network for this method")
+        return PopulationResult.concat([self._train_one(task, i) for i in range(len(task))])
+
+    def _train_one(self, task: EvalTask, i: int) -> PopulationResult:
+        cfg, dev = self.settings, self.device
+        net = self._network(task, i)
+        opt = cfg.make_optimizer(net.parameters())
+        x_all, y_all = self.data.train_x, self.data.train_y
+        n = len(y_all)
+        total = steps_per_run(n, cfg.batch_size, task.epochs)
+        seed = int(task.network_seeds()[i])
+        gen = torch.Generator().manual_seed(seed + 104729)
+        loss_sum = torch.zeros(1, dtype=self.dtype, device=dev)
+        bad = torch.zeros(1, dtype=torch.bool, device=dev)
+        seen, epoch, step = 0, -1, 0
+        zeta = self.engine.sparse_regrow
+        with precision_scope(self.engine.precision, dev):
+            for ep, idx in batch_order(n, cfg.batch_size, task.epochs, task.data_seed, dev):
+                if ep != epoch:
+                    if epoch >= 0 and zeta > 0:
+                        for layer in net.sparse_layers().values():
+                            set_step(layer, zeta, opt, gen)
+                    loss_sum.zero_()
+                    seen, epoch = 0, ep
+                for g in opt.param_groups:
+                    g["lr"] = cfg.lr_at(step, total)
+                out = net(x_all[idx]).unsqueeze(0)
+                per = cfg.per_network_loss(out, y_all[idx])
+                opt.zero_grad(set_to_none=True)
+                per.sum().backward()
+                with torch.no_grad():
+                    bad |= ~torch.isfinite(per)
+                    loss_sum += per.detach() * len(idx)
+                    seen += len(idx)
+                opt.step()
+                step += 1
+            train_loss = loss_sum / seen if seen else torch.full((1,), float("nan"))
+            return self._collect(task, net, train_loss, bad)
+
+    def _evaluate(self, net, split: str):
+        cfg = self.settings
+        x, y = getattr(self.data, f"{split}_x"), getattr(self.data, f"{split}_y")
+        hits = torch.zeros(1, dtype=self.dtype, device=self.device)
+        loss = torch.zeros(1, dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            for s in range(0, len(y), 1024):
+                bl, bh = cfg.scores(net(x[s:s + 1024]).unsqueeze(0), y[s:s + 1024])
+                hits += bh
+                loss += bl
+        return cfg.accuracy(hits, len(y), y), loss / max(len(y), 1)
+
+    def _collect(self, task, net: SparseNetwork, train_loss, bad) -> PopulationResult:
+        layers = net.sparse_layers()
+        with torch.no_grad():
+            for p in net.parameters():
+                bad |= ~torch.isfinite(p).all()
+            cols: dict[str, Any] = {"train_loss": train_loss}
+            cols["val_accuracy"], cols["val_loss"] = self._evaluate(net, "val")
+            if task.test:
+                cols["test_accuracy"], cols["test_loss"] = self._evaluate(net, "test")
+            masked = [] if task.masks is None else list(self.layout.names)
+            vals = [layers[k[:-len(".weight")]].values.detach().abs() for k in masked
+                    if k[:-len(".weight")] in layers]
+            kept = sum(v.numel() for v in vals)
+            cols["magnitude"] = torch.stack([sum(v.sum() for v in vals).double() /
+                                             max(kept, 1)])
+            cols["diverged"] = bad.double()
+            metrics = {k: v.reshape(1).double().cpu() for k, v in cols.items()}
+        if bool(bad.any()):
+            warnings.warn("1 of 1 networks diverged (NaN/Inf loss); it gets the worst "
+                          "fitness", RuntimeWarning, stacklevel=3)
+            for k in ("val_accuracy", "test_accuracy"):
+                if k in metrics:
+                    metrics[k][:] = 0.0
+        result = PopulationResult(metrics=metrics, extras={})
+        if task.keep_weights:
+            weights = {}
+            for name, layer in layers.items():
+                weights[f"{name}.weight"] = layer.dense_weight().unsqueeze(0).cpu()
+                if layer.bias is not None:
+                    weights[f"{name}.bias"] = layer.bias.detach().unsqueeze(0).cpu()
+            result.weights = weights
+        if self.engine.sparse_regrow > 0 and self.layout is not None:
+            bits = []
+            for k in self.layout.names:
+                name = k[:-len(".weight")]
+                bits.append(layers[name].dense_weight().ne(0).reshape(1, -1)
+                            if name in layers else
+                            torch.ones(1, self.layout.numel, dtype=torch.bool))
+            result.masks = torch.cat(bits, 1).cpu()
+        return result
+
+
+__all__ = ["SparseLinear", "SparseNetwork", "SparseTrainer", "check_sparse_model",
+           "set_step"]
