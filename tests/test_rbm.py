@@ -31,6 +31,9 @@ def test_cd_gradient_shapes_and_signs():
     gW, gb, gc = r.cd_gradients(v0, 1, g)
     assert gW.shape == (3, 8, 6) and gb.shape == (3, 8) and gc.shape == (3, 6)
     assert (gb > 0.2).all()  # raise the biases of pixels the data has on more than the model
+    for _ in range(2):  # persistent chains start at the data and are carried on
+        r.cd_gradients(v0, 1, g, persistent=True)
+        assert r.chains.shape == v0.shape and not torch.equal(r.chains, v0)
     # contrastive divergence raises the exact log-likelihood of what it is trained on
     r, _, g = tiny(seed=1, std=0.1)
     data = torch.bernoulli(torch.full((200, 8), 0.2), generator=g)
