@@ -28,6 +28,7 @@ from .errors import ConfigError
 from .masks.config import SparsityConfig
 from .methods.registry import METHODS
 from .models.config import ModelConfig
+from .rbm.config import RBMConfig
 from .searches.registry import KINDS, STRATEGIES
 from .section import Section, registered, registered_list
 from .tracking.registry import LOGGERS
@@ -203,6 +204,7 @@ class RunConfig(Section):
     ensemble: EnsembleConfig = EnsembleConfig()
     activation: ActivationConfig = ActivationConfig()
     planted: PlantedConfig = PlantedConfig()
+    rbm: RBMConfig = RBMConfig()
     logging: registered_list(LOGGERS) = Field(
         [], description="experiment trackers fed as the run records: tensorboard (<run>/tb), "
         "mlflow (<run>/mlruns, or MLFLOW_TRACKING_URI); none by default")
@@ -284,7 +286,7 @@ def method_params(method: MethodConfig) -> BaseModel:
 
 
 SECTIONS = ("data", "model", "sparsity", "training", "engine", "ray", "method", "ensemble",
-            "activation", "planted")
+            "activation", "planted", "rbm")
 # `tune` stays None when empty: an empty tune section is an error, not "tune nothing".
 # `comparison` stays None too (`load_config` gives a comparison run its defaults), so that the
 # `comparison: null` of another kind's config.yaml reads back as written and the run resumes.

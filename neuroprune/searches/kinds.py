@@ -145,6 +145,29 @@ class EnsembleSearchKind(Kind):
                 f"{s['pool_vote_test_accuracy']:.4f}", f"run directory: {out}"]
 
 
+class RBMConnectivityKind(Kind):
+    name = "rbm_connectivity"
+    resumable = False
+    not_tunable = ("it compares three connectivities at one budget, and the tuner's objectives "
+                   "(val_accuracy, sparsity, ...) are those of networks with a test accuracy; "
+                   "an RBM's is its log-likelihood, not among them")
+
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        from .rbm_connectivity import check
+        check(bench)
+
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        from .rbm_connectivity import run_rbm_connectivity
+        return run_rbm_connectivity(self.bench, out, progress, log, on_generation)
+
+    def lines(self, summary, out):
+        return [f"{v:<8} test log-likelihood {s['test_log_likelihood']:.2f} nats, "
+                f"reconstruction error {s['reconstruction_error']:.4f} "
+                f"({s['connections']:,} connections)" for v, s in summary["variants"].items()
+                ] + [f"run directory: {out}"]
+
+
 def prepare(bench: Workbench, resume: bool = False) -> Kind:
     """The kind ``bench.config.kind`` asks for, prepared without writing anything."""
     from ..tracking import check_loggers

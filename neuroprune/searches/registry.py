@@ -16,6 +16,8 @@ KINDS = Registry("kind", "kind", {
                         "evolve a classifier ensemble (CIF-E)"),
     "planted": ("neuroprune.searches.kinds:PlantedKind",
                 "every method against tickets planted in wide networks"),
+    "rbm_connectivity": ("neuroprune.searches.kinds:RBMConnectivityKind",
+                         "RBMs fully connected, random sparse and with learned connectivity"),
 })
 
 #: activation-search strategy -> the ActivationSearch method that runs it, or a fixed function

@@ -1,0 +1,192 @@
+"""``kind: rbm_connectivity``: binary RBMs fully connected, random sparse and with learned
+connectivity (network connectivity gradients, de Oliveira & Figueiredo, arXiv:2209.06932; see
+:mod:`neuroprune.rbm.machine`) at one connection budget, trained together by contrastive
+divergence on binarised images.
+
+Per epoch and variant, ``results.csv`` records the reconstruction error and the AIS
+log-likelihood estimate (Salakhutdinov & Murray 2008) on the held-out test split (and the
+log-likelihood of the training split under the same ``log Z``); ``rbm_connectivity.png``
+draws both against epochs; ``learned_mask.safetensors`` holds the learned pattern as a
+neuroprune mask of an ``nn.Linear(visible, hidden)`` (its ``weight`` is ``[hidden,
+visible]``), beside the trained weights and biases.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from .._io import atomic_write
+from ..config import to_dict
+from ..errors import UserError
+from ..rbm import RBMStack, ais_log_partition, connection_budget, log_likelihood
+from ..rundir import RunDir
+from ..tracking import open_tracking
+from ..workbench import Workbench
+
+FIGURE = "rbm_connectivity.png"
+MASK_FILE = "learned_mask.safetensors"
+
+
+def binarised(bench: Workbench) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train, test)`` as ``[N, visible]`` 0/1 float tensors, per ``rbm.binarise``."""
+    cfg, data = bench.config, bench.data
+    flat = lambda t: t.reshape(len(t), -1).float()  # noqa: E731
+    train, test = flat(data.train_x), flat(data.test_x)
+    how = cfg.rbm.binarise
+    if how == "none":
+        for name, x in (("training", train), ("test", test)):
+            if not bool(((x == 0) | (x == 1)).all()):
+                raise UserError(f"the {name} split of {data.name} is not binary (values other "
+                                f"than 0 and 1); set rbm.binarise=threshold or sample")
+        return train, test
+    if cfg.data.standardise:
+        raise UserError("kind rbm_connectivity binarises pixels by their range: set "
+                        "data.standardise=false")
+    lo, hi = train.min(), train.max()
+    if not hi > lo:
+        raise UserError(f"the training split of {data.name} is constant; nothing to binarise")
+    train, test = (((x - lo) / (hi - lo)).clamp(0, 1) for x in (train, test))
+    if how == "threshold":
+        return (train > cfg.rbm.threshold).float(), (test > cfg.rbm.threshold).float()
+    g = torch.Generator().manual_seed(cfg.seed)
+    return torch.bernoulli(train, generator=g), torch.bernoulli(test, generator=g)
+
+
+def check(bench: Workbench) -> None:
+    """Bad input ends here, before anything is written."""
+    r = bench.config.rbm
+    visible = int(torch.tensor(bench.data.input_shape).prod())
+    connection_budget(visible, r.hidden, r.full_hidden)
+    binarised(bench)
+
+
+def run_rbm_connectivity(bench: Workbench, out: str | Path, progress: bool = True,
+                         log=print, on_generation=None) -> dict[str, Any]:
+    t0 = time.time()
+    cfg, r = bench.config, bench.config.rbm
+    device = bench.device
+    train, test = (x.to(device) for x in binarised(bench))
+    n, visible = train.shape
+    rate = train.mean(0)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    stack = RBMStack.create(r.variants, visible, r.hidden, r.full_hidden, rate.cpu(),
+                            torch.Generator().manual_seed(cfg.seed), init_std=r.init_std)
+    for f in ("W", "b", "c", "mask", "strength", "learned"):
+        setattr(stack, f, getattr(stack, f).to(device))
+    rd = RunDir(out, open_tracking(cfg.logging, out, cfg.name)).create()
+    rd.write_config(to_dict(cfg))
+    rd.write_data_record(bench.data.record())
+    P = len(r.variants)
+    train_eval = train[:len(test)]  # the training LL on as many examples as the test LL
+    rows_all: list[dict[str, Any]] = []
+
+    def evaluate(epoch: int, changed: torch.Tensor) -> list[dict[str, Any]]:
+        recon = stack.reconstruction_error(test.expand(P, -1, -1))
+        ll = tr_ll = log_z = None
+        if epoch % r.eval_every == 0 or epoch == r.epochs:
+            log_z = ais_log_partition(stack, rate, runs=r.ais_runs, steps=r.ais_betas,
+                                      generator=gen)
+            ll, tr_ll = log_likelihood(stack, test, log_z), log_likelihood(stack, train_eval,
+                                                                           log_z)
+        rows = []
+        for i, v in enumerate(r.variants):
+            rows.append({"generation": epoch, "index": i, "epoch": epoch, "variant": v,
+                         "connections": int(stack.mask[i].sum()),
+                         "reconstruction_error": float(recon[i]),
+                         "test_log_likelihood": None if ll is None else float(ll[i]),
+                         "train_log_likelihood": None if tr_ll is None else float(tr_ll[i]),
+                         "log_z": None if log_z is None else float(log_z[i]),
+                         "pattern_changed": float(changed[i]),
+                         "seconds": round(time.time() - t0, 3)})
+        rd.commit_generation(epoch, rows)
+        rows_all.extend(rows)
+        if progress:
+            log(f"epoch {epoch}: " + "; ".join(
+                f"{row['variant']} recon {row['reconstruction_error']:.4f}"
+                + ("" if ll is None else f" LL {row['test_log_likelihood']:.2f}")
+                for row in rows))
+        if on_generation is not None:
+            on_generation(epoch, rows)
+        return rows
+
+    evaluate(0, torch.zeros(P))
+    updates = 0
+    for epoch in range(1, r.epochs + 1):
+        start = stack.mask.clone()
+        order = torch.randperm(n, generator=gen, device=device)
+        for i in range(0, n, r.batch_size):
+            v = train[order[i:i + r.batch_size]].expand(P, -1, -1)
+            updates += 1
+            stack.step(v, lr=r.lr, strength_lr=r.strength_lr, k=r.cd_steps, generator=gen,
+                       persistent=r.persistent, connection_gradient=r.connection_gradient,
+                       inactive_weights=r.inactive_weights, weight_decay=r.weight_decay,
+                       repattern=updates % r.pattern_every == 0)
+        changed = (stack.mask != start).float().sum((1, 2)) / (2 * stack.budget)
+        last = evaluate(epoch, changed.cpu())
+
+    plot(rows_all, rd.path / FIGURE, title=f"{cfg.data.dataset}: {stack.budget:,} connections")
+    if "learned" in r.variants:
+        save_learned_mask(stack, r.variants.index("learned"), rd.path / MASK_FILE, cfg.seed)
+    final = {row["variant"]: {k: row[k] for k in ("test_log_likelihood", "train_log_likelihood",
+                                                  "reconstruction_error", "connections")}
+             for row in last}
+    summary = {"status": "complete", "kind": "rbm_connectivity", "dataset": cfg.data.dataset,
+               "data": bench.data.record(), "visible": visible, "hidden": r.hidden,
+               "full_hidden": r.full_hidden, "connections": stack.budget,
+               "density": stack.budget / (visible * r.hidden), "epochs": r.epochs,
+               "variants": final,
+               "best_by_log_likelihood": max(final, key=lambda v: final[v]["test_log_likelihood"]),
+               "best_by_reconstruction": min(final,
+                                             key=lambda v: final[v]["reconstruction_error"]),
+               "seed": cfg.seed, "wall_seconds": round(time.time() - t0, 3), "device": device,
+               "neuroprune_version": __version__}
+    rd.write_summary(summary)
+    return summary
+
+
+def save_learned_mask(stack: RBMStack, i: int, path: Path, seed: int) -> None:
+    """The learned pattern and trained parameters of member ``i`` as a mask file."""
+    from ..masks import save_mask
+    mask = stack.mask[i].T.contiguous()
+    V, H = stack.W.shape[1:]
+    save_mask(path, {"weight": mask},
+              {"method": "network_connectivity_gradients", "kind": "rbm_connectivity",
+               "architecture": {"name": "rbm", "visible": V, "hidden": H},
+               "sparsity": 1 - stack.budget / (V * H), "seed": seed},
+              weights={"weight": stack.weights[i].T, "bias": stack.c[i],
+                       "visible_bias": stack.b[i]})
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """Test log-likelihood and reconstruction error against epochs, one line per variant
+    (nothing without matplotlib)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for v in dict.fromkeys(row["variant"] for row in rows):
+        mine = [row for row in rows if row["variant"] == v]
+        ll = [row for row in mine if row["test_log_likelihood"] is not None]
+        a.plot([row["epoch"] for row in ll], [row["test_log_likelihood"] for row in ll],
+               marker="o", ms=3, label=v)
+        b.plot([row["epoch"] for row in mine], [row["reconstruction_error"] for row in mine],
+               marker="o", ms=3, label=v)
+    a.set_ylabel("test log-likelihood (AIS, nats)")
+    b.set_ylabel("test reconstruction error (MSE)")
+    for ax in (a, b):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    a.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
+    plt.close(fig)
