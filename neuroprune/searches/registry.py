@@ -16,6 +16,8 @@ KINDS = Registry("kind", "kind", {
                         "evolve a classifier ensemble (CIF-E)"),
     "planted": ("neuroprune.searches.kinds:PlantedKind",
                 "every method against tickets planted in wide networks"),
+    "neuroevolution": ("neuroprune.searches.kinds:NeuroevolutionKind",
+                       "NEAT against tabular Q-learning on Gymnasium tasks"),
 })
 
 #: activation-search strategy -> the ActivationSearch method that runs it, or a fixed function
