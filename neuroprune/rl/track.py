@@ -37,7 +37,7 @@ class TrackEnv(gym.Env):
 
     def __init__(self, rays: int = 5, fov: float = 120.0, ray_length: float = 6.0,
                  half_width: float = 1.5, speed: float = 0.5, turn: float = 0.2,
-                 max_steps: int = 400, points: int = 64, ray_samples: int = 24):
+                 max_steps: int = 400, points: int = 64):
         if rays < 1 or max_steps < 1 or points < 8:
             raise ValueError("TrackEnv needs rays >= 1, max_steps >= 1 and points >= 8")
         self.centre = ring_road(points)
@@ -48,7 +48,14 @@ class TrackEnv(gym.Env):
         self.length = float(self.seg_len.sum())
         self.angles = np.deg2rad(np.linspace(-fov / 2, fov / 2, rays)) if rays > 1 \
             else np.zeros(1)
-        self.steps_along = np.linspace(ray_length / ray_samples, ray_length, ray_samples)
+        # the road's two edges: the centreline offset along each vertex's normal
+        tangent = np.roll(self.centre, -1, 0) - np.roll(self.centre, 1, 0)
+        normal = np.stack([-tangent[:, 1], tangent[:, 0]], 1)
+        normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+        edges = np.concatenate([self.centre + half_width * normal,
+                                self.centre - half_width * normal])
+        ends = np.concatenate([np.roll(edges[:points], -1, 0), np.roll(edges[points:], -1, 0)])
+        self.edge_a, self.edge_d = edges, ends - edges
         self.ray_length, self.half_width = ray_length, half_width
         self.speed, self.turn, self.max_steps = speed, turn, max_steps
         self.observation_space = spaces.Box(0.0, 1.0, (rays,), np.float32)
@@ -64,12 +71,17 @@ class TrackEnv(gym.Env):
         return dist.min(-1), arc
 
     def _observe(self) -> np.ndarray:
+        # each ray against every edge segment: pos + t dir = a + u d, 0 <= u <= 1, t > 0
         heads = self.heading + self.angles                     # (rays,)
         dirs = np.stack([np.cos(heads), np.sin(heads)], -1)    # (rays, 2)
-        pts = self.pos + dirs[:, None, :] * self.steps_along[None, :, None]
-        off = self._nearest(pts)[0] > self.half_width          # (rays, samples)
-        first = np.where(off.any(1), off.argmax(1), len(self.steps_along))
-        seen = np.concatenate([[0.0], self.steps_along])[first]
+        q = self.edge_a - self.pos                             # (edges, 2)
+        d = self.edge_d
+        denom = dirs[:, None, 0] * d[None, :, 1] - dirs[:, None, 1] * d[None, :, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (q[None, :, 0] * d[None, :, 1] - q[None, :, 1] * d[None, :, 0]) / denom
+            u = (q[None, :, 0] * dirs[:, None, 1] - q[None, :, 1] * dirs[:, None, 0]) / denom
+        hit = (t > 0) & (u >= 0) & (u <= 1)
+        seen = np.where(hit, t, self.ray_length).min(1).clip(0, self.ray_length)
         return (seen / self.ray_length).astype(np.float32)
 
     def reset(self, *, seed: int | None = None, options=None):
