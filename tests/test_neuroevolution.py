@@ -66,10 +66,11 @@ def test_neat_run_writes_every_file(tmp_path, capsys):
     assert "neat" in capsys.readouterr().out
 
 
-def test_exported_mask_is_the_genomes_enabled_connections(tmp_path):
+def test_neat_is_seeded_and_its_mask_is_the_genomes_enabled_connections(tmp_path):
     nc = NeuroevolutionConfig(environments=[TRACK_ID], seeds=[0], population=6,
                               generations=3, episodes=1, max_steps=60)
-    _, genome, config = run_neat(TRACK_ID, nc, 0, tmp_path / "neat.cfg")
+    curve, genome, config = run_neat(TRACK_ID, nc, 0, tmp_path / "neat.cfg")
+    assert run_neat(TRACK_ID, nc, 0, tmp_path / "again.cfg")[0] == curve  # seeded
     keys, weight, mask, bias = genome_tensors(genome, config)
     enabled = {k for k, c in genome.connections.items() if c.enabled}
     got = {(keys[i], keys[j]) for i, j in mask.nonzero().tolist()}
