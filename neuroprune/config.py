@@ -180,6 +180,30 @@ class PlantedConfig(Section):
         return method_entries(self.methods, "planted.methods")
 
 
+class NeuroevolutionConfig(Section):
+    """``kind: neuroevolution``: NEAT against tabular Q-learning on Gymnasium tasks."""
+
+    environments: list[str] = Field(["neuroprune/Track-v0", "CartPole-v1"], min_length=1,
+                                    description="Gymnasium ids (Box observations, Discrete "
+                                    "actions)")
+    seeds: list[int] = Field([0, 1, 2, 3, 4], min_length=1, description="seeds")
+    population: int = Field(50, ge=2, description="NEAT population size")
+    generations: int = Field(20, ge=1, description="NEAT generations")
+    episodes: int = Field(2, ge=1, description="evaluation episodes per policy (fixed seeds)")
+    max_steps: int = Field(400, ge=1, description="steps per episode before truncation")
+    compatibility_threshold: float = Field(3.0, gt=0, description="NEAT speciation distance")
+    elitism: int = Field(2, ge=0, description="NEAT genomes kept unchanged per species")
+    q_bins: int = Field(4, ge=2, description="Q-learning: cells per observation component")
+    q_alpha: float = Field(0.1, gt=0, le=1, description="Q-learning step size")
+    q_gamma: float = Field(0.99, ge=0, le=1, description="Q-learning discount")
+    q_eval_every: int = Field(2000, ge=1, description="Q-learning: training steps between "
+                              "greedy evaluations")
+
+    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _seeds(v)))
+    _envs = field_validator("environments")(classmethod(
+        lambda cls, v: _distinct(v, "environment")))
+
+
 class RunConfig(Section):
     """A whole run: what kind of search, on which data and model, trained how, where."""
 
@@ -205,6 +229,7 @@ class RunConfig(Section):
     activation: ActivationConfig = ActivationConfig()
     planted: PlantedConfig = PlantedConfig()
     rbm: RBMConfig = RBMConfig()
+    neuroevolution: NeuroevolutionConfig = NeuroevolutionConfig()
     logging: registered_list(LOGGERS) = Field(
         [], description="experiment trackers fed as the run records: tensorboard (<run>/tb), "
         "mlflow (<run>/mlruns, or MLFLOW_TRACKING_URI); none by default")
@@ -286,7 +311,7 @@ def method_params(method: MethodConfig) -> BaseModel:
 
 
 SECTIONS = ("data", "model", "sparsity", "training", "engine", "ray", "method", "ensemble",
-            "activation", "planted", "rbm")
+            "activation", "planted", "rbm", "neuroevolution")
 # `tune` stays None when empty: an empty tune section is an error, not "tune nothing".
 # `comparison` stays None too (`load_config` gives a comparison run its defaults), so that the
 # `comparison: null` of another kind's config.yaml reads back as written and the run resumes.

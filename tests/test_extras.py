@@ -16,7 +16,7 @@ from helpers import REPO
 
 #: import names of every optional package (pyproject's extras)
 OPTIONAL = ["optuna", "optuna_dashboard", "ray", "onnx", "onnxruntime", "torch_pruning",
-            "matplotlib", "mlflow", "tensorboard", "torchvision"]
+            "matplotlib", "mlflow", "tensorboard", "torchvision", "gymnasium", "neat"]
 
 #: runs each argv through neuroprune.cli.main in one process with OPTIONAL refused
 DRIVER = r"""
@@ -82,6 +82,9 @@ def base_install(tmp_path_factory):
                              str(tmp / "r2"), *TINY], ("tensorboard", ["'tensorboard'"])),
         "run mlflow": (["run", QUICK, "--set", "logging=[mlflow]", "--out", str(tmp / "r3"),
                         *TINY], ("mlflow", ["'mlflow-skinny'"])),
+        "run neuroevolution": (["run", str(REPO / "configs" / "neat_ci.yaml"), "--out",
+                                str(tmp / "r5"), "--no-progress"],
+                               ("neuro", ["'gymnasium'", "'neat-python'"])),
         "run channels": (["run", QUICK, "--set", "sparsity.structure=channel", "--method",
                           "l1_filter", "--out", str(tmp / "r4"), *SMALL],
                          ("structured", ["'torch-pruning'"])),

@@ -168,6 +168,26 @@ class RBMConnectivityKind(Kind):
                 ] + [f"run directory: {out}"]
 
 
+class NeuroevolutionKind(Kind):
+    name = "neuroevolution"
+    resumable = False
+    not_tunable = "the NEAT against Q-learning comparison is a fixed sweep over seeds"
+
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        from .neuroevolution import check
+        check(bench.config.neuroevolution)
+
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        from .neuroevolution import run_neuroevolution
+        return run_neuroevolution(self.bench, out, progress)
+
+    def lines(self, summary, out):
+        return [f"{env}: " + "; ".join(f"{m} {r['final_reward_mean']:.1f} ± "
+                                       f"{r['final_reward_std']:.1f}" for m, r in ms.items() if m != "best_genome")
+                for env, ms in summary["environments"].items()] + [f"run directory: {out}"]
+
+
 def prepare(bench: Workbench, resume: bool = False) -> Kind:
     """The kind ``bench.config.kind`` asks for, prepared without writing anything."""
     from ..tracking import check_loggers

@@ -18,6 +18,8 @@ KINDS = Registry("kind", "kind", {
                 "every method against tickets planted in wide networks"),
     "rbm_connectivity": ("neuroprune.searches.kinds:RBMConnectivityKind",
                          "RBMs fully connected, random sparse and with learned connectivity"),
+    "neuroevolution": ("neuroprune.searches.kinds:NeuroevolutionKind",
+                       "NEAT against tabular Q-learning on Gymnasium tasks"),
 })
 
 #: activation-search strategy -> the ActivationSearch method that runs it, or a fixed function

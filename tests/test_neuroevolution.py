@@ -1,0 +1,108 @@
+"""kind: neuroevolution: the driving env, NEAT's run directory and export, Q-learning."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gymnasium")
+pytest.importorskip("neat")
+
+import gymnasium as gym  # noqa: E402
+
+from helpers import REPO  # noqa: E402
+from neuroprune.cli import main  # noqa: E402
+from neuroprune.config import NeuroevolutionConfig  # noqa: E402
+from neuroprune.masks import read_mask_file  # noqa: E402
+from neuroprune.rl.track import TRACK_ID  # noqa: E402
+from neuroprune.searches.neuroevolution import (Evaluator, genome_tensors,  # noqa: E402
+                                                run_neat, run_q)
+
+CI = str(REPO / "configs" / "neat_ci.yaml")
+
+
+def _episode(seed, actions):
+    env = gym.make(TRACK_ID)
+    obs, _ = env.reset(seed=seed)
+    trace = [obs]
+    for a in actions:
+        obs, r, term, trunc, _ = env.step(a)
+        trace.append(np.append(obs, r))
+        if term or trunc:
+            break
+    return trace
+
+
+def test_track_is_registered_and_deterministic_under_a_seed():
+    assert TRACK_ID in gym.registry
+    actions = [0, 1, 2, 1, 1, 0, 2, 2, 1, 1] * 5
+    a, b = _episode(3, actions), _episode(3, actions)
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    c = _episode(4, actions)  # another seed starts elsewhere on the road
+    assert not np.array_equal(a[0], c[0]) or len(a) != len(c)
+    env = gym.make(TRACK_ID)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and env.action_space.n == 3
+
+
+def test_neat_run_writes_every_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", CI, "--out", str(out), "--no-progress"]) == 0
+    for env in ("neuroprune_Track-v0", "CartPole-v1"):
+        for name in (f"best_genome_{env}.safetensors", f"topology_{env}.png"):
+            assert (out / name).stat().st_size > 0, name
+    for name in ("config.yaml", "summary.json", "curves.csv", "curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader(open(out / "curves.csv")))
+    assert {(r["method"], r["seed"]) for r in rows} == {
+        (m, s) for m in ("neat", "qlearning") for s in ("0", "1")}
+    summary = json.loads((out / "summary.json").read_text())
+    track = summary["environments"][TRACK_ID]
+    # Q-learning got the budget NEAT spent
+    assert track["qlearning"]["env_steps_mean"] == track["neat"]["env_steps_mean"] > 0
+    assert "neat" in capsys.readouterr().out
+
+
+def test_neat_is_seeded_and_its_mask_is_the_genomes_enabled_connections(tmp_path):
+    nc = NeuroevolutionConfig(environments=[TRACK_ID], seeds=[0], population=6,
+                              generations=3, episodes=1, max_steps=60)
+    curve, genome, config = run_neat(TRACK_ID, nc, 0, tmp_path / "neat.cfg")
+    assert run_neat(TRACK_ID, nc, 0, tmp_path / "again.cfg")[0] == curve  # seeded
+    keys, weight, mask, bias = genome_tensors(genome, config)
+    enabled = {k for k, c in genome.connections.items() if c.enabled}
+    got = {(keys[i], keys[j]) for i, j in mask.nonzero().tolist()}
+    assert got == enabled and len(enabled) > 0
+    for (a, b) in enabled:
+        assert weight[keys.index(a), keys.index(b)] == pytest.approx(
+            genome.connections[(a, b)].weight)
+    from neuroprune.searches.neuroevolution import export_genome
+    export_genome(tmp_path / "g.safetensors", genome, config, TRACK_ID)
+    masks, weights, meta = read_mask_file(tmp_path / "g.safetensors")
+    assert masks["weight"].equal(mask)
+    assert meta["node_keys"] == keys and weights["weight"].equal(weight * mask)
+
+
+def test_q_learning_beats_a_random_policy_on_the_track():
+    nc = NeuroevolutionConfig(environments=[TRACK_ID], seeds=[0], episodes=3, max_steps=150,
+                              q_eval_every=3000)
+    rng = np.random.default_rng(0)
+    random_reward = Evaluator(TRACK_ID, nc, 0)(lambda o: int(rng.integers(3)))
+    curve = run_q(TRACK_ID, nc, 0, budget=6000)
+    assert curve[-1][0] == 6000
+    assert curve[-1][1] > random_reward + 5, (curve, random_reward)
+
+
+@pytest.mark.parametrize("setting, words", [
+    ("neuroevolution.environments=[NoSuchEnv-v9]", "unknown Gymnasium id"),
+    ("neuroevolution.population=1", "population"),
+    ("neuroevolution.environments=[Pendulum-v1]", "Discrete actions"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, setting, words):
+    out = tmp_path / "run"
+    code = main(["run", CI, "--out", str(out), "--set", setting, "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and words in err[0], err
+    assert not out.exists()
