@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from ..registry import Registry
 from ..section import Section, registered
+from .privacy import PrivacyConfig
 
 
 OPTIMIZERS = Registry("optimizer", "training.optimizer", {
@@ -35,6 +36,8 @@ class TrainSettings(Section):
                                                    "schedule over each training run")
     loss: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="mse for "
                                                   "regression ('accuracy' is then R^2)")
+    privacy: PrivacyConfig | None = Field(None, description="differentially private training "
+                                          "(kind: private_training); none: not private")
 
     def per_network_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean loss of each network: ``out [P, B, C]``, shared targets ``y [B]`` / ``[B, C]``."""

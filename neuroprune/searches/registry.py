@@ -16,6 +16,9 @@ KINDS = Registry("kind", "kind", {
                         "evolve a classifier ensemble (CIF-E)"),
     "planted": ("neuroprune.searches.kinds:PlantedKind",
                 "every method against tickets planted in wide networks"),
+    "private_training": ("neuroprune.searches.kinds:PrivateTrainingKind",
+                         "one (randomly masked) network trained with differential privacy "
+                         "(training.privacy: DP-SGD or LSG)"),
 })
 
 #: activation-search strategy -> the ActivationSearch method that runs it, or a fixed function
