@@ -31,7 +31,8 @@ OPTIONAL = {"optuna": ("optuna", "tune"), "optuna_dashboard": ("optuna-dashboard
             "torch_pruning": ("torch-pruning", "structured"), "matplotlib": ("matplotlib", "plots"),
             "mlflow": ("mlflow-skinny", "mlflow"), "tensorboard": ("tensorboard", "tensorboard"),
             "torchvision": ("torchvision", "vision"), "psycopg": ("psycopg", "postgres"),
-            "pymysql": ("pymysql", "mysql"), "redis": ("redis", "redis")}
+            "pymysql": ("pymysql", "mysql"), "redis": ("redis", "redis"),
+            "opacus": ("opacus", "privacy")}
 
 
 class MissingDependencyError(UserError):

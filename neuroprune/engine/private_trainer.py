@@ -51,8 +51,8 @@ def check_private_model(model: nn.Module) -> None:
         if isinstance(module, mixing):
             raise ConfigError(f"training.privacy: layer '{name}' ({type(module).__name__}) "
                               f"mixes the samples of a batch, so per-sample gradients are not "
-                              f"defined; use the model without BatchNorm (e.g. "
-                              f"model.kwargs.batch_norm=false, or GroupNorm in a factory)")
+                              f"defined; drop the BatchNorm (zoo conv models: "
+                              f"model.batch_norm=false) or use GroupNorm in a factory")
     raise ConfigError(f"training.privacy: Opacus cannot train this model privately: "
                       f"{str(errors[0]).splitlines()[0]}")
 
@@ -88,7 +88,7 @@ def train_private(model: nn.Module, data: DataSplits, settings: TrainSettings,
     else:
         with warnings.catch_warnings():  # Opacus's advice on its alpha grid and on hooks of
             # inputs without gradients says nothing about the run
-            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+            warnings.filterwarnings("ignore", message="Optimal order is the")
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
             out.update(_train_dp(model, data, settings, privacy, mask, gen, total))
     out["val_accuracy"] = evaluate(model, data.val_x, data.val_y)
