@@ -273,6 +273,9 @@ class RunConfig(Section):
         if v.epochs == 0 and kind not in ("mask_search", "comparison"):
             raise ValueError(f"epochs=0 prunes a trained model without fine-tuning (kind "
                              f"mask_search); kind {kind} needs epochs >= 1")
+        if v.privacy is not None and kind != "private_training":
+            raise ValueError(f"privacy is trained by kind private_training; kind {kind} would "
+                             f"ignore it: set kind=private_training or drop training.privacy")
         return v
 
     @field_validator("training")

@@ -32,7 +32,8 @@ OPTIONAL = {"optuna": ("optuna", "tune"), "optuna_dashboard": ("optuna-dashboard
             "mlflow": ("mlflow-skinny", "mlflow"), "tensorboard": ("tensorboard", "tensorboard"),
             "torchvision": ("torchvision", "vision"), "psycopg": ("psycopg", "postgres"),
             "pymysql": ("pymysql", "mysql"), "redis": ("redis", "redis"),
-            "gymnasium": ("gymnasium", "neuro"), "neat": ("neat-python", "neuro")}
+            "gymnasium": ("gymnasium", "neuro"), "neat": ("neat-python", "neuro"),
+            "opacus": ("opacus", "privacy")}
 
 
 class MissingDependencyError(UserError):

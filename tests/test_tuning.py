@@ -186,6 +186,8 @@ KIND_CONFIGS = {
     "ensemble_search": ("ensemble_breast_cancer.yaml", [
         "ensemble.population=4", "ensemble.generations=2", "ensemble.pool=[knn3, gnb, tree]"],
         None),
+    "private_training": ("private_digits.yaml", ["training.epochs=1", "model.widths=[16]"],
+                         None),
 }
 
 

@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from ..registry import Registry
 from ..section import Section, registered
+from .privacy import PrivacyConfig
 
 
 OPTIMIZERS = Registry("optimizer", "training.optimizer", {
@@ -65,6 +66,8 @@ class TrainSettings(Section):
         None, description="multi-label: learn the dependencies between the outputs with an "
         "output autoencoder whose decoder is the output layer (Belharbi et al. 2018); null: "
         "off")
+    privacy: PrivacyConfig | None = Field(None, description="differentially private training "
+                                          "(kind: private_training); none: not private")
 
     def per_network_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean loss of each network: ``out [P, B, C]``, shared targets ``y [B]`` / ``[B, C]``."""

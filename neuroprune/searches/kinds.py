@@ -199,3 +199,28 @@ def prepare(bench: Workbench, resume: bool = False) -> Kind:
         raise UserError(f"{article} {kind.name} run cannot be resumed; start it again with a "
                         f"new --out")
     return kind
+
+
+class PrivateTrainingKind(Kind):
+    name = "private_training"
+    resumable = False
+    objectives = ("val_accuracy", "epsilon")
+
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        if bench.structure is not None:
+            raise UserError("kind private_training draws an element mask; use "
+                            "sparsity.structure=element")
+        from .private_training import private_model
+        private_model(bench)  # a model Opacus cannot handle is refused before any writing
+
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        from .private_training import run_private_training
+        return run_private_training(self.bench, out)
+
+    def lines(self, summary, out):
+        s = summary
+        spent = (f" at epsilon {s['epsilon']:.3f} (target {s['target_epsilon']}, delta "
+                 f"{s['delta']:g}, {s['privacy_method']})" if s["private"] else " (not private)")
+        return [f"test accuracy {s['test_accuracy']:.4f}{spent}, sparsity {s['sparsity']:.3f}",
+                f"run directory: {out}"]

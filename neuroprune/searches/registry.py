@@ -20,6 +20,9 @@ KINDS = Registry("kind", "kind", {
                          "RBMs fully connected, random sparse and with learned connectivity"),
     "neuroevolution": ("neuroprune.searches.kinds:NeuroevolutionKind",
                        "NEAT against tabular Q-learning on Gymnasium tasks"),
+    "private_training": ("neuroprune.searches.kinds:PrivateTrainingKind",
+                         "one (randomly masked) network trained with differential privacy "
+                         "(training.privacy: DP-SGD or LSG)"),
 })
 
 #: activation-search strategy -> the ActivationSearch method that runs it, or a fixed function

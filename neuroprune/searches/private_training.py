@@ -1,0 +1,58 @@
+"""``kind: private_training``: one (optionally sparse) network trained with differential
+privacy (``training.privacy``, see :mod:`neuroprune.engine.private_trainer`).
+
+The mask is drawn at random at ``sparsity.target`` with the configured allocation: a mask a
+search picks on the training data would itself leak it, outside the accountant's budget, so
+only data-independent masks keep the guarantee. Without ``training.privacy`` the same
+network trains plainly (the non-private reference).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..config import to_dict
+from ..engine.private_trainer import check_private_model, train_private
+from ..masks.allocation import bits_to_mask, random_bits
+from ..rundir import RunDir
+from ..tracking import open_tracking
+from ..workbench import Workbench
+
+
+def private_model(bench: Workbench):
+    """The run's model at its initial weights, checked for private training."""
+    model = bench.build_model()
+    model.load_state_dict(bench.init_state())
+    if bench.config.training.privacy is not None:
+        check_private_model(model)
+    return model.to(bench.device)
+
+
+def run_private_training(bench: Workbench, out: str | Path) -> dict[str, Any]:
+    t0 = time.time()
+    cfg = bench.config
+    model = private_model(bench)
+    mask = None
+    if cfg.sparsity.target > 0:
+        bits = random_bits(bench.layout, torch.Generator().manual_seed(cfg.seed))
+        mask = bits_to_mask(bench.layout, bits)
+    rd = RunDir(out, open_tracking(cfg.logging, out, cfg.name)).create()
+    rd.write_config(to_dict(cfg))
+    rd.write_data_record(bench.data.record())
+    result = train_private(model, bench.data.to(bench.device), cfg.training,
+                           mask=mask, seed=cfg.seed)
+    summary = {"status": "complete", "kind": "private_training", "dataset": cfg.data.dataset,
+               "model": bench.spec.describe(), "private": cfg.training.privacy is not None,
+               **result,
+               "sparsity": 0.0 if mask is None else mask.sparsity(),
+               "kept_weights": None if mask is None else mask.kept(),
+               "prunable_weights": None if mask is None else mask.numel(), "seed": cfg.seed,
+               "device": bench.device, "data": bench.data.record(),
+               "wall_seconds": round(time.time() - t0, 3), "neuroprune_version": __version__}
+    rd.write_summary(summary)
+    return summary
