@@ -82,7 +82,7 @@ def test_a_factory_named_in_a_mask_file_is_never_called(finished, tmp_path, pwne
         _one_line(capsys, "os:system")
         assert not out.exists()
         tried += 2
-    assert tried == 13 and not pwned.exists()
+    assert tried == 1 + 2 * len(FORMATS) and len(FORMATS) >= 6 and not pwned.exists()
 
 
 def test_the_caller_may_pass_the_model_or_trust_the_file(finished, tmp_path, capsys):
