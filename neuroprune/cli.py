@@ -11,7 +11,9 @@ import argparse
 import contextlib
 import datetime as _dt
 import errno
+import os
 import sys
+import threading
 from pathlib import Path
 
 import yaml
@@ -472,6 +474,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_serving(signum: int, _frame) -> None:
+    """Stop the dashboard now, with 130 for Ctrl-C and 143 for SIGTERM."""
+    import signal
+    print("dashboard stopped", flush=True)
+    sys.stderr.flush()
+    os._exit(EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED)
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     require(["optuna", "optuna_dashboard"], "the dashboard")
     from .tuning.storage import existing_artifacts, existing_storage, open_storage
@@ -488,6 +498,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         print(f"neuroprune: warning: {exposure_warning(args.host)}", file=sys.stderr)
     print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C stops it); artifacts: "
           f"{artifacts or 'none (give --artifacts <tune --out>/artifacts)'}", flush=True)
+    # The server's request handler catches every exception, KeyboardInterrupt included, so a
+    # stop raised while it answers a request would be swallowed. The dashboard keeps no state of
+    # its own (the study lives in its storage): stop the process at once.
+    import signal
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_serving)
+        signal.signal(signal.SIGINT, _stop_serving)
     try:
         from optuna.artifacts import FileSystemArtifactStore
         optuna_dashboard.run_server(storage, host=args.host, port=args.port, artifact_store=(
@@ -588,7 +605,6 @@ def main(argv: list[str] | None = None) -> int:
         # that is its roadmap, not something a neuroprune user can act on.
         warnings.filterwarnings("ignore", message=".*is an experimental feature")
     import signal
-    import threading
 
     from .checkpoint import trusting
     from .searches.mask_search import raise_terminated

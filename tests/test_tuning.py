@@ -3,6 +3,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -143,9 +144,10 @@ def _free_port():
 def test_dashboard_serves_the_study_over_http(tmp_path):
     _tuner(tmp_path / "d", n_trials=2).run(progress=False)
     port = _free_port()
+    log = open(tmp_path / "dashboard.log", "w")  # not a pipe nobody reads while it serves
     proc = subprocess.Popen([sys.executable, "-m", "neuroprune", "dashboard", "--storage",
                              str(tmp_path / "d"), "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=log, text=True)
     try:
         deadline, body = time.time() + 60, None
         while time.time() < deadline:
@@ -155,7 +157,7 @@ def test_dashboard_serves_the_study_over_http(tmp_path):
                     body = json.loads(r.read())
                 break
             except OSError:
-                assert proc.poll() is None, proc.stderr.read()
+                assert proc.poll() is None, (tmp_path / "dashboard.log").read_text()
                 time.sleep(0.3)
         assert body is not None, "dashboard did not answer"
         studies = body["study_summaries"]
@@ -173,8 +175,28 @@ def test_dashboard_serves_the_study_over_http(tmp_path):
             assert {a["filename"] for a in t["artifacts"]} == {"best_mask.safetensors",
                                                                "fitness.png"}
         assert "test_accuracy" not in json.dumps(detail)  # nothing to select on the test split
-    finally:
+
+        # SIGTERM stops it while it answers requests (its request handler swallows exceptions)
+        stop = threading.Event()
+
+        def ask():
+            while not stop.is_set():
+                try:
+                    with urllib.request.urlopen(
+                            f"http://127.0.0.1:{port}/api/studies/{sid}?after=0", timeout=2) as r:
+                        r.read()
+                except OSError:
+                    pass
+        askers = [threading.Thread(target=ask, daemon=True) for _ in range(3)]
+        for t in askers:
+            t.start()
+        time.sleep(1.0)
         proc.terminate()
+        assert proc.wait(timeout=10) == 143
+        stop.set()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
         proc.wait(timeout=10)
 
 
