@@ -212,3 +212,57 @@ def test_without_torch_pruning_compaction_names_the_extra(tmp_path):
         "neuroprune: error: export --format compact needs the 'torch-pruning' package: "
         "pip install 'neuroprune[structured]'"]
     assert not (tmp_path / "c.safetensors").exists()
+
+
+class _Fire(nn.Module):
+    """SqueezeNet's and DenseNet's pattern: two branches concatenated, then a layer reading
+    the concatenation (channels 0..5 from one branch, 6..11 from the other)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.left = nn.Conv2d(4, 6, 1)
+        self.right = nn.Conv2d(4, 6, 3, padding=1)
+        self.head = nn.Conv2d(12, 5, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.cat([torch.relu(self.left(x)), torch.relu(self.right(x))], 1)
+        return self.head(x).mean((2, 3))
+
+
+def test_a_concatenation_compacts_each_branch_by_its_own_channels():
+    torch.manual_seed(0)
+    model = _Fire().eval()
+    with torch.no_grad():
+        model.right.weight[[1, 4]] = 0       # two channels of the second branch silent ...
+        model.right.bias[[1, 4]] = 0
+        model.head.weight[:, [0, 2]] = 0     # ... two of the first nobody reads
+    ex = torch.randn(1, 3, 8, 8)
+    small, _ = compact(model, ex)
+    assert (small.left.out_channels, small.right.out_channels) == (4, 4)
+    assert small.head.in_channels == 8
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(small(x), model(x), atol=1e-5, rtol=0)
+
+
+class _Versioned(nn.Linear):
+    """A module that refuses a state dict without its version (as torchvision's MNASNet)."""
+    _version = 2
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args):
+        if local_metadata.get("version") != 2:
+            raise ValueError(f"version should be 2, not {local_metadata.get('version')}")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
+
+
+def test_weights_rebuilt_from_tensors_load_into_a_versioned_module():
+    from neuroprune.models.base import load_weights
+
+    model, other = _Versioned(3, 2), _Versioned(3, 2)
+    plain = {k: v.clone() for k, v in model.state_dict().items()}  # no _metadata
+    with pytest.raises(ValueError, match="version"):
+        other.load_state_dict(plain)
+    load_weights(other, plain)
+    assert torch.equal(other.weight, model.weight)

@@ -10,6 +10,9 @@ when it cannot change the output:
   Linear layer with a bias: its constant output is folded into those biases first (the dead
   units an unstructured mask leaves in a fully connected network).
 
+Units coupled to a grouped (not depthwise) convolution, as in ResNeXt and RegNet, are kept:
+they can only go a whole group at a time.
+
 The removal itself is Torch-Pruning's (:func:`.groups.dependency_graph`); its pruning
 history, replayed on a fresh dense model (:func:`rebuild_compact`), rebuilds the compact
 architecture, so a compact file is a state dict plus that history.
@@ -119,6 +122,19 @@ def unmasked_copy(model: nn.Module) -> nn.Module:
     return out
 
 
+def _grouped(mod: Any) -> bool:
+    """A grouped convolution that is not depthwise (ResNeXt, RegNet): its channels can only go
+    a whole group at a time, which unit-by-unit removal cannot promise."""
+    return (isinstance(mod, nn.modules.conv._ConvNd) and mod.groups > 1
+            and not mod.groups == mod.in_channels == mod.out_channels)
+
+
+def _crosses_grouped_conv(graph, root: nn.Module, pruner, size: int) -> bool:
+    group = graph.get_pruning_group(root, pruner.prune_out_channels, list(range(size)))
+    return any(_grouped(it.dep.target.module) or _grouped(it.dep.source.module)
+               for it in group.items)
+
+
 def compact(model: nn.Module, example: torch.Tensor,
             exclude: Sequence[str] = ()) -> tuple[nn.Module, list[Any]]:
     """A smaller dense copy of ``model`` (masks attached with ``torch.nn.utils.prune`` are
@@ -133,6 +149,8 @@ def compact(model: nn.Module, example: torch.Tensor,
     for root in group_roots(model, graph, "all", exclude):
         pruner = graph.get_pruner_of_module(root)
         size = pruner.get_out_channels(root)
+        if _crosses_grouped_conv(graph, root, pruner, size):
+            continue
         members = group_members(graph, root, names)
         params = dict(model.named_parameters())
         read_zero = _channel_zero(members, params, size, "in")

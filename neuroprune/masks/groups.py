@@ -109,12 +109,20 @@ class Group:
     members: tuple[Member, ...]
 
 
-def _members(dep, idxs, names: Mapping[nn.Module, str]) -> list[Member]:
+def _members(dep, idxs, names: Mapping[nn.Module, str], size: int) -> list[Member]:
     mod = dep.target.module
     if not isinstance(mod, nn.Module) or mod not in names:
         return []
     plain = torch.tensor([int(i.idx) if hasattr(i, "idx") else int(i) for i in idxs])
-    root = torch.tensor([int(i.root_idx) if hasattr(i, "root_idx") else int(i) for i in idxs])
+    if all(hasattr(i, "root_idx") for i in idxs):
+        root = torch.tensor([int(i.root_idx) for i in idxs])
+    elif len(idxs) == size:
+        # plain indices follow the root's channels in order (the group was asked for
+        # range(size)); after a concatenation they are offset (a consumer reading channels
+        # 256..511 of a concatenated input reads the root's channels 0..255)
+        root = torch.arange(size)
+    else:
+        root = plain
     prefix = names[mod] + "." if names[mod] else ""
     out = dep.handler.__name__ == "prune_out_channels"
     if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
@@ -151,7 +159,7 @@ def group_members(graph, root: nn.Module, names: Mapping[nn.Module, str]) -> lis
                                     list(range(size)))
     seen: dict[tuple[str, int], Member] = {}
     for it in group.items:
-        for m in _members(it.dep, it.idxs, names):
+        for m in _members(it.dep, it.idxs, names, size):
             if len(m.positions) > size and len(m.positions) % size == 0:
                 # a layer after a flatten reads ``size`` blocks of positions
                 m = Member(m.name, m.dim, m.positions,
