@@ -259,11 +259,12 @@ def efficiency_of_weights(spec, weights: Mapping[str, torch.Tensor],
     """:func:`efficiency` of the network of ``spec`` with trained ``weights`` and ``mask``
     (the dense network is the same weights unmasked)."""
     from .models import build_model
+    from .models.base import load_weights
 
     dense = build_model(spec)
-    dense.load_state_dict(dict(weights))
+    load_weights(dense, weights)
     masked = build_model(spec)
-    masked.load_state_dict(dict(weights))
+    load_weights(masked, weights)
     params = dict(masked.named_parameters())
     with torch.no_grad():
         for k, m in mask.items():

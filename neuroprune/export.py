@@ -51,6 +51,7 @@ from ._io import atomic_torch_save, atomic_write
 from .errors import UserError
 from .masks import apply_mask, load_mask, save_mask
 from .models import ModelSpec, build_model
+from .models.base import load_weights
 from .preprocess import attach, describe, raw_shape, with_preprocessing
 
 FORMATS = ("safetensors", "prune", "sparse", "compact", "onnx", "state_dict", "sparse_model")
@@ -88,7 +89,7 @@ def _load_network(path: str | Path, model: Any = None, trust: bool = False
                         f"trained model; apply it with neuroprune.apply_mask instead")
     net = _checked_model(path, mask, weights, meta, model, trust)
     try:
-        net.load_state_dict(weights)
+        load_weights(net, weights)
         apply_mask(net, mask)
     except (RuntimeError, ValueError) as exc:
         raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
@@ -235,7 +236,7 @@ def _load_compact(path, meta: dict[str, Any], weights: dict[str, torch.Tensor],
                         f"altered or not written by neuroprune")
     try:
         model = rebuild_compact(model, torch.zeros(1, *shape), history)
-        model.load_state_dict(weights)
+        load_weights(model, weights)
     except UserError:
         raise
     except Exception as exc:  # a history or tensors that do not fit the architecture

@@ -129,3 +129,19 @@ def need_size(model: str, hw: tuple[int, int], minimum: int) -> None:
 
 def flat_features(input_shape: tuple[int, ...]) -> int:
     return math.prod(input_shape)
+
+
+def load_weights(model: nn.Module, weights, strict: bool = True):
+    """``model.load_state_dict(weights)`` with the model's own version metadata attached: a
+    state dict rebuilt from tensors (a file, a dict) has none, and some modules (torchvision's
+    MNASNet) refuse to load without it."""
+    from collections import OrderedDict
+
+    state = OrderedDict(weights)
+    if getattr(weights, "_metadata", None) is None:
+        meta = getattr(model.state_dict(), "_metadata", None)
+        if meta is not None:
+            state._metadata = meta  # type: ignore[attr-defined]
+    else:
+        state._metadata = weights._metadata  # type: ignore[attr-defined]
+    return model.load_state_dict(state, strict=strict)
