@@ -60,13 +60,49 @@ class SeededDropout(nn.Module):
         return f"p={self.p}, layer={self.layer}"
 
 
+class SeededStochasticDepth(nn.Module):
+    """torchvision's ``StochasticDepth(p, mode)`` (a residual branch dropped per sample,
+    ``"row"``, or per batch, ``"batch"``; survivors scaled by ``1 / (1 - p)``) with
+    per-network seeded draws, as :class:`SeededDropout`."""
+
+    def __init__(self, p: float, mode: str, layer: int):
+        super().__init__()
+        if mode not in ("row", "batch"):
+            raise ValueError(f"stochastic depth mode must be 'row' or 'batch', got {mode!r}")
+        self.p, self.mode, self.layer = float(p), mode, int(layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        context = _CONTEXT.get()
+        if context is None:
+            raise RuntimeError("SeededStochasticDepth needs the trainer's dropout_seeds context")
+        seeds, step = context
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1) if self.mode == "row" else (1,) * x.ndim
+        keep = keep_mask(seeds.reshape(1), step, self.layer, self.p, shape)[0]
+        survival = 1.0 - self.p
+        return x * keep / survival if survival > 0.0 else x * keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}, layer={self.layer}"
+
+
+def _is_stochastic_depth(module: nn.Module) -> bool:
+    return (type(module).__name__ == "StochasticDepth"
+            and type(module).__module__.startswith("torchvision."))
+
+
 def seed_dropout(model: nn.Module) -> nn.Module:
-    """Replace every ``nn.Dropout`` of ``model`` (in place) by a :class:`SeededDropout`,
-    numbered in module order; other dropout types are left alone."""
+    """Replace every ``nn.Dropout`` of ``model`` (in place) by a :class:`SeededDropout` and
+    every torchvision ``StochasticDepth`` by a :class:`SeededStochasticDepth`, numbered in
+    module order; other dropout types are left alone."""
     layer = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Dropout:
                 setattr(parent, name, SeededDropout(child.p, layer))
+                layer += 1
+            elif _is_stochastic_depth(child):
+                setattr(parent, name, SeededStochasticDepth(child.p, child.mode, layer))
                 layer += 1
     return model

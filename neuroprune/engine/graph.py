@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.base import RoleActivation
-from .dropout import SeededDropout, keep_mask
+from .dropout import SeededDropout, SeededStochasticDepth, keep_mask
 
 SHARED, PACKED, POP = "shared", "packed", "pop"
 
@@ -95,7 +95,8 @@ class _Tracer(fx.Tracer):
     """Keeps neuroprune's own per-network modules as leaves."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (SeededDropout, RoleActivation)) or getattr(m, "elementwise", False):
+        if isinstance(m, (SeededDropout, SeededStochasticDepth, RoleActivation)) \
+                or getattr(m, "elementwise", False):
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -244,6 +245,8 @@ class PopulationGraph:
             return per_network(a, groups, p) if groups else Act(mod.fn(a.t), a.layout)
         if isinstance(mod, SeededDropout):
             return _dropout(a, mod.p, mod.layer, pass_)
+        if isinstance(mod, SeededStochasticDepth):
+            return _stochastic_depth(a, mod, pass_)
         if type(mod) in ELEMENTWISE_MODULES:
             fn = ELEMENTWISE_MODULES[type(mod)]
             if fn is None:  # parametrised activations: call the module, never in place
@@ -344,6 +347,22 @@ def _dropout(a: Act, rate: float, layer: int, pass_: Pass) -> Act:
     t = to_pop(a, p) if layout == POP else a.t
     keep = keep if layout == POP else from_pop(keep, PACKED, p)
     return Act(t * keep / (1.0 - rate), layout)
+
+
+def _stochastic_depth(a: Act, mod: SeededStochasticDepth, pass_: Pass) -> Act:
+    """A residual branch dropped per sample (``row``) or per batch, each network its own
+    draws: the same keep mask as :class:`SeededStochasticDepth` draws alone."""
+    if not pass_.training or mod.p == 0.0:
+        return a
+    if pass_.seeds is None:
+        raise Unsupported("stochastic depth needs per-network seeds")
+    p = pass_.p
+    shape = logical_shape(a, p)
+    draw = (shape[0],) + (1,) * (len(shape) - 1) if mod.mode == "row" else (1,) * len(shape)
+    keep = keep_mask(pass_.seeds, pass_.step, mod.layer, mod.p, draw)  # [P, *draw]
+    survival = 1.0 - mod.p
+    t = to_pop(a, p) * (keep / survival if survival > 0.0 else keep)
+    return Act(from_pop(t, PACKED, p), PACKED) if a.layout == PACKED else Act(t, POP)
 
 
 def _pool(pool: Callable[[torch.Tensor], torch.Tensor], a: Act, p: int) -> Act:

@@ -34,6 +34,12 @@ def torchvision_model(name: str, input_shape: tuple[int, ...], num_classes: int,
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise ConfigError(f"model.name: torchvision has no classification model '{name}'"
                           f"{hint}")
+    kwargs = dict(kwargs)
+    if name in ("googlenet", "inception_v3"):
+        # one output, [batch, classes], in training too (no auxiliary heads' tuple), and
+        # torchvision's own initialisation, said explicitly (its default warns)
+        kwargs.setdefault("aux_logits", False)
+        kwargs.setdefault("init_weights", True)
     try:
         model = tvm.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     except TypeError as exc:
