@@ -145,7 +145,11 @@ def group_roots(model: nn.Module, graph, structure: str = "all",
     from ..models import output_names
 
     modules = dict(model.named_modules())
-    ignored = [modules[n.rpartition(".")[0]] for n in list(output_names(model)) + list(exclude)
+    # a model may declare layers whose units stay whole (a transformer's residual stream and
+    # attention projections: LayerNorm and the split into heads read every unit)
+    fixed = [f"{n}.weight" for n in getattr(model, "fixed_unit_layers", ())]
+    ignored = [modules[n.rpartition(".")[0]] for n in
+               list(output_names(model)) + list(exclude) + fixed
                if n.rpartition(".")[0] in modules]
     return [g[0].dep.target.module for g in graph.get_all_groups(
         ignored_layers=ignored, root_module_types=STRUCTURES[structure])]

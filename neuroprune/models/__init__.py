@@ -25,6 +25,10 @@ MODELS = Registry("model", "model.name", {
     "resnet20": ("neuroprune.models.resnet:resnet20", "ResNet-20 for 32x32 inputs (He et al.)"),
     "resnet32": ("neuroprune.models.resnet:resnet32", "ResNet-32 for 32x32 inputs (He et al.)"),
     "resnet56": ("neuroprune.models.resnet:resnet56", "ResNet-56 for 32x32 inputs (He et al.)"),
+    "vit": ("neuroprune.models.transformer:vit",
+            "a small ViT: patches, pre-norm attention and GELU MLP blocks (Dosovitskiy et al.)"),
+    "text_transformer": ("neuroprune.models.transformer:text_transformer",
+                         "token ids -> embedding, pre-norm transformer blocks, mean pooling"),
 })
 
 __all__ = ["ACTIVATIONS", "MODELS", "TORCH_RNG", "ModelSpec", "RoleActivation", "build_model",
