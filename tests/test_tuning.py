@@ -321,8 +321,13 @@ def test_batches_of_two_processes_one_killed_lose_and_repeat_nothing(tmp_path):
     killed = _running_trials_of(out / "optuna.journal", victim.pid, time.time() + 300)
     victim.kill()
     victim.wait()
+    killed_at = time.time()
     _, err = survivor.communicate(timeout=600)
     assert survivor.returncode == 0, err
+    # A trial the victim asked but had not yet marked (no pid, no heartbeat) is stale two
+    # heartbeat intervals after its start: start the later call after that.
+    from neuroprune.tuning.heartbeat import beat_interval
+    time.sleep(max(0.0, killed_at + 2 * beat_interval(120.0) + 1 - time.time()))
     later = subprocess.run(cmd + ["--n-trials", "2"], env=env, cwd=REPO, capture_output=True,
                            text=True, timeout=600)  # picks up whatever is still stale
     assert later.returncode == 0, later.stderr

@@ -418,12 +418,15 @@ class Tuner:
             for _ in range(size):
                 trial = study.ask()
                 try:
-                    asked.append((trial, self.trial_config(trial)))
+                    cfg = self.trial_config(trial)
                 except ConfigError as exc:  # a sampled combination the config refuses
                     study.tell(trial, state=TrialState.FAIL)
                     optuna.logging.get_logger("optuna").warning(f"trial {trial.number}: {exc}")
-            for trial, _ in asked:  # until each is told
+                    continue
+                # host, pid and heartbeat at once (until it is told): a process killed now
+                # leaves a trial that the next call recognises as its
                 beats.enter_context(self._beating(trial))
+                asked.append((trial, cfg))
             self._train_batch(study, asked)
         return size
 
