@@ -330,3 +330,21 @@ def test_networks_with_their_own_settings_train_as_alone_with_them(digits, optim
         for k in alone.weights:
             torch.testing.assert_close(mixed.weights[k][i:i + 1], alone.weights[k], rtol=1e-4,
                                        atol=1e-5)
+
+
+def test_unseeded_random_ops_run_under_vmap_drawing_per_network():
+    """Dropout2d is not one of the seeded layers: under vmap each network draws its own."""
+    from neuroprune.engine.forward import VmapForward
+    from neuroprune.engine.graph import Pass
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Dropout2d(0.5), nn.Flatten(),
+                          nn.Linear(4 * 6 * 6, 3))
+    params = {k: v.detach().unsqueeze(0).repeat(2, *[1] * v.dim())
+              for k, v in model.named_parameters()}
+    x = torch.randn(5, 1, 8, 8)
+    out = VmapForward(model)(params, {}, x, Pass(p=2, training=True, seeds=torch.tensor([1, 2])))
+    assert out.shape == (2, 5, 3)
+    assert not torch.allclose(out[0], out[1])  # same weights, different channels dropped
+    same = VmapForward(model)(params, {}, x, Pass(p=2, training=False))
+    assert torch.allclose(same[0], same[1])

@@ -56,7 +56,9 @@ class VmapForward:
         def one(p: dict, b: dict, seed: torch.Tensor) -> torch.Tensor:
             with dropout_seeds(seed, pass_.step):
                 return functional_call(self.base, (p, b), (x,))
-        return vmap(one, in_dims=(0, 0, 0), randomness="error")(params, buffers, seeds)
+        # dropout and torchvision's stochastic depth are seeded per network (.dropout); any
+        # other random op (Dropout2d, a user's torch.rand) draws differently in each network
+        return vmap(one, in_dims=(0, 0, 0), randomness="different")(params, buffers, seeds)
 
 
 class ModuleForward:
