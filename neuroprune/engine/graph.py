@@ -361,7 +361,9 @@ def _stochastic_depth(a: Act, mod: SeededStochasticDepth, pass_: Pass) -> Act:
     draw = (shape[0],) + (1,) * (len(shape) - 1) if mod.mode == "row" else (1,) * len(shape)
     keep = keep_mask(pass_.seeds, pass_.step, mod.layer, mod.p, draw)  # [P, *draw]
     survival = 1.0 - mod.p
-    t = to_pop(a, p) * (keep / survival if survival > 0.0 else keep)
+    t = to_pop(a, p) * keep  # in this order, as the module computes it
+    if survival > 0.0:
+        t = t / survival
     return Act(from_pop(t, PACKED, p), PACKED) if a.layout == PACKED else Act(t, POP)
 
 
