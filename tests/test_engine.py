@@ -348,3 +348,43 @@ def test_unseeded_random_ops_run_under_vmap_drawing_per_network():
     assert not torch.allclose(out[0], out[1])  # same weights, different channels dropped
     same = VmapForward(model)(params, {}, x, Pass(p=2, training=False))
     assert torch.allclose(same[0], same[1])
+
+
+class _Shuffle(nn.Module):
+    """ShuffleNet v2's unit: split the channels, convolve one half, concatenate, shuffle."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.branch = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.ReLU(),
+                                    nn.Conv2d(4, 4, 3, padding=1, groups=4))
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        left, right = x.chunk(2, dim=1)
+        x = torch.cat((left, self.branch(right)), dim=1)
+        b, c, h, w = x.size()
+        x = x.view(b, 2, c // 2, h, w)
+        x = torch.transpose(x, 1, 2).contiguous().view(b, -1, h, w)
+        return self.head(x.mean((2, 3)))
+
+
+def test_the_population_graph_takes_a_channel_shuffle_and_equals_the_module():
+    from neuroprune.engine.forward import population_forward
+    from neuroprune.engine.graph import Pass
+
+    torch.manual_seed(0)
+    model = _Shuffle()
+    forward, reason = population_forward(model, (1, 6, 6))
+    assert forward.kind == "graph", reason
+    nets = [_Shuffle().double() for _ in range(2)]
+    params = {k: torch.stack([dict(n.named_parameters())[k].detach() for n in nets])
+              for k, _ in model.named_parameters()}
+    buffers = {k: torch.stack([dict(n.named_buffers())[k] for n in nets])
+               for k, _ in model.named_buffers()}
+    x = torch.randn(4, 1, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        got = forward(params, buffers, x, Pass(p=2, training=False))
+        for i, net in enumerate(nets):
+            assert torch.allclose(got[i], net.eval()(x), rtol=1e-10, atol=1e-12)

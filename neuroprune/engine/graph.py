@@ -89,6 +89,8 @@ POOL_FUNCTIONS = {F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d,
                   F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_max_pool1d,
                   F.adaptive_max_pool2d}
 NOOP_METHODS = {"contiguous", "clone"}
+INTEGER_ARITHMETIC = {operator.floordiv, operator.mul, operator.add, operator.sub,
+                      operator.mod}
 
 
 class _Tracer(fx.Tracer):
@@ -490,7 +492,8 @@ def _pad(a: Act, pad: tuple[int, ...], p: int, mode: str = "constant", value: fl
 
 
 def _reshape(a: Act, shape: tuple, p: int) -> Act:
-    """Only the flattening reshapes ``x.view(x.size(0), -1)`` and ``x.view(-1, N)``."""
+    """The flattening reshapes ``x.view(x.size(0), -1)`` and ``x.view(-1, N)``, and any
+    reshape that keeps the batch as its first dimension (ShuffleNet's channel shuffle)."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) \
         else tuple(shape)
     logical = logical_shape(a, p)
@@ -500,11 +503,37 @@ def _reshape(a: Act, shape: tuple, p: int) -> Act:
         return _flatten(a, 1, -1, p)
     if tuple(shape) == logical:
         return a
+    if shape and shape[0] == logical[0] and all(isinstance(d, int) for d in shape):
+        return Act(to_pop(a, p).reshape(p, *shape), POP)
     raise Unsupported(f"reshape to {shape}")
+
+
+def _transpose(a: Act, d0: int, d1: int, p: int) -> Act:
+    """Swap two logical dimensions other than the batch (in the population layout)."""
+    nd = len(logical_shape(a, p))
+    d0, d1 = (d + nd if d < 0 else d for d in (d0, d1))
+    if 0 in (d0, d1):
+        raise Unsupported("a transpose of the batch dimension")
+    return Act(to_pop(a, p).transpose(d0 + 1, d1 + 1), POP)
+
+
+def _chunk(a: Act, chunks: int, dim: int, p: int) -> tuple[Act, ...]:
+    """``x.chunk(chunks, dim)`` along a dimension other than the batch."""
+    nd = len(logical_shape(a, p))
+    dim = dim + nd if dim < 0 else dim
+    if dim == 0:
+        raise Unsupported("chunks of the batch")
+    return tuple(Act(t, POP) for t in to_pop(a, p).chunk(chunks, dim + 1))
 
 
 def _function(target: Callable, args, kwargs, pass_: Pass):
     p = pass_.p
+    if target in INTEGER_ARITHMETIC and not any(isinstance(v, Act) for v in args):
+        return target(*args, **kwargs)  # sizes computed from .size(): plain numbers
+    if target is torch.transpose:
+        return _transpose(args[0], *args[1:3], p)
+    if target is torch.chunk:
+        return _chunk(args[0], args[1], args[2] if len(args) > 2 else kwargs.get("dim", 0), p)
     if target in BINARY:
         return _binary(BINARY[target], args[0], args[1], p)
     if target is operator.getitem:
@@ -563,6 +592,10 @@ def _method(name: str, args, kwargs, pass_: Pass):
         return len(logical_shape(self, p))
     if name in ("view", "reshape"):
         return _reshape(self, rest, p)
+    if name == "transpose":
+        return _transpose(self, *rest[:2], p)
+    if name == "chunk":
+        return _chunk(self, rest[0], rest[1] if len(rest) > 1 else kwargs.get("dim", 0), p)
     if name == "flatten":
         start = rest[0] if rest else kwargs.get("start_dim", 0)
         end = rest[1] if len(rest) > 1 else kwargs.get("end_dim", -1)
