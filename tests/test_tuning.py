@@ -23,8 +23,8 @@ FAST = ["method.population=4", "method.generations=2", "training.epochs=2",
         "model.widths=[16]", "tune.pruner=none"]
 
 
-def _tuner(out, n_trials=3, **kw):
-    cfg = load_config(TQ, FAST)
+def _tuner(out, n_trials=3, plots="always", **kw):
+    cfg = load_config(TQ, FAST + [f"tune.trial_plots={plots}"])
     return Tuner(cfg, out, n_trials=n_trials, **kw)
 
 
@@ -41,9 +41,15 @@ def test_tune_writes_complete_trials_with_run_dirs_and_mask_artifacts(tmp_path):
         assert t.value == t.user_attrs["summary"]["val_accuracy"]
         meta = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
         assert sorted(m.filename for m in meta) == ["best_mask.safetensors", "fitness.png"]
-    # continuing the study by name adds trials to it
-    _tuner(tmp_path / "t", n_trials=1).run(progress=False)
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
+    # continuing the study by name adds trials to it; these trials take well under
+    # PLOT_AFTER_SECONDS, so by default (auto) they get their mask but no fitness plot
+    _tuner(tmp_path / "t", n_trials=1, plots="auto").run(progress=False)
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 4
+    meta = optuna.artifacts.get_all_artifact_meta(trials[-1], storage=study._storage)
+    assert [m.filename for m in meta] == ["best_mask.safetensors"]
+    trial_summary = (tmp_path / "t" / "trials" / "trial_0003" / "summary.json").read_text()
+    assert "latency_b" not in trial_summary  # no timing unless an objective needs it
 
 
 def test_multi_objective_reports_a_pareto_front(tmp_path):

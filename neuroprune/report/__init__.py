@@ -72,10 +72,11 @@ def make_report(inputs: Sequence[str | Path], out: str | Path) -> Path:
     return out / "report.md"
 
 
-def fitness_png(run_dir: str | Path) -> Path | None:
+def fitness_png(run_dir: str | Path, dpi: int = 150, tight: bool = True) -> Path | None:
     """Draw ``<run_dir>/fitness.png``: a run's fitness per generation, as its kind's report
     draws it (the picture a tuning trial shows in the dashboard). None for kinds without one
-    (each reporter module may offer ``fitness(run, document)``)."""
+    (each reporter module may offer ``fitness(run, document)``). ``dpi`` and ``tight``: as
+    :func:`.style.save` writes it."""
     import importlib
 
     run = open_input(run_dir)
@@ -83,7 +84,7 @@ def fitness_png(run_dir: str | Path) -> Path | None:
         return None
     module = importlib.import_module(REPORTERS[run.kind].target.partition(":")[0])
     draw = getattr(module, "fitness", None)
-    if draw is None or not draw(run, Document(run.path)):
+    if draw is None or not draw(run, Document(run.path, dpi=dpi, tight=tight)):
         return None
     return run.path / "fitness.png"
 

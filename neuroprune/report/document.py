@@ -22,14 +22,15 @@ class Document:
     """Markdown lines and the PNG files they show. ``prefix`` keeps the file names of one
     section apart from another's in a report of mixed inputs."""
 
-    def __init__(self, folder: Path, prefix: str = ""):
+    def __init__(self, folder: Path, prefix: str = "", dpi: int = 150, tight: bool = True):
         self.folder, self.prefix = folder, prefix
+        self.dpi, self.tight = dpi, tight  # how figures are written (see style.save)
         self.lines: list[str] = []
         self.figures: list[str] = []
 
     def section(self, prefix: str) -> "Document":
         """A document writing into the same folder and lines under another file prefix."""
-        other = Document(self.folder, prefix)
+        other = Document(self.folder, prefix, self.dpi, self.tight)
         other.lines, other.figures = self.lines, self.figures
         return other
 
@@ -47,7 +48,7 @@ class Document:
     def figure(self, name: str, fig, caption: str) -> None:
         """Save ``fig`` as ``<prefix><name>.png`` and show it with its caption."""
         filename = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.prefix}{name}") + ".png"
-        save(fig, self.folder / filename)
+        save(fig, self.folder / filename, self.dpi, self.tight)
         self.figures.append(filename)
         self.lines += [f"![{name}]({filename})", "", f"*{caption}*", ""]
 

@@ -76,8 +76,10 @@ def integer_ticks(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def save(fig, path: Path) -> None:
+def save(fig, path: Path, dpi: int = 150, tight: bool = True) -> None:
+    """Write ``fig`` as a PNG and close it; ``tight`` crops to the drawn area (a second
+    layout pass: about a third of the time of a small figure)."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=150, bbox_inches="tight", format="png")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight" if tight else None, format="png")
     plt.close(fig)

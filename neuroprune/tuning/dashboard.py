@@ -35,15 +35,17 @@ def note(trial, summary: dict[str, Any], run_dir: Path, state: str) -> str:
 
 
 def show_trial(trial, run_dir: Path, summary: dict[str, Any], state: str,
-               artifact_store) -> None:
-    """Draw the trial's fitness plot, upload its files as artifacts and save its note.
+               artifact_store, plot: bool = True) -> None:
+    """Draw the trial's fitness plot (unless ``plot`` is False), upload its files as
+    artifacts and save its note.
 
     The note needs optuna-dashboard and the plot matplotlib; without them the trial still
     gets its artifacts (Optuna's own).
     """
     from optuna.artifacts import upload_artifact
 
-    fitness_plot(run_dir)
+    if plot:
+        fitness_plot(run_dir)
     for name, attr in ARTIFACTS.items():
         path = run_dir / name
         if path.is_file():
@@ -64,7 +66,9 @@ def fitness_plot(run_dir: Path) -> Path | None:
     from ..report import fitness_png
 
     try:
-        return fitness_png(run_dir)
+        # screen resolution, uncropped: a third of the time of the report's figure, for
+        # a picture drawn after every trial
+        return fitness_png(run_dir, dpi=100, tight=False)
     except (MissingDependencyError, UserError):
         return None
 

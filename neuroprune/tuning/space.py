@@ -84,6 +84,14 @@ class TuneConfig(BaseModel):
     stale_after: float = Field(120.0, gt=0, description="seconds without a heartbeat after "
                                "which a RUNNING trial is failed")
     retry_failed: int = Field(1, ge=0, description="times a trial of a dead process is re-run")
+    trial_plots: Literal["auto", "always", "never"] = Field(
+        "auto", description="draw a trial's fitness plot for the dashboard: always, never, or "
+        "auto (when the trial ran 2 s or more: the plot takes about 0.1 s, more than the rest "
+        "of what tune adds to a trial; its validation curve is in the dashboard either way)")
+    trial_latency: bool = Field(False, description="time each trial's dense and compact "
+                                "networks (sparsity.latency_repeats rounds): most of a small "
+                                "trial's time, and noisy where trials run side by side; on "
+                                "whenever latency is an objective")
 
     @field_validator("params")
     @classmethod

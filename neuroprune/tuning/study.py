@@ -34,7 +34,8 @@ CONFIG_ATTR = "neuroprune_config"
 #: the study's search space and objectives (``tune`` without what may change)
 TUNE_ATTR = "neuroprune_tune"
 #: ``tune`` keys a continued study may change
-TUNE_MAY_CHANGE = ("n_trials", "sampler", "pruner", "stale_after", "retry_failed")
+TUNE_MAY_CHANGE = ("n_trials", "sampler", "pruner", "stale_after", "retry_failed",
+                   "trial_latency", "trial_plots")
 
 
 def kept_config(base: dict[str, Any]) -> dict[str, Any]:

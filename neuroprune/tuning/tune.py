@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,9 @@ class StudyStopped(UserError):
     """A trial could not write its results (a full disk): the study stops, in one line, and
     the trial runs again first on the next call, as after Ctrl-C."""
 
+
+#: ``tune.trial_plots: auto`` draws a trial's fitness plot when the trial ran this long
+PLOT_AFTER_SECONDS = 2.0
 
 #: what a full disk (or a file-size limit) looks like in an ``OSError``
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -158,6 +162,7 @@ class Tuner:
         self._running: set[int] = set()  # trials this process runs now
         self._beats: dict[int, Heartbeat] = {}  # of the trials this process has asked
         self._threads: list[threading.Thread] = []  # of the batch being trained
+        self._sharing = 1  # trials trained together now (a batch group shares its time)
         for point in self.tune.points():  # every key exists, takes its range, and together
             try:
                 trial_config(self.base, point)
@@ -266,9 +271,12 @@ class Tuner:
             self._beats.pop(trial.number).stop()
 
     def trial_config(self, trial) -> RunConfig:
-        """The trial's config: the base config with the sampled values."""
+        """The trial's config: the base config with the sampled values (and no latency
+        timing unless ``tune.trial_latency`` or a latency objective asks for it)."""
         values = {k: spec.sample(trial, k) for k, spec in self.tune.params.items()}
-        return trial_config(self.base, values)
+        timed = self.tune.trial_latency or "latency" in self.tune.objectives
+        fixed = {} if timed or "sparsity" not in self.base else {"sparsity.latency_repeats": 0}
+        return trial_config(self.base, {**fixed, **values})
 
     def run_trial(self, trial, cfg: RunConfig,
                   evaluator=None) -> float | tuple[float, ...]:
@@ -300,6 +308,12 @@ class Tuner:
                 raise optuna.TrialPruned(f"pruned at generation {generation}")
 
         resume = kind.resumable and (run_dir / "config.yaml").exists()
+        started = time.perf_counter()
+
+        def plot() -> bool:  # (trials trained as one population share its time)
+            mode = self.tune.trial_plots
+            took = (time.perf_counter() - started) / self._sharing
+            return mode == "always" or (mode == "auto" and took >= PLOT_AFTER_SECONDS)
         stopped = False  # stays in _running: retry_interrupted enqueues it again
         try:
             with RunDir(run_dir).locked() as rd:  # one writer per trial folder
@@ -312,9 +326,10 @@ class Tuner:
                     "best_strategy")  # never test_accuracy: the dashboard shows it while choosing
             shown = {"kind": cfg.kind, **{k: summary[k] for k in keep if k in summary}}
             trial.set_user_attr("summary", shown)
-            show_trial(trial, run_dir, shown, "complete", self.artifacts)
+            show_trial(trial, run_dir, shown, "complete", self.artifacts, plot())
         except optuna.TrialPruned as pruned:  # the dashboard shows how far it got
-            show_trial(trial, run_dir, {"kind": cfg.kind}, str(pruned), self.artifacts)
+            show_trial(trial, run_dir, {"kind": cfg.kind}, str(pruned), self.artifacts,
+                       plot())
             raise
         except (KeyboardInterrupt, Interrupted):
             stopped = True
@@ -442,6 +457,7 @@ class Tuner:
             groups.setdefault(structure_key(cfg), []).append((trial, cfg))
         outcomes: dict[int, tuple] = {}
         for members in groups.values():
+            self._sharing = len(members)
             bench = self.bench.derive(members[0][1])
             with bench.evaluator() as inner:
                 batch = BatchEvaluator(inner)
@@ -454,6 +470,7 @@ class Tuner:
                     t.start()
                 for t in threads:
                     t.join()
+            self._sharing = 1
         stopped = [v for state, v in outcomes.values() if state == "stopped"]
         for trial, _ in asked:
             state, values = outcomes[trial.number]
