@@ -93,10 +93,10 @@ class UserNet(nn.Module):
 
 
 class OddNet(UserNet):
-    """Something the population graph does not know (a permute): trained through vmap."""
+    """Something the population graph does not know (a roll): trained through vmap."""
 
     def forward(self, x):
-        x = torch.relu(self.bn(self.stem(x))).permute(0, 1, 3, 2)
+        x = torch.roll(torch.relu(self.bn(self.stem(x))), 1, 3)
         return self.head(self.drop(x.mean((2, 3))))
 
 
@@ -388,3 +388,38 @@ def test_the_population_graph_takes_a_channel_shuffle_and_equals_the_module():
         got = forward(params, buffers, x, Pass(p=2, training=False))
         for i, net in enumerate(nets):
             assert torch.allclose(got[i], net.eval()(x), rtol=1e-10, atol=1e-12)
+
+
+class _ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block: depthwise conv, channels last (permute), LayerNorm, MLP, a layer
+    scale parameter used in forward, a functional layer norm with parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 2, stride=2)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.norm = nn.LayerNorm(8)
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 8)
+        self.scale = nn.Parameter(torch.rand(8, 1, 1))
+        self.out_w, self.out_b = nn.Parameter(torch.rand(8)), nn.Parameter(torch.rand(8))
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.fc2(torch.nn.functional.gelu(self.fc1(self.norm(y)))).permute(0, 3, 1, 2)
+        x = x + self.scale * y
+        x = x.mean((2, 3))
+        x = torch.nn.functional.layer_norm(x, (8,), self.out_w, self.out_b, 1e-6)
+        return self.head(x)
+
+
+def test_parameters_used_in_forward_and_permutes_take_the_population_graph():
+    from neuroprune.engine.forward import check_graph, population_forward
+    from neuroprune.engine.graph import PopulationGraph
+
+    torch.manual_seed(0)
+    model = _ConvNeXtBlock()
+    forward, reason = population_forward(model, (1, 8, 8))
+    assert forward.kind == "graph", reason
+    check_graph(PopulationGraph.compile(model), model, (1, 8, 8), tolerance=1e-9)

@@ -24,7 +24,8 @@ def _vit(**opts):
 
 def test_the_population_forward_equals_each_vit():
     model = _vit()
-    forward, _ = population_forward(model, SHAPE)
+    forward, reason = population_forward(model, SHAPE)
+    assert forward.kind == "graph", reason  # class token, position embedding, attention
     model = model.double()
     nets = [copy.deepcopy(model) for _ in range(2)]
     with torch.no_grad():

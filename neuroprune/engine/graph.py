@@ -53,6 +53,22 @@ class Act:
 
 
 @dataclass
+class Weight:
+    """A parameter (or buffer) the forward uses directly, one per network: ``[P, *shape]``
+    (ViT's class token and position embedding, ConvNeXt's layer scale)."""
+
+    t: torch.Tensor
+
+    def aligned(self, nd: int, p: int) -> torch.Tensor:
+        """As ``[P, 1.., *shape]`` against an activation of ``nd`` logical dimensions
+        (broadcasting aligns trailing dimensions)."""
+        shape = tuple(self.t.shape[1:])
+        if len(shape) > nd:
+            raise Unsupported("a parameter with more dimensions than the activation")
+        return self.t.reshape(p, *[1] * (nd - len(shape)), *shape)
+
+
+@dataclass
 class Pass:
     """What one forward pass needs besides parameters and input."""
 
@@ -90,7 +106,7 @@ POOL_FUNCTIONS = {F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d,
                   F.adaptive_max_pool2d}
 NOOP_METHODS = {"contiguous", "clone"}
 INTEGER_ARITHMETIC = {operator.floordiv, operator.mul, operator.add, operator.sub,
-                      operator.mod}
+                      operator.mod, operator.pow, operator.truediv, operator.neg}
 
 
 class _Tracer(fx.Tracer):
@@ -199,6 +215,13 @@ class PopulationGraph:
             elif node.op == "output":
                 out = env[node.args[0]] if isinstance(node.args[0], fx.Node) else None
                 break
+            elif node.op == "get_attr":
+                if node.target in params:
+                    env[node] = Weight(params[node.target])
+                elif node.target in buffers:
+                    env[node] = Weight(buffers[node.target])
+                else:
+                    raise Unsupported(f"attribute {node.target} used in forward")
             else:
                 args = fx.node.map_arg(node.args, lambda n: env[n])
                 kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
@@ -324,9 +347,7 @@ def _batch_norm(a: Act, mod, pre: str, params, buffers, pass_: Pass) -> Act:
 
 
 def _layer_norm(a: Act, mod: nn.LayerNorm, pre: str, params, p: int) -> Act:
-    if a.layout == PACKED:
-        raise Unsupported("LayerNorm over channels of a convolution's output")
-    x = to_pop(a, p)
+    x = to_pop(a, p)  # (the normalised dimensions are the trailing ones of [P, B, ...])
     out = F.layer_norm(x, mod.normalized_shape, None, None, mod.eps)
     w, b = params.get(pre + "weight"), params.get(pre + "bias")
     extra = [1] * (x.dim() - 1 - len(mod.normalized_shape))
@@ -380,7 +401,11 @@ def _pool(pool: Callable[[torch.Tensor], torch.Tensor], a: Act, p: int) -> Act:
 
 def _flatten(a: Act, start: int, end: int, p: int) -> Act:
     if start != 1 or end != -1:
-        raise Unsupported(f"flatten({start}, {end})")
+        nd = len(logical_shape(a, p))
+        start, end = (d + nd if d < 0 else d for d in (start, end))
+        if start == 0 or end < start:
+            raise Unsupported(f"flatten({start}, {end}) over the batch")
+        return Act(to_pop(a, p).flatten(start + 1, end + 1), POP)
     if a.layout == SHARED:
         return Act(a.t.flatten(1), SHARED)
     if a.layout == PACKED:
@@ -399,6 +424,8 @@ def _same_layout(a: Act, b: Act, p: int) -> tuple[torch.Tensor, torch.Tensor, st
 
 
 def _binary(fn, x, y, p: int):
+    if isinstance(x, Weight) or isinstance(y, Weight):
+        return _binary_weight(fn, x, y, p)
     if isinstance(x, Act) and isinstance(y, Act):
         s, t, layout = _same_layout(x, y, p)
         return Act(fn(s, t), layout)
@@ -411,6 +438,24 @@ def _binary(fn, x, y, p: int):
             raise Unsupported("arithmetic with a constant tensor")
         return Act(fn(x, y.t), y.layout)
     return fn(x, y)
+
+
+def _binary_weight(fn, x, y, p: int):
+    """Arithmetic where a parameter takes part: with an activation it is per network (the
+    population layout), with a number it stays a parameter."""
+    if isinstance(x, Act) or isinstance(y, Act):
+        a = x if isinstance(x, Act) else y
+        nd = len(logical_shape(a, p))
+        s = to_pop(x, p) if isinstance(x, Act) else x.aligned(nd, p)
+        t = to_pop(y, p) if isinstance(y, Act) else y.aligned(nd, p)
+        return Act(fn(s, t), POP)
+    if isinstance(x, Weight) and isinstance(y, Weight):
+        if x.t.dim() != y.t.dim():
+            raise Unsupported("arithmetic of parameters of different ranks")
+        return Weight(fn(x.t, y.t))
+    if isinstance(x, torch.Tensor) and x.dim() > 0 or isinstance(y, torch.Tensor) and y.dim() > 0:
+        raise Unsupported("arithmetic of a parameter with a constant tensor")
+    return Weight(fn(x.t, y) if isinstance(x, Weight) else fn(x, y.t))
 
 
 def _physical_dim(a: Act, dim: int, p: int) -> int:
@@ -526,8 +571,54 @@ def _chunk(a: Act, chunks: int, dim: int, p: int) -> tuple[Act, ...]:
     return tuple(Act(t, POP) for t in to_pop(a, p).chunk(chunks, dim + 1))
 
 
+def _permute(a: Act, dims, p: int) -> Act:
+    dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) \
+        else tuple(dims)
+    nd = len(logical_shape(a, p))
+    dims = tuple(d + nd if d < 0 else d for d in dims)
+    if not dims or dims[0] != 0:
+        raise Unsupported("a permutation that moves the batch dimension")
+    return Act(to_pop(a, p).permute(0, 1, *[d + 1 for d in dims[1:]]), POP)
+
+
+def _softmax(a: Act, dim: int, p: int) -> Act:
+    return Act(a.t.softmax(_physical_dim(a, dim, p)), a.layout)
+
+
+def _matmul(x, y, p: int) -> Act:
+    if not (isinstance(x, Act) and isinstance(y, Act)):
+        raise Unsupported("a matrix product with a constant or a parameter")
+    if len(logical_shape(x, p)) < 3 or len(logical_shape(y, p)) < 3:
+        raise Unsupported("a matrix product over the batch dimension")
+    return Act(torch.matmul(to_pop(x, p), to_pop(y, p)), POP)
+
+
+def _functional_layer_norm(a: Act, shape, weight, bias, eps: float, p: int) -> Act:
+    x = to_pop(a, p)  # (the normalised dimensions are the trailing ones of [P, B, ...])
+    out = F.layer_norm(x, tuple(shape), None, None, eps)
+    nd = x.dim() - 1
+    for w, op in ((weight, torch.mul), (bias, torch.add)):
+        if isinstance(w, Weight):
+            out = op(out, w.aligned(nd, p))
+        elif w is not None:
+            raise Unsupported("layer_norm with a constant weight")
+    return Act(out, POP)
+
+
 def _function(target: Callable, args, kwargs, pass_: Pass):
     p = pass_.p
+    if target is torch.permute:
+        return _permute(args[0], args[1:] or (kwargs["dims"],), p)
+    if target in (F.softmax, torch.softmax):
+        return _softmax(args[0], args[1] if len(args) > 1 else kwargs["dim"], p)
+    if target in (operator.matmul, torch.matmul):
+        return _matmul(args[0], args[1], p)
+    if target is F.layer_norm:
+        named = dict(zip(("input", "normalized_shape", "weight", "bias", "eps"), args))
+        named.update(kwargs)
+        return _functional_layer_norm(named["input"], named["normalized_shape"],
+                                      named.get("weight"), named.get("bias"),
+                                      named.get("eps", 1e-5), p)
     if target in INTEGER_ARITHMETIC and not any(isinstance(v, Act) for v in args):
         return target(*args, **kwargs)  # sizes computed from .size(): plain numbers
     if target is torch.transpose:
@@ -576,8 +667,19 @@ def _function(target: Callable, args, kwargs, pass_: Pass):
 def _method(name: str, args, kwargs, pass_: Pass):
     p = pass_.p
     self, rest = args[0], args[1:]
+    if isinstance(self, Weight):
+        if name == "expand" and len(rest) == self.t.dim() - 1:
+            # a parameter expanded over the batch (ViT's class token): one per sample
+            size = [self.t.shape[0]] + [s if s != -1 else self.t.shape[i + 1]
+                                        for i, s in enumerate(rest)]
+            return Act(self.t.expand(*size), POP)
+        raise Unsupported(f"method .{name}() of a parameter")
     if not isinstance(self, Act):
         return getattr(self, name)(*rest, **kwargs)
+    if name == "permute":
+        return _permute(self, rest, p)
+    if name == "softmax":
+        return _softmax(self, rest[0] if rest else kwargs["dim"], p)
     if name in ELEMENTWISE_METHODS:
         return Act(getattr(self.t, name)(*rest, **kwargs), self.layout)
     if name in NOOP_METHODS:
