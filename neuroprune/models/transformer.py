@@ -4,8 +4,9 @@ Worth 16x16 Words") and a text classifier over token ids.
 Both are pre-norm encoders: ``x + attention(LayerNorm(x))``, then ``x + MLP(LayerNorm(x))``
 with GELU, as in ViT. Attention keeps its query, key and value projections as three Linear
 layers (not PyTorch's packed ``in_proj_weight``), so that masks address them one by one, and
-writes attention out (``softmax(q k^T / sqrt(d)) v``: the population engine's vmap batches
-it, where the fused ``F.scaled_dot_product_attention`` falls back to a loop). Structured masks
+writes attention out (``softmax(q k^T / sqrt(d)) v``: the population graph computes it for
+all networks at once, and vmap batches it, where the fused
+``F.scaled_dot_product_attention`` has no batching rule on the CPU). Structured masks
 remove MLP neurons; the residual stream and the attention projections keep their units.
 
 Options the papers leave to the implementation, named here: ``pool`` (``cls``: a class token,
@@ -41,7 +42,7 @@ class Attention(nn.Module):
             return t.reshape(b, n, self.heads, -1).transpose(1, 2)
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
         # softmax(q k^T / sqrt(d)) v written out: what F.scaled_dot_product_attention computes,
-        # in operations vmap batches (it has no batching rule for the fused kernel on the CPU)
+        # in operations the population graph and vmap both take
         weights = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
         out = weights.softmax(-1) @ v
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
