@@ -11,6 +11,7 @@ Needs torchvision (``pip install torch==2.14.1 torchvision==0.29.1`` beside the 
 
     python benchmarks/torchvision_zoo.py                # one model per family
     python benchmarks/torchvision_zoo.py --models all --population 4 --batch 8
+    python benchmarks/torchvision_zoo.py --models zoo:vit,zoo:resnet20   # the project's zoo
 """
 
 from __future__ import annotations
@@ -66,14 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--side", type=int, default=32, help="input height and width")
     ap.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timing")
     args = ap.parse_args(argv)
+    only_zoo = args.models not in ("families", "all") and all(
+        n.startswith("zoo:") for n in args.models.split(","))
     try:
         import torchvision.models as tvm
     except Exception as exc:  # noqa: BLE001
-        print(f"torchvision cannot be imported ({type(exc).__name__}); install "
-              f"torch==2.14.1 torchvision==0.29.1", file=sys.stderr)
-        return 2
+        if not only_zoo:
+            print(f"torchvision cannot be imported ({type(exc).__name__}); install "
+                  f"torch==2.14.1 torchvision==0.29.1", file=sys.stderr)
+            return 2
     from neuroprune.engine.dropout import seed_dropout
     from neuroprune.engine.forward import VmapForward, population_forward
+    from neuroprune.models import ModelSpec, build_model
     from neuroprune.models.torchvision_models import torchvision_model
 
     names = (FAMILIES if args.models == "families" else sorted(tvm.list_models(module=tvm))
@@ -88,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     y = torch.randint(0, 10, (args.batch,), generator=gen)
     for name in names:
         torch.manual_seed(0)
-        model = seed_dropout(torchvision_model(name, shape, 10, {}))
+        model = seed_dropout(build_model(ModelSpec.zoo(name[4:], shape, 10))
+                             if name.startswith("zoo:") else torchvision_model(name, shape, 10, {}))
         n = sum(q.numel() for q in model.parameters())
         if n > BUDGET_PARAMS:
             print(f"| {name} | {n / 1e6:.1f}M | skipped (over {BUDGET_PARAMS / 1e6:.0f}M) "
