@@ -31,7 +31,9 @@ class DataConfig(Section):
     """Which dataset, where its files are, how it is split and augmented."""
 
     dataset: Annotated[str, AfterValidator(_dataset), WithJsonSchema(
-        {"type": "string", "description": "dataset name (see `neuroprune datasets`), or "
+        {"type": "string", "anyOf": [{"enum": DATASETS.names()},
+                                     {"pattern": "^[A-Za-z_][\\w.]*:[A-Za-z_][\\w.]*$"}],
+         "description": "dataset name (see `neuroprune datasets`), or "
          "'package.module:function' returning (train, val[, test]) torch Datasets"})] = Field(
         "digits", description="dataset name (see `neuroprune datasets`), or 'package.module:"
         "function' returning (train, val[, test]) torch Datasets")
