@@ -73,11 +73,34 @@ def _data(data: Any, cfg) -> tuple[dict[str, Any], DataSplits | None]:
         return {"dataset": data}, None
     if isinstance(data, DataSplits):
         return {}, data
+    from torch.utils.data import DataLoader, Dataset
+    from .data.streamed import from_datasets
+    if isinstance(data, (Dataset, DataLoader)):  # one set: split by cfg's fractions and seed
+        return {}, _split_one(data, cfg)
+    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and all(
+            isinstance(d, (Dataset, DataLoader)) for d in data):
+        return {}, from_datasets(*data, cfg=cfg.data, name="datasets")
     if isinstance(data, (tuple, list)) and len(data) in (2, 4):
         from .data.arrays import from_arrays
         return {}, from_arrays(*data[:2], cfg.data, *data[2:])
-    raise TypeError("data must be a dataset name, DataSplits, (X, y) or "
-                    "(X_train, y_train, X_test, y_test)")
+    raise TypeError("data must be a dataset name, DataSplits, (X, y), (X_train, y_train, "
+                    "X_test, y_test), a torch Dataset or DataLoader, or (train, val[, test]) "
+                    "Datasets")
+
+
+def _split_one(data: Any, cfg):
+    """One Dataset or DataLoader, read once, split (stratified) by ``cfg.data``'s fractions
+    and split seed like ``(X, y)``."""
+    import numpy as np
+
+    from .data.arrays import from_arrays
+    from .data.streamed import _gather
+    x, y = _gather(data, "given", cfg.data, [cfg.data.loader.max_bytes])
+    if int(y.min()) < 0:
+        from .errors import DataError
+        raise DataError(f"given dataset: labels run from {int(y.min())}; labels must be class "
+                        f"numbers 0..classes-1")
+    return from_arrays(x.numpy(), np.asarray(y), cfg.data)
 
 
 def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0.9,
@@ -94,7 +117,9 @@ def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0
     test accuracy before pruning, after pruning and after fine-tuning, and ``epochs=0``
     prunes without fine-tuning (one-shot methods). ``data``: a dataset name,
     :class:`DataSplits`, ``(X, y)`` (split 65/15/20, stratified) or ``(X_train, y_train,
-    X_test, y_test)``, as raw inputs: they are standardised for training, and ``result.model``
+    X_test, y_test)``, a torch ``Dataset`` or ``DataLoader`` of ``(input, label)`` items
+    (split like ``(X, y)``) or ``(train, val[, test])`` Datasets (each item read once, see
+    :mod:`neuroprune.data.streamed`), as raw inputs: they are standardised for training, and ``result.model``
     takes raw inputs too. ``epochs`` is the
     final training's length; ``method_params`` are the method's own parameters
     (``population=8`` for K-starts); ``config`` holds any other config section as a nested

@@ -77,7 +77,9 @@ def test_json_schema_lists_registered_names(capsys):
     schema = json.loads(capsys.readouterr().out)
     assert "kstarts" in json.dumps(schema["properties"]["method"])
     data = schema["$defs"]["DataConfig"]["properties"]["dataset"]
-    assert "cifar10" in data["enum"] and "digits" in data["enum"]
+    names = data["anyOf"][0]["enum"]  # or "package.module:function"
+    assert "cifar10" in names and "digits" in names and "folder" in names
+    assert ":" in data["anyOf"][1]["pattern"]
 
 
 def test_version_and_help_do_not_import_torch():

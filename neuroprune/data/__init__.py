@@ -24,7 +24,11 @@ def load_dataset(config: DataConfig | str = "digits", **options: Any) -> DataSpl
                               f"{err['msg'].removeprefix('Value error, ')}") from None
     elif options:
         config = config.model_copy(update=options)
-    data = check_splits(DATASETS.load(config.dataset)(config))
+    if ":" in config.dataset:
+        from .streamed import load_callable
+        data = check_splits(load_callable(config))
+    else:
+        data = check_splits(DATASETS.load(config.dataset)(config))
     return pad_images(data, config.pad) if config.pad else data
 
 

@@ -2,24 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
 
-from ..section import Section, registered, registered_list
+
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator
+
+from ..section import Section, registered_list
 from .registry import AUGMENTATIONS, DATASETS
+
+
+def _dataset(name: str) -> str:
+    """A registered name, or ``"package.module:function"`` returning torch Datasets."""
+    return name if ":" in name else DATASETS.check(name)
+
+
+class LoaderConfig(Section):
+    """How a folder's or a function's Datasets are read (each item once per run)."""
+
+    workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    pin_memory: bool = Field(False, description="DataLoader pin_memory (faster copies to a GPU)")
+    batch_size: int = Field(256, ge=1, description="items per read batch")
+    max_bytes: int = Field(4 << 30, ge=1, description="the most float32 input bytes the "
+                           "splits may hold in memory")
 
 
 class DataConfig(Section):
     """Which dataset, where its files are, how it is split and augmented."""
 
-    dataset: registered(DATASETS, "digits", "dataset name (see `neuroprune datasets`)")
+    dataset: Annotated[str, AfterValidator(_dataset), WithJsonSchema(
+        {"type": "string", "anyOf": [{"enum": DATASETS.names()},
+                                     {"pattern": "^[A-Za-z_][\\w.]*:[A-Za-z_][\\w.]*$"}],
+         "description": "dataset name (see `neuroprune datasets`), or "
+         "'package.module:function' returning (train, val[, test]) torch Datasets"})] = Field(
+        "digits", description="dataset name (see `neuroprune datasets`), or 'package.module:"
+        "function' returning (train, val[, test]) torch Datasets")
+    loader: LoaderConfig = Field(default_factory=LoaderConfig, description="folder and "
+                                 "function datasets: how they are read")
     task: Literal["classification", "multilabel"] = Field(
         "classification", description="multilabel: several labels per sample (datasets "
         "multilabel, digits_attributes), sigmoid outputs and training.loss bce; metrics: "
         "subset accuracy, Hamming loss, micro-F1")
     root: str | None = Field(None, description="folder with the dataset's files (MNIST family: "
-                             "IDX or .npz; CIFAR: the python-pickle batches)")
+                             "IDX or .npz; CIFAR: the python-pickle batches; folder: class "
+                             "subfolders of images)")
     download: bool = Field(False, description="download missing files through torchvision "
                            "(needs neuroprune[vision] and internet)")
     protocol: Literal["auto", "full", "10k"] = Field(
@@ -36,7 +62,8 @@ class DataConfig(Section):
     samples: int = Field(2000, ge=30, description="generated sets (blobs, images): samples")
     features: int = Field(20, ge=1, description="blobs: features per sample")
     classes: int = Field(10, ge=2, description="generated sets: classes")
-    image_size: int = Field(32, ge=4, description="images: height and width (3 channels)")
+    image_size: int = Field(32, ge=4, description="images: height and width (3 channels); "
+                            "folder: resize to it when given")
     pad: int = Field(0, ge=0, le=64, description="pixels of background added around every "
                      "image (2 turns the MNIST family's 28x28 into the 32x32 of LeNet-5's paper "
                      "and of CIFAR models)")

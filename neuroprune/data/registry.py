@@ -24,6 +24,9 @@ DATASETS = Registry("dataset", "data.dataset", {
                           "(data.task: multilabel)"),
     "csv": ("neuroprune.data.tabular:load_csv",
             "any CSV file (data.path) with a class column (data.label_column)"),
+    "folder": ("neuroprune.data.streamed:load_folder",
+               "your images: data.root with one subfolder per class (or train/ val/ [test/] "
+               "folders of them); needs neuroprune[images]"),
     "mnist": ("neuroprune.data.mnist:load_mnist",
               "MNIST from data.root (full 60k/10k or the MNIST-10k protocol)"),
     "fashion_mnist": ("neuroprune.data.mnist:load_fashion_mnist", "Fashion-MNIST from data.root"),
