@@ -278,8 +278,10 @@ def run_neuroevolution(bench: Workbench, out: str | Path, progress: bool = True
                              "enabled_connections": int(mask.sum())}
         summary_envs[env_id] = ms
     _plot(rows, nc, rd.path / "curves.png")
+    # the tuner's objective: NEAT's final evaluation reward, mean over seeds and environments
+    reward = statistics.mean(ms["neat"]["final_reward_mean"] for ms in summary_envs.values())
     summary = {"status": "complete", "kind": "neuroevolution", "environments": summary_envs,
-               "seeds": nc.seeds, "wall_seconds": round(time.time() - t0, 3)}
+               "reward": reward, "seeds": nc.seeds, "wall_seconds": round(time.time() - t0, 3)}
     rd.write_summary(summary)
     return summary
 
