@@ -254,15 +254,20 @@ def test_tune_runs_the_kind_its_config_names(tmp_path, kind):
         assert not (trial_dir / "best_mask.safetensors").exists()
 
 
+def _two_trials(tmp_path, kind, params, objectives):
+    name, over, _ = KIND_CONFIGS[kind]
+    cfg = load_config(REPO / "configs" / name, over + [
+        f"tune={{params: {params}, pruner: none, objectives: {objectives}}}"])
+    summary = Tuner(cfg, tmp_path / "t", n_trials=2).run(progress=False)
+    assert summary["trials"]["complete"] == 2
+    return summary
+
+
 def test_neat_tuning_maximises_the_reward_it_reports(tmp_path):
     """Two trials over NEAT's population: each trial's value is its run's NEAT reward, and
     the best trial is the one with the highest."""
-    name, over, _ = KIND_CONFIGS["neuroevolution"]
-    cfg = load_config(REPO / "configs" / name, over + [
-        "tune={params: {neuroevolution.population: {type: int, low: 3, high: 6}}, "
-        "pruner: none, objectives: [reward]}"])
-    summary = Tuner(cfg, tmp_path / "t", n_trials=2).run(progress=False)
-    assert summary["trials"]["complete"] == 2
+    summary = _two_trials(tmp_path, "neuroevolution", "{neuroevolution.population: {type: int, "
+                          "low: 3, high: 6}}", "[reward]")
     rewards = [json.loads((tmp_path / "t" / "trials" / f"trial_{i:04d}" / "summary.json")
                           .read_text())["reward"] for i in range(2)]
     assert summary["best"]["value"] == pytest.approx(max(rewards))
@@ -271,12 +276,8 @@ def test_neat_tuning_maximises_the_reward_it_reports(tmp_path):
 
 def test_private_tuning_trades_accuracy_against_epsilon(tmp_path):
     pytest.importorskip("opacus")
-    name, over, _ = KIND_CONFIGS["private_training"]
-    cfg = load_config(REPO / "configs" / name, over + [
-        "tune={params: {training.privacy.epsilon: {type: float, low: 0.5, high: 8, log: true}}"
-        ", pruner: none, objectives: [val_accuracy, epsilon]}"])
-    summary = Tuner(cfg, tmp_path / "t", n_trials=2).run(progress=False)
-    assert summary["trials"]["complete"] == 2
+    summary = _two_trials(tmp_path, "private_training", "{training.privacy.epsilon: {type: "
+                          "float, low: 0.5, high: 8, log: true}}", "[val_accuracy, epsilon]")
     front = summary["pareto_front"]
     assert front and all(0 < t["values"][1] <= 8.0 for t in front)
 
