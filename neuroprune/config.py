@@ -198,10 +198,26 @@ class NeuroevolutionConfig(Section):
     q_gamma: float = Field(0.99, ge=0, le=1, description="Q-learning discount")
     q_eval_every: int = Field(2000, ge=1, description="Q-learning: training steps between "
                               "greedy evaluations")
+    baselines: list[Literal["qlearning", "dqn"]] = Field(
+        ["qlearning"], min_length=1, description="what NEAT is compared with on the same step "
+        "budget: qlearning (tabular), dqn (a small deep Q-network); q_eval_every for both")
+    dqn_hidden: int = Field(64, ge=1, description="DQN: hidden units (one ReLU layer)")
+    dqn_lr: float = Field(1e-3, gt=0, description="DQN: Adam learning rate")
+    dqn_buffer: int = Field(10_000, ge=1, description="DQN: replay buffer size")
+    dqn_batch_size: int = Field(64, ge=1, description="DQN: minibatch size")
+    dqn_learning_starts: int = Field(500, ge=0, description="DQN: steps before the first "
+                                     "update")
+    dqn_train_every: int = Field(1, ge=1, description="DQN: environment steps per update")
+    dqn_target_every: int = Field(500, ge=1, description="DQN: steps between target-network "
+                                  "copies")
+    dqn_exploration_fraction: float = Field(0.5, gt=0, le=1, description="DQN: share of the "
+                                            "budget over which epsilon falls to 0.05")
 
     _seeds = field_validator("seeds")(classmethod(lambda cls, v: _seeds(v)))
     _envs = field_validator("environments")(classmethod(
         lambda cls, v: _distinct(v, "environment")))
+    _baselines = field_validator("baselines")(classmethod(
+        lambda cls, v: _distinct(v, "baseline")))
 
 
 class RunConfig(Section):

@@ -19,7 +19,7 @@ from neuroprune.config import NeuroevolutionConfig  # noqa: E402
 from neuroprune.masks import read_mask_file  # noqa: E402
 from neuroprune.rl.track import TRACK_ID  # noqa: E402
 from neuroprune.searches.neuroevolution import (Evaluator, genome_tensors,  # noqa: E402
-                                                run_neat, run_q)
+                                                run_dqn, run_neat, run_q)
 
 CI = str(REPO / "configs" / "neat_ci.yaml")
 
@@ -95,10 +95,37 @@ def test_q_learning_beats_a_random_policy_on_the_track():
     assert curve[-1][1] > random_reward + 5, (curve, random_reward)
 
 
+def test_dqn_beats_a_random_policy_on_the_track():
+    nc = NeuroevolutionConfig(environments=[TRACK_ID], seeds=[0], episodes=3, max_steps=150,
+                              q_eval_every=1500, dqn_learning_starts=200)
+    rng = np.random.default_rng(0)
+    random_reward = Evaluator(TRACK_ID, nc, 0)(lambda o: int(rng.integers(3)))
+    curve = run_dqn(TRACK_ID, nc, 0, budget=3000)
+    assert [s for s, _ in curve] == [0, 1500, 3000]
+    assert curve[-1][1] > random_reward + 5, (curve, random_reward)
+    assert run_dqn(TRACK_ID, nc, 0, budget=3000) == curve  # seeded
+
+
+def test_dqn_baseline_runs_beside_neat_and_q_learning(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", CI, "--out", str(out), "--no-progress", "--set",
+                 "neuroevolution.environments=[CartPole-v1]", "--set",
+                 "neuroevolution.baselines=[qlearning, dqn]", "--set",
+                 "neuroevolution.dqn_learning_starts=50"]) == 0
+    rows = list(csv.DictReader((out / "curves.csv").open()))
+    assert {r["method"] for r in rows} == {"neat", "qlearning", "dqn"}
+    summary = json.loads((out / "summary.json").read_text())["environments"]["CartPole-v1"]
+    neat_steps = summary["neat"]["env_steps_mean"]
+    assert summary["dqn"]["env_steps_mean"] == neat_steps  # the same budget as NEAT
+    assert summary["dqn"]["final_reward_mean"] >= 8  # CartPole pays 1 per step kept up
+
+
 @pytest.mark.parametrize("setting, words", [
     ("neuroevolution.environments=[NoSuchEnv-v9]", "unknown Gymnasium id"),
     ("neuroevolution.population=1", "population"),
     ("neuroevolution.environments=[Pendulum-v1]", "Discrete actions"),
+    ("neuroevolution.baselines=[dqn, dqn]", "baseline"),
+    ("neuroevolution.baselines=[ppo]", "baselines"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, setting, words):
     out = tmp_path / "run"

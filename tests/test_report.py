@@ -1,6 +1,8 @@
 """`neuroprune report` on runs of every kind and on tuning folders, finished or not, and on
 bad input (one line, exit 2, nothing half-written)."""
 
+import importlib.util
+import json
 import os
 import shutil
 from pathlib import Path
@@ -40,11 +42,20 @@ RUNS = {
     "planted": ["run", str(CONFIGS / "planted_ci.yaml"), "--set", "planted.tasks=[relu, circle]",
                 "--set", "planted.methods=[random, magnitude]", "--set", "planted.samples=300",
                 "--set", "planted.seeds=[0, 1]", "--set", "training.epochs=1"],
+    "neuroevolution": ["run", str(CONFIGS / "neat_ci.yaml"), "--set", "neuroevolution.population=4",
+                       "--set", "neuroevolution.generations=2"],
+    "rbm_connectivity": ["run", str(CONFIGS / "rbm_digits.yaml"), "--set", "rbm.epochs=2",
+                         "--set", "rbm.eval_every=1", "--set", "rbm.ais_runs=8",
+                         "--set", "rbm.ais_betas=100"],
+    "private_training": ["run", str(CONFIGS / "private_digits.yaml"), "--set", "training.epochs=1",
+                         "--set", "model.widths=[16]"],
     "tuning": ["tune", str(CONFIGS / "tune_quickstart.yaml"), "--n-trials", "5",
                "--set", "method.population=4", "--set", "method.generations=2",
                "--set", "training.epochs=2", "--set", "model.widths=[16]",
                "--set", "tune.pruner=none"],
 }
+if importlib.util.find_spec("opacus") is None:  # private training needs neuroprune[privacy]
+    del RUNS["private_training"]
 #: the figures each kind's report draws
 FIGURES = {
     "mask_search": {"fitness.png", "learning_curve.png", "layers.png"},
@@ -52,8 +63,13 @@ FIGURES = {
     "activation_search": {"functions.png", "strategies.png", "search.png"},
     "ensemble_search": {"fitness.png", "accuracy.png"},
     "planted": {"planted.png"},
+    "neuroevolution": {"rewards.png", "topology_neuroprune_Track-v0.png",
+                       "topology_CartPole-v1.png"},
+    "rbm_connectivity": {"rbm_connectivity.png"},
+    "private_training": {"accuracy_vs_epsilon.png"},
     "tuning": {"history.png", "intermediate.png", "importances.png"},
 }
+FIGURES = {k: v for k, v in FIGURES.items() if k in RUNS}
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +112,51 @@ def test_report_as_a_new_user_runs_it(runs, tmp_path):
     assert "Traceback" not in proc.stderr
     md = (out / "report.md").read_text()
     for heading in ("## Mask search", "## Comparison", "## Activation search",
-                    "## Ensemble search", "## Planted tickets", "## Tuning study"):
+                    "## Ensemble search", "## Planted tickets", "## Tuning study",
+                    "## Neuroevolution", "## RBM connectivity"):
         assert heading in md
     assert {"mask_search-fitness.png", "ensemble_search-fitness.png",
             "tuning-history.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_neuroevolution_report_gives_both_methods_over_the_seeds(runs, tmp_path):
+    out = tmp_path / "report"
+    assert _report([runs["neuroevolution"]], out)[0] == 0
+    md = (out / "report.md").read_text()
+    curves = pd.read_csv(runs["neuroevolution"] / "curves.csv")
+    for env in ("neuroprune/Track-v0", "CartPole-v1"):
+        for method in ("NEAT", "tabular Q-learning"):
+            row = next(line for line in md.splitlines()
+                       if f"| {env} | {method} |" in line)
+            assert "| 2 |" in row  # two seeds
+    finals = curves[curves.method == "neat"].groupby(["environment", "seed"]).reward.last()
+    assert f"{finals['CartPole-v1'].mean():.2f} ± " in md
+
+
+def test_rbm_report_tabulates_every_connectivity(runs, tmp_path):
+    out = tmp_path / "report"
+    assert _report([runs["rbm_connectivity"]], out)[0] == 0
+    md = (out / "report.md").read_text()
+    summary = json.loads((runs["rbm_connectivity"] / "summary.json").read_text())
+    for v, s in summary["variants"].items():
+        row = next(line for line in md.splitlines() if f"| {v} |" in line)
+        assert f"{s['test_log_likelihood']:.4f}" in row
+        assert f"{s['reconstruction_error']:.4f}" in row
+
+
+def test_private_report_puts_dpsgd_and_lsg_against_epsilon(runs, tmp_path):
+    if "private_training" not in RUNS:
+        pytest.skip("needs neuroprune[privacy]")
+    lsg = tmp_path / "lsg"
+    assert main([*RUNS["private_training"], "--set", "training.privacy.method=lsg",
+                 "--set", "training.privacy.epsilon=4", "--out", str(lsg), "--no-progress"]) == 0
+    out = tmp_path / "report"
+    assert _report([runs["private_training"], lsg], out)[0] == 0
+    md = (out / "report.md").read_text()
+    assert "| DP-SGD |" in md and "| LSG |" in md
+    assert _is_png(out / "accuracy_vs_epsilon.png")
+    eps = json.loads((lsg / "summary.json").read_text())["epsilon"]
+    assert 3 < eps <= 4.0 and f"{eps:.4f}" in md
 
 
 def test_mask_runs_side_by_side_name_method_and_sparsity(runs, tmp_path):

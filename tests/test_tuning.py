@@ -216,7 +216,13 @@ KIND_CONFIGS = {
         None),
     "private_training": ("private_digits.yaml", ["training.epochs=1", "model.widths=[16]"],
                          None),
+    "neuroevolution": ("neat_ci.yaml", [
+        "neuroevolution.environments=[CartPole-v1]", "neuroevolution.seeds=[0]",
+        "neuroevolution.population=4", "neuroevolution.generations=2"],
+        "best_genome_CartPole-v1.safetensors"),
 }
+#: objectives of the kinds that have no val_accuracy
+KIND_OBJECTIVES = {"neuroevolution": "[reward]"}
 
 
 @pytest.mark.parametrize("kind", sorted(__import__("neuroprune.searches.registry",
@@ -240,8 +246,10 @@ def test_tune_runs_the_kind_its_config_names(tmp_path, kind):
             Tuner(cfg, tmp_path / "x")
         assert not (tmp_path / "x").exists()
         return
+    objectives = KIND_OBJECTIVES.get(kind, "[val_accuracy]")
     cfg = load_config(REPO / "configs" / name, over + [
-        "tune={params: {seed: {type: int, low: 0, high: 3}}, pruner: none}"])
+        "tune={params: {seed: {type: int, low: 0, high: 3}}, pruner: none, "
+        f"objectives: {objectives}}}"])
     summary = Tuner(cfg, tmp_path / "t", n_trials=1).run(progress=False)
     assert summary["trials"]["complete"] == 1
     trial_dir = tmp_path / "t" / "trials" / "trial_0000"
@@ -250,6 +258,43 @@ def test_tune_runs_the_kind_its_config_names(tmp_path, kind):
         assert (trial_dir / artifact).is_file()
     if kind != "mask_search":
         assert not (trial_dir / "best_mask.safetensors").exists()
+
+
+def _two_trials(tmp_path, kind, params, objectives):
+    name, over, _ = KIND_CONFIGS[kind]
+    cfg = load_config(REPO / "configs" / name, over + [
+        f"tune={{params: {params}, pruner: none, objectives: {objectives}}}"])
+    summary = Tuner(cfg, tmp_path / "t", n_trials=2).run(progress=False)
+    assert summary["trials"]["complete"] == 2
+    return summary
+
+
+def test_neat_tuning_maximises_the_reward_it_reports(tmp_path):
+    """Two trials over NEAT's population: each trial's value is its run's NEAT reward, and
+    the best trial is the one with the highest."""
+    summary = _two_trials(tmp_path, "neuroevolution", "{neuroevolution.population: {type: int, "
+                          "low: 3, high: 6}}", "[reward]")
+    rewards = [json.loads((tmp_path / "t" / "trials" / f"trial_{i:04d}" / "summary.json")
+                          .read_text())["reward"] for i in range(2)]
+    assert summary["best"]["value"] == pytest.approx(max(rewards))
+    assert all(r > 0 for r in rewards)  # CartPole pays 1 per step kept up
+
+
+def test_private_tuning_trades_accuracy_against_epsilon(tmp_path):
+    pytest.importorskip("opacus")
+    summary = _two_trials(tmp_path, "private_training", "{training.privacy.epsilon: {type: "
+                          "float, low: 0.5, high: 8, log: true}}", "[val_accuracy, epsilon]")
+    front = summary["pareto_front"]
+    assert front and all(0 < t["values"][1] <= 8.0 for t in front)
+
+
+def test_tuning_on_the_test_log_likelihood_is_refused(tmp_path):
+    from neuroprune.errors import ConfigError
+    cfg = load_config(REPO / "configs" / "rbm_digits.yaml",
+                      ["tune={params: {rbm.lr: {type: float, low: 0.01, high: 0.1}}}"])
+    with pytest.raises(ConfigError, match="test log-likelihood"):
+        Tuner(cfg, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
 
 
 def _replayed(tmp_path, name, batch, params):

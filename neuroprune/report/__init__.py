@@ -14,6 +14,12 @@ the kind), written by the reporter registered for that kind in :data:`REPORTERS`
 * ``ensemble_search`` (:mod:`.ensemble`): fitness per generation, the ensemble against the best
   single classifier and the whole-pool vote;
 * ``planted`` (:mod:`.planted`): quality and recovery of the planted ticket per task;
+* ``neuroevolution`` (:mod:`.neuroevolution`): reward against environment steps for NEAT and
+  Q-learning (mean ± std over seeds), the best evolved topology per environment;
+* ``rbm_connectivity`` (:mod:`.rbm`): log-likelihood and reconstruction error per epoch for
+  each connectivity;
+* ``private_training`` (:mod:`.private`): accuracy against the privacy spent (epsilon), one
+  point per run, DP-SGD and LSG apart;
 * ``tuning`` (:mod:`.tuning`): Optuna's own plots (Pareto front, history, intermediate values,
   parameter importances) and a table of trials.
 
@@ -41,6 +47,11 @@ REPORTERS = Registry("report kind", "kind", {
     "activation_search": ("neuroprune.report.activation:report", "activation searches"),
     "ensemble_search": ("neuroprune.report.ensemble:report", "ensemble searches"),
     "planted": ("neuroprune.report.planted:report", "planted-ticket sweeps"),
+    "neuroevolution": ("neuroprune.report.neuroevolution:report",
+                       "NEAT against Q-learning runs"),
+    "rbm_connectivity": ("neuroprune.report.rbm:report", "RBM connectivity runs"),
+    "private_training": ("neuroprune.report.private:report",
+                         "differentially private trainings (one point each)"),
     "tuning": ("neuroprune.report.tuning:report", "Optuna studies of `neuroprune tune`"),
 })
 

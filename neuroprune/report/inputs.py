@@ -22,7 +22,13 @@ COLUMNS = {"mask_search": ("generation",),
            "activation_search": ("generation", "strategy", "val_accuracy"),
            "ensemble_search": ("generation", "best", "mean"),
            "planted": ("task", "method", "sparsity", "seed", "planted_sparsity",
-                       "quality_trained", "iou")}
+                       "quality_trained", "iou"),
+           "rbm_connectivity": ("epoch", "variant", "reconstruction_error",
+                                "test_log_likelihood"),
+           "neuroevolution": ("environment", "method", "seed", "env_steps", "reward"),
+           "private_training": ("epsilon", "val_accuracy", "test_accuracy")}
+#: the table a kind's rows come from where it is not results.csv (None: the summary, one row)
+TABLES = {"neuroevolution": "curves.csv", "private_training": None}
 JOURNAL = "optuna.journal"
 
 
@@ -89,16 +95,22 @@ def open_input(path: str | Path) -> Run | StudyFolder:
     kind = config.get("kind", "mask_search")
     if kind not in COLUMNS:
         raise UserError(f"{path}/config.yaml names an unknown kind '{kind}'")
-    if not (path / "results.csv").is_file():
-        raise UserError(f"{path} has no results yet (the run stopped before it committed its "
-                        f"first generation)")
-    df = results.load(path)
-    missing = [c for c in COLUMNS[kind] if c not in df.columns]
-    if missing:
-        raise UserError(f"{path}/results.csv lacks the column(s) {', '.join(missing)} of a "
-                        f"{kind} run")
-    if df.empty:
-        raise UserError(f"{path}/results.csv holds no rows yet")
+    table = TABLES.get(kind, "results.csv")
+    source = path / (table or "summary.json")
+    if not source.is_file():
+        raise UserError(f"{path} has no results yet (the run stopped before it committed "
+                        f"{'its first generation' if table == 'results.csv' else source.name})")
     summary = results.read_json(path / "summary.json") if (path / "summary.json").is_file() \
         else None
+    if table is None:
+        df = pd.DataFrame([summary])
+    elif table == "results.csv":
+        df = results.load(path)
+    else:
+        df = results.read_csv(source)
+    missing = [c for c in COLUMNS[kind] if c not in df.columns]
+    if missing:
+        raise UserError(f"{source} lacks the column(s) {', '.join(missing)} of a {kind} run")
+    if df.empty:
+        raise UserError(f"{source} holds no rows yet")
     return Run(path, kind, config, summary, df)

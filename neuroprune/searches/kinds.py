@@ -148,9 +148,9 @@ class EnsembleSearchKind(Kind):
 class RBMConnectivityKind(Kind):
     name = "rbm_connectivity"
     resumable = False
-    not_tunable = ("it compares three connectivities at one budget, and the tuner's objectives "
-                   "(val_accuracy, sparsity, ...) are those of networks with a test accuracy; "
-                   "an RBM's is its log-likelihood, not among them")
+    not_tunable = ("its only held-out score is the test log-likelihood (there is no "
+                   "validation split), and choosing settings by the test set leaves no "
+                   "unbiased estimate")
 
     def __init__(self, bench: Workbench):
         super().__init__(bench)
@@ -171,7 +171,7 @@ class RBMConnectivityKind(Kind):
 class NeuroevolutionKind(Kind):
     name = "neuroevolution"
     resumable = False
-    not_tunable = "the NEAT against Q-learning comparison is a fixed sweep over seeds"
+    objectives = ("reward", "wall_seconds")
 
     def __init__(self, bench: Workbench):
         super().__init__(bench)

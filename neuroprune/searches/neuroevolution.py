@@ -12,6 +12,7 @@ fitness is exactly that reward, so each generation's champion gives one curve po
 steps spent so far (every evaluation step is a training step). Q-learning gets the same step
 budget as NEAT used for that seed; its greedy policy is scored every ``q_eval_every`` steps
 (evaluation steps not counted). A network's action is the argmax of its outputs.
+``baselines`` may add a small DQN (:mod:`neuroprune.rl.dqn`) on the same terms.
 
 Exported per environment: the best genome over all seeds as ``best_genome_<env>.safetensors``.
 Layout: nodes ordered inputs (neat keys -1, -2, ...), outputs (0, 1, ...), hidden (ascending
@@ -209,6 +210,24 @@ def run_q(env_id: str, nc: NeuroevolutionConfig, seed: int, budget: int):
                       Evaluator(env_id, nc, seed))[1]
 
 
+def run_dqn(env_id: str, nc: NeuroevolutionConfig, seed: int, budget: int):
+    from ..rl.dqn import DQNSettings, dqn
+    env = _make(env_id, nc.max_steps)
+    low, high = _bounds(env.observation_space)
+    env.close()
+    settings = DQNSettings(hidden=nc.dqn_hidden, lr=nc.dqn_lr, gamma=nc.q_gamma,
+                           buffer=nc.dqn_buffer, batch_size=nc.dqn_batch_size,
+                           learning_starts=nc.dqn_learning_starts,
+                           train_every=nc.dqn_train_every, target_every=nc.dqn_target_every,
+                           exploration_fraction=nc.dqn_exploration_fraction,
+                           eval_every=nc.q_eval_every)
+    return dqn(lambda: _make(env_id, nc.max_steps), low, high, budget, seed, settings,
+               Evaluator(env_id, nc, seed))[1]
+
+
+BASELINES = {"qlearning": run_q, "dqn": run_dqn}
+
+
 def genome_tensors(genome, config) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]:
     """Node order, weight matrix, enabled mask and biases of ``genome`` (module docstring)."""
     g = config.genome_config
@@ -252,9 +271,10 @@ def run_neuroevolution(bench: Workbench, out: str | Path, progress: bool = True
                  for s, r in curve]
         if env_id not in best or champion.fitness > best[env_id][0].fitness:
             best[env_id] = (champion, config)
-        q_curve = run_q(env_id, nc, seed, budget=curve[-1][0])
-        rows += [dict(environment=env_id, method="qlearning", seed=seed, env_steps=s, reward=r)
-                 for s, r in q_curve]
+        for method in nc.baselines:
+            b_curve = BASELINES[method](env_id, nc, seed, budget=curve[-1][0])
+            rows += [dict(environment=env_id, method=method, seed=seed, env_steps=s, reward=r)
+                     for s, r in b_curve]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, COLUMNS)
     writer.writeheader()
@@ -266,7 +286,7 @@ def run_neuroevolution(bench: Workbench, out: str | Path, progress: bool = True
         export_genome(rd.path / f"best_genome_{slug}.safetensors", genome, config, env_id)
         _draw(rd.path / f"topology_{slug}.png", genome, config, env_id)
         ms = {}
-        for m in ("neat", "qlearning"):
+        for m in ("neat", *nc.baselines):
             finals = [[r for r in rows if r["environment"] == env_id and r["method"] == m
                        and r["seed"] == s][-1] for s in nc.seeds]
             rewards = [f["reward"] for f in finals]
@@ -278,8 +298,10 @@ def run_neuroevolution(bench: Workbench, out: str | Path, progress: bool = True
                              "enabled_connections": int(mask.sum())}
         summary_envs[env_id] = ms
     _plot(rows, nc, rd.path / "curves.png")
+    # the tuner's objective: NEAT's final evaluation reward, mean over seeds and environments
+    reward = statistics.mean(ms["neat"]["final_reward_mean"] for ms in summary_envs.values())
     summary = {"status": "complete", "kind": "neuroevolution", "environments": summary_envs,
-               "seeds": nc.seeds, "wall_seconds": round(time.time() - t0, 3)}
+               "reward": reward, "seeds": nc.seeds, "wall_seconds": round(time.time() - t0, 3)}
     rd.write_summary(summary)
     return summary
 
@@ -308,8 +330,8 @@ def _plot(rows, nc: NeuroevolutionConfig, path: Path) -> None:
         rs = [r for r in rows if r["environment"] == env_id]
         top = max(r["env_steps"] for r in rs)
         grid = np.linspace(0, top, 100)
-        look = styles(["neat", "qlearning"])
-        for m in ("neat", "qlearning"):
+        look = styles(["neat", "qlearning", "dqn"])
+        for m in ("neat", *nc.baselines):
             # each seed's curve as a step function (the last point at or before x)
             ys = []
             for s in nc.seeds:

@@ -19,7 +19,7 @@ KINDS = Registry("kind", "kind", {
     "rbm_connectivity": ("neuroprune.searches.kinds:RBMConnectivityKind",
                          "RBMs fully connected, random sparse and with learned connectivity"),
     "neuroevolution": ("neuroprune.searches.kinds:NeuroevolutionKind",
-                       "NEAT against tabular Q-learning on Gymnasium tasks"),
+                       "NEAT against tabular Q-learning (and a DQN) on Gymnasium tasks"),
     "private_training": ("neuroprune.searches.kinds:PrivateTrainingKind",
                          "one (randomly masked) network trained with differential privacy "
                          "(training.privacy: DP-SGD or LSG)"),

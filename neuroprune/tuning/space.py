@@ -8,7 +8,9 @@ from typing import Any, Iterator, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 OBJECTIVES = {"val_accuracy": "maximize", "sparsity": "maximize", "wall_seconds": "minimize",
-              "params": "minimize", "flops": "minimize", "latency": "minimize"}
+              "params": "minimize", "flops": "minimize", "latency": "minimize",
+              "epsilon": "minimize",  # private_training: the privacy spent
+              "reward": "maximize"}  # neuroevolution: NEAT's final evaluation reward
 
 
 class ParamSpec(BaseModel):
