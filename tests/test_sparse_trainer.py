@@ -99,3 +99,30 @@ def test_neuron_removal_off_changes_nothing(digits):
         torch.testing.assert_close(runs[0].metrics[k], runs[1].metrics[k], msg=k)
     for k in runs[0].weights:
         torch.testing.assert_close(runs[0].weights[k], runs[1].weights[k], msg=k)
+
+
+def test_a_network_that_would_not_fit_is_refused_in_one_line_before_training(digits):
+    from neuroprune.engine import make_trainer
+    spec, layout, bits = population(digits, "mlp", n=1, sparsity=0.99, widths=(64,))
+    huge = TrainSettings(batch_size=10 ** 10)  # its activations alone outgrow any memory
+    with pytest.raises(UserError, match="engine.trainer: sparse") as e:
+        make_trainer(spec, digits, huge, layout, engine=EngineConfig(trainer="stacked"))
+    assert "\n" not in str(e.value)
+    task = EvalTask(masks=bits, init=init_state(spec, 0))
+    with pytest.raises(UserError, match="one sparse network needs about") as e:
+        make_trainer(spec, digits, huge, layout, engine=EngineConfig(trainer="sparse")).run(task)
+    assert "\n" not in str(e.value)
+
+
+def test_an_empty_layer_in_any_network_is_refused_before_the_first_trains(digits):
+    spec, layout, bits = population(digits, "mlp", n=2, sparsity=0.5, widths=(8,))
+    bits[1] = False
+    inits = [init_state(spec, s) for s in (1, 2)]
+    task = EvalTask(masks=bits, inits={k: torch.stack([i[k] for i in inits]) for k in inits[0]},
+                    epochs=1)
+    trainer = SparseTrainer(spec, digits, TrainSettings(), layout)
+    trained = []
+    trainer._train_one = lambda t, i: trained.append(i)
+    with pytest.raises(UserError, match="keeps no weight"):
+        trainer.run(task)
+    assert trained == []

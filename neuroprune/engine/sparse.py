@@ -47,6 +47,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..masks import unflatten
+from .memory import require_memory
 from .precision import precision_scope
 from .settings import batch_order, steps_per_run
 from .task import EvalTask, PopulationResult
@@ -349,7 +350,34 @@ class SparseTrainer:
             raise UserError("engine.trainer: sparse supports neither training hooks, evolved "
                             "activations nor per-network settings; use engine.trainer: "
                             "per_network for this method")
+        self.check(task)
         return PopulationResult.concat([self._train_one(task, i) for i in range(len(task))])
+
+    def check(self, task: EvalTask) -> None:
+        """Before any network trains: every layer of every network keeps a weight, and the
+        largest network's sparse matrices fit in memory (one line each otherwise)."""
+        masks = {} if task.masks is None else unflatten(self.layout, task.masks.bool())
+        cfg = self.settings
+        opt_states = 2 if cfg.optimizer == "adam" else (1 if cfg.momentum > 0 else 0)
+        worst, width = 0, 0
+        for i in range(len(task)):
+            nbytes = 0
+            for name, mod in self.layers:
+                if not isinstance(mod, nn.Linear):
+                    continue
+                m = masks.get(f"{name}.weight")
+                nnz = mod.weight.numel() if m is None else int(m[i].sum())
+                if nnz == 0:
+                    raise UserError(f"layer {name} keeps no weight at this sparsity; lower the "
+                                    f"sparsity or allocate more weights to it")
+                # values, gradient, optimiser state (4 B each at fp32) and the int64 row,
+                # column, CSR and transposed indices (~5 x 8 B) per kept weight
+                nbytes += nnz * (self.data.train_x.element_size() * (2 + opt_states) + 40)
+                width = max(width, mod.out_features)
+            worst = max(worst, nbytes)
+        act = 2 * cfg.batch_size * width * self.data.train_x.element_size() * len(self.layers)
+        require_memory(worst + act, "one sparse network", "raise the sparsity or lower the "
+                       "hidden widths", self.device)
 
     def _train_one(self, task: EvalTask, i: int) -> PopulationResult:
         cfg, dev = self.settings, self.device
