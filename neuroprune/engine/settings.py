@@ -157,6 +157,14 @@ class EngineConfig(Section):
     sparse_regrow: float = Field(0.0, ge=0, lt=1, description="sparse trainer: SET's zeta, the "
                                  "fraction of smallest-magnitude weights of each layer dropped "
                                  "and regrown at random after every epoch (0: fixed structure)")
+    sparse_neuron_prune: float = Field(0.0, ge=0, lt=1, description="sparse trainer: after "
+                                       "every epoch remove this fraction of each hidden layer's "
+                                       "remaining neurons, the least important first; the "
+                                       "sparse matrices shrink (0: off)")
+    sparse_neuron_importance: Literal["incoming", "in_out"] = Field(
+        "incoming", description="sparse trainer, neuron removal: a hidden neuron's importance "
+        "is the sum of the absolute values of its incoming weights, or of its incoming and "
+        "outgoing weights")
     chunk_size: int | None = Field(None, ge=1, description="networks trained in one batch "
                                    "(default: 16 on CPU, as many as fit on a GPU)")
     precision: Literal["fp32", "tf32", "bf16", "fp64"] = Field(

@@ -377,7 +377,8 @@ def make_trainer(spec: ModelSpec, data: DataSplits, settings: TrainSettings,
         from ..errors import UserError
         raise UserError(f"one network of {spec.describe()} needs about {human(need)} to train "
                         f"at batch size {settings.batch_size}, but {device} has {human(free)} "
-                        f"free; lower training.batch_size or use a smaller model")
+                        f"free; lower training.batch_size or use a smaller model, or for a "
+                        f"sparse fully connected network engine.trainer: sparse")
     choice = engine.trainer
     if choice == "auto":
         choice = "per_network" if 2 * need > 0.8 * free else "stacked"
