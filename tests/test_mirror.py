@@ -125,6 +125,14 @@ def test_tune_at_a_uri_keeps_trials_and_artifacts_there_and_continues(tmp_path, 
     assert main(["tune", *TUNE, "--n-trials", "1", "--out", uri]) == 0
     assert len(list((remote / "trials").rglob("summary.json"))) == 2
     assert "2 complete" in capsys.readouterr().out
+    (tmp_path / "m3").mkdir()
+    monkeypatch.chdir(tmp_path / "m3")  # no staging copy: the mask comes from the URI
+    import shutil
+    for m in ("m1", "m2"):
+        shutil.rmtree(tmp_path / m)
+    assert main(["export", "--storage", f"{uri}/optuna.journal", "--study", "tune_quickstart",
+                 "--trial", "1", "--out", "m.safetensors"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "m3" / "m.safetensors").stat().st_size > 0
 
 
 def test_tune_at_an_unwritable_uri_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
