@@ -514,6 +514,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise UserError(f"--port {args.port} is not a TCP port; give one from 1 to 65535")
     import optuna_dashboard
 
+    from .mirror import Mirror, is_uri, staging_dir
+    if is_uri(args.artifacts):  # Optuna's artifact store reads a folder: a copy of it
+        cache = Mirror(args.artifacts, staging_dir(args.artifacts))
+        if not cache.remote_files():
+            raise UserError(f"--artifacts {args.artifacts} holds no artifacts; give "
+                            f"<tune --out>/artifacts")
+        cache.pull()
+        args.artifacts = str(cache.local)
     url = existing_storage(args.storage)
     artifacts = existing_artifacts(url, args.artifacts)
     storage = open_storage(url)

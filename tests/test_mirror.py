@@ -144,3 +144,11 @@ def test_tune_at_an_unwritable_uri_is_refused_in_one_line(tmp_path, monkeypatch,
     assert "cannot write at" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs" / "staged" / "file").exists() or not any(
         (tmp_path / "runs" / "staged").rglob("*.journal"))
+
+
+def test_dashboard_artifacts_at_an_empty_uri_is_refused_in_one_line(tmp_path, capsys):
+    pytest.importorskip("optuna_dashboard")
+    assert main(["dashboard", "--storage", str(tmp_path / "optuna.journal"), "--artifacts",
+                 f"file://{tmp_path / 'nothing'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no artifacts" in err[0], err
