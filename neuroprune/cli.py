@@ -249,6 +249,23 @@ def _mirror(uri: str, fresh: bool):
     return mirror
 
 
+def _tune_mirror(uri: str):
+    """The :class:`~.mirror.Mirror` of a tuning folder kept at ``uri``: what is there (the
+    study's journal, trial folders, artifacts) copied into staging to be continued, or the
+    URI checked writable for a new one, before any trial starts."""
+    import shutil
+
+    from .mirror import Mirror, staging_dir
+
+    mirror = Mirror(uri, staging_dir(uri))
+    shutil.rmtree(mirror.local, ignore_errors=True)  # a copy: what counts is at the URI
+    if mirror.remote_files():
+        mirror.pull()
+    else:
+        mirror.check_writable()
+    return mirror
+
+
 def _run_search(cfg, out: Path, resume: bool, progress: bool, mirror=None) -> int:
     from .rundir import RunDir
     from .searches.kinds import prepare
@@ -431,14 +448,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.n_jobs < 1:
         raise UserError("--n-jobs must be at least 1")
     from .mirror import is_uri
-    if is_uri(args.out):
-        raise UserError(f"tune --out takes a folder, not {args.out}: on a cluster, one that "
-                        f"every node mounts at the same path (a URI is for `run --out`)")
     cfg = load_config(args.config, _apply_flags(args))
     require(["optuna", "ray"] if cfg.backend == "ray" else ["optuna"], "neuroprune tune")
+    mirror = None
+    if is_uri(args.out):
+        if cfg.backend == "ray":
+            raise UserError(f"tune --out {args.out}: a URI is not yet taken with backend ray; "
+                            f"give a folder every node mounts at the same path, or tune "
+                            f"with the local backend")
+        mirror = _tune_mirror(args.out)
     # absolute: Ray Tune runs each trial in a folder of its own, where a relative --out
     # would strand the trial's run folder
-    out = (Path(args.out) if args.out else Path("runs") / f"{cfg.name}-tune").absolute()
+    out = (mirror.local if mirror is not None else Path(args.out) if args.out
+           else Path("runs") / f"{cfg.name}-tune").absolute()
     if cfg.backend == "ray":
         from .tuning.ray_tune import RayTuner as TunerCls
     else:
@@ -448,7 +470,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
                      new_study=args.force_new_study)
     again = f"the same command (the study {tuner.study_name!r} is continued)"
     try:
-        with _ray_cluster(cfg, again, writable=out if cfg.backend == "ray" else None):
+        with _ray_cluster(cfg, again, writable=out if cfg.backend == "ray" else None), \
+                (mirror.active() if mirror is not None else contextlib.nullcontext()):
             summary = tuner.run(progress=not args.no_progress)
     except KeyboardInterrupt as exc:
         print(f"\ninterrupted; finished trials are in the study, and a trial it stopped "
@@ -461,8 +484,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return _exit_code(exc)
     t = summary["trials"]
     if "replaced" in summary:
+        trials = f"{mirror.uri}/trials" if mirror is not None else out / "trials"
         print(f"study {summary['study']} started afresh; the old one is kept as "
-              f"{summary['replaced']}, its trial folders in {out / 'trials'}/"
+              f"{summary['replaced']}, its trial folders in {trials}/"
               f"{summary['replaced']}")
     print(f"study {summary['study']}: {t['complete']} complete, {t['pruned']} pruned, "
           f"{t['fail']} failed trials; storage {summary['storage']}")
@@ -490,6 +514,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise UserError(f"--port {args.port} is not a TCP port; give one from 1 to 65535")
     import optuna_dashboard
 
+    from .mirror import Mirror, is_uri, staging_dir
+    if is_uri(args.artifacts):  # Optuna's artifact store reads a folder: a copy of it
+        cache = Mirror(args.artifacts, staging_dir(args.artifacts))
+        if not cache.remote_files():
+            raise UserError(f"--artifacts {args.artifacts} holds no artifacts; give "
+                            f"<tune --out>/artifacts")
+        cache.pull()
+        args.artifacts = str(cache.local)
     url = existing_storage(args.storage)
     artifacts = existing_artifacts(url, args.artifacts)
     storage = open_storage(url)

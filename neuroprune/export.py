@@ -415,6 +415,34 @@ def choose_trial(study, trial: str = "best"):
 
 
 @contextmanager
+def _tune_at_uri(journal_uri: str, artifacts: str | None) -> Iterator[tuple[Path, Path]]:
+    """The journal of a tune kept at a URI (``tune --out URI``) and its artifact folder
+    (``artifacts``, default ``artifacts`` beside the journal), copied into a temporary
+    folder for as long as the context lasts."""
+    import pyarrow.fs as pafs
+
+    from .mirror import Mirror, is_uri
+
+    base = journal_uri.rstrip("/").rsplit("/", 1)[0]
+    art_uri = artifacts if is_uri(artifacts) else f"{base}/artifacts"
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = Path(tmp) / "optuna.journal"
+        src = Mirror(journal_uri, journal)
+        if src.fs.get_file_info(src.root).type != pafs.FileType.File:
+            raise UserError(f"--storage {journal_uri} is no journal file; give "
+                            f"<tune --out URI>/optuna.journal")
+        with src.fs.open_input_stream(src.root) as f:
+            journal.write_bytes(f.read())
+        folder = Path(artifacts) if artifacts and not is_uri(artifacts) else Path(tmp) / "art"
+        if not (artifacts and not is_uri(artifacts)):
+            folder.mkdir()
+            art = Mirror(art_uri, folder)
+            if art.remote_files():
+                art.pull()
+        yield journal, folder
+
+
+@contextmanager
 def trial_mask(storage: str, study: str, trial: str = "best",
                artifacts: str | None = None) -> Iterator[Path]:
     """The best-mask file of an Optuna trial: in the trial's run folder, or, when that folder
@@ -423,6 +451,13 @@ def trial_mask(storage: str, study: str, trial: str = "best",
     lasts. ``artifacts``: the artifact folder (default: beside a journal or SQLite file)."""
     import optuna
 
+    from .mirror import is_uri
+    if is_uri(storage) and not storage.split("://")[0].startswith(("sqlite", "mysql",
+                                                                    "postgresql")):
+        with _tune_at_uri(storage, artifacts) as (journal, folder):
+            with trial_mask(str(journal), study, trial, str(folder)) as path:
+                yield path
+        return
     from .tuning.storage import existing_artifacts, existing_storage, open_storage
 
     url = existing_storage(storage)

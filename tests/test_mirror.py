@@ -78,12 +78,10 @@ def test_a_uri_that_cannot_be_written_is_one_line_before_the_run(tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written
 
 
-def test_tune_out_takes_a_folder_not_a_uri(tmp_path, capsys):
-    assert main(["tune", "tune_quickstart", "--out", "s3://bucket/tune"]) == 2
+def test_tune_out_at_a_uri_that_cannot_be_opened_is_refused_in_one_line(tmp_path, capsys):
+    assert main(["tune", "tune_quickstart", "--out", "nosuchscheme://bucket/tune"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["neuroprune: error: tune --out takes a folder, not s3://bucket/tune: on a "
-                   "cluster, one that every node mounts at the same path (a URI is for `run "
-                   "--out`)"]
+    assert len(err) == 1 and "no file system pyarrow can open" in err[0], err
 
 
 def test_a_uri_without_pyarrow_gives_the_install_hint(tmp_path):
@@ -105,3 +103,52 @@ def test_a_copy_that_fails_is_one_line_naming_where_the_run_is(tmp_path):
     with pytest.raises(UserError, match=r"^cannot copy the run to file://.*/file/run: .*; the "
                        r"run so far is in .*/staged \(`neuroprune resume` continues it"):
         mirror.push()
+
+
+TUNE = [str(REPO / "configs" / "tune_quickstart.yaml"), "--set", "method.population=4",
+        "--set", "method.generations=2", "--set", "training.epochs=1", "--set",
+        "model.widths=[16]", "--set", "tune.pruner=none", "--device", "cpu", "--no-progress"]
+
+
+def test_tune_at_a_uri_keeps_trials_and_artifacts_there_and_continues(tmp_path, monkeypatch,
+                                                                      capsys):
+    remote = tmp_path / "bucket" / "tune"
+    uri = f"file://{remote}"
+    (tmp_path / "m1").mkdir()
+    monkeypatch.chdir(tmp_path / "m1")
+    assert main(["tune", *TUNE, "--n-trials", "1", "--out", uri]) == 0
+    assert (remote / "optuna.journal").is_file()
+    assert len(list((remote / "trials").rglob("summary.json"))) == 1
+    assert any(p.is_file() for p in (remote / "artifacts").rglob("*"))
+    (tmp_path / "m2").mkdir()
+    monkeypatch.chdir(tmp_path / "m2")  # another machine continues the study from the URI
+    assert main(["tune", *TUNE, "--n-trials", "1", "--out", uri]) == 0
+    assert len(list((remote / "trials").rglob("summary.json"))) == 2
+    assert "2 complete" in capsys.readouterr().out
+    (tmp_path / "m3").mkdir()
+    monkeypatch.chdir(tmp_path / "m3")  # no staging copy: the mask comes from the URI
+    import shutil
+    for m in ("m1", "m2"):
+        shutil.rmtree(tmp_path / m)
+    assert main(["export", "--storage", f"{uri}/optuna.journal", "--study", "tune_quickstart",
+                 "--trial", "1", "--out", "m.safetensors"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "m3" / "m.safetensors").stat().st_size > 0
+
+
+def test_tune_at_an_unwritable_uri_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    assert main(["tune", *TUNE, "--n-trials", "1", "--out",
+                 f"file://{tmp_path / 'file' / 'tune'}"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write at" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs" / "staged" / "file").exists() or not any(
+        (tmp_path / "runs" / "staged").rglob("*.journal"))
+
+
+def test_dashboard_artifacts_at_an_empty_uri_is_refused_in_one_line(tmp_path, capsys):
+    pytest.importorskip("optuna_dashboard")
+    assert main(["dashboard", "--storage", str(tmp_path / "optuna.journal"), "--artifacts",
+                 f"file://{tmp_path / 'nothing'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no artifacts" in err[0], err
