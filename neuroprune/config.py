@@ -458,23 +458,6 @@ def factory_folder_on_path(config_path: Path) -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([*paths, folder])
 
 
-def factory_folder(factory: str) -> str | None:
-    """The import-path folder that ``factory``'s module (``module:function``, imported by the
-    time a run writes its config) was loaded from: for a module beside the config, that
-    config's folder (recorded so that ``resume`` can put it on the path again)."""
-    import sys
-
-    name = factory.split(":")[0]
-    file = getattr(sys.modules.get(name), "__file__", None)
-    if not file:
-        return None
-    path = Path(file).resolve()
-    root = path.parent.parent if path.name == "__init__.py" else path.parent
-    for _ in name.split(".")[1:]:
-        root = root.parent
-    return str(root)
-
-
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     """The dotted keys whose values differ between two config trees."""
     if isinstance(old, dict) and isinstance(new, dict):
