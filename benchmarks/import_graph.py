@@ -36,7 +36,7 @@ LAYERS: dict[str, int] = {
     # 3: methods that find masks (and the other things a search optimises)
     "methods": 3, "rbm": 3, "ensembles": 3, "relevance": 3, "planted": 3, "rl": 3,
     # 4: searches, composed by the workbench from a config
-    "searches": 4, "config": 4, "workbench": 4, "results": 4,
+    "searches": 4, "config": 4, "workbench": 4, "results": 4, "testing": 4,
     # 5: hyper-parameter tuning, and what reads finished runs and trials back
     "tuning": 5, "report": 5, "config_help": 5, "export": 5, "explain": 5,
     # 6: entry points
