@@ -27,7 +27,7 @@ from pathlib import Path
 LAYERS: dict[str, int] = {
     # 0: no neuroprune imports beyond each other (the package's __init__ holds the version and
     # a table of attributes imported on first use, by name, not by import statement)
-    "__init__": 0, "errors": 0, "_io": 0, "section": 0, "registry": 0, "progress": 0,
+    "__init__": 0, "errors": 0, "_system": 0, "_io": 0, "section": 0, "registry": 0, "progress": 0,
     # 1: the building blocks
     "models": 1, "data": 1, "masks": 1, "preprocess": 1, "activations": 1, "evolution": 1,
     "tracking": 1, "rundir": 1, "mirror": 1, "checkpoint": 1,

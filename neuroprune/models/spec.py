@@ -232,7 +232,7 @@ def parameter_bytes(spec: ModelSpec) -> int | None:
 
 def _check_size(spec: ModelSpec, where: str) -> None:
     """Refuse a model whose weights alone would fill the memory, before building it."""
-    from ..engine.memory import free_memory, human
+    from .._system import free_memory, human
 
     need = parameter_bytes(spec)
     free = free_memory(torch.device("cpu"))

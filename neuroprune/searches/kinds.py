@@ -101,7 +101,7 @@ class ActivationSearchKind(Kind):
 
     def __init__(self, bench: Workbench):
         super().__init__(bench)
-        from ..engine.memory import require_memory
+        from .._system import require_memory
         from .activation_search import ActivationSearch
         a = bench.config.activation  # three populations of trees, and their offspring
         require_memory(a.population * 3 * 2 * 2 ** (a.max_height + 6),
@@ -128,7 +128,7 @@ class EnsembleSearchKind(Kind):
 
     def __init__(self, bench: Workbench):
         super().__init__(bench)
-        from ..engine.memory import require_memory
+        from .._system import require_memory
         e = bench.config.ensemble  # a population and its offspring of DEAP individuals
         require_memory(e.population * 2 * (1000 + 16 * len(e.pool)),
                        f"ensemble.population={e.population:,}", "lower ensemble.population")

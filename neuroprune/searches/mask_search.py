@@ -154,7 +154,7 @@ class MaskSearch:
 
     def _check_memory(self) -> None:
         """Refuse a search whose own state (a population of masks) cannot fit where it lives."""
-        from ..engine.memory import free_memory, human
+        from .._system import free_memory, human
         need = self.method.state_bytes(self.bench.layout)
         device = torch.device(self.bench.device if self.cfg.backend != "ray" else "cpu")
         free = free_memory(device)
