@@ -22,6 +22,7 @@ from .inputs import Run
 from .stats import permutation_test
 from .style import REFERENCE, X_RANGE, Y_CLIP, pyplot, styles
 
+
 def group_key(run: Run) -> tuple[str, str, str]:
     cfg = run.config
     return (cfg.get("name", run.name), cfg.get("data", {}).get("dataset", "?"),
