@@ -1,6 +1,6 @@
 """The import graph of the package: its cycles and its upward imports.
 
-    python benchmarks/import_graph.py [--root neuroprune] [--module-level] [--list]
+    python benchmarks/import_graph.py [--root neuroprune] [--module-level] [--list] [--longest N]
 
 Every ``import`` statement of every module counts, those inside functions included (an import
 moved into a function still ties the two modules together); imports under
@@ -11,7 +11,9 @@ when the module is imported.
 Prints the cycles (the strongly connected components of more than one module, each with one
 shortest cycle through it) and the *upward* arrows: a module importing one of a higher layer
 (``LAYERS`` below; a package's ``__init__`` may import what it re-exports from its own
-package, and arrows within a layer are not counted).
+package, and arrows within a layer are not counted). ``--longest N`` also lists the N longest
+functions (lines from ``def`` to the last line of the body, nested functions counted within
+their parent and on their own).
 """
 
 from __future__ import annotations
@@ -194,12 +196,33 @@ def upward(graph: dict[str, set[str]]) -> tuple[list[tuple[str, str]], set[str]]
     return arrows, unlisted
 
 
+def longest_functions(root: Path, n: int) -> list[tuple[int, str]]:
+    """The ``n`` longest functions and methods as ``(lines, "module:Qualified.name")``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        mod = module_name(path, root)
+
+        def visit(node: ast.AST, prefix: str) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    found.append((child.end_lineno - child.lineno + 1,
+                                  f"{mod}:{prefix}{child.name}"))
+                    visit(child, f"{prefix}{child.name}.")
+                elif isinstance(child, ast.ClassDef):
+                    visit(child, f"{prefix}{child.name}.")
+
+        visit(ast.parse(path.read_text(encoding="utf-8"), str(path)), "")
+    return sorted(found, reverse=True)[:n]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", default=str(Path(__file__).resolve().parents[1] / "neuroprune"))
     ap.add_argument("--module-level", action="store_true",
                     help="only imports run at import time (not those inside functions)")
     ap.add_argument("--list", action="store_true", help="list every upward arrow")
+    ap.add_argument("--longest", type=int, default=0, metavar="N",
+                    help="also list the N longest functions")
     args = ap.parse_args(argv)
     graph = build_graph(Path(args.root), args.module_level)
     comps = components(graph)
@@ -222,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {a} -> {b}")
     if unlisted:
         print("not in LAYERS: " + ", ".join(sorted(unlisted)))
+    if args.longest:
+        print("longest functions (lines):")
+        for lines, name in longest_functions(Path(args.root), args.longest):
+            print(f"  {lines:4d}  {name}")
     return 0
 
 

@@ -211,8 +211,8 @@ class RunConfig(Section):
     kind: registered(KINDS, "mask_search", "what to run (see `neuroprune kinds`)")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="initial weights, masks, data order, "
                       "evolution")
-    device: str = Field("auto", description="cpu, cuda (the current GPU), cuda:N (GPU N), mps (Apple "
-                        "GPU) or auto (cuda when available)")
+    device: str = Field("auto", description="cpu, cuda (the current GPU), cuda:N (GPU N), mps "
+                        "(Apple GPU) or auto (cuda when available)")
     backend: registered(BACKENDS, "local", "local (vectorised), sequential (one network at a "
                         "time) or ray")
     data: DataConfig = DataConfig()

@@ -40,7 +40,8 @@ def test_probe_rejects_functions_that_blow_up(formula, ok):
 
 
 def test_population_with_different_functions_equals_each_alone(digits):
-    spec = ModelSpec.zoo("mlp", digits.input_shape, digits.num_classes, widths=(24, 24, 24), activation="evolved")
+    spec = ModelSpec.zoo("mlp", digits.input_shape, digits.num_classes, widths=(24, 24, 24),
+                         activation="evolved")
     init = init_state(spec, 0)
     funcs = [{"first": "relu(x)", "middle": "tanh(x)", "last": "mul(x, sigmoid(x))"},
              {"first": "tanh(x)", "middle": "tanh(x)", "last": "relu(x)"},

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-import pandas as pd
 import torch
 
 from ..activations.expr import BINARY, UNARY, compile_expr, compile_formula

@@ -185,8 +185,9 @@ def _run_cells(searches, rd, rows, progress, log) -> None:
                      "seed": summary["seed"], "test_accuracy": summary["test_accuracy"],
                      "val_accuracy": summary["val_accuracy"],
                      "actual_sparsity": summary["sparsity"],
-                     # what the deployed network (compact, else masked) costs: FLOPs per sample, params,
-                     # CPU seconds at batch 256 (absent without the efficiency figures)
+                     # what the deployed network (compact, else masked) costs: FLOPs per
+                     # sample, params, CPU seconds at batch 256 (absent without the efficiency
+                     # figures)
                      "flops": summary.get("flops"), "params": summary.get("params"),
                      "latency": summary.get("latency"),
                      # the same figures of the dense network it was cut from

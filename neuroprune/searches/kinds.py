@@ -184,7 +184,8 @@ class NeuroevolutionKind(Kind):
 
     def lines(self, summary, out):
         return [f"{env}: " + "; ".join(f"{m} {r['final_reward_mean']:.1f} ± "
-                                       f"{r['final_reward_std']:.1f}" for m, r in ms.items() if m != "best_genome")
+                                       f"{r['final_reward_std']:.1f}" for m, r in ms.items()
+                                       if m != "best_genome")
                 for env, ms in summary["environments"].items()] + [f"run directory: {out}"]
 
 

@@ -15,13 +15,13 @@ import torch
 
 from .. import __version__
 from ..config import to_dict
-from ..engine import EvalTask, LearningCurve
 from ..efficiency import efficiency_of_weights
+from ..engine import EvalTask, LearningCurve
 from ..engine.evaluator import Metered
+from ..errors import ConfigError, UserError
 from ..masks import Mask, bits_to_mask, check_bits, save_mask
 from ..methods import METHODS, MethodContext
 from ..mirror import shown
-from ..errors import ConfigError, UserError
 from ..rundir import RunDir
 from ..tracking import Tracking, open_tracking
 from ..workbench import Workbench
