@@ -227,8 +227,8 @@ class RunConfig(Section):
     kind: registered(KINDS, "mask_search", "what to run (see `neuroprune kinds`)")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="initial weights, masks, data order, "
                       "evolution")
-    device: str = Field("auto", description="cpu, cuda (the current GPU), cuda:N (GPU N), mps (Apple "
-                        "GPU) or auto (cuda when available)")
+    device: str = Field("auto", description="cpu, cuda (the current GPU), cuda:N (GPU N), mps "
+                        "(Apple GPU) or auto (cuda when available)")
     backend: registered(BACKENDS, "local", "local (vectorised), sequential (one network at a "
                         "time) or ray")
     data: DataConfig = DataConfig()
@@ -472,23 +472,6 @@ def factory_folder_on_path(config_path: Path) -> None:
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if folder not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([*paths, folder])
-
-
-def factory_folder(factory: str) -> str | None:
-    """The import-path folder that ``factory``'s module (``module:function``, imported by the
-    time a run writes its config) was loaded from: for a module beside the config, that
-    config's folder (recorded so that ``resume`` can put it on the path again)."""
-    import sys
-
-    name = factory.split(":")[0]
-    file = getattr(sys.modules.get(name), "__file__", None)
-    if not file:
-        return None
-    path = Path(file).resolve()
-    root = path.parent.parent if path.name == "__init__.py" else path.parent
-    for _ in name.split(".")[1:]:
-        root = root.parent
-    return str(root)
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

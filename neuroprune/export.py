@@ -163,7 +163,7 @@ def file_spec(path, meta: dict[str, Any], factory: bool = False) -> ModelSpec:
 def _check_size(path, spec: ModelSpec) -> None:
     """Refuse an architecture too large for this machine before allocating it (a few bytes of
     metadata can name a network of terabytes): it is built on the meta device and counted."""
-    from .engine.memory import free_memory, human
+    from ._system import free_memory, human
 
     try:
         with torch.device("meta"):

@@ -124,8 +124,6 @@ class RunDir:
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         factory = (config.get("model") or {}).get("factory")
-        from .config import factory_folder
-
         folder = factory_folder(factory) if factory else None
         if folder:  # a resume reads config.yaml from here, not from beside the user's config
             atomic_write_json(self.path / "factory.json", {"factory": factory,
@@ -365,3 +363,20 @@ def _sorts_last(generation: int | str, done: dict) -> bool:
     if isinstance(generation, str):
         return True
     return all(isinstance(g, int) and g < generation for g in done)
+
+
+def factory_folder(factory: str) -> str | None:
+    """The import-path folder that ``factory``'s module (``module:function``, imported by the
+    time a run writes its config) was loaded from: for a module beside the config, that
+    config's folder (recorded so that ``resume`` can put it on the path again)."""
+    import sys
+
+    name = factory.split(":")[0]
+    file = getattr(sys.modules.get(name), "__file__", None)
+    if not file:
+        return None
+    path = Path(file).resolve()
+    root = path.parent.parent if path.name == "__init__.py" else path.parent
+    for _ in name.split(".")[1:]:
+        root = root.parent
+    return str(root)

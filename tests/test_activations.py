@@ -40,7 +40,8 @@ def test_probe_rejects_functions_that_blow_up(formula, ok):
 
 
 def test_population_with_different_functions_equals_each_alone(digits):
-    spec = ModelSpec.zoo("mlp", digits.input_shape, digits.num_classes, widths=(24, 24, 24), activation="evolved")
+    spec = ModelSpec.zoo("mlp", digits.input_shape, digits.num_classes, widths=(24, 24, 24),
+                         activation="evolved")
     init = init_state(spec, 0)
     funcs = [{"first": "relu(x)", "middle": "tanh(x)", "last": "mul(x, sigmoid(x))"},
              {"first": "tanh(x)", "middle": "tanh(x)", "last": "relu(x)"},
@@ -169,7 +170,7 @@ def test_paper_protocol_run(tmp_path, capsys):
 
 
 def test_permutation_test_on_medians():
-    from neuroprune.report.activation_replicates import permutation_test
+    from neuroprune.report.stats import permutation_test
     assert permutation_test([0.90, 0.91, 0.92, 0.93, 0.94], [0.80, 0.81, 0.82, 0.83, 0.84]) \
         == pytest.approx(12 / 252)  # medians ignore the outer values: 12 splits as extreme,
     # so 5 against 5 replicates can never give p below 0.048

@@ -334,7 +334,6 @@ def _mnist(folder, images=None, labels=None, raw_images=None, raw_labels=None):
 
 
 def _truncated_gz(folder):
-    import numpy as np
     _mnist(folder)
     x = folder / "t10k-images-idx3-ubyte.gz"
     x.write_bytes(x.read_bytes()[: len(x.read_bytes()) // 2])

@@ -238,3 +238,22 @@ def test_comparison_labels_must_be_unique_and_budgets_met():
         "budget": 10}})
     with pytest.raises(ConfigError, match="comparison.budget"):
         cell_configs(small)
+
+
+def test_methods_on_the_tiny_context_of_neuroprune_testing():
+    from neuroprune.methods.snip import connection_sensitivity
+    from neuroprune.testing import find, method_context
+
+    ctx = method_context(sparsity=0.9, allocation="uniform")
+    res = find("magnitude", ctx)
+    check_bits(ctx.layout, res.bits)  # exactly the layout's share in every layer
+    w = flatten(ctx.layout, {k: ctx.init[k].abs() for k in ctx.layout.names})
+    for start, stop, _ in ctx.layout.units:
+        assert w[start:stop][res.bits[start:stop]].min() >= \
+            w[start:stop][~res.bits[start:stop]].max()
+
+    ctx = method_context(sparsity=0.9, allocation="global")
+    res = find("snip", ctx, preset="paper")
+    assert int(res.bits.sum()) == ctx.layout.kept
+    scores = flatten(ctx.layout, connection_sensitivity(ctx, 1, training=False))
+    assert scores[res.bits].min() >= scores[~res.bits].max()

@@ -6,10 +6,9 @@ import torch
 
 from neuroprune.cli import main
 from neuroprune.engine import EvalTask
-from neuroprune.masks import flatten
-from neuroprune.searches.planted_search import scorer
-from neuroprune.masks import Mask
+from neuroprune.masks import Mask, flatten
 from neuroprune.planted import make_task, recovery
+from neuroprune.searches.planted_search import scorer
 
 from helpers import REPO
 

@@ -195,6 +195,28 @@ def test_an_ensemble_pickle_naming_other_code_is_not_loaded(tmp_path, pwned, cap
     assert not (tmp_path / "e.joblib").exists()
 
 
+def test_a_trusted_ensemble_loads_as_it_is(tmp_path):
+    from fractions import Fraction
+
+    import numpy as np
+
+    from neuroprune.ensembles import EvolvedEnsembleClassifier
+    from neuroprune.searches.ensemble_search import save_ensemble
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(int)
+    est = EvolvedEnsembleClassifier(pool=("knn3", "gnb"), population=4, generations=2,
+                                    random_state=0).fit(X, y)
+    est.note_ = Fraction(1, 3)  # a class no saved ensemble holds: refused unless trusted
+    save_ensemble(est, tmp_path / "e.joblib")
+    with pytest.raises(UserError, match="fractions"):
+        neuroprune.load_ensemble(tmp_path / "e.joblib")
+    loaded = neuroprune.load_ensemble(tmp_path / "e.joblib", trust=True)
+    assert loaded.note_ == Fraction(1, 3)
+    assert (loaded.predict(X) == est.predict(X)).all()
+
+
 # ------------------------------------------------------------------ D4 / D5: tampered files
 def _drop(name):
     return lambda t: {k: v for k, v in t.items() if k != name}

@@ -172,8 +172,8 @@ def is_well_behaved(fn: Fn, max_grad: float = 1e3,
     """Finite values and gradients of bounded size on a probe input, at most linear growth up
     to |x| = 100; constant functions (no gradient at all) are rejected too, and so are affine
     and near-linear ones (:func:`linearity` above ``max_linearity``; ``None`` keeps them)."""
-    probe = torch.cat([torch.linspace(-6, 6, 241), torch.randn(256,
-                                                               generator=torch.Generator().manual_seed(0)) * 3])
+    noise = torch.randn(256, generator=torch.Generator().manual_seed(0))
+    probe = torch.cat([torch.linspace(-6, 6, 241), noise * 3])
     probe.requires_grad_(True)
     try:
         y = fn(probe)

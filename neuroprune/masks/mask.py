@@ -56,7 +56,8 @@ class Mask(dict):
         missing = [k for k in shapes if k not in self]
         extra = [k for k in self if k not in shapes]
         if missing or extra:
-            raise ValueError(f"mask does not match the model: missing {missing}, unexpected {extra}")
+            raise ValueError(f"mask does not match the model: missing {missing}, "
+                             f"unexpected {extra}")
         for k, shape in shapes.items():
             if tuple(self[k].shape) != tuple(shape):
                 raise ValueError(f"mask '{k}' has shape {tuple(self[k].shape)}, the model's "

@@ -21,7 +21,6 @@ network is scored as it will be trained, on the whole batch.
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field
 
 from ..masks import top_bits

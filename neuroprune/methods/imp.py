@@ -31,7 +31,9 @@ from .schedule import RoundsMethod, RoundsParams, dense_bits, prune_to, train
 class IMPParams(RoundsParams):
     rewind_epoch: int = Field(0, ge=0, description="rewind to the weights after this many "
                               "epochs of dense training (0: to init)")
-    retrain: Literal["rewind", "lr_restart"] = "rewind"
+    retrain: Literal["rewind", "lr_restart"] = Field(
+        "rewind", description="rewind: retrain from the rewound weights; lr_restart: keep the "
+        "trained weights and restart the learning-rate schedule")
 
 
 class IMP(RoundsMethod):

@@ -63,11 +63,15 @@ class KStartsParams(MethodParams):
     population: int = Field(16, ge=2, description="k: masks per generation")
     generations: int = Field(5, ge=1, description="generations, the random start included")
     search_epochs: int = Field(2, ge=1, description="training epochs per fitness evaluation")
-    fitness: FitnessWeights = FitnessWeights()
-    selection: Literal["tournament", "best"] = "tournament"
-    tournament_size: int = Field(3, ge=2)
-    crossover_prob: float = Field(0.5, ge=0, le=1)
-    mutation_prob: float = Field(0.5, ge=0, le=1)
+    fitness: FitnessWeights = Field(FitnessWeights(), description="what a mask's fitness "
+                                    "weighs: validation accuracy, |w| and |grad| of kept weights")
+    selection: Literal["tournament", "best"] = Field(
+        "tournament", description="parents by tournament, or the best masks (truncation)")
+    tournament_size: int = Field(3, ge=2, description="masks in each selection tournament")
+    crossover_prob: float = Field(0.5, ge=0, le=1, description="probability that a pair of "
+                                  "parents is crossed over")
+    mutation_prob: float = Field(0.5, ge=0, le=1, description="probability that a child is "
+                                 "mutated")
     mutation_rate: float = Field(0.05, gt=0, le=1, description="share of kept weights swapped")
     mutation: Literal["random", "magnitude", "movement"] = Field(
         "random", description="which kept connections a mutation drops: random ones, the "

@@ -39,8 +39,9 @@ class KStartsDGParams(KStartsParams):
     mutation: Literal["random", "magnitude", "movement"] = Field(
         "movement", description="mutations drop the kept connections that moved least in "
         "the fitness training (the DG signal) and regrow at random")
-    mutation_prob: float = Field(0.8, ge=0, le=1)
-    mutation_rate: float = Field(0.2, gt=0, le=1)
+    mutation_prob: float = Field(0.8, ge=0, le=1, description="probability that a child is "
+                                 "mutated")
+    mutation_rate: float = Field(0.2, gt=0, le=1, description="share of kept weights swapped")
     dg_epochs: int = Field(1, ge=1, description="epochs of the dissipating-gradient training")
     dg_score: Literal["distance", "gradient", "both"] = Field(
         "distance", description="what ranks the weights in the DG training")

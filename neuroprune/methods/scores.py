@@ -4,9 +4,9 @@ Each runs in a task of zero epochs, so it is computed wherever the evaluator run
 device, on Ray workers), through the same population forward pass as training, with
 BatchNorm in the mode the method asks for (SNIP: evaluation mode with ``preset: paper``, as
 the authors' code scores, training mode with ``ours``; GraSP: training mode, as its authors'
-code; SynFlow: evaluation mode), and running statistics left untouched. Every network of the task is scored at
-once (several initialisations, or one). The scores come back as the extra ``scores``
-(``[P, n]`` in layout order), SynFlow's masks as ``bits``.
+code; SynFlow: evaluation mode), and running statistics left untouched. Every network of the
+task is scored at once (several initialisations, or one). The scores come back as the extra
+``scores`` (``[P, n]`` in layout order), SynFlow's masks as ``bits``.
 """
 
 from __future__ import annotations

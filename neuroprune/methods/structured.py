@@ -76,8 +76,9 @@ class StructuredParams(MethodParams):
                                "epochs of every pruned network before the best (validation "
                                "accuracy) is kept")
     normalise: bool = Field(True, description="divide each layer's scores by their mean "
-                            "magnitude before the global ranking (layers of different scale compete "
-                            "fairly; what each paper does is in its method's description)")
+                            "magnitude before the global ranking (layers of different scale "
+                            "compete fairly; what each paper does is in its method's "
+                            "description)")
 
 
 class StructuredPruning(Method):

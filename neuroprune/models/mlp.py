@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import DropRate, Widths, flat_features, make_activation, hidden_roles, initialise
+from .base import DropRate, Widths, flat_features, hidden_roles, initialise, make_activation
 
 
 def mlp(input_shape: tuple[int, ...], num_classes: int, *, widths: Widths = (300, 100),

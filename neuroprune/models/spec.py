@@ -33,6 +33,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import import_target
+from .registry import MODELS
 
 TORCHVISION = "torchvision:"
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -70,7 +71,6 @@ class ModelSpec:
             **options: Any) -> "ModelSpec":
         """A zoo model with validated options: ``ModelSpec.zoo("mlp", (1, 8, 8), 10,
         widths=(32,))``."""
-        from . import MODELS
         fn = MODELS.load(name)
         return cls(tuple(input_shape), int(num_classes), name,
                    validate_options(fn, options, f"model '{name}'"))
@@ -183,7 +183,6 @@ def build_model(spec: ModelSpec) -> nn.Module:
 def _build(spec: ModelSpec) -> nn.Module:
     source = spec.source
     if source == "zoo":
-        from . import MODELS
         return MODELS.load(spec.name)(spec.input_shape, spec.num_classes, **spec.options)
     if source == "torchvision":
         from .torchvision_models import torchvision_model
@@ -233,7 +232,7 @@ def parameter_bytes(spec: ModelSpec) -> int | None:
 
 def _check_size(spec: ModelSpec, where: str) -> None:
     """Refuse a model whose weights alone would fill the memory, before building it."""
-    from ..engine.memory import free_memory, human
+    from .._system import free_memory, human
 
     need = parameter_bytes(spec)
     free = free_memory(torch.device("cpu"))

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import re
 
-import pandas as pd
 import torch
 
 from ..activations.expr import BINARY, UNARY, compile_expr, compile_formula
 from ..errors import UserError
+from .activation_replicates import report as replicates
 from .document import Document
 from .inputs import Run
-from .style import REFERENCE, band, integer_ticks, pyplot, styles
+from .style import REFERENCE, X_RANGE, Y_CLIP, band, integer_ticks, pyplot, styles
 
-X_RANGE, Y_CLIP = (-4.0, 4.0), 6.0
 OPERATORS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 TOKEN = re.compile(r"-?\d+(?:\.\d*)?(?:e[-+]?\d+)?|[A-Za-z_]\w*|[()+*/,-]")
 
@@ -197,8 +196,6 @@ def fitness(run: Run, doc: Document) -> bool:
 def report(runs: list[Run], doc: Document) -> None:
     """Replicated searches (same config, several seeds) as one section each; any other run
     on its own."""
-    from .activation_replicates import report as replicates
-
     runs = replicates(runs, doc) if len(runs) > 1 else runs
     for i, run in enumerate(runs):
         suffix = f"-{i + 1}" if len(runs) > 1 else ""

@@ -10,8 +10,6 @@ test split) is shown beside it, never used for a claim.
 
 from __future__ import annotations
 
-import itertools
-import math
 from statistics import median
 
 import numpy as np
@@ -19,36 +17,10 @@ import torch
 
 from ..activations.expr import compile_formula
 from ..searches.activation_search import FIXED
-from .activation import X_RANGE, Y_CLIP
 from .document import Document
 from .inputs import Run
-from .style import REFERENCE, pyplot, styles
-
-EXACT_LIMIT = 20_000
-
-
-def permutation_test(a, b, rounds: int = 10_000, seed: int = 0) -> float:
-    """Two-sided p-value of ``median(a) - median(b)`` under exchangeable labels: every
-    relabelling when there are at most 20,000 of them, else ``rounds`` random ones (and the
-    observed labelling counted once, so that p is never 0)."""
-    a, b = [float(v) for v in a], [float(v) for v in b]
-    pooled, n = np.array(a + b), len(a)
-    observed = abs(median(a) - median(b))
-    if math.comb(len(pooled), n) <= EXACT_LIMIT:
-        splits = (list(c) for c in itertools.combinations(range(len(pooled)), n))
-        hits = total = 0
-        for idx in splits:
-            mask = np.zeros(len(pooled), bool)
-            mask[idx] = True
-            total += 1
-            hits += abs(np.median(pooled[mask]) - np.median(pooled[~mask])) >= observed - 1e-12
-        return hits / total
-    rng = np.random.default_rng(seed)
-    hits = 1
-    for _ in range(rounds):
-        perm = rng.permutation(pooled)
-        hits += abs(np.median(perm[:n]) - np.median(perm[n:])) >= observed - 1e-12
-    return hits / (rounds + 1)
+from .stats import permutation_test
+from .style import REFERENCE, X_RANGE, Y_CLIP, pyplot, styles
 
 
 def group_key(run: Run) -> tuple[str, str, str]:

@@ -15,6 +15,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p", "d", "8")
 REFERENCE = "black"  # dense baseline, ReLU, planted ticket: dashed or dotted black
 BAND_ALPHA = 0.18
+X_RANGE, Y_CLIP = (-4.0, 4.0), 6.0  # activation functions: drawn on x in X_RANGE, y cut there
 
 
 def pyplot():

@@ -41,6 +41,7 @@ from ..backends.ray_actors import shared_ray
 from ..config import MethodConfig, RunConfig, method_params, to_dict
 from ..errors import ConfigError
 from ..methods import METHODS
+from ..report.stats import welch
 from ..rundir import RunDir
 from ..tracking import open_tracking
 from ..workbench import Workbench
@@ -184,8 +185,9 @@ def _run_cells(searches, rd, rows, progress, log) -> None:
                      "seed": summary["seed"], "test_accuracy": summary["test_accuracy"],
                      "val_accuracy": summary["val_accuracy"],
                      "actual_sparsity": summary["sparsity"],
-                     # what the deployed network (compact, else masked) costs: FLOPs per sample, params,
-                     # CPU seconds at batch 256 (absent without the efficiency figures)
+                     # what the deployed network (compact, else masked) costs: FLOPs per
+                     # sample, params, CPU seconds at batch 256 (absent without the efficiency
+                     # figures)
                      "flops": summary.get("flops"), "params": summary.get("params"),
                      "latency": summary.get("latency"),
                      # the same figures of the dense network it was cut from
@@ -205,17 +207,6 @@ def _mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.4f}"
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
-def welch(a: list[float], b: list[float]) -> float | None:
-    """Two-sided p-value of Welch's t-test (unequal variances); None with fewer than two
-    values on a side or no spread at all."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    from scipy import stats
-    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
-        return None if statistics.mean(a) == statistics.mean(b) else 0.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def _test_cell(rows, method: str, baseline: str, sparsity: float) -> str:

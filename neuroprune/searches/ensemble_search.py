@@ -111,6 +111,13 @@ def load_ensemble(path: str | Path, *, trust: bool | None = None) -> EvolvedEnse
     return est
 
 
+def _load_any(path: Path):
+    """joblib's loader as it is: for a file from someone trusted (``trust``)."""
+    import joblib
+
+    return joblib.load(path)
+
+
 class _Refused(Exception):
     """A pickle names a global outside :data:`SAFE_GLOBALS`."""
 

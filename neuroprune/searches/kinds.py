@@ -101,7 +101,7 @@ class ActivationSearchKind(Kind):
 
     def __init__(self, bench: Workbench):
         super().__init__(bench)
-        from ..engine.memory import require_memory
+        from .._system import require_memory
         from .activation_search import ActivationSearch
         a = bench.config.activation  # three populations of trees, and their offspring
         require_memory(a.population * 3 * 2 * 2 ** (a.max_height + 6),
@@ -128,7 +128,7 @@ class EnsembleSearchKind(Kind):
 
     def __init__(self, bench: Workbench):
         super().__init__(bench)
-        from ..engine.memory import require_memory
+        from .._system import require_memory
         e = bench.config.ensemble  # a population and its offspring of DEAP individuals
         require_memory(e.population * 2 * (1000 + 16 * len(e.pool)),
                        f"ensemble.population={e.population:,}", "lower ensemble.population")
@@ -184,7 +184,8 @@ class NeuroevolutionKind(Kind):
 
     def lines(self, summary, out):
         return [f"{env}: " + "; ".join(f"{m} {r['final_reward_mean']:.1f} ± "
-                                       f"{r['final_reward_std']:.1f}" for m, r in ms.items() if m != "best_genome")
+                                       f"{r['final_reward_std']:.1f}" for m, r in ms.items()
+                                       if m != "best_genome")
                 for env, ms in summary["environments"].items()] + [f"run directory: {out}"]
 
 

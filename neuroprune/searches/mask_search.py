@@ -15,13 +15,13 @@ import torch
 
 from .. import __version__
 from ..config import to_dict
-from ..engine import EvalTask, LearningCurve
 from ..efficiency import efficiency_of_weights
+from ..engine import EvalTask, LearningCurve
 from ..engine.evaluator import Metered
+from ..errors import ConfigError, UserError
 from ..masks import Mask, bits_to_mask, check_bits, save_mask
 from ..methods import METHODS, MethodContext
 from ..mirror import shown
-from ..errors import ConfigError, UserError
 from ..rundir import RunDir
 from ..tracking import Tracking, open_tracking
 from ..workbench import Workbench
@@ -154,7 +154,7 @@ class MaskSearch:
 
     def _check_memory(self) -> None:
         """Refuse a search whose own state (a population of masks) cannot fit where it lives."""
-        from ..engine.memory import free_memory, human
+        from .._system import free_memory, human
         need = self.method.state_bytes(self.bench.layout)
         device = torch.device(self.bench.device if self.cfg.backend != "ray" else "cpu")
         free = free_memory(device)

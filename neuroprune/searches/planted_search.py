@@ -17,12 +17,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .._io import atomic_write, atomic_write_csv, atomic_write_text
+from ..backends.ray_actors import shared_ray
 from ..config import MethodConfig, to_dict
 from ..engine import EvalTask, StackedTrainer, TrainSettings
 from ..masks import flatten, load_mask, make_layout
 from ..models import build_model
 from ..planted import make_task, recovery
-from ..backends.ray_actors import shared_ray
 from ..rundir import RunDir
 from ..tracking import open_tracking
 from ..workbench import Workbench
