@@ -52,10 +52,10 @@ class Stacked(nn.Module):
         super().__init__()
         first = [n[1] for n in nets]
         last = [n[3] for n in nets]
-        self.w1 = nn.Parameter(torch.stack([l.weight.detach().t() for l in first]))
-        self.b1 = nn.Parameter(torch.stack([l.bias.detach() for l in first])[:, None])
-        self.w2 = nn.Parameter(torch.stack([l.weight.detach().t() for l in last]))
-        self.b2 = nn.Parameter(torch.stack([l.bias.detach() for l in last])[:, None])
+        self.w1 = nn.Parameter(torch.stack([layer.weight.detach().t() for layer in first]))
+        self.b1 = nn.Parameter(torch.stack([layer.bias.detach() for layer in first])[:, None])
+        self.w2 = nn.Parameter(torch.stack([layer.weight.detach().t() for layer in last]))
+        self.b2 = nn.Parameter(torch.stack([layer.bias.detach() for layer in last])[:, None])
 
     def forward(self, x):  # [B, ...] -> [P, B, classes]
         h = torch.relu(torch.matmul(x.flatten(1), self.w1) + self.b1)

@@ -133,8 +133,8 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=3, help="epochs; the median is reported")
     a = ap.parse_args(argv)
     free = free_memory(torch.device("cpu"))
-    print(f"| data | sparsity | width | sparse s/epoch | dense s/epoch | speed-up | "
-          f"sparse peak RSS | dense peak RSS | memory ratio |")
+    print("| data | sparsity | width | sparse s/epoch | dense s/epoch | speed-up | "
+          "sparse peak RSS | dense peak RSS | memory ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
     for data, widths in (("mnist", a.widths), ("tabular", a.tabular_widths)):
         inp = 784 if data == "mnist" else a.features

@@ -119,8 +119,8 @@ def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0
     :class:`DataSplits`, ``(X, y)`` (split 65/15/20, stratified) or ``(X_train, y_train,
     X_test, y_test)``, a torch ``Dataset`` or ``DataLoader`` of ``(input, label)`` items
     (split like ``(X, y)``) or ``(train, val[, test])`` Datasets (each item read once, see
-    :mod:`neuroprune.data.streamed`), as raw inputs: they are standardised for training, and ``result.model``
-    takes raw inputs too. ``epochs`` is the
+    :mod:`neuroprune.data.streamed`), as raw inputs: they are standardised for training, and
+    ``result.model`` takes raw inputs too. ``epochs`` is the
     final training's length; ``method_params`` are the method's own parameters
     (``population=8`` for K-starts); ``config`` holds any other config section as a nested
     dict (``{"training": {"lr": 0.05}}``). Errors in any of them raise

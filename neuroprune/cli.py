@@ -16,7 +16,6 @@ import sys
 import threading
 from pathlib import Path
 
-import yaml
 
 from . import __version__
 from .errors import MissingDependencyError, UserError, require
@@ -122,9 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--trial", default="best", help="'best' (multi-objective: the Pareto "
                      "trial with the highest first objective) or a trial number")
     exp.add_argument("--out", required=True, help="file to write")
-    exp.add_argument("--format", default="safetensors", help="safetensors (mask and weights), prune (torch.nn.utils.prune state "
+    exp.add_argument("--format", default="safetensors",
+                     help="safetensors (mask and weights), prune (torch.nn.utils.prune state "
                      "dict), sparse (CSR), compact (pruned units removed), onnx (the compact "
-                     "network), state_dict (plain, masked), sparse_model (TorchScript on sparse kernels)")
+                     "network), state_dict (plain, masked), sparse_model (TorchScript on "
+                     "sparse kernels)")
     _trust(exp)
 
     rep = sub.add_parser("report", help="plots and a markdown summary of runs of any kind and "
@@ -617,7 +618,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "explain": cmd_explain, "export": cmd_export, "report": cmd_report, "tune": cmd_tune,
+COMMANDS = {"run": cmd_run, "explain": cmd_explain, "export": cmd_export, "report": cmd_report,
+            "tune": cmd_tune,
             "dashboard": cmd_dashboard, "resume": cmd_resume, "methods": cmd_methods,
             "datasets": cmd_datasets, "models": cmd_models, "kinds": cmd_kinds,
             "config": cmd_config}

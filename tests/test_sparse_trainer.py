@@ -22,7 +22,8 @@ def digits():
 def test_sparse_trainer_equals_the_masked_dense_trainer(digits, optimizer, activation):
     spec, layout, bits = population(digits, "mlp", n=2, sparsity=0.9, widths=(48, 24),
                                     activation=activation)
-    settings = TrainSettings(optimizer=optimizer, lr=0.1 if optimizer == "sgd" else 0.01, batch_size=64, weight_decay=1e-4)
+    settings = TrainSettings(optimizer=optimizer, lr=0.1 if optimizer == "sgd" else 0.01,
+                             batch_size=64, weight_decay=1e-4)
     inits = [init_state(spec, s) for s in (1, 2)]
     task = EvalTask(masks=bits, inits={k: torch.stack([i[k] for i in inits]) for k in inits[0]},
                     epochs=2, data_seed=3, keep_weights=True, test=True, rescale_init=True)

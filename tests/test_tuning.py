@@ -53,8 +53,8 @@ def test_tune_writes_complete_trials_with_run_dirs_and_mask_artifacts(tmp_path):
 
 
 def test_multi_objective_reports_a_pareto_front(tmp_path):
-    cfg = load_config(TQ, FAST + ["tune.objectives=[val_accuracy, sparsity]",
-                                  "tune.params={sparsity.target: {type: float, low: 0.8, high: 0.98}}"])
+    space = "tune.params={sparsity.target: {type: float, low: 0.8, high: 0.98}}"
+    cfg = load_config(TQ, FAST + ["tune.objectives=[val_accuracy, sparsity]", space])
     summary = Tuner(cfg, tmp_path / "m", n_trials=3).run(progress=False)
     assert summary["pareto_front"] and all(len(p["values"]) == 2 for p in summary["pareto_front"])
 
@@ -137,7 +137,8 @@ def test_unsafe_or_unreachable_storage_is_refused(tmp_path, capsys):
     assert main(["tune", str(REPO / "configs" / "quickstart.yaml"), "--out",
                  str(tmp_path / "n")]) == 2
     assert "no 'tune:' section" in capsys.readouterr().err
-    assert main(base + ["--set", "tune.params={training.nope: {type: float, low: 0, high: 1}}"]) == 2
+    nope = "tune.params={training.nope: {type: float, low: 0, high: 1}}"
+    assert main(base + ["--set", nope]) == 2
     assert "training.nope" in capsys.readouterr().err
 
 

@@ -224,4 +224,5 @@ def load_callable(cfg) -> DataSplits:
         raise ConfigError(f"data.dataset: {cfg.dataset} returned a {type(got).__name__}; it "
                           f"must return (train, val) or (train, val, test) Datasets")
     train, val, test = (*got, None)[:3]
-    return from_datasets(train, val, test, cfg, name=cfg.dataset, provenance={"function": cfg.dataset})
+    return from_datasets(train, val, test, cfg, name=cfg.dataset,
+                         provenance={"function": cfg.dataset})

@@ -335,7 +335,8 @@ def _plot(rows, nc: NeuroevolutionConfig, path: Path) -> None:
             # each seed's curve as a step function (the last point at or before x)
             ys = []
             for s in nc.seeds:
-                c = [(r["env_steps"], r["reward"]) for r in rs if r["method"] == m and r["seed"] == s]
+                c = [(r["env_steps"], r["reward"]) for r in rs
+                     if r["method"] == m and r["seed"] == s]
                 xs, vs = np.array([p[0] for p in c]), np.array([p[1] for p in c])
                 idx = np.searchsorted(xs, grid, side="right") - 1
                 ys.append(np.where(idx >= 0, vs[np.maximum(idx, 0)], np.nan))

@@ -117,8 +117,8 @@ class RayTuner(Tuner):
             for f in path.glob("experiment_state-*.json"):
                 try:
                     data = json.loads(f.read_text())
-                    states += [json.loads(t[0])["status"] if isinstance(t, list) else t.get("status")
-                               for t in data.get("trial_data", [])]
+                    states += [json.loads(t[0])["status"] if isinstance(t, list)
+                               else t.get("status") for t in data.get("trial_data", [])]
                 except Exception:
                     return path  # unreadable state: let Ray decide
             if any(st not in ("TERMINATED", "ERROR") for st in states):
@@ -145,7 +145,8 @@ class RayTuner(Tuner):
             if unfinished is not None:  # a driver died mid-experiment: carry it on
                 tuner = tune.Tuner.restore(str(unfinished), trainable, resume_errored=True)
             else:  # a new experiment; its trials join the same study
-                name = f"{self.study_name}-{len(list(exp_dir.glob('*/'))) if exp_dir.exists() else 0}"
+                runs = len(list(exp_dir.glob("*/"))) if exp_dir.exists() else 0
+                name = f"{self.study_name}-{runs}"
                 tuner = tune.Tuner(
                     trainable,
                     tune_config=tune.TuneConfig(num_samples=-(-self.n_trials // self.batch),

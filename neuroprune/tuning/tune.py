@@ -127,7 +127,8 @@ class Tuner:
                  study_name: str | None = None, n_trials: int | None = None, n_jobs: int = 1,
                  batch: int = 1, new_study: bool = False):
         if cfg.tune is None:
-            raise ConfigError("this config has no 'tune:' section (see configs/tune_quickstart.yaml)")
+            raise ConfigError("this config has no 'tune:' section "
+                              "(see configs/tune_quickstart.yaml)")
         from ..searches.registry import KINDS
         from ..tracking import check_loggers
         check_loggers(cfg.logging)  # every trial logs into its own folder with these
