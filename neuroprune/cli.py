@@ -453,10 +453,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     require(["optuna", "ray"] if cfg.backend == "ray" else ["optuna"], "neuroprune tune")
     mirror = None
     if is_uri(args.out):
-        if cfg.backend == "ray":
-            raise UserError(f"tune --out {args.out}: a URI is not yet taken with backend ray; "
-                            f"give a folder every node mounts at the same path, or tune "
-                            f"with the local backend")
+        from .tuning.storage import journal_path
+        if cfg.backend == "ray" and journal_path(args.storage or "journal") is not None:
+            raise UserError(f"tune --out {args.out} with backend ray needs --storage on a "
+                            f"database server every node reaches (postgresql://, "
+                            f"mysql+pymysql://, redis://): trials on other nodes cannot share "
+                            f"a journal file at a URI")
         mirror = _tune_mirror(args.out)
     # absolute: Ray Tune runs each trial in a folder of its own, where a relative --out
     # would strand the trial's run folder
@@ -469,9 +471,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     tuner = TunerCls(cfg, out, storage=args.storage, study_name=args.study,
                      n_trials=args.n_trials, n_jobs=args.n_jobs, batch=args.batch,
                      new_study=args.force_new_study)
+    if mirror is not None and cfg.backend == "ray":
+        tuner.uri = mirror.uri  # each trial sends its own folder and artifacts there
     again = f"the same command (the study {tuner.study_name!r} is continued)"
+    writable = out if cfg.backend == "ray" and mirror is None else None
     try:
-        with _ray_cluster(cfg, again, writable=out if cfg.backend == "ray" else None), \
+        with _ray_cluster(cfg, again, writable=writable), \
                 (mirror.active() if mirror is not None else contextlib.nullcontext()):
             summary = tuner.run(progress=not args.no_progress)
     except KeyboardInterrupt as exc:

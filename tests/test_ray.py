@@ -277,3 +277,30 @@ def test_a_ray_client_run_watches_the_client_server_it_talks_to(monkeypatch):
     assert watched_address("ray://head:10001") == "ray://head:10001"
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10002")
     assert watched_address(None) == watched_address("auto") == "ray://head:10002"
+
+
+def test_a_ray_tune_at_a_uri_sends_each_trial_there(cluster, tmp_path, monkeypatch, capsys):
+    """``tune --out URI`` on Ray: the trials (on either node) send their folders and
+    artifacts to the URI, Ray Tune keeps its experiment there, the study is on a server."""
+    from servers import postgres_database
+
+    from neuroprune.cli import main
+    remote = tmp_path / "bucket" / "tune"
+    uri = f"file://{remote}"
+    monkeypatch.chdir(tmp_path)
+    args = ["tune", str(REPO / "configs" / "tune_quickstart.yaml"), "--backend", "ray",
+            "--set", "method.population=4", "--set", "method.generations=2", "--set",
+            "training.epochs=1", "--set", "model.widths=[16]", "--set", "tune.pruner=none",
+            "--set", "ray.max_concurrent_trials=2", "--n-trials", "2", "--out", uri,
+            "--no-progress"]
+    # a journal file at a URI cannot be shared by trials on several nodes
+    assert main(args) == 2
+    assert "needs --storage on a database server" in capsys.readouterr().err
+    assert not remote.exists()
+    with postgres_database() as url:
+        assert main(args + ["--storage", url]) == 0, capsys.readouterr().err
+        assert "2 complete" in capsys.readouterr().out
+        assert len(list((remote / "trials").rglob("summary.json"))) == 2
+        assert len(list((remote / "trials").rglob("best_mask.safetensors"))) == 2
+        assert any(p.is_file() for p in (remote / "artifacts").rglob("*"))
+        assert list((remote / "ray_results").glob("tune_quickstart-*"))

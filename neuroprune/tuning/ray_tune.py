@@ -66,8 +66,22 @@ class RayTuner(Tuner):
         super().__init__(*args, **kwargs)
         # Ray places the trial; inside it the search runs on the trial's own resources.
         self.base["backend"] = "local"
+        #: ``tune --out URI``: trials write under :attr:`out` on their node (the staging
+        #: folder) and send their folder and artifacts to this URI; Ray Tune keeps its
+        #: experiment at ``URI/ray_results``
+        self.uri: str | None = None
 
     def _ray_trial(self, config: dict[str, Any]) -> None:
+        if self.uri is None:
+            return self._ray_trial_here(config)
+        from ..mirror import Mirror
+
+        # on this node: the trial's folder and artifacts, sent to the URI at every committed
+        # generation and at the end (a fresh mirror sends only what this trial wrote)
+        with Mirror(self.uri, self.out).active():
+            self._ray_trial_here(config)
+
+    def _ray_trial_here(self, config: dict[str, Any]) -> None:
         import optuna
         from ray import tune
 
@@ -141,7 +155,9 @@ class RayTuner(Tuner):
             trainable = tune.with_resources(tune.with_parameters(ray_trial, tuner=self),
                                             {"cpu": rc.trial_cpus, "gpu": rc.trial_gpus})
             exp_dir = (self.out / "ray_results").resolve()
-            unfinished = self._unfinished_experiment(exp_dir)
+            # at a URI, Ray Tune keeps its experiment there; a driver that died mid-way
+            # leaves its trials to the study's stale-trial recovery instead of a restore
+            unfinished = None if self.uri else self._unfinished_experiment(exp_dir)
             if unfinished is not None:  # a driver died mid-experiment: carry it on
                 tuner = tune.Tuner.restore(str(unfinished), trainable, resume_errored=True)
             else:  # a new experiment; its trials join the same study
@@ -152,7 +168,8 @@ class RayTuner(Tuner):
                     tune_config=tune.TuneConfig(num_samples=-(-self.n_trials // self.batch),
                                                 max_concurrent_trials=rc.max_concurrent_trials),
                     run_config=tune.RunConfig(
-                        name=name, storage_path=str(exp_dir), verbose=1 if progress else 0,
+                        name=name, verbose=1 if progress else 0,
+                        storage_path=f"{self.uri}/ray_results" if self.uri else str(exp_dir),
                         failure_config=tune.FailureConfig(max_failures=rc.max_failures)))
             grid = tuner.fit()
         finally:
