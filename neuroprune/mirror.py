@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +22,13 @@ from .errors import MissingDependencyError, UserError
 
 _ACTIVE: contextvars.ContextVar["Mirror | None"] = contextvars.ContextVar("mirror",
                                                                           default=None)
+#: the mirror the process's main flow holds, for threads that do not inherit its context
+#: (``tune --n-jobs``: Optuna runs trials in a thread pool)
+_PROCESS: list["Mirror"] = []
+
+
+def _current() -> "Mirror | None":
+    return _ACTIVE.get() or (_PROCESS[-1] if _PROCESS else None)
 
 
 def is_uri(text: str | None) -> bool:
@@ -51,6 +59,7 @@ class Mirror:
                             f"s3://, gs://, hdfs:// or file:// URI") from None
         self.uri, self.local = uri.rstrip("/"), Path(local)
         self._sent: dict[str, tuple[int, int]] = {}  # relative path -> (size, mtime_ns)
+        self._lock = threading.Lock()  # trials of one tune push from several threads
 
     def remote_files(self) -> list[str]:
         """Paths of the files at the URI, relative to it."""
@@ -81,7 +90,8 @@ class Mirror:
         is gone here (old checkpoints). A failed copy ends the run in one line (what was
         committed stays in the staging folder, and resume from it works)."""
         try:
-            self._push()
+            with self._lock:
+                self._push()
         except OSError as exc:  # pyarrow's I/O errors are OSErrors
             raise UserError(f"cannot copy the run to {self.uri}: "
                             f"{str(exc).splitlines()[0][:200]}; the run so far is in "
@@ -125,16 +135,18 @@ class Mirror:
         """While inside, run directories under :attr:`local` push at every commit; at the
         end (finished, stopped or failed) what is left is pushed."""
         token = _ACTIVE.set(self)
+        _PROCESS.append(self)
         try:
             yield self
         finally:
             _ACTIVE.reset(token)
+            _PROCESS.remove(self)
             self.push()
 
 
 def shown(path: Path) -> str:
     """Where a user finds the run directory ``path``: its place at the URI when mirrored."""
-    mirror = _ACTIVE.get()
+    mirror = _current()
     if mirror is not None:
         try:
             rel = Path(path).resolve().relative_to(mirror.local.resolve()).as_posix()
@@ -146,7 +158,7 @@ def shown(path: Path) -> str:
 
 def synced(path: Path) -> None:
     """Called after a run directory at ``path`` committed: push it if it is mirrored."""
-    mirror = _ACTIVE.get()
+    mirror = _current()
     if mirror is None:
         return
     try:

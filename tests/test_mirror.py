@@ -152,3 +152,20 @@ def test_dashboard_artifacts_at_an_empty_uri_is_refused_in_one_line(tmp_path, ca
                  f"file://{tmp_path / 'nothing'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds no artifacts" in err[0], err
+
+
+def test_a_commit_in_another_thread_reaches_the_uri(tmp_path):
+    """Optuna runs ``tune --n-jobs`` trials in a thread pool, which does not inherit the
+    mirror's context: a run folder committed there is sent all the same."""
+    import threading
+
+    from neuroprune.mirror import Mirror, synced
+    local = tmp_path / "staged"
+    (local / "trials" / "t0").mkdir(parents=True)
+    (local / "trials" / "t0" / "summary.json").write_text("{}")
+    remote = tmp_path / "bucket"
+    with Mirror(f"file://{remote}", local).active():
+        worker = threading.Thread(target=synced, args=(local / "trials" / "t0",))
+        worker.start()
+        worker.join()
+        assert (remote / "trials" / "t0" / "summary.json").is_file()  # before the end
