@@ -26,7 +26,7 @@ def _splits(name: str, x: torch.Tensor, y: torch.Tensor, cfg: DataConfig, per_fe
 def _check_size(cfg: DataConfig, values_per_sample: int, knobs: str) -> None:
     """Refuse generated data that would not fit in memory, before drawing it (the draws,
     the split and the standardised copies hold about four float32 copies at once)."""
-    from ..engine.memory import require_memory
+    from .._system import require_memory
     require_memory(16 * cfg.samples * values_per_sample,
                    f"{cfg.dataset} data of {cfg.samples:,} samples x {values_per_sample:,} "
                    f"values", f"lower {knobs}")

@@ -106,3 +106,12 @@ def seed_dropout(model: nn.Module) -> nn.Module:
                 setattr(parent, name, SeededStochasticDepth(child.p, child.mode, layer))
                 layer += 1
     return model
+
+
+def template(spec) -> nn.Module:
+    """The model the engine trains: ``spec``'s (a :class:`~neuroprune.models.ModelSpec`),
+    with per-network seeded dropout."""
+    from ..models import build_model, torch_seeded
+
+    with torch_seeded():
+        return seed_dropout(build_model(spec))

@@ -315,7 +315,7 @@ class SparseTrainer:
     def __init__(self, spec, data, settings, layout=None, device="cpu", engine=None,
                  augment=()):
         from .settings import EngineConfig
-        from .trainers import template
+        from .dropout import template
         from .precision import float_dtype
         self.spec, self.settings, self.layout = spec, settings, layout
         self.device = torch.device(device)

@@ -31,7 +31,7 @@ from ..data import DataSplits
 from ..data.augment import Augmenter
 from ..masks import Layout, unflatten
 from ..models import ModelSpec, build_model, torch_seeded
-from .dropout import seed_dropout
+from .dropout import template
 from .forward import ModuleForward, population_forward
 from .graph import Pass
 from .hooks import TrainState
@@ -347,12 +347,6 @@ class PerNetworkTrainer(Trainer):
                 {role: groups[0][1] for role, groups in acts.items()} if acts else None)
             parts.append(self.train_chunk(task.slice(i, i + 1), self.forward, None))
         return PopulationResult.concat(parts)
-
-
-def template(spec: ModelSpec) -> nn.Module:
-    """The model the engine trains: ``spec``'s, with per-network seeded dropout."""
-    with torch_seeded():
-        return seed_dropout(build_model(spec))
 
 
 def estimate(model: nn.Module, data: DataSplits, settings: TrainSettings,
