@@ -86,9 +86,17 @@ def test_structured_mlp_neurons_compact_and_export_with_equal_outputs(tmp_path):
     model = _vit()
     ex = torch.randn(1, *SHAPE)
     space = structure_space(model, ex)
-    assert {g.root for g in space.groups} == {"blocks.0.fc1", "blocks.1.fc1"}
-    keep = space.select(torch.rand(1, space.size, generator=torch.Generator().manual_seed(0)),
-                        "flops", 0.85)
+    assert {(g.root, g.kind, g.size) for g in space.groups} == {
+        ("blocks.0.fc1", "neuron", 64), ("blocks.1.fc1", "neuron", 64),
+        ("blocks.0.attention.value", "head", 4), ("blocks.1.attention.value", "head", 4)}
+    scores = torch.rand(1, space.size, generator=torch.Generator().manual_seed(0))
+    heads = [i for i, g in enumerate(space.groups) if g.kind == "head"]
+    for i in heads:  # each attention layer loses two of its four heads ...
+        scores[0, space.offsets[i]:space.offsets[i] + 2] = -1.0
+    for i, g in enumerate(space.groups):  # ... and each MLP some neurons
+        if g.kind == "neuron":
+            scores[0, space.offsets[i]:space.offsets[i] + 8] = -0.5
+    keep = space.select(scores, "flops", 0.75)
     rows = unflatten(space.layout, space.expand(keep))
     params = dict(model.named_parameters())
     with torch.no_grad():
@@ -106,6 +114,8 @@ def test_structured_mlp_neurons_compact_and_export_with_equal_outputs(tmp_path):
     small = neuroprune.load_model(tmp_path / "c.safetensors")
     assert info["params"] < sum(p.numel() for p in model.parameters())
     assert small.blocks[0].fc1.out_features < 64
+    assert [b.attention.heads for b in small.blocks] == [2, 2]
+    assert small.blocks[0].attention.query.out_features == 16
     with torch.no_grad():
         assert torch.allclose(small(x), want, atol=1e-5, rtol=1e-5)
     export(path, tmp_path / "n.onnx", "onnx")

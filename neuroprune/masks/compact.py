@@ -171,13 +171,41 @@ def compact(model: nn.Module, example: torch.Tensor,
         idxs = remove.nonzero().flatten().tolist()
         if idxs:
             graph.get_pruning_group(root, pruner.prune_out_channels, idxs).prune()
-    return model, [list(h) for h in graph.pruning_history()]
+    history = [list(h) for h in graph.pruning_history()]
+    return model, history + _remove_heads(model)
+
+
+#: the first field of a history entry that removes attention heads (not Torch-Pruning's)
+HEADS = "neuroprune:heads"
+
+
+def _remove_heads(model: nn.Module) -> list[list]:
+    """Drop the silent heads of every module that can (``silent_heads``/``keep_heads``);
+    one history entry ``[HEADS, module name, kept heads]`` each."""
+    entries = []
+    for name, mod in list(model.named_modules()):
+        if not (hasattr(mod, "silent_heads") and hasattr(mod, "keep_heads")):
+            continue
+        silent = set(mod.silent_heads())
+        keep = [h for h in range(mod.heads) if h not in silent] or [0]
+        if len(keep) < mod.heads:
+            mod.keep_heads(keep)
+            entries.append([HEADS, name, keep])
+    return entries
 
 
 def rebuild_compact(dense: nn.Module, example: torch.Tensor,
                     history: list[Any]) -> nn.Module:
     """Replay a compaction ``history`` on a fresh ``dense`` model: the compact architecture,
     ready for the compact state dict."""
+    heads = [h for h in history if h and h[0] == HEADS]
     graph = dependency_graph(dense, example)
-    graph.load_pruning_history(history)
+    graph.load_pruning_history([h for h in history if not (h and h[0] == HEADS)])
+    modules = dict(dense.named_modules())
+    for _, name, keep in heads:
+        if name not in modules or not hasattr(modules[name], "keep_heads"):
+            from ..errors import UserError
+            raise UserError(f"the compact history names heads of '{name}', which this model "
+                            f"does not have; the file was made for another model")
+        modules[name].keep_heads(list(keep))
     return dense

@@ -186,4 +186,22 @@ def find_groups(model: nn.Module, example: torch.Tensor, structure: str = "all",
         kind = "neuron" if isinstance(root, nn.Linear) else "channel"
         size = graph.get_out_channels(root)
         groups.append(Group(names[root], kind, size, tuple(group_members(graph, root, names))))
+    if structure == "all":
+        groups += declared_groups(model, exclude)
     return groups
+
+
+def declared_groups(model: nn.Module, exclude: Sequence[str] = ()) -> list[Group]:
+    """Groups a module declares itself (``unit_groups(prefix)``: an attention layer's heads,
+    which the dependency graph cannot see through the split into heads); a module whose
+    parameters ``exclude`` names is left out."""
+    out = []
+    for name, mod in model.named_modules():
+        declare = getattr(mod, "unit_groups", None)
+        if declare is None:
+            continue
+        prefix = f"{name}." if name else ""
+        for g in declare(prefix):
+            if not any(m.name in exclude for m in g.members):
+                out.append(g)
+    return out

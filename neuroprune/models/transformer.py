@@ -7,7 +7,9 @@ layers (not PyTorch's packed ``in_proj_weight``), so that masks address them one
 writes attention out (``softmax(q k^T / sqrt(d)) v``: the population graph computes it for
 all networks at once, and vmap batches it, where the fused
 ``F.scaled_dot_product_attention`` has no batching rule on the CPU). Structured masks
-remove MLP neurons; the residual stream and the attention projections keep their units.
+remove MLP neurons and whole attention heads (a head: its query, key and value rows and
+its output projection columns; compaction rebuilds the layer with fewer heads); the residual
+stream keeps its units.
 
 Options the papers leave to the implementation, named here: ``pool`` (``cls``: a class token,
 as ViT; ``mean``: the mean over tokens), the patch embedding as a strided convolution (ViT's
@@ -34,6 +36,50 @@ class Attention(nn.Module):
         self.heads = heads
         self.query, self.key, self.value = (nn.Linear(dim, dim) for _ in range(3))
         self.proj = nn.Linear(dim, dim)
+
+    def unit_groups(self, prefix: str) -> list:
+        """Its heads as one structured group: a head is its rows of the query, key and value
+        projections (weights and biases) and its columns of the output projection."""
+        from ..masks.groups import Group, Member
+
+        dim = self.query.out_features
+        positions = torch.arange(dim)
+        heads = positions // (dim // self.heads)
+        members = [Member(f"{prefix}{p}.{t}", 0, positions, heads, "out")
+                   for p in ("query", "key", "value") for t in ("weight", "bias")]
+        members.append(Member(f"{prefix}proj.weight", 1, positions, heads, "in"))
+        # rooted at the value projection: its rows are what a head produces (a "filter")
+        return [Group(f"{prefix}value", "head", self.heads, tuple(members))]
+
+    def silent_heads(self) -> list[int]:
+        """Heads that contribute nothing: their value rows and bias are zero (the head's
+        output is a mix of zeros), or the output projection reads none of them."""
+        d = self.query.out_features // self.heads
+        v = torch.cat([self.value.weight, self.value.bias[:, None]], 1).reshape(self.heads, -1)
+        read = self.proj.weight.reshape(self.proj.out_features, self.heads, d)
+        return [h for h in range(self.heads)
+                if not bool(v[h].any()) or not bool(read[:, h].any())]
+
+    def keep_heads(self, keep: list[int]) -> None:
+        """Rebuild with only the heads ``keep`` (in order): smaller projections, the same
+        outputs when the others were silent."""
+        d = self.query.out_features // self.heads
+        rows = torch.cat([torch.arange(h * d, (h + 1) * d) for h in keep])
+        for name in ("query", "key", "value"):
+            old = getattr(self, name)
+            new = nn.Linear(old.in_features, len(rows), old.bias is not None)
+            with torch.no_grad():
+                new.weight.copy_(old.weight[rows])
+                if old.bias is not None:
+                    new.bias.copy_(old.bias[rows])
+            setattr(self, name, new)
+        old = self.proj
+        new = nn.Linear(len(rows), old.out_features, old.bias is not None)
+        with torch.no_grad():
+            new.weight.copy_(old.weight[:, rows])
+            if old.bias is not None:
+                new.bias.copy_(old.bias)
+        self.proj, self.heads = new, len(keep)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
@@ -76,8 +122,9 @@ class _Encoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
         self.output_layer_names = ["head.weight"]
-        # structured masks remove MLP neurons; the residual stream (read by every LayerNorm)
-        # and the attention projections (split into heads) keep their units
+        # structured masks remove MLP neurons and whole heads (Attention.unit_groups); the
+        # residual stream (read by every LayerNorm) and single units of the attention
+        # projections (split into heads) stay
         self.fixed_unit_layers = [f"blocks.{i}.{n}" for i in range(depth) for n in (
             "attention.query", "attention.key", "attention.value", "attention.proj", "fc2")]
 
