@@ -43,9 +43,12 @@ def test_generation_overhead_reports_breed_stack_collect():
 def test_tune_batch_compares_the_same_trials_one_by_one_and_batched():
     lines = _run("tune_batch.py", "--trials", "2", "--set", "method.population=4",
                  "--set", "method.generations=1", "--set", "training.epochs=1")
-    assert re.match(r"one by one: +[\d,]+ trials/hour", lines[-4])
+    assert re.match(r"plain Optuna: +[\d,]+ trials/hour", lines[-5])
+    assert re.match(r"one by one: +[\d,]+ trials/hour .*, \d+\.\d\dx plain Optuna", lines[-4])
     assert re.match(r"batch of 2: +[\d,]+ trials/hour", lines[-3])
-    assert re.fullmatch(r"speedup: \d+\.\d\dx", lines[-1])
+    assert re.fullmatch(r"largest objective difference between the runs: 0\.00e\+00", lines[-2])
+    assert re.fullmatch(r"batch against one by one: \d+\.\d\dx; against plain Optuna: "
+                        r"\d+\.\d\dx", lines[-1])
 
 
 #: a speedup with its 95% interval, or none measurable where the interval holds 1
