@@ -494,8 +494,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"study {summary['study']} started afresh; the old one is kept as "
               f"{summary['replaced']}, its trial folders in {trials}/"
               f"{summary['replaced']}")
+    storage = summary["storage"]
+    if mirror is not None:  # the journal's place at the URI, not its staging copy
+        with contextlib.suppress(ValueError):
+            rel = Path(storage).resolve().relative_to(mirror.local.resolve()).as_posix()
+            storage = f"{mirror.uri}/{rel}"
+        print(f"trials, artifacts and study at {mirror.uri}")
     print(f"study {summary['study']}: {t['complete']} complete, {t['pruned']} pruned, "
-          f"{t['fail']} failed trials; storage {summary['storage']}")
+          f"{t['fail']} failed trials; storage {storage}")
     if "best" in summary:
         print(f"best trial {summary['best']['number']}: {summary['best']['value']:.4f} "
               f"with {summary['best']['params']}")

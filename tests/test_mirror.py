@@ -117,7 +117,16 @@ def test_tune_at_a_uri_keeps_trials_and_artifacts_there_and_continues(tmp_path, 
     (tmp_path / "m1").mkdir()
     monkeypatch.chdir(tmp_path / "m1")
     assert main(["tune", *TUNE, "--n-trials", "1", "--out", uri]) == 0
+    printed = capsys.readouterr().out
+    assert f"trials, artifacts and study at {uri}" in printed
+    assert f"storage {uri}/optuna.journal" in printed
     assert (remote / "optuna.journal").is_file()
+    import optuna
+
+    from neuroprune.tuning.storage import open_storage
+    trials = optuna.load_study(study_name="tune_quickstart", storage=open_storage(
+        str(remote / "optuna.journal"))).get_trials()
+    assert [t.user_attrs["run_dir"] for t in trials] == [f"{uri}/trials/trial_0000"]
     assert len(list((remote / "trials").rglob("summary.json"))) == 1
     assert any(p.is_file() for p in (remote / "artifacts").rglob("*"))
     (tmp_path / "m2").mkdir()

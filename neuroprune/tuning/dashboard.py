@@ -28,7 +28,9 @@ def note(trial, summary: dict[str, Any], run_dir: Path, state: str) -> str:
                    else f"| {name} | {summary[key]} |\n"
                    for key, name in NOTE_ROWS if key in summary)
     table = f"| | |\n| --- | --- |\n{rows}\n" if rows else ""
-    return (f"## Trial {trial.number}: {state}\n\n{table}Run directory: `{run_dir}`\n\n"
+    from ..mirror import shown
+
+    return (f"## Trial {trial.number}: {state}\n\n{table}Run directory: `{shown(run_dir)}`\n\n"
             f"Export its network: `neuroprune export --storage STUDY_FOLDER --study "
             f"{trial.study.study_name} --trial {trial.number} --out trial_{trial.number}"
             f".safetensors`\n")

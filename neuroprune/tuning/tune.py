@@ -31,6 +31,7 @@ from ..rundir import RunDir
 from ..searches.mask_search import Interrupted, Terminated, stop_signal
 from . import study as recorded
 from .dashboard import show_trial
+from ..mirror import shown
 from .heartbeat import Heartbeat, beat_interval, fail_trial, recover_stale_trials
 from .storage import artifact_store, open_storage, redacted
 
@@ -264,7 +265,7 @@ class Tuner:
     @contextlib.contextmanager
     def _beating(self, trial):
         """Keep ``trial``'s heartbeat while it is this process's (asked, not yet told)."""
-        trial.set_user_attr("run_dir", str(self.trial_dir(trial.number)))
+        trial.set_user_attr("run_dir", shown(self.trial_dir(trial.number)))  # (at a URI: there)
         self._beats[trial.number] = Heartbeat(trial, beat_interval(self.tune.stale_after))
         try:
             yield
@@ -293,7 +294,7 @@ class Tuner:
         beat = self._beats.get(trial.number)
         own_beat = beat is None  # a trial asked elsewhere (a caller of this method)
         if own_beat:
-            trial.set_user_attr("run_dir", str(run_dir))
+            trial.set_user_attr("run_dir", shown(run_dir))
             beat = Heartbeat(trial, beat_interval(self.tune.stale_after))
         best = [float("-inf")]
         single = len(self.tune.objectives) == 1
@@ -325,9 +326,9 @@ class Tuner:
                                    log=lambda _: None)
             keep = ("val_accuracy", "sparsity", "wall_seconds", "method", "device", "kind",
                     "best_strategy")  # never test_accuracy: the dashboard shows it while choosing
-            shown = {"kind": cfg.kind, **{k: summary[k] for k in keep if k in summary}}
-            trial.set_user_attr("summary", shown)
-            show_trial(trial, run_dir, shown, "complete", self.artifacts, plot())
+            brief = {"kind": cfg.kind, **{k: summary[k] for k in keep if k in summary}}
+            trial.set_user_attr("summary", brief)
+            show_trial(trial, run_dir, brief, "complete", self.artifacts, plot())
         except optuna.TrialPruned as pruned:  # the dashboard shows how far it got
             show_trial(trial, run_dir, {"kind": cfg.kind}, str(pruned), self.artifacts,
                        plot())
