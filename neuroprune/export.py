@@ -452,8 +452,8 @@ def trial_mask(storage: str, study: str, trial: str = "best",
     import optuna
 
     from .mirror import is_uri
-    if is_uri(storage) and not storage.split("://")[0].startswith(("sqlite", "mysql",
-                                                                    "postgresql")):
+    from .tuning.storage import is_database_url
+    if is_uri(storage) and not is_database_url(storage):
         with _tune_at_uri(storage, artifacts) as (journal, folder):
             with trial_mask(str(journal), study, trial, str(folder)) as path:
                 yield path

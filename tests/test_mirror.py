@@ -178,3 +178,13 @@ def test_a_commit_in_another_thread_reaches_the_uri(tmp_path):
         worker.start()
         worker.join()
         assert (remote / "trials" / "t0" / "summary.json").is_file()  # before the end
+
+
+def test_database_urls_are_not_taken_for_a_tune_at_a_uri():
+    from neuroprune.tuning.storage import is_database_url
+    for url in ("redis://127.0.0.1:6379/1", "postgresql://u@h/db", "postgres://u@h/db",
+                "mysql+pymysql://u@h/db", "mariadb://u@h/db", "sqlite:///s.db",
+                "journal:///runs/t/optuna.journal"):
+        assert is_database_url(url), url
+    for url in ("file:///b/t/optuna.journal", "s3://b/t/optuna.journal", "gs://b/t"):
+        assert not is_database_url(url), url

@@ -63,6 +63,14 @@ def journal_path(url: str) -> Path | None:
     return None
 
 
+def is_database_url(url: str) -> bool:
+    """``url`` names an Optuna storage (a database server, SQLite, a journal), not a file
+    system (``s3://``, ``file://``: a tune kept at a URI)."""
+    scheme = url_scheme(url) if "://" in url else ""
+    return (scheme in SERVER_SCHEMES or scheme in RESPELL or scheme.startswith("sqlite")
+            or scheme.startswith("journal") or url.startswith("journal:"))
+
+
 def url_scheme(url: str) -> str:
     """The scheme of a storage URL, lower case (``postgresql``, ``redis``, ...)."""
     return url.split("://", 1)[0].lower()
