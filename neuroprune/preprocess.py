@@ -79,6 +79,8 @@ class RawInputs:
 
     def __call__(self, module: nn.Module, args: tuple) -> tuple:
         x, t = args[0], self.transform
+        if not isinstance(x, torch.Tensor):  # raw inputs as the user has them (numpy arrays)
+            x = torch.as_tensor(x, dtype=t.mean.dtype, device=t.mean.device)
         if t.mean.device != x.device:
             t.to(x.device)
         return (t(x), *args[1:])

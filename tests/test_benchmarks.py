@@ -1,5 +1,5 @@
 """The benchmark scripts still run end to end (their figures are not asserted: they are
-measurements, recorded in the README)."""
+measurements, recorded in docs/benchmarks.md)."""
 
 import re
 import subprocess

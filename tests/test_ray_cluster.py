@@ -1,6 +1,6 @@
 """A real two-node Ray cluster on this machine, started with `ray start` as a user would: a head
 and a second node with a logical GPU, each with its own temp dir and ports, stopped by PID.
-Jobs are submitted with `ray job submit` as the README writes them.
+Jobs are submitted with `ray job submit` as docs/cluster.md writes them.
 
 Select with ``-m ray_cluster``.
 """
@@ -96,7 +96,7 @@ def _two_nodes():
     """A head (no GPU) and a node with one logical GPU, each its own `ray start --block`;
     yields their addresses, the environment to reach them, and the processes by node."""
     base = tempfile.mkdtemp(prefix="rcl", dir="/tmp")
-    # Ray's token authentication, on as the README recommends, with a token of this test's
+    # Ray's token authentication, on as docs/cluster.md recommends, with a token of this test's
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "RAY_ADDRESS": "",
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex}
     port, dash, client = free_port(), free_port(), free_port()

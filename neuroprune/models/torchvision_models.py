@@ -21,7 +21,7 @@ def _torchvision_models():
     except Exception as exc:  # installed, but built for another torch (CUDA vs CPU)
         raise ConfigError(f"torchvision is installed but cannot be imported with this torch "
                           f"build ({type(exc).__name__}: {str(exc).splitlines()[0]}); install "
-                          f"the torchvision that matches it (README, Extras)") from None
+                          f"the torchvision that matches it (docs/development.md)") from None
     return tvm
 
 
