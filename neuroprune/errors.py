@@ -33,7 +33,8 @@ OPTIONAL = {"optuna": ("optuna", "tune"), "optuna_dashboard": ("optuna-dashboard
             "torchvision": ("torchvision", "vision"), "psycopg": ("psycopg", "postgres"),
             "pymysql": ("pymysql", "mysql"), "redis": ("redis", "redis"),
             "gymnasium": ("gymnasium", "neuro"), "neat": ("neat-python", "neuro"),
-            "opacus": ("opacus", "privacy"), "PIL": ("pillow", "images")}
+            "opacus": ("opacus", "privacy"), "PIL": ("pillow", "images"),
+            "river": ("river", "multilabel")}
 
 
 class MissingDependencyError(UserError):

@@ -17,7 +17,7 @@ from helpers import REPO
 #: import names of every optional package (pyproject's extras)
 OPTIONAL = ["optuna", "optuna_dashboard", "ray", "onnx", "onnxruntime", "torch_pruning",
             "matplotlib", "mlflow", "tensorboard", "torchvision", "gymnasium", "neat",
-            "opacus"]
+            "opacus", "river"]
 
 #: runs each argv through neuroprune.cli.main in one process with OPTIONAL refused
 DRIVER = r"""
@@ -91,6 +91,8 @@ def base_install(tmp_path_factory):
                          ("structured", ["'torch-pruning'"])),
         "run private": (["run", "private_digits", "--out", str(tmp / "r5"), *SMALL],
                         ("privacy", ["'opacus'"])),
+        "run yeast": (["run", str(REPO / "configs" / "multilabel_yeast.yaml"), "--out",
+                       str(tmp / "r6"), *SMALL], ("multilabel", ["'river'"])),
     }
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(OPTIONAL),
@@ -127,7 +129,7 @@ def test_every_command_needing_an_extra_says_which_in_one_line(base_install):
         for package in packages:  # every missing package named at once
             assert package in lines[0], (name, err)
     # refused before anything was written
-    for folder in ("r1", "r2", "r3", "r4", "r5", "tune", "report", "run/explain"):
+    for folder in ("r1", "r2", "r3", "r4", "r5", "r6", "tune", "report", "run/explain"):
         assert not (tmp / folder).exists(), folder
     assert not any((tmp / f).exists() for f in ("m.onnx", "c.safetensors", "t.safetensors"))
 

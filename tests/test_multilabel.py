@@ -106,3 +106,26 @@ def test_the_reconstruction_weight_is_annealed_linearly_to_zero():
         S.step = step
         weights.append(hook.strength_at(S))
     assert weights == pytest.approx([2.0, 2.0, 1.0, 0.0, 0.0])
+
+
+def test_yeast_is_a_real_multilabel_set_that_a_run_learns(tmp_path):
+    """Yeast as river ships it (neuroprune[multilabel], in the dev install): 2,417 genes,
+    103 features, 14 dependent labels; a short run beats predicting each label's majority."""
+    pytest.importorskip("river", reason="dataset yeast needs neuroprune[multilabel]")
+    from neuroprune.data import load_dataset
+    data = load_dataset("yeast")
+    assert (len(data.train_y) + len(data.val_y) + len(data.test_y)) == 2417
+    assert data.train_x.shape[1] == 103 and data.num_classes == 14
+    assert set(data.train_y.unique().tolist()) == {0.0, 1.0}
+    assert 4.0 < float(data.train_y.sum(1).mean()) < 4.5  # 4.2 labels per gene
+    assert data.provenance["task"] == "multilabel"
+    # another split_seed shuffles the genes differently, the same split sizes
+    other = load_dataset("yeast", split_seed=1)
+    assert other.train_y.shape == data.train_y.shape
+    assert not torch.equal(other.train_x, data.train_x)
+    tree = {**_tree("yeast", epochs=15), "data": {"dataset": "yeast", "task": "multilabel"}}
+    summary = mask_search(load_config(tree=tree)).run(tmp_path / "r", progress=False,
+                                                      log=lambda _: None)
+    majority = (data.test_y.mean(0) > 0.5).float()  # the best constant prediction
+    constant = float((data.test_y != majority).float().mean())
+    assert summary["test_hamming_loss"] < constant - 0.02, (summary["test_hamming_loss"], constant)

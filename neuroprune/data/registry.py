@@ -23,6 +23,10 @@ DATASETS = Registry("dataset", "data.dataset", {
     "digits_attributes": ("neuroprune.data.sklearn_sets:load_digits_attributes",
                           "digits images with six labels each, properties of the digit "
                           "(data.task: multilabel)"),
+    "yeast": ("neuroprune.data.tabular:load_yeast",
+              "Yeast, a real multi-label set: 2,417 genes, 103 features, 14 functional "
+              "categories, as the river package ships it; needs neuroprune[multilabel] "
+              "(data.task: multilabel)"),
     "csv": ("neuroprune.data.tabular:load_csv",
             "any CSV file (data.path) with a class column (data.label_column)"),
     "folder": ("neuroprune.data.streamed:load_folder",

@@ -1,4 +1,5 @@
-"""Any CSV file with a class column, split and standardised like the bundled sets."""
+"""Any CSV file with a class column, split and standardised like the bundled sets; and the
+Yeast multi-label table that a package ships."""
 
 from __future__ import annotations
 
@@ -89,3 +90,61 @@ def _check_labels(p: Path, labels: pd.Series) -> None:
     if bad:
         raise DataError(f"{p}: the labels in '{labels.name}' include {', '.join(bad[:3])}, "
                         f"which is no class; label or drop those rows first")
+
+
+#: Yeast's labels (MULAN's Class1..Class14: functional categories of a gene)
+YEAST_LABELS = tuple(f"Class{i}" for i in range(1, 15))
+
+
+def yeast_file() -> Path:
+    """The Yeast multi-label file that the ``river`` package ships (found without importing
+    river, whose import is slow); a :class:`MissingDependencyError` without it."""
+    import importlib.util
+
+    from ..errors import MissingDependencyError
+    try:
+        spec = importlib.util.find_spec("river")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError("river", "multilabel", "dataset yeast")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "yeast.csv.gz"
+    if not path.is_file():
+        raise DataError(f"the installed river has no {path.name} (river 0.26 and newer ship "
+                        f"it): pip install -U 'neuroprune[multilabel]'")
+    return path
+
+
+def load_yeast(cfg: DataConfig) -> DataSplits:
+    """Yeast (Elisseeff & Weston 2002; MULAN's multi-label version, OpenML 40597): 2,417
+    genes, 103 micro-array expression and phylogenetic-profile features, 14 functional
+    categories (4.2 per gene on average), as the ``river`` package ships it
+    (``neuroprune[multilabel]``). A real multi-label set with dependent labels. Split at
+    random by ``data.split_seed`` into ``data.val_fraction`` / ``data.test_fraction``
+    (a multi-label set has no class to stratify by); features standardised per column."""
+    import gzip
+
+    path = yeast_file()
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            frame = pd.read_csv(fh)
+    except (OSError, EOFError, ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path} ({type(exc).__name__}); reinstall river") from None
+    missing = [c for c in YEAST_LABELS if c not in frame.columns]
+    if missing or frame.shape[1] != 103 + len(YEAST_LABELS):
+        raise DataError(f"{path} is not the Yeast table (103 features, labels Class1..Class14)")
+    y = torch.from_numpy(frame[list(YEAST_LABELS)].to_numpy(dtype=np.float32))
+    x = torch.from_numpy(frame.drop(columns=list(YEAST_LABELS)).to_numpy(dtype=np.float32))
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg.split_seed))
+    n = len(y)
+    n_test, n_val = int(cfg.test_fraction * n), int(cfg.val_fraction * n)
+    a, b = n - n_test - n_val, n - n_test
+    x, y = x[order], y[order]
+    xtr, xva, xte, pre = standardise(x[:a], x[a:b], x[b:], per_feature=True,
+                                     enabled=cfg.standardise)
+    return DataSplits(name="yeast", train_x=xtr.contiguous(), train_y=y[:a], val_x=xva,
+                      val_y=y[a:b], test_x=xte, test_y=y[b:], num_classes=len(YEAST_LABELS),
+                      preprocessing=pre,
+                      provenance={"source": "river datasets/yeast.csv.gz (MULAN Yeast)",
+                                  "protocol": "split", "split_seed": cfg.split_seed,
+                                  "task": "multilabel", "labels": list(YEAST_LABELS)})
