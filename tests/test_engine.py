@@ -1,6 +1,8 @@
 """The population engine: every network of a population equals that network trained alone."""
 
+import json
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -270,11 +272,54 @@ def test_learning_curve_and_gradient_statistics_hooks(digits):
 def test_auto_trainer_stacks_small_networks_and_describes_itself(digits):
     spec, layout, _ = population(digits, widths=(32,), n=0)
     trainer = make_trainer(spec, digits, TrainSettings(), layout)
-    assert isinstance(trainer, StackedTrainer)
+    assert isinstance(trainer.default, StackedTrainer)
     assert "population graph" in trainer.describe() and "free on cpu" in trainer.describe()
+    assert "measured on its first chunk" in trainer.describe()
     small = trainer.footprint
     big = StackedTrainer(spec, digits, TrainSettings(batch_size=512), layout).footprint
     assert 0 < small.activations < big.activations and small.state == big.state
+
+
+def test_auto_trainer_measures_once_and_trains_as_the_trainer_it_chose(digits, tmp_path,
+                                                                        monkeypatch):
+    from neuroprune.engine import autotune
+    monkeypatch.setenv("NEUROPRUNE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(autotune, "_CHOICES", {})
+    spec, layout, bits = population(digits, widths=(32,), n=6)
+    task = EvalTask(masks=bits, init=init_state(spec, 0), epochs=1, data_seed=0)
+    auto = make_trainer(spec, digits, TrainSettings(), layout)
+    assert auto.candidates(task) == ["stacked", "per_network", "sparse"]
+    got = auto.run(task)
+    choice = auto.chosen["choice"]
+    assert set(auto.chosen["seconds"]) == {"stacked", "per_network", "sparse"}
+    assert choice == autotune.choose(auto.chosen["seconds"])
+    assert "auto: measured, predicted for" in auto.describe()
+    # the measurement left no trace: the result is the chosen trainer's own
+    alone = make_trainer(spec, digits, TrainSettings(), layout,
+                         engine=EngineConfig(trainer=choice)).run(task)
+    for k in ("val_loss", "val_accuracy", "train_loss"):
+        assert torch.equal(got.metrics[k], alone.metrics[k]), k
+    # remembered in the cache file: a new process (here: a new trainer with an empty
+    # in-process table) takes the recorded choice without measuring
+    (record,) = json.loads((tmp_path / "trainer_choices.json").read_text()).values()
+    assert set(record["costs"]) == {"stacked", "per_network", "sparse"}
+    assert all(c["step"] >= 0 and c["setup"] >= 0 for c in record["costs"].values())
+    assert autotune.choose(autotune.predicted(record["costs"], auto.chosen["steps"])) == choice
+    monkeypatch.setattr(autotune, "_CHOICES", {})
+    again = make_trainer(spec, digits, TrainSettings(), layout)
+    monkeypatch.setattr(again, "measure", lambda *a: pytest.fail("measured twice"))
+    again.run(task)
+    assert again.chosen["choice"] == choice
+    # what the sparse trainer cannot run (a hook) is measured among the others only
+    assert auto.candidates(replace(task, hooks=(RecordRows(),))) == ["stacked", "per_network"]
+    assert auto.candidates(replace(task, masks=None, size=6)) == ["stacked", "per_network"]
+
+
+def test_auto_trainer_keeps_stacked_unless_another_is_clearly_faster():
+    from neuroprune.engine.autotune import MARGIN, choose
+    assert choose({"stacked": 1.0, "per_network": 1.0 / MARGIN * 1.01}) == "stacked"
+    assert choose({"stacked": 1.0, "per_network": 0.5, "sparse": 0.6}) == "per_network"
+    assert choose({"per_network": 0.5, "sparse": 0.4}) == "sparse"
 
 
 class RecordRows:

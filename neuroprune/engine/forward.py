@@ -79,8 +79,8 @@ class ModuleForward:
 
     def __call__(self, params, buffers, x, pass_: Pass) -> torch.Tensor:
         self.model.train(pass_.training)
-        one_p = {k: v[0] for k, v in params.items()}
-        one_b = {k: v[0] for k, v in buffers.items()}
+        one_p = {k: v.squeeze(0) for k, v in params.items()}  # a view: no copy backward
+        one_b = {k: v.squeeze(0) for k, v in buffers.items()}
         handles = []
         if pass_.capture is not None:
             for name in pass_.capture_names:

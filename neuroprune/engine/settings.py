@@ -153,7 +153,9 @@ class EngineConfig(Section):
     trainer: Literal["auto", "stacked", "per_network", "sparse"] = Field(
         "auto", description="stacked: a population as one set of batched kernels; per_network: "
         "one network at a time (networks too large to stack); sparse: fully connected networks "
-        "on sparse (CSR) weight matrices, one at a time; auto picks by a memory estimate")
+        "on sparse (CSR) weight matrices, one at a time; auto: per_network when two networks do "
+        "not fit in memory, else the fastest of the three for the population, measured on its "
+        "first chunk and remembered per architecture, batch and device")
     sparse_regrow: float = Field(0.0, ge=0, lt=1, description="sparse trainer: SET's zeta, the "
                                  "fraction of smallest-magnitude weights of each layer dropped "
                                  "and regrown at random after every epoch (0: fixed structure)")

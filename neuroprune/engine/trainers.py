@@ -359,8 +359,10 @@ def estimate(model: nn.Module, data: DataSplits, settings: TrainSettings,
 def make_trainer(spec: ModelSpec, data: DataSplits, settings: TrainSettings,
                  layout: Layout | None, device: str | torch.device = "cpu",
                  engine: EngineConfig | None = None, augment: tuple[str, ...] = ()) -> Trainer:
-    """The configured trainer; ``engine.trainer: auto`` stacks networks unless two of them do
-    not fit in the device's free memory."""
+    """The configured trainer. ``engine.trainer: auto`` trains one network at a time when two
+    do not fit in the device's free memory, and otherwise whichever of the stacked,
+    per-network and sparse trainers is fastest for the population, measured once and
+    remembered (:class:`~neuroprune.engine.autotune.AutoTrainer`)."""
     engine = engine or EngineConfig()
     if engine.trainer == "sparse":  # its memory grows with the kept weights, not the shape
         from .sparse import SparseTrainer
@@ -373,10 +375,11 @@ def make_trainer(spec: ModelSpec, data: DataSplits, settings: TrainSettings,
                         f"at batch size {settings.batch_size}, but {device} has {human(free)} "
                         f"free; lower training.batch_size or use a smaller model, or for a "
                         f"sparse fully connected network engine.trainer: sparse")
-    choice = engine.trainer
-    if choice == "auto":
-        choice = "per_network" if 2 * need > 0.8 * free else "stacked"
-    cls = StackedTrainer if choice == "stacked" else PerNetworkTrainer
+    if engine.trainer == "auto":
+        from .autotune import AutoTrainer
+        return AutoTrainer(spec, data, settings, layout, device, engine, augment,
+                           stackable=2 * need <= 0.8 * free)
+    cls = StackedTrainer if engine.trainer == "stacked" else PerNetworkTrainer
     return cls(spec, data, settings, layout, device, engine, augment)
 
 

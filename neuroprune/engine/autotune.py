@@ -1,0 +1,262 @@
+"""``engine.trainer: auto``: the fastest trainer for a population, measured, then remembered.
+
+Which trainer is fastest depends on the model, the batch, the population and the machine: a
+stacked population of MLPs beats training them one after another, while on a CPU P grouped
+convolutions can be slower than P separate ones (LeNet-5 at P=32), and at high sparsity and
+width the sparse trainer wins. So ``auto`` measures,
+the way ``torch.backends.cudnn.benchmark`` picks a kernel: at the first population of a kind
+it trains the first chunk of networks with every trainer that can run it (stacked,
+per-network, and sparse for a fully connected network with an element mask and no hooks) on
+a short and a longer run of training batches, after a warm-up, in alternating rounds. The
+difference gives each trainer's cost per step, the rest its setup (stacking, optimiser,
+evaluation); the trainer with the least predicted time for the task's steps runs it. Stacked
+stays unless another is clearly faster (``MARGIN``), so noise does not flip the choice.
+
+The choice is remembered per architecture, input, batch size, optimiser, precision, device,
+chunk of networks, mask density and thread count, in this process and in a file
+(``$NEUROPRUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/neuroprune``, else
+``~/.cache/neuroprune``; ``trainer_choices.json``, written under a file lock), so a resumed
+run, and every process of a machine, trains with the trainer the first measurement chose. The
+trainers give one network the same result (to float rounding, as a different chunking would):
+the choice changes the time, not what is found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from .settings import steps_per_run
+from .task import EvalTask, PopulationResult
+
+#: another trainer replaces the stacked one only when its median round is this much faster
+MARGIN = 1.1
+#: training batches of the short and the long measured run, and rounds of both per trainer
+#: (after one warm-up each)
+SHORT, LONG, ROUNDS = 2, 6, 2
+
+_CHOICES: dict[str, dict[str, Any]] = {}
+
+
+def cache_file() -> Path:
+    """Where the measured choices are kept."""
+    root = os.environ.get("NEUROPRUNE_CACHE_DIR")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(base) / "neuroprune")
+    return Path(root) / "trainer_choices.json"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _valid(record: Any) -> bool:
+    """A record of this format: every trainer's ``setup`` and ``step`` seconds."""
+    costs = record.get("costs") if isinstance(record, dict) else None
+    return isinstance(costs, dict) and bool(costs) and all(
+        isinstance(c, dict) and {"setup", "step"} <= set(c) for c in costs.values())
+
+
+def remembered(key: str) -> dict[str, Any] | None:
+    """The choice measured for ``key`` in this process or kept in the cache file."""
+    if key not in _CHOICES:
+        got = _read(cache_file()).get(key)
+        if _valid(got):
+            _CHOICES[key] = got
+    return _CHOICES.get(key)
+
+
+def remember(key: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Keep ``record`` for ``key``; a record another process wrote first wins (so every
+    process of a machine trains with one choice). A cache that cannot be written only costs
+    a measurement in the next process."""
+    from filelock import FileLock, Timeout
+
+    path = cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock", timeout=30):
+            table = _read(path)
+            if _valid(table.get(key)):
+                record = table[key]
+            table[key] = record
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+    except (OSError, Timeout):
+        pass
+    _CHOICES[key] = record
+    return record
+
+
+def predicted(costs: dict[str, dict[str, float]], steps: int) -> dict[str, float]:
+    """Each trainer's predicted seconds for ``steps`` training steps from its measured
+    ``setup`` and ``step`` seconds."""
+    return {n: c["setup"] + steps * c["step"] for n, c in costs.items()}
+
+
+def choose(seconds: dict[str, float]) -> str:
+    """The trainer to use given each one's (predicted) seconds: the fastest, except that the
+    stacked trainer stays unless the fastest beats it by ``MARGIN``."""
+    fastest = min(seconds, key=seconds.get)
+    if "stacked" in seconds and seconds["stacked"] <= MARGIN * seconds[fastest]:
+        return "stacked"
+    return fastest
+
+
+class AutoTrainer:
+    """``engine.trainer: auto``: runs each task with the fastest of the trainers that can run
+    it, measured once per kind of task (see the module's docstring)."""
+
+    name = "auto"
+
+    def __init__(self, spec, data, settings, layout=None, device="cpu", engine=None,
+                 augment=(), stackable: bool = True):
+        from .trainers import PerNetworkTrainer, StackedTrainer
+        cls = StackedTrainer if stackable else PerNetworkTrainer
+        self.default = cls(spec, data, settings, layout, device, engine, augment)
+        self.spec, self.settings, self.layout = spec, settings, layout
+        self.engine, self.augment, self.stackable = self.default.engine, augment, stackable
+        self.device = self.default.device
+        self.data = self.default.data  # on the device: the other trainers share it
+        self.footprint = self.default.footprint
+        self._trainers: dict[str, Any] = {self.default.name: self.default}
+        self.chosen: dict[str, Any] | None = None  # the last measured (or remembered) choice
+
+    # ------------------------------------------------------------------ protocol
+    def describe(self) -> str:
+        text = self.default.describe()
+        if not self.stackable:
+            return text + " (two networks do not fit at once)"
+        if self.chosen is not None:
+            return f"{self._trainer(self.chosen['choice']).describe()} ({self._why()})"
+        return (f"{text}, or whichever trainer is faster for this population: measured on "
+                f"its first chunk (engine.trainer: auto)")
+
+    def run(self, task: EvalTask) -> PopulationResult:
+        name = self.pick(task)
+        return self._trainer(name).run(task)
+
+    # ------------------------------------------------------------------ choice
+    def candidates(self, task: EvalTask) -> list[str]:
+        """The trainers that can run ``task`` with the results the default one gives."""
+        names = ["stacked", "per_network"] if self.stackable else ["per_network"]
+        if self._sparse_fits(task):
+            names.append("sparse")
+        return names
+
+    def _sparse_fits(self, task: EvalTask) -> bool:
+        e = self.engine
+        if (task.masks is None or task.hooks or task.activations is not None
+                or task.network_settings or self.augment or self.layout is None
+                or e.precision not in ("fp32", "fp64") or e.sparse_regrow
+                or e.sparse_neuron_prune or self.default.settings_hooks):
+            return False
+        try:
+            sparse = self._trainer("sparse")
+            sparse.check(task.slice(0, min(len(task), 1)))
+        except (UserError, MemoryError):
+            return False
+        return True
+
+    def key(self, task: EvalTask, chunk: int, names: list[str]) -> str:
+        s, e = self.settings, self.engine
+        density = ("dense" if task.masks is None else
+                   f"{float(task.masks[:chunk].float().mean()):.3f}")
+        return "|".join([self.spec.describe(), "x".join(map(str, self.data.input_shape)),
+                         f"classes={self.data.num_classes}", f"batch={s.batch_size}",
+                         s.optimizer, e.precision, str(self.device), f"chunk={chunk}",
+                         f"density={density}", f"threads={torch.get_num_threads()}",
+                         f"torch={torch.__version__}", ",".join(names)])
+
+    def pick(self, task: EvalTask) -> str:
+        """The trainer for ``task``: measured the first time a kind of task comes."""
+        if len(task) == 0:
+            return self.default.name
+        names = self.candidates(task)
+        if len(names) == 1:
+            return names[0]
+        chunk = min(len(task), getattr(self.default, "chunk_size", 1))
+        key = self.key(task, chunk, names)
+        record = remembered(key)
+        if record is None or set(record.get("costs", {})) != set(names):
+            record = remember(key, {"costs": self.measure(task.slice(0, chunk), names),
+                                    "measured": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        steps = steps_per_run(len(self.data.train_y), self.settings.batch_size, task.epochs)
+        seconds = predicted(record["costs"], steps)
+        self.chosen = {"choice": choose(seconds), "seconds": seconds, "steps": steps}
+        return self.chosen["choice"]
+
+    def measure(self, task: EvalTask, names: list[str]) -> dict[str, dict[str, float]]:
+        """Each trainer's ``setup`` and per-``step`` seconds on ``task``: the medians over
+        ``ROUNDS`` alternating rounds of a ``SHORT`` and a ``LONG`` run of training batches
+        (each with one batch of validation), after a warm-up."""
+        bs = self.settings.batch_size
+        short = _probe(self.data, SHORT * bs, bs)
+        long = _probe(self.data, LONG * bs, bs)
+        steps = len(long.train_y) // bs - len(short.train_y) // bs
+        probe = replace(task, epochs=1, test=False, keep_weights=False, hooks=())
+        for name in names:  # warm-up: allocations, kernels
+            self._timed(self._trainer(name), probe, short)
+        per_step: dict[str, list[float]] = {n: [] for n in names}
+        setup: dict[str, list[float]] = {n: [] for n in names}
+        for _ in range(ROUNDS):
+            for name in names:
+                a = self._timed(self._trainer(name), probe, short)
+                b = self._timed(self._trainer(name), probe, long)
+                step = max(b - a, 0.0) / max(steps, 1)
+                per_step[name].append(step)
+                setup[name].append(max(a - len(short.train_y) // bs * step, 0.0))
+        return {n: {"setup": statistics.median(setup[n]), "step": statistics.median(per_step[n])}
+                for n in names}
+
+    def _timed(self, trainer, task: EvalTask, data) -> float:
+        full = trainer.data
+        trainer.data = data
+        try:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            t0 = time.perf_counter()
+            trainer.run(task)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            return time.perf_counter() - t0
+        finally:
+            trainer.data = full
+
+    def _trainer(self, name: str):
+        if name not in self._trainers:
+            from .sparse import SparseTrainer
+            from .trainers import PerNetworkTrainer, StackedTrainer
+            cls = {"stacked": StackedTrainer, "per_network": PerNetworkTrainer,
+                   "sparse": SparseTrainer}[name]
+            self._trainers[name] = cls(self.spec, self.data, self.settings, self.layout,
+                                       self.device, self.engine, self.augment)
+        return self._trainers[name]
+
+    def _why(self) -> str:
+        seconds = self.chosen.get("seconds", {})
+        parts = ", ".join(f"{n} {v:.2f} s" for n, v in sorted(seconds.items(),
+                                                                   key=lambda kv: kv[1]))
+        return (f"auto: measured, predicted for {self.chosen['steps']} steps: {parts}"
+                if parts else "auto")
+
+
+def _probe(data, train: int, batch: int):
+    """The first ``train`` training samples and one batch of validation and test."""
+    return replace(data, train_x=data.train_x[:train], train_y=data.train_y[:train],
+                   val_x=data.val_x[:batch], val_y=data.val_y[:batch],
+                   test_x=data.test_x[:batch], test_y=data.test_y[:batch])
