@@ -198,6 +198,10 @@ class NeuroevolutionConfig(Section):
     q_gamma: float = Field(0.99, ge=0, le=1, description="Q-learning discount")
     q_eval_every: int = Field(2000, ge=1, description="Q-learning: training steps between "
                               "greedy evaluations")
+    evaluator: Literal["tensor", "serial"] = Field(
+        "tensor", description="how a NEAT generation is scored: tensor (every genome padded "
+        "into one tensor pass, the episodes stepped together; the same fitnesses) or serial "
+        "(neat-python's networks, one genome at a time)")
     baselines: list[Literal["qlearning", "dqn"]] = Field(
         ["qlearning"], min_length=1, description="what NEAT is compared with on the same step "
         "budget: qlearning (tabular), dqn (a small deep Q-network); q_eval_every for both")

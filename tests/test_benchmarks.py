@@ -24,7 +24,8 @@ def test_population_eval_prints_both_rates_and_the_speedup():
     assert lines[-4].startswith("engine: stacked trainer (population graph)")
     assert re.match(r"population: +[\d,]+ individual-samples/s \(chunk size 3; [\d.]+ ms per step",
                     lines[-3])
-    assert re.match(r"auto: +[\d,]+ individual-samples/s \(.*auto: measured, predicted for", lines[-2])
+    assert re.match(r"auto: +[\d,]+ individual-samples/s \(.*auto: measured, predicted for",
+                    lines[-2])
     assert re.fullmatch(r"speedup: \d+\.\dx; over the plain loop: stacked \d+\.\d\dx, "
                         r"auto \d+\.\d\dx", lines[-1])
 
@@ -96,3 +97,11 @@ def test_ray_scaling_prints_local_and_ray_rates():
     rates = [line for line in lines if "individual-samples/s" in line]
     assert len(rates) == 3 and rates[0].startswith("local backend")
     assert lines[-1].startswith("ray overhead at equal resources")
+
+
+def test_neat_eval_scores_the_same_genomes_alike_with_every_evaluator():
+    lines = _run("neat_eval.py", "--population", "8", "--generations", "2", "--episodes", "1",
+                 "--max-steps", "40", "--workers", "1")
+    rows = [line for line in lines if line.startswith("| neuroprune/Track-v0") or
+            line.startswith("| CartPole-v1")]
+    assert len(rows) == 6 and all(row.endswith("| yes |") for row in rows), rows

@@ -85,6 +85,68 @@ def test_neat_is_seeded_and_its_mask_is_the_genomes_enabled_connections(tmp_path
     assert meta["node_keys"] == keys and weights["weight"].equal(weight * mask)
 
 
+def test_the_track_vector_env_drives_each_car_as_the_single_env_does():
+    from neuroprune.rl.track import TrackEnv, TrackVectorEnv
+    seeds = [10_000 + 7 * i for i in range(12)]
+    actions = np.random.default_rng(0).integers(0, 3, size=(150, len(seeds)))
+    vec = TrackVectorEnv(len(seeds), max_steps=150)
+    obs, _ = vec.reset(seed=seeds)
+    single = [TrackEnv(max_steps=150) for _ in seeds]
+    assert np.array_equal(obs, np.stack([e.reset(seed=s)[0] for e, s in zip(single, seeds)]))
+    live, ended = np.ones(len(seeds), bool), 0
+    for step in actions:
+        obs, reward, term, trunc, _ = vec.step(step)
+        for i in np.flatnonzero(live):
+            o, r, te, tr, _ = single[i].step(step[i])
+            assert np.array_equal(o, obs[i]) and r == reward[i]
+            assert (te, tr) == (term[i], trunc[i])
+            if te or tr:
+                live[i], ended = False, ended + 1
+        assert (reward[~live & ~(term | trunc)] == 0).all()
+    assert ended == len(seeds)  # every episode ended (crash or time), each as the single env
+
+
+@pytest.mark.parametrize("env_id", [TRACK_ID, "CartPole-v1"])
+def test_neat_scores_a_generation_as_one_tensor_pass_with_neat_pythons_fitnesses(tmp_path,
+                                                                                env_id):
+    """The same run (seeded) with each evaluator: equal curves (best fitness and steps per
+    generation), champions and the fitness of every genome of the last generation."""
+    import neat
+
+    from neuroprune.rl.neat_tensor import TensorEvaluator, supported
+    from neuroprune.searches.neuroevolution import _make
+    nc = NeuroevolutionConfig(environments=[env_id], seeds=[0], population=12,
+                              generations=4, episodes=2, max_steps=120)
+    serial = run_neat(env_id, nc.model_copy(update={"evaluator": "serial"}), 0,
+                      tmp_path / "s.cfg")
+    tensor = run_neat(env_id, nc.model_copy(update={"evaluator": "tensor"}), 0,
+                      tmp_path / "t.cfg")
+    assert tensor[0] == serial[0] and len(serial[0]) == 4
+    assert tensor[1].fitness == serial[1].fitness
+    assert tensor[1].connections.keys() == serial[1].connections.keys()
+    config = serial[2]
+    assert supported(config) is None
+    # grown genomes (hidden nodes, deleted connections): every fitness equal, one at a time
+    pop = neat.Population(config, seed=3)
+    scorer = Evaluator(env_id, nc, 0)
+
+    def grow(genomes, config):
+        for _, g in genomes:
+            g.fitness = 0.0
+    pop.run(grow, 1)
+    genomes = list(pop.population.values())
+    for g in genomes:
+        for _ in range(6):
+            g.mutate_add_node(config.genome_config)
+            g.mutate_add_connection(config.genome_config)
+    assert any(len(g.nodes) > config.genome_config.num_outputs for g in genomes)
+    one = [scorer(lambda o, net=neat.nn.FeedForwardNetwork.create(g, config):
+                  int(np.argmax(net.activate(o)))) for g in genomes]
+    together = TensorEvaluator(lambda: _make(env_id, nc.max_steps), scorer.seeds)
+    assert together(genomes, config) == one
+    assert together.steps == scorer.steps
+
+
 def test_q_learning_beats_a_random_policy_on_the_track():
     nc = NeuroevolutionConfig(environments=[TRACK_ID], seeds=[0], episodes=3, max_steps=150,
                               q_eval_every=3000)

@@ -10,7 +10,10 @@ centreline, 100 per lap (negative when driving backwards); leaving the road ends
 ``max_steps`` truncates it. ``reset(seed=...)`` draws the start point and heading noise from
 that seed only, so an episode is a function of its seed and actions.
 
-Registered as :data:`TRACK_ID` on import of this module.
+Registered as :data:`TRACK_ID` on import of this module. :class:`TrackVectorEnv` drives many
+cars at once in numpy (one per episode of a generation of NEAT genomes): car ``i`` after
+``reset(seed=seeds)`` and the same actions is the car of ``TrackEnv`` reset with
+``seeds[i]``, to float rounding.
 """
 
 from __future__ import annotations
@@ -103,6 +106,78 @@ class TrackEnv(gym.Env):
         terminated = bool(dist > self.half_width)
         reward = 100.0 * delta / self.length
         return self._observe(), reward, terminated, self.t >= self.max_steps, {}
+
+
+class TrackVectorEnv(gym.vector.VectorEnv):
+    """``num_envs`` cars on one road, stepped together in numpy. No autoreset: a car whose
+    episode ended stays where it ended (reward 0, its end flags kept) until the next
+    ``reset``, and only the live cars are computed, so a batch of episodes of different
+    lengths costs what its live cars cost."""
+
+    metadata = {"render_modes": [], "autoreset_mode": gym.vector.AutoresetMode.DISABLED}
+
+    def __init__(self, num_envs: int, **options):
+        self.road = TrackEnv(**options)
+        self.num_envs = num_envs
+        self.single_observation_space = self.road.observation_space
+        self.single_action_space = self.road.action_space
+        self.observation_space = gym.vector.utils.batch_space(self.road.observation_space,
+                                                             num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.road.action_space, num_envs)
+
+    def _observe(self, heading: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        r = self.road
+        heads = heading[:, None] + r.angles                     # (cars, rays)
+        dirs = np.stack([np.cos(heads), np.sin(heads)], -1)     # (cars, rays, 2)
+        q = r.edge_a[None] - pos[:, None]                       # (cars, edges, 2)
+        d = r.edge_d[None, None]                                # (1, 1, edges, 2)
+        dx, dy = dirs[..., 0][..., None], dirs[..., 1][..., None]
+        denom = dx * d[..., 1] - dy * d[..., 0]
+        qx, qy = q[:, None, :, 0], q[:, None, :, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (qx * d[..., 1] - qy * d[..., 0]) / denom
+            u = (qx * dy - qy * dx) / denom
+        hit = (t > 0) & (u >= 0) & (u <= 1)
+        seen = np.where(hit, t, r.ray_length).min(-1).clip(0, r.ray_length)
+        return (seen / r.ray_length).astype(np.float32)
+
+    def reset(self, *, seed: int | list[int] | None = None, options=None):
+        from gymnasium.utils import seeding
+        r = self.road
+        seeds = seed if isinstance(seed, (list, tuple)) else [
+            None if seed is None else seed + i for i in range(self.num_envs)]
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"reset needs {self.num_envs} seeds, got {len(seeds)}")
+        pos, heading = [], []
+        for s in seeds:  # each car draws from its own seed, as TrackEnv.reset does
+            rng, _ = seeding.np_random(s)
+            k = int(rng.integers(len(r.centre)))
+            d = r.seg_d[k] / r.seg_len[k]
+            pos.append(r.centre[k] + 0.5 * r.seg_d[k])
+            heading.append(float(np.arctan2(d[1], d[0]) + rng.uniform(-0.1, 0.1)))
+        self.pos, self.heading = np.array(pos), np.array(heading)
+        self.arc = r._nearest(self.pos)[1]
+        self.t = np.zeros(self.num_envs, dtype=np.int64)
+        self.terminated = np.zeros(self.num_envs, dtype=bool)
+        self.truncated = np.zeros(self.num_envs, dtype=bool)
+        self.obs = self._observe(self.heading, self.pos)
+        return self.obs.copy(), {}
+
+    def step(self, actions):
+        r = self.road
+        i = np.flatnonzero(~(self.terminated | self.truncated))  # the live cars
+        heading = self.heading[i] + (np.asarray(actions, dtype=np.int64)[i] - 1) * r.turn
+        pos = self.pos[i] + r.speed * np.stack([np.cos(heading), np.sin(heading)], -1)
+        dist, arc = r._nearest(pos)
+        reward = np.zeros(self.num_envs)
+        delta = (arc - self.arc[i] + r.length / 2) % r.length - r.length / 2
+        reward[i] = 100.0 * delta / r.length
+        self.heading[i], self.pos[i], self.arc[i] = heading, pos, arc
+        self.t[i] += 1
+        self.terminated[i] = dist > r.half_width
+        self.truncated[i] = self.t[i] >= r.max_steps
+        self.obs[i] = self._observe(heading, pos)
+        return self.obs.copy(), reward, self.terminated.copy(), self.truncated.copy(), {}
 
 
 if TRACK_ID not in gym.registry:

@@ -156,14 +156,20 @@ class Evaluator:
         self.steps = 0
 
     def __call__(self, policy) -> float:
-        total = 0.0
+        returns = []
         for s in self.seeds:
             obs, _ = self.env.reset(seed=s)
-            done = False
+            done, total = False, 0.0
             while not done:
                 obs, r, term, trunc, _ = self.env.step(policy(obs))
                 total, done, self.steps = total + r, term or trunc, self.steps + 1
-        return total / len(self.seeds)
+            returns.append(total)
+        return mean_return(returns)
+
+
+def mean_return(returns: list[float]) -> float:
+    """The mean of episode returns, summed in order (every evaluator's one formula)."""
+    return sum(returns) / len(returns)
 
 
 def _bounds(space) -> tuple[np.ndarray, np.ndarray]:
@@ -173,20 +179,38 @@ def _bounds(space) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def run_neat(env_id: str, nc: NeuroevolutionConfig, seed: int, cfg_path: Path):
-    """One NEAT run; returns (curve, champion genome, neat config)."""
+def neat_config(env_id: str, nc: NeuroevolutionConfig, path: Path):
+    """neat-python's config for ``env_id`` with ``nc``'s settings, written to ``path``."""
     import neat
     env = _make(env_id, nc.max_steps)
-    atomic_write_text(cfg_path, NEAT_CONFIG.format(
+    atomic_write_text(path, NEAT_CONFIG.format(
         population=nc.population, inputs=env.observation_space.shape[0],
         outputs=env.action_space.n, compatibility_threshold=nc.compatibility_threshold,
         elitism=nc.elitism))
     env.close()
-    config = neat.Config(neat.DefaultGenome, neat.DefaultReproduction, neat.DefaultSpeciesSet,
-                         neat.DefaultStagnation, str(cfg_path))
+    return neat.Config(neat.DefaultGenome, neat.DefaultReproduction, neat.DefaultSpeciesSet,
+                       neat.DefaultStagnation, str(path))
+
+
+def run_neat(env_id: str, nc: NeuroevolutionConfig, seed: int, cfg_path: Path):
+    """One NEAT run; returns (curve, champion genome, neat config)."""
+    import neat
+    config = neat_config(env_id, nc, cfg_path)
     evaluator, curve = Evaluator(env_id, nc, seed), []
+    tensor = None
+    if nc.evaluator == "tensor":
+        from ..rl.neat_tensor import TensorEvaluator
+        from ..rl.track import TRACK_ID, TrackVectorEnv
+        vector = ((lambda n: TrackVectorEnv(n, max_steps=nc.max_steps))
+                  if env_id == TRACK_ID else None)
+        tensor = TensorEvaluator(lambda: _make(env_id, nc.max_steps), evaluator.seeds, vector)
 
     def eval_genomes(genomes, config):
+        if tensor is not None:  # the generation at once (neuroprune.rl.neat_tensor)
+            for (_, genome), fitness in zip(genomes, tensor([g for _, g in genomes], config)):
+                genome.fitness = fitness
+            curve.append((tensor.steps, max(g.fitness for _, g in genomes)))
+            return
         best = -float("inf")
         for _, genome in genomes:
             net = neat.nn.FeedForwardNetwork.create(genome, config)
@@ -195,7 +219,11 @@ def run_neat(env_id: str, nc: NeuroevolutionConfig, seed: int, cfg_path: Path):
         curve.append((evaluator.steps, best))
 
     population = neat.Population(config, seed=seed)
-    champion = population.run(eval_genomes, nc.generations)
+    try:
+        champion = population.run(eval_genomes, nc.generations)
+    finally:
+        if tensor is not None:
+            tensor.close()
     return curve, champion, config
 
 
