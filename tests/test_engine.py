@@ -315,6 +315,21 @@ def test_auto_trainer_measures_once_and_trains_as_the_trainer_it_chose(digits, t
     assert auto.candidates(replace(task, masks=None, size=6)) == ["stacked", "per_network"]
 
 
+def test_auto_trainer_does_not_measure_what_costs_more_than_the_task(digits, tmp_path,
+                                                                     monkeypatch):
+    from neuroprune.engine import autotune
+    monkeypatch.setenv("NEUROPRUNE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(autotune, "_CHOICES", {})
+    monkeypatch.setattr(autotune, "BUDGET", 0.0)
+    monkeypatch.setattr(autotune, "FLOOR", 0.0)
+    spec, layout, bits = population(digits, widths=(32,), n=4)
+    task = EvalTask(masks=bits, init=init_state(spec, 0), epochs=1, data_seed=0)
+    auto = make_trainer(spec, digits, TrainSettings(), layout)
+    auto.run(task)
+    assert auto.chosen["choice"] == "stacked" and auto.chosen["seconds"] == {}
+    assert not (tmp_path / "trainer_choices.json").exists()  # nothing measured to keep
+
+
 def test_auto_trainer_keeps_stacked_unless_another_is_clearly_faster():
     from neuroprune.engine.autotune import MARGIN, choose
     assert choose({"stacked": 1.0, "per_network": 1.0 / MARGIN * 1.01}) == "stacked"

@@ -42,6 +42,9 @@ MARGIN = 1.1
 #: training batches of the short and the long measured run, and rounds of both per trainer
 #: (after one warm-up each)
 SHORT, LONG, ROUNDS = 2, 6, 2
+#: a measurement is skipped when it would cost more than this share of the task's predicted
+#: time and more than ``FLOOR`` seconds
+BUDGET, FLOOR = 0.25, 2.0
 
 _CHOICES: dict[str, dict[str, Any]] = {}
 
@@ -64,7 +67,8 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _valid(record: Any) -> bool:
-    """A record of this format: every trainer's ``setup`` and ``step`` seconds."""
+    """A record of this format: every trainer's ``setup`` and ``step`` seconds (records of
+    skipped measurements stay in the process)."""
     costs = record.get("costs") if isinstance(record, dict) else None
     return isinstance(costs, dict) and bool(costs) and all(
         isinstance(c, dict) and {"setup", "step"} <= set(c) for c in costs.values())
@@ -192,34 +196,52 @@ class AutoTrainer:
         chunk = min(len(task), getattr(self.default, "chunk_size", 1))
         key = self.key(task, chunk, names)
         record = remembered(key)
-        if record is None or set(record.get("costs", {})) != set(names):
-            record = remember(key, {"costs": self.measure(task.slice(0, chunk), names),
-                                    "measured": time.strftime("%Y-%m-%dT%H:%M:%S")})
         steps = steps_per_run(len(self.data.train_y), self.settings.batch_size, task.epochs)
-        seconds = predicted(record["costs"], steps)
-        self.chosen = {"choice": choose(seconds), "seconds": seconds, "steps": steps}
+        if record is None or set(record.get("costs") or names) != set(names):
+            chunks = -(-len(task) // chunk)  # the task's steps, every chunk's
+            costs = self.measure(task.slice(0, chunk), names, steps * chunks)
+            if costs is None:  # too dear to measure for this task: kept for this process
+                record = _CHOICES.setdefault(key, {"costs": None})
+            else:
+                record = remember(key, {"costs": costs,
+                                        "measured": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        if record["costs"] is None:
+            self.chosen = {"choice": self.default.name, "seconds": {}, "steps": steps}
+        else:
+            seconds = predicted(record["costs"], steps)
+            self.chosen = {"choice": choose(seconds), "seconds": seconds, "steps": steps}
         return self.chosen["choice"]
 
-    def measure(self, task: EvalTask, names: list[str]) -> dict[str, dict[str, float]]:
+    def measure(self, task: EvalTask, names: list[str], steps: int | None = None
+                ) -> dict[str, dict[str, float]] | None:
         """Each trainer's ``setup`` and per-``step`` seconds on ``task``: the medians over
         ``ROUNDS`` alternating rounds of a ``SHORT`` and a ``LONG`` run of training batches
-        (each with one batch of validation), after a warm-up."""
+        (each with one batch of validation), after a warm-up. None when the measurement
+        would cost more than ``BUDGET`` of the task's ``steps`` (judged by the default
+        trainer's warm-up) and more than ``FLOOR`` seconds: a task that short is not worth
+        it, and the default trainer runs it."""
         bs = self.settings.batch_size
         short = _probe(self.data, SHORT * bs, bs)
         long = _probe(self.data, LONG * bs, bs)
-        steps = len(long.train_y) // bs - len(short.train_y) // bs
+        n_short = steps_per_run(len(short.train_y), bs, 1)
+        n_long = steps_per_run(len(long.train_y), bs, 1)
         probe = replace(task, epochs=1, test=False, keep_weights=False, hooks=())
-        for name in names:  # warm-up: allocations, kernels
-            self._timed(self._trainer(name), probe, short)
+        names = [self.default.name] + [n for n in names if n != self.default.name]
+        for i, name in enumerate(names):  # warm-up: allocations, kernels
+            warm = self._timed(self._trainer(name), probe, short)
+            if i == 0 and steps is not None:
+                cost = warm * len(names) * (1 + ROUNDS * (n_short + n_long) / n_short)
+                if cost > max(FLOOR, BUDGET * warm * steps / n_short):
+                    return None
         per_step: dict[str, list[float]] = {n: [] for n in names}
         setup: dict[str, list[float]] = {n: [] for n in names}
         for _ in range(ROUNDS):
             for name in names:
                 a = self._timed(self._trainer(name), probe, short)
                 b = self._timed(self._trainer(name), probe, long)
-                step = max(b - a, 0.0) / max(steps, 1)
+                step = max(b - a, 0.0) / max(n_long - n_short, 1)
                 per_step[name].append(step)
-                setup[name].append(max(a - len(short.train_y) // bs * step, 0.0))
+                setup[name].append(max(a - n_short * step, 0.0))
         return {n: {"setup": statistics.median(setup[n]), "step": statistics.median(per_step[n])}
                 for n in names}
 
