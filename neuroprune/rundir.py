@@ -312,7 +312,8 @@ class RunDir:
 def _read_checkpoint(path: Path, committed: dict) -> tuple[Any, str | None]:
     """``(state, None)``, or ``(None, why path cannot be resumed from)``. A pickled checkpoint
     (version 1) is refused unless code is trusted: it could run anything as it loads."""
-    from .checkpoint import CHECKPOINT_VERSION, UntrustedCheckpoint, load_checkpoint
+    from .checkpoint import (CHECKPOINT_VERSION, UnknownCheckpointVersion, UntrustedCheckpoint,
+                             load_checkpoint)
 
     try:
         state = load_checkpoint(path)
@@ -320,6 +321,10 @@ def _read_checkpoint(path: Path, committed: dict) -> tuple[Any, str | None]:
         raise UserError(f"checkpoint {path} is of version 1 (a pickle, which runs code as it "
                         f"loads; this neuroprune writes version {CHECKPOINT_VERSION}): resume "
                         f"with --trust-code only if you trust who wrote it") from None
+    except UnknownCheckpointVersion as exc:
+        raise UserError(f"checkpoint {path} is of version {exc.version} and this neuroprune "
+                        f"reads version {CHECKPOINT_VERSION}: resume it with the neuroprune "
+                        f"that wrote it") from None
     except Exception as exc:
         return None, f"is corrupt ({type(exc).__name__})"
     generation = state.get("generation") if isinstance(state, dict) else None
