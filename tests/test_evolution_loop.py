@@ -7,7 +7,7 @@ from neuroprune.checkpoint import load_checkpoint, save_checkpoint
 from neuroprune.errors import UserError
 from neuroprune.evolution.genome import MaskPopulation
 from neuroprune.evolution.loop import Generation, Told, evolve, population_record
-from neuroprune.rundir import RunDir
+from neuroprune.rundir import FILES, RunDir
 
 N, P = 12, 4
 
@@ -131,3 +131,19 @@ def test_a_checkpoint_of_another_version_is_refused_naming_it(tmp_path):
     torch.save({"checkpoint_version": 3, "state": {"generation": 0}}, rd.checkpoints()[0])
     with pytest.raises(UserError, match="is of version 3 and this neuroprune reads version 2"):
         rd.load_last_checkpoint()
+
+
+def test_a_run_directory_records_the_loop(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    run = evolve(OneMax(), ones, rd, progress=False)
+    assert sorted(rd.committed()) == list(range(5))
+    assert [p.name for p in rd.checkpoints()] == [FILES.checkpoint(g) for g in (2, 3, 4)]
+    assert (rd.path / FILES.logbook).read_text().count("\n") == 6  # header and 5 lines
+    assert rd.best_so_far["fitness"] == run.hof[0].fitness.values[0]
+    assert rd.last_generation == 4
+    resumed, _ = rd.load_last_checkpoint()
+    assert resumed["generation"] == 4 and len(resumed["logbook"]) == 5
+    rd.write_interrupted("onemax", 0, resume="neuroprune resume run")
+    summary = rd.read_summary()
+    assert summary["status"] == "interrupted" and summary["last_generation"] == 4
+    assert summary["best_so_far"]["generation"] <= 4
