@@ -73,6 +73,12 @@ class MethodResult:
     trained: PopulationResult | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def exact(self) -> bool:
+        """Whether every unit of the run's layout keeps exactly its count of connections (a
+        method that meets its budget otherwise says ``info["exact"] = False``)."""
+        return bool(self.info.get("exact", True))
+
 
 class Method(ABC):
     """One pruning or sparse-training method. Add one: one file, one line in the registry."""
