@@ -147,3 +147,14 @@ def test_a_run_directory_records_the_loop(tmp_path):
     summary = rd.read_summary()
     assert summary["status"] == "interrupted" and summary["last_generation"] == 4
     assert summary["best_so_far"]["generation"] <= 4
+
+
+def test_an_algorithm_that_does_not_resume_is_recorded_without_checkpoints():
+    class Once(OneMax):
+        def save(self, state):
+            return None
+
+    memory = Memory()
+    evolve(Once(), ones, memory, progress=False)
+    assert [g.state for g in memory.generations] == [{}] * 5
+    assert [g.rows for g in memory.generations][0][0]["generation"] == 0

@@ -185,8 +185,8 @@ class _NotResumable:
     def load(self, saved: dict) -> dict:
         raise NotImplementedError("an ensemble search does not resume from a checkpoint")
 
-    def save(self, state: dict) -> dict:
-        raise NotImplementedError("an ensemble search does not write checkpoints")
+    def save(self, state: dict) -> None:
+        return None  # no checkpoints
 
 
 class _Distribution(_NotResumable):

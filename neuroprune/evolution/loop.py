@@ -84,8 +84,10 @@ class Algorithm(Protocol):
     def load(self, saved: dict[str, Any]) -> Any:
         """The state after the generation a checkpoint ``saved``."""
 
-    def save(self, state: Any) -> dict[str, Any]:
-        """``state`` as tensors and numbers (the checkpoint's entries besides the loop's)."""
+    def save(self, state: Any) -> dict[str, Any] | None:
+        """``state`` as tensors and numbers (the checkpoint's entries besides the loop's);
+        None: this algorithm does not resume, its generations are recorded without a
+        checkpoint."""
 
     def ask(self, state: Any, generation: int, hof: tools.HallOfFame | None) -> Any:
         """What to evaluate in ``generation``."""
@@ -139,12 +141,20 @@ def evolve(algorithm: Algorithm, evaluate: Callable[[Any, int], Any],
         logbook.record(gen=g, **told.record)
         show_best(bar, told.record["best"], told.rows)
         if recorder is not None:
-            saved = {"generation": g, **algorithm.save(work), "logbook": logbook,
-                     "method": algorithm.name}
-            if hof is not None:
-                saved["hof"] = hof
-            recorder.record(Generation(g, told.rows, {"gen": g, **told.record}, saved))
+            recorder.record(Generation(g, told.rows, {"gen": g, **told.record},
+                                       _checkpoint(algorithm, work, g, hof, logbook)))
     return Evolution(work, hof, logbook)
+
+
+def _checkpoint(algorithm: Algorithm, work: Any, g: int, hof, logbook) -> dict[str, Any]:
+    """The state to resume after generation ``g`` (empty: the algorithm does not resume)."""
+    own = algorithm.save(work)
+    if own is None:
+        return {}
+    saved = {"generation": g, **own, "logbook": logbook, "method": algorithm.name}
+    if hof is not None:
+        saved["hof"] = hof
+    return saved
 
 
 def _resumed(algorithm: Algorithm, state: dict[str, Any]) -> tuple:
