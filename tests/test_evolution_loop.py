@@ -158,3 +158,14 @@ def test_an_algorithm_that_does_not_resume_is_recorded_without_checkpoints():
     evolve(Once(), ones, memory, progress=False)
     assert [g.state for g in memory.generations] == [{}] * 5
     assert [g.rows for g in memory.generations][0][0]["generation"] == 0
+
+
+def test_a_method_context_needs_six_fields():
+    from neuroprune.methods import MethodContext
+    from neuroprune.testing import method_context
+
+    full = method_context()
+    small = MethodContext(full.spec, full.data, full.layout, full.settings, full.evaluator,
+                          full.init)
+    assert small.seed == 0 and small.commit is None and small.resume_state is None
+    assert small.without_commit().layout is full.layout
