@@ -106,10 +106,6 @@ class Evolution:
     logbook: tools.Logbook
 
 
-#: the keys a checkpoint holds besides the algorithm's own
-LOOP_KEYS = ("generation", "method", "hof", "logbook")
-
-
 def population_record(individuals: Sequence[Any], evals: int) -> dict[str, Any]:
     """A logbook line of a population: evaluations, best, mean and std of the fitness."""
     stats = tools.Statistics(lambda ind: ind.fitness.values[0])
