@@ -25,6 +25,7 @@ from .config import load_config
 from .data import DataSplits
 from .errors import UserError
 from .masks import Mask
+from .rundir import FILES
 
 
 @dataclass
@@ -161,7 +162,7 @@ def prune(model: Any, data: Any, *, method: str = "kstarts", sparsity: float = 0
     bench.trained_init = bench.trained_init or init == "trained"
     run_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="neuroprune-"))
     summary = MaskSearch(bench).run(run_dir, progress=progress)
-    path = run_dir / "best_mask.safetensors"
+    path = run_dir / FILES.best_mask
     masks, _ = load_mask(path)
     # this run's own architecture (the user's model, or the zoo's): a factory named in the
     # file is not called again

@@ -174,6 +174,14 @@ class UntrustedCheckpoint(Exception):
     """A checkpoint that would run code when loaded (a pickle of version 1)."""
 
 
+class UnknownCheckpointVersion(Exception):
+    """A checkpoint of a format this neuroprune does not read (written by a newer one)."""
+
+    def __init__(self, version: Any):
+        super().__init__(f"checkpoint version {version!r}")
+        self.version = version
+
+
 def load_checkpoint(path: str | Path, trust: bool | None = None) -> Any:
     """The state saved by :func:`save_checkpoint` (or a plain one of version 1). A pickled
     checkpoint of version 1 raises :class:`UntrustedCheckpoint` unless ``trust`` (default:
@@ -189,6 +197,8 @@ def load_checkpoint(path: str | Path, trust: bool | None = None) -> Any:
         if not trust:
             raise UntrustedCheckpoint(str(exc)) from None
         return torch.load(path, weights_only=False)
-    if isinstance(blob, dict) and blob.get("checkpoint_version") == CHECKPOINT_VERSION:
+    if isinstance(blob, dict) and "checkpoint_version" in blob:
+        if blob["checkpoint_version"] != CHECKPOINT_VERSION:
+            raise UnknownCheckpointVersion(blob["checkpoint_version"])
         return decode(blob["state"])
     return blob  # version 1 of plain values only: nothing in it was pickled code

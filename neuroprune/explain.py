@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .rundir import FILES
 from .relevance import Selection, conv_layers, layer_outputs, pooled, select_relevant
 
 
@@ -40,17 +41,17 @@ def _run_network(run: Path, trust: bool):
     from .export import masked_model
     from .workbench import Workbench
 
-    if not run.is_dir() or not (run / "config.yaml").is_file():
+    if not run.is_dir() or not (run / FILES.config).is_file():
         raise UserError(f"{run} is not a run directory (no config.yaml); give a folder that "
                         f"`neuroprune run` wrote")
-    cfg = load_config(run / "config.yaml")
+    cfg = load_config(run / FILES.config)
     if cfg.kind != "mask_search":
         raise UserError(f"{run} is a {cfg.kind} run; explain reads the best network of a "
                         f"mask_search run")
     if cfg.data.task != "classification":
         raise UserError(f"{run} is a {cfg.data.task} run; explain finds the channels of each "
                         f"class of a single-label classifier")
-    best = run / "best_mask.safetensors"
+    best = run / FILES.best_mask
     if not best.is_file():
         raise UserError(f"{run} has no best_mask.safetensors (unfinished run); finish it with "
                         f"`neuroprune resume {run}`")

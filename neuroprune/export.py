@@ -52,6 +52,7 @@ from .errors import UserError
 from .masks import apply_mask, load_mask, save_mask
 from .models import ModelSpec, build_model
 from .models.base import load_weights
+from .rundir import FILES
 from .preprocess import attach, describe, raw_shape, with_preprocessing
 
 FORMATS = ("safetensors", "prune", "sparse", "compact", "onnx", "state_dict", "sparse_model")
@@ -468,7 +469,7 @@ def trial_mask(storage: str, study: str, trial: str = "best",
         raise UserError(f"no study named '{study}' in {storage}") from None
     chosen = choose_trial(st, trial)
     run_dir = chosen.user_attrs.get("run_dir")
-    path = Path(run_dir) / "best_mask.safetensors" if run_dir else None
+    path = Path(run_dir) / FILES.best_mask if run_dir else None
     if path is not None and path.is_file():
         yield path
         return
@@ -483,7 +484,7 @@ def trial_mask(storage: str, study: str, trial: str = "best",
     from optuna.artifacts import FileSystemArtifactStore, download_artifact
 
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "best_mask.safetensors"
+        local = Path(tmp) / FILES.best_mask
         download_artifact(artifact_store=FileSystemArtifactStore(str(folder)),
                           file_path=str(local), artifact_id=artifact_id)
         yield local

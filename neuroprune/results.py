@@ -19,6 +19,7 @@ import yaml
 
 from ._io import YAMLLimitError, load_yaml
 from .errors import UserError
+from .rundir import FILES
 
 
 def read_csv(path: str | Path, columns: Iterable[str] = ()) -> pd.DataFrame:
@@ -52,7 +53,7 @@ def read_json(path: str | Path) -> dict[str, Any]:
 
 def config(run_dir: str | Path) -> dict[str, Any]:
     """The resolved config a run wrote (``config.yaml``)."""
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / FILES.config
     try:
         tree = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -72,7 +73,7 @@ def load(run_dir: str | Path) -> pd.DataFrame:
 
     A generation named ``<stage>:<n>`` (an activation search's strategies) reads as ``n``.
     """
-    path = Path(run_dir) / "results.csv"
+    path = Path(run_dir) / FILES.results
     if not path.is_file():
         raise UserError(f"{run_dir} has no results.csv (is it a neuroprune run directory?)")
     df = read_csv(path)
@@ -85,7 +86,7 @@ def load(run_dir: str | Path) -> pd.DataFrame:
 
 
 def summary(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "summary.json"
+    path = Path(run_dir) / FILES.summary
     if not path.is_file():
         raise UserError(f"{run_dir} has no summary.json (unfinished run?)")
     return read_json(path)
@@ -94,7 +95,7 @@ def summary(run_dir: str | Path) -> dict:
 def curve(run_dir: str | Path) -> pd.DataFrame | None:
     """The final training's learning curve (epoch, train_loss, val_loss, val_accuracy), or
     None when the run has none (unfinished, or a kind without one)."""
-    path = Path(run_dir) / "learning_curve.csv"
+    path = Path(run_dir) / FILES.curve
     return read_csv(path, ["epoch"]) if path.is_file() else None
 
 
@@ -104,7 +105,7 @@ def per_generation(df: pd.DataFrame, run_dir: str | Path | None = None) -> pd.Da
     From the population logbook (``logbook.csv``, elites included) when the run has one;
     otherwise from the evaluated rows, with ``best`` as the best so far.
     """
-    book = Path(run_dir) / "logbook.csv" if run_dir is not None else None
+    book = Path(run_dir) / FILES.logbook if run_dir is not None else None
     if book is not None and book.is_file():
         lb = read_csv(book, ["best", "mean"]).rename(columns={"gen": "generation"})
         if "std" not in lb:

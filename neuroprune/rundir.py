@@ -45,13 +45,38 @@ from .errors import UserError
 from .mirror import synced
 
 if TYPE_CHECKING:
+    from .evolution.loop import Generation
     from .tracking import Tracking
 
 
+class RunFiles:
+    """The name of every file of a run directory, in one place (``FILES.summary``)."""
+
+    config = "config.yaml"
+    factory = "factory.json"
+    data = "data.json"
+    ledger = "ledger.jsonl"
+    results = "results.csv"
+    checkpoints = "checkpoints"
+    summary = "summary.json"
+    curve = "learning_curve.csv"
+    logbook = "logbook.csv"
+    best_mask = "best_mask.safetensors"
+    lock = ".lock"
+    holder = ".lock.holder"
+
+    @staticmethod
+    def checkpoint(generation: int) -> str:
+        """A generation's checkpoint, inside :attr:`checkpoints`."""
+        return f"gen_{generation:04d}.pt"
+
+
+#: the file names of a run directory
+FILES = RunFiles()
 #: the lock file of a run directory (see :meth:`RunDir.locked`)
-LOCK_NAME = ".lock"
+LOCK_NAME = FILES.lock
 #: who holds the lock (pid, host, since when), beside the lock file
-HOLDER_NAME = ".lock.holder"
+HOLDER_NAME = FILES.holder
 #: the files of the lock, which a fresh run folder may already hold
 LOCK_FILES = (LOCK_NAME, HOLDER_NAME)
 #: config keys a resumed run (or a continued study) may change: where and how it runs, not
@@ -69,10 +94,13 @@ class RunDir:
         self.tracking = tracking
         if tracking is not None:  # a run that ends without a summary (pruned, crashed)
             weakref.finalize(self, tracking.close, "unfinished")
-        self.ledger_path = self.path / "ledger.jsonl"
-        self.ckpt_dir = self.path / "checkpoints"
+        self.ledger_path = self.path / FILES.ledger
+        self.ckpt_dir = self.path / FILES.checkpoints
         self._done: dict[int | str, list[dict[str, Any]]] | None = None  # ledger, in memory
         self._columns: list[str] | None = None  # results.csv header as written
+        #: the best row recorded by this process: fitness (or accuracy), accuracy, generation
+        self.best_so_far: dict[str, Any] = {}
+        self.last_generation: int | str | None = None  # the last generation recorded here
 
     @contextlib.contextmanager
     def locked(self) -> Iterator["RunDir"]:
@@ -122,21 +150,21 @@ class RunDir:
 
     # ---------------------------------------------------------------- config / summary
     def write_config(self, config: dict[str, Any]) -> None:
-        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        atomic_write_text(self.path / FILES.config, yaml.safe_dump(config, sort_keys=False))
         factory = (config.get("model") or {}).get("factory")
         folder = factory_folder(factory) if factory else None
         if folder:  # a resume reads config.yaml from here, not from beside the user's config
-            atomic_write_json(self.path / "factory.json", {"factory": factory,
+            atomic_write_json(self.path / FILES.factory, {"factory": factory,
                                                            "folder": folder})
         self._track("config", config)
 
     def write_data_record(self, record: dict[str, Any]) -> None:
         """``data.json`` beside ``config.yaml``: which data ran (files found, protocol used,
         split sizes), where the config may say only ``protocol: auto``."""
-        atomic_write_json(self.path / "data.json", record)
+        atomic_write_json(self.path / FILES.data, record)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_json(self.path / "summary.json", summary)
+        atomic_write_json(self.path / FILES.summary, summary)
         self._track("summary", summary)
         synced(self.path)
 
@@ -150,12 +178,12 @@ class RunDir:
 
     def is_complete(self) -> bool:
         """A finished run: its summary exists and is not an interrupted run's best-so-far."""
-        if not (self.path / "summary.json").is_file():
+        if not (self.path / FILES.summary).is_file():
             return False
         return self.read_summary().get("status", "complete") == "complete"
 
     def read_summary(self) -> dict[str, Any]:
-        path = self.path / "summary.json"
+        path = self.path / FILES.summary
         try:
             summary = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -219,7 +247,7 @@ class RunDir:
 
     def _append_results(self, rows: list[dict[str, Any]]) -> bool:
         """Append rows under the existing header; False when a rewrite is needed instead."""
-        path = self.path / "results.csv"
+        path = self.path / FILES.results
         if self._columns is None or not path.is_file():
             return False
         if any(k not in self._columns for r in rows for k in r):
@@ -247,25 +275,56 @@ class RunDir:
         gens = self.committed() if generations is None else generations
         rows = [r for g in sorted(gens, key=_order_key) for r in gens[g]]
         self._columns = csv_columns(rows)
-        atomic_write_csv(self.path / "results.csv", rows, self._columns)
+        atomic_write_csv(self.path / FILES.results, rows, self._columns)
 
     def write_curve(self, rows: list[dict[str, Any]]) -> None:
         """The final training's learning curve, one row per epoch: ``learning_curve.csv``
         (epoch, train_loss, val_loss, val_accuracy)."""
-        atomic_write_csv(self.path / "learning_curve.csv", rows)
+        atomic_write_csv(self.path / FILES.curve, rows)
         self._track("curve", rows)
 
     def write_logbook(self, records: list[dict[str, Any]]) -> None:
         """Population statistics per generation (elites included): ``logbook.csv``."""
-        atomic_write_csv(self.path / "logbook.csv", records)
+        atomic_write_csv(self.path / FILES.logbook, records)
         self._track("logbook", records)
+
+    # ---------------------------------------------------------------- the recorder
+    def record(self, generation: "Generation") -> None:
+        """A finished generation (a :class:`~neuroprune.evolution.loop.Recorder`): its rows
+        in the ledger once, its checkpoint, the logbook so far, the best so far."""
+        self.commit_generation(generation.number, generation.rows)
+        self.save_checkpoint(generation.number, generation.state)
+        if generation.state.get("logbook") is not None:
+            self.write_logbook(list(generation.state["logbook"]))
+        for r in generation.rows:
+            score = r.get("fitness", r.get("val_accuracy"))
+            if score is not None and score >= self.best_so_far.get("fitness", score):
+                self.best_so_far.update(fitness=score, val_accuracy=r.get("val_accuracy"),
+                                        generation=generation.number)
+        self.last_generation = generation.number
+
+    def write_interrupted(self, method: str, seed: int, **fields: Any) -> None:
+        """The summary of a run stopped between generations: ``status: interrupted``, the last
+        generation recorded, the best so far and ``fields``."""
+        self.write_summary({"status": "interrupted", "method": method,
+                            "last_generation": self.last_generation, "seed": seed,
+                            "best_so_far": dict(self.best_so_far), **fields})
+
+    def write_best_mask(self, mask: Any, metadata: dict[str, Any],
+                        weights: dict[str, Any] | None = None) -> Path:
+        """The best network's masks, metadata and trained weights: ``best_mask.safetensors``."""
+        from .masks import save_mask
+
+        path = self.path / FILES.best_mask
+        save_mask(path, mask, metadata, weights=weights)
+        return path
 
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self, generation: int, state: dict[str, Any], keep: int = 3) -> Path:
         """Write generation's state atomically; only the newest ``keep`` are kept."""
         from .checkpoint import save_checkpoint
 
-        path = self.ckpt_dir / f"gen_{generation:04d}.pt"
+        path = self.ckpt_dir / FILES.checkpoint(generation)
         save_checkpoint(path, state)
         for old in self.checkpoints()[:-keep]:
             old.unlink(missing_ok=True)
@@ -312,7 +371,8 @@ class RunDir:
 def _read_checkpoint(path: Path, committed: dict) -> tuple[Any, str | None]:
     """``(state, None)``, or ``(None, why path cannot be resumed from)``. A pickled checkpoint
     (version 1) is refused unless code is trusted: it could run anything as it loads."""
-    from .checkpoint import CHECKPOINT_VERSION, UntrustedCheckpoint, load_checkpoint
+    from .checkpoint import (CHECKPOINT_VERSION, UnknownCheckpointVersion, UntrustedCheckpoint,
+                             load_checkpoint)
 
     try:
         state = load_checkpoint(path)
@@ -320,6 +380,10 @@ def _read_checkpoint(path: Path, committed: dict) -> tuple[Any, str | None]:
         raise UserError(f"checkpoint {path} is of version 1 (a pickle, which runs code as it "
                         f"loads; this neuroprune writes version {CHECKPOINT_VERSION}): resume "
                         f"with --trust-code only if you trust who wrote it") from None
+    except UnknownCheckpointVersion as exc:
+        raise UserError(f"checkpoint {path} is of version {exc.version} and this neuroprune "
+                        f"reads version {CHECKPOINT_VERSION}: resume it with the neuroprune "
+                        f"that wrote it") from None
     except Exception as exc:
         return None, f"is corrupt ({type(exc).__name__})"
     generation = state.get("generation") if isinstance(state, dict) else None

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from deap import base, tools
 
-from ..evolution.random_state import deap_random
+from ..evolution.loop import Told
+from ..evolution.loop import evolve as evolve_loop
+from ..evolution.random_state import DeapRandom
 from ..registry import Registry
 
 FUSIONS = Registry("fusion", "ensemble.fusion", {
@@ -177,26 +179,62 @@ class Problem:
         return initial_bits(self.n, self.init, self.best_k, individual, rng)
 
 
-def _evolve_distribution(pb: Problem, umda: bool, learning_rate: float = 0.1) -> EvolutionResult:
-    """UMDA (the mean of the better half) or PBIL (a step towards the best sample)."""
-    n, rng = pb.n, np.random.default_rng(pb.seed)
-    p = np.full(n, 0.5)
-    if pb.init != "random":
-        p = np.clip(pb.start(rng).astype(float), 0.1, 0.9)
-    best_bits, best_fit, history = None, -np.inf, []
-    for g in range(pb.generations):
-        samples = rng.random((pb.population, n)) < p
-        fits = np.array([pb.score(s) for s in samples])
-        order = np.argsort(-fits)
-        if fits[order[0]] > best_fit:
-            best_fit, best_bits = float(fits[order[0]]), samples[order[0]].copy()
-        if umda:
-            p = samples[order[: max(2, pb.population // 2)]].mean(0)
+class _NotResumable:
+    """The ensemble searches run on the one loop without checkpoints."""
+
+    def load(self, saved: dict) -> dict:
+        raise NotImplementedError("an ensemble search does not resume from a checkpoint")
+
+    def save(self, state: dict) -> None:
+        return None  # no checkpoints
+
+
+class _Distribution(_NotResumable):
+    """UMDA (the mean of the better half) or PBIL (a step towards the best sample) as an
+    :class:`~neuroprune.evolution.loop.Algorithm`: the state is the probability of each
+    classifier, the random generator and the best sample so far."""
+
+    hall_of_fame = 0
+
+    def __init__(self, pb: Problem, umda: bool, learning_rate: float = 0.1):
+        self.pb, self.umda, self.learning_rate = pb, umda, learning_rate
+        self.name, self.generations = "umda" if umda else "pbil", pb.generations
+
+    def init(self) -> dict:
+        rng = np.random.default_rng(self.pb.seed)
+        p = np.full(self.pb.n, 0.5)
+        if self.pb.init != "random":
+            p = np.clip(self.pb.start(rng).astype(float), 0.1, 0.9)
+        return {"p": p, "rng": rng, "best_bits": None, "best_fit": -np.inf}
+
+    def ask(self, state: dict, generation: int, hof) -> np.ndarray:
+        return state["rng"].random((self.pb.population, self.pb.n)) < state["p"]
+
+    def evaluate(self, samples: np.ndarray, generation: int) -> np.ndarray:
+        return np.array([self.pb.score(s) for s in samples])
+
+    def tell(self, state: dict, samples: np.ndarray, fits: np.ndarray, generation: int) -> Told:
+        n, order = self.pb.n, np.argsort(-fits)
+        if fits[order[0]] > state["best_fit"]:
+            state["best_fit"], state["best_bits"] = float(fits[order[0]]), samples[order[0]].copy()
+        if self.umda:
+            p = samples[order[: max(2, self.pb.population // 2)]].mean(0)
         else:
-            p = (1 - learning_rate) * p + learning_rate * samples[order[0]]
-        p = np.clip(p, 1.0 / n, 1.0 - 1.0 / n)
-        history.append({"generation": g, "best": float(fits.max()), "mean": float(fits.mean())})
-    return EvolutionResult(best_bits, None, best_fit, history)
+            p = (1 - self.learning_rate) * state["p"] + self.learning_rate * samples[order[0]]
+        state["p"] = np.clip(p, 1.0 / n, 1.0 - 1.0 / n)
+        return Told([], {"best": float(fits.max()), "mean": float(fits.mean())})
+
+
+def _history(logbook) -> list[dict]:
+    return [{"generation": r["gen"], "best": r["best"], "mean": r["mean"]} for r in logbook]
+
+
+def _evolve_distribution(pb: Problem, umda: bool, learning_rate: float = 0.1) -> EvolutionResult:
+    """UMDA or PBIL on the one evolution loop."""
+    algorithm = _Distribution(pb, umda, learning_rate)
+    run = evolve_loop(algorithm, algorithm.evaluate, progress=False)
+    return EvolutionResult(run.state["best_bits"], None, run.state["best_fit"],
+                           _history(run.logbook))
 
 
 def evolve_umda(pb: Problem) -> EvolutionResult:
@@ -207,48 +245,71 @@ def evolve_pbil(pb: Problem) -> EvolutionResult:
     return _evolve_distribution(pb, umda=False)
 
 
+class _GA(_NotResumable):
+    """A GA on selection bits with DEAP's tournament, two-point crossover and bit flips, as an
+    :class:`~neuroprune.evolution.loop.Algorithm`: the state is the population and three
+    random states (numpy's, a ``random.Random`` and DEAP's)."""
+
+    name = "ga"
+
+    def __init__(self, pb: Problem, cxpb: float, mutpb: float, elite: int):
+        self.pb, self.cxpb, self.mutpb, self.elite = pb, cxpb, mutpb, elite
+        self.generations, self.hall_of_fame = pb.generations, max(1, elite)
+        self.evolve_weights = pb.spec.fusion == "weighted"
+
+    def init(self) -> dict:
+        pb, n = self.pb, self.pb.n
+        rng, py_rng = np.random.default_rng(pb.seed), random.Random(pb.seed)
+        pop = [Genome(pb.start(rng), rng.random(n) + 0.5 if self.evolve_weights else None)
+               for _ in range(pb.population)]
+        deap = DeapRandom(pb.seed)
+        if pb.init in ("all_ones", "best_k"):  # keep diversity: all but the first are mutated
+            with deap.active():  # (these flips drew from the global random module before)
+                for ind in pop[1:]:
+                    _mutate(ind, py_rng, 2.0 / n, self.evolve_weights, rng)
+        return {"population": pop, "rng": rng, "py_rng": py_rng, "deap": deap}
+
+    def ask(self, state: dict, generation: int, hof) -> list:
+        n, py_rng = self.pb.n, state["py_rng"]
+        if generation:
+            with state["deap"].active():  # DEAP's tools draw from the random module
+                state["population"] = self._breed(state, hof)
+        for ind in state["population"]:
+            if not any(ind):
+                ind[py_rng.randrange(n)] = 1
+        return state["population"]
+
+    def _breed(self, state: dict, hof) -> list:
+        py_rng, elite = state["py_rng"], self.elite
+        chosen = tools.selTournament(state["population"], self.pb.population - elite,
+                                     tournsize=3)
+        off = [Genome(list(c), None if c.weights is None else c.weights.copy()) for c in chosen]
+        for a, b in zip(off[::2], off[1::2]):
+            if py_rng.random() < self.cxpb:
+                tools.cxTwoPoint(a, b)
+        for ind in off:
+            if py_rng.random() < self.mutpb:
+                _mutate(ind, py_rng, 1.0 / self.pb.n, self.evolve_weights, state["rng"])
+        return [Genome(list(h), None if h.weights is None else h.weights.copy())
+                for h in hof[:elite]] + off
+
+    def evaluate(self, pop: list, generation: int) -> list[float]:
+        return [self.pb.score(ind, ind.weights) for ind in pop]
+
+    def tell(self, state: dict, pop: list, fits: list[float], generation: int) -> Told:
+        for ind, f in zip(pop, fits):
+            ind.fitness.values = (f,)
+        return Told([], {"best": max(fits), "mean": float(np.mean(fits))}, pop)
+
+
 def evolve_ga(pb: Problem, cxpb: float = 0.7, mutpb: float = 0.3,
               elite: int = 2) -> EvolutionResult:
     """A GA on selection bits with DEAP's tournament, two-point crossover and bit flips."""
-    n, population = pb.n, pb.population
-    rng = np.random.default_rng(pb.seed)
-    evolve_weights = pb.spec.fusion == "weighted"
-    history: list[dict] = []
-    py_rng = random.Random(pb.seed)
-
-    def make(bits):
-        w = rng.random(n) + 0.5 if evolve_weights else None
-        return Genome(bits, w)
-
-    pop = [make(pb.start(rng)) for _ in range(population)]
-    if pb.init in ("all_ones", "best_k"):  # keep diversity: all but the first are mutated copies
-        for ind in pop[1:]:
-            _mutate(ind, py_rng, 2.0 / n, evolve_weights, rng)
-    hof = tools.HallOfFame(max(1, elite))
-    with deap_random(pb.seed):  # DEAP's tools draw from the global random module
-        for g in range(pb.generations):
-            if g:
-                chosen = tools.selTournament(pop, population - elite, tournsize=3)
-                off = [Genome(list(c), None if c.weights is None else c.weights.copy())
-                       for c in chosen]
-                for a, b in zip(off[::2], off[1::2]):
-                    if py_rng.random() < cxpb:
-                        tools.cxTwoPoint(a, b)
-                for ind in off:
-                    if py_rng.random() < mutpb:
-                        _mutate(ind, py_rng, 1.0 / n, evolve_weights, rng)
-                pop = [Genome(list(h), None if h.weights is None else h.weights.copy())
-                       for h in hof[:elite]] + off
-            for ind in pop:
-                if not any(ind):
-                    ind[py_rng.randrange(n)] = 1
-                ind.fitness.values = (pb.score(ind, ind.weights),)
-            hof.update(pop)
-            fits = [i.fitness.values[0] for i in pop]
-            history.append({"generation": g, "best": max(fits), "mean": float(np.mean(fits))})
-    best = hof[0]
+    ga = _GA(pb, cxpb, mutpb, elite)
+    run = evolve_loop(ga, ga.evaluate, progress=False)
+    best = run.hof[0]
     return EvolutionResult(np.asarray(best, dtype=bool), best.weights,
-                           best.fitness.values[0], history)
+                           best.fitness.values[0], _history(run.logbook))
 
 
 def _mutate(ind, py_rng, indpb, evolve_weights, rng):

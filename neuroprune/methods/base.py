@@ -23,7 +23,11 @@ class MethodParams(BaseModel):
 
 @dataclass
 class MethodContext:
-    """What a method may use. It never sees which backend the evaluator is."""
+    """What a method may use. It never sees which backend the evaluator is.
+
+    Six fields are needed (the model, data, masks' layout, training settings, evaluator and
+    initial weights); the rest have defaults, so a test builds one with those six (or takes
+    :func:`neuroprune.testing.method_context`)."""
 
     spec: ModelSpec
     data: DataSplits
@@ -31,8 +35,8 @@ class MethodContext:
     settings: TrainSettings
     evaluator: Evaluator
     init: State
-    seed: int
-    final_epochs: int
+    seed: int = 0
+    final_epochs: int = 0
     commit: Callable[[int, list[dict[str, Any]], dict[str, Any]], None] | None = None
     resume_state: dict[str, Any] | None = None
     progress: bool = True
@@ -72,6 +76,12 @@ class MethodResult:
     from_init: bool = True
     trained: PopulationResult | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        """Whether every unit of the run's layout keeps exactly its count of connections (a
+        method that meets its budget otherwise says ``info["exact"] = False``)."""
+        return bool(self.info.get("exact", True))
 
 
 class Method(ABC):

@@ -23,22 +23,19 @@ Two variants of one method (``variant``):
 
 from __future__ import annotations
 
-import operator
 import random
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from deap import tools
 from pydantic import Field, model_validator
-from tqdm.auto import tqdm
 
 from ..engine import EvalTask, GradientStatistics, TrainingHook, TrainState
 from ..evolution.genome import MaskPopulation
+from ..evolution.loop import Told, evolve, population_record, recorder_of
 from ..evolution.operators import Draws, cx_kept_sets, mut_guided, mut_swap, random_rows
 from ..evolution.random_state import DeapRandom
 from ..masks import Layout, flatten_rows
-from ..progress import show_best
 from .base import Method, MethodContext, MethodParams, MethodResult
 
 WORST = -1e9  # fitness of a network whose training diverged
@@ -170,49 +167,14 @@ class KStarts(Method):
                                   "winner": best, "variant": "paper"})
 
     def evolve(self, ctx: MethodContext) -> MethodResult:
-        """Our GA over masks (``variant: ga``)."""
-        p = self.params
-        draws = Draws(ctx.seed + 1, ctx.device)
-        rng = DeapRandom(ctx.seed)
-        state = ctx.resume_state
-        if state is None:
-            pop = MaskPopulation(self.initial_bits(ctx, draws))
-            hof = tools.HallOfFame(max(1, p.elite), similar=operator.eq)
-            logbook = tools.Logbook()
-            refs: dict[str, float] = {}
-            start = 0
-        else:
-            pop = MaskPopulation.from_state(state["population"], ctx.device)
-            hof, logbook, refs = state["hof"], state["logbook"], state["refs"]
-            rng.state = state["random"]
-            draws.restore(state["draws"])
-            start = state["generation"] + 1
-        stats = tools.Statistics(lambda ind: ind.fitness.values[0])
-        stats.register("best", np.max)
-        stats.register("mean", np.mean)
-        stats.register("std", np.std)
-
-        bar = tqdm(range(start, p.generations), desc="kstarts", unit="gen",
-                   disable=not ctx.progress, initial=start, total=p.generations)
-        for g in bar:
-            if g > 0:
-                pop = self._breed(pop, hof, ctx, draws, rng)
-            todo = pop.invalid()
-            rows = self._evaluate(ctx, pop, todo, g, refs)
-            hof.update(pop.individuals)
-            record = stats.compile(pop.individuals)
-            logbook.record(gen=g, evals=len(todo), **record)
-            show_best(bar, record["best"], rows)
-            if ctx.commit is not None:
-                ctx.commit(g, rows, {
-                    "generation": g, "population": pop.state(), "hof": hof,
-                    "logbook": logbook, "refs": refs, "random": rng.state,
-                    "draws": draws.state(), "method": self.name,
-                })
-        best = hof[0]
+        """Our GA over masks (``variant: ga``), on the one evolution loop."""
+        ga = KStartsGA(self, ctx)
+        run = evolve(ga, ga.evaluate, recorder_of(ctx.commit), ctx.resume_state,
+                     progress=ctx.progress)
+        best = run.hof[0]
         return MethodResult(bits=best.bits.cpu().clone(), init=ctx.init,
                             info={"best_fitness": float(best.fitness.values[0]),
-                                  "logbook": list(logbook), "variant": "ga"})
+                                  "logbook": list(run.logbook), "variant": "ga"})
 
     def _breed(self, pop: MaskPopulation, hof, ctx: MethodContext, draws: Draws,
                rng: DeapRandom) -> MaskPopulation:
@@ -256,14 +218,6 @@ class KStarts(Method):
                                      signals])
             fitness = [e.fitness.values for e in elites] + fitness
         return MaskPopulation.assemble(bits, signals, fitness)
-
-    def _evaluate(self, ctx: MethodContext, pop: MaskPopulation, todo: torch.Tensor,
-                  generation: int, refs: dict[str, float]) -> list[dict[str, Any]]:
-        """Train the individuals in rows ``todo`` together and set their fitness."""
-        if not len(todo):
-            return []
-        res = ctx.evaluator.evaluate(self.fitness_task(ctx, pop, todo))
-        return self.collect(pop, todo, res, generation, refs)
 
     def fitness_task(self, ctx: MethodContext, pop: MaskPopulation,
                      todo: torch.Tensor) -> EvalTask:
@@ -309,3 +263,51 @@ class KStarts(Method):
                  "gradient": table["gradient"][i] if "gradient" in table else "",
                  "sparsity": sparsity[i], "diverged": int(table["diverged"][i])}
                 for i in range(len(todo))]
+
+
+class KStartsGA:
+    """K-starts' genetic algorithm as an :class:`~neuroprune.evolution.loop.Algorithm`: its
+    state is the population, the fitness references and the two random states."""
+
+    def __init__(self, method: KStarts, ctx: MethodContext):
+        self.method, self.ctx = method, ctx
+        self.name, self.generations = method.name, method.params.generations
+        self.hall_of_fame = max(1, method.params.elite)
+
+    def _random(self) -> tuple[Draws, DeapRandom]:
+        return Draws(self.ctx.seed + 1, self.ctx.device), DeapRandom(self.ctx.seed)
+
+    def init(self) -> dict[str, Any]:
+        draws, rng = self._random()
+        return {"population": MaskPopulation(self.method.initial_bits(self.ctx, draws)),
+                "refs": {}, "random": rng, "draws": draws}
+
+    def load(self, saved: dict[str, Any]) -> dict[str, Any]:
+        draws, rng = self._random()
+        rng.state = saved["random"]
+        draws.restore(saved["draws"])
+        return {"population": MaskPopulation.from_state(saved["population"], self.ctx.device),
+                "refs": saved["refs"], "random": rng, "draws": draws}
+
+    def save(self, state: dict[str, Any]) -> dict[str, Any]:
+        return {"population": state["population"].state(), "refs": state["refs"],
+                "random": state["random"].state, "draws": state["draws"].state()}
+
+    def ask(self, state: dict[str, Any], generation: int, hof) -> tuple:
+        if generation > 0:
+            state["population"] = self.method._breed(state["population"], hof, self.ctx,
+                                                     state["draws"], state["random"])
+        pop = state["population"]
+        return pop, pop.invalid()
+
+    def evaluate(self, asked: tuple, generation: int):
+        pop, todo = asked
+        if not len(todo):
+            return None
+        return self.ctx.evaluator.evaluate(self.method.fitness_task(self.ctx, pop, todo))
+
+    def tell(self, state: dict[str, Any], asked: tuple, res, generation: int) -> Told:
+        pop, todo = asked
+        rows = [] if res is None else \
+            self.method.collect(pop, todo, res, generation, state["refs"])
+        return Told(rows, population_record(pop.individuals, len(todo)), pop.individuals)

@@ -25,6 +25,7 @@ from pydantic import Field
 
 from ..errors import ConfigError
 from ..evolution.genome import MaskPopulation
+from ..evolution.loop import Told, evolve, recorder_of
 from .base import Method, MethodContext, MethodParams, MethodResult
 from .group_lasso import GroupNorms
 
@@ -52,50 +53,75 @@ class StressedNets(Method):
         return "parent_keep" in state  # each generation saves its parent and random state
 
     def find(self, ctx: MethodContext) -> MethodResult:
-        space, p = ctx.structure, self.params
-        if space is None:
+        if ctx.structure is None:
             raise ConfigError(f"method {self.name} needs sparsity.structure: neuron, channel "
                               f"or all")
-        gen = torch.Generator().manual_seed(ctx.seed)
-        parent_keep = torch.ones(space.size, dtype=torch.bool)
-        parent_state = {k: v.clone() for k, v in ctx.init.items()}
-        logbook = tools.Logbook()
-        start = 0
-        if ctx.resume_state is not None:  # the generation after the last committed one
-            saved = ctx.resume_state
-            parent_keep, parent_state = saved["parent_keep"], saved["parent_state"]
-            logbook = saved["logbook"]
-            gen.set_state(saved["random"])
-            start = saved["generation"] + 1
-        for g in range(start, p.generations):
-            rows_w = space.rows_of({n: parent_state[n][None].float()
-                                    for n in space.layout.names})
-            strength = space.channel_sums(rows_w.abs(), "filter")[0]
-            for a, b in zip(space.offsets, space.offsets[1:]):
-                strength[a:b] /= strength[a:b].max().clamp_min(1e-12)
-            u = torch.rand(p.offspring, space.size, generator=gen)
-            keys = u.log() / strength.clamp_min(1e-6)  # log(u ** (1 / strength))
-            keys = torch.where(parent_keep, keys, torch.tensor(-torch.inf))
-            keep = space.meet(keys, ctx.budget, ctx.target * (g + 1) / p.generations)
-            keep &= parent_keep
-            rows = space.expand(keep)
-            res = ctx.evaluator.evaluate(ctx.task(
-                rows, p.epochs, init=parent_state, keep_weights=True, rescale_init=False,
-                hooks=(GroupNorms(space, torch.full((p.offspring,), p.stress)),)))
-            population = MaskPopulation(keep)
-            population.set_fitness(range(p.offspring), res.metrics["val_accuracy"].tolist())
-            best = tools.selBest(population.individuals, 1)[0].row
-            parent_keep, parent_state = keep[best].clone(), res.weights_of(best)
-            accuracy = res.metrics["val_accuracy"]
-            logbook.record(gen=g, best=float(accuracy[best]), mean=float(accuracy.mean()),
-                           units=int(parent_keep.sum()))
-            if ctx.commit is not None:
-                ctx.commit(g, [{"generation": g, "index": i, "val_accuracy": float(a),
-                                "sparsity": float(space.cost(rows[i:i + 1], "sparsity")[0])}
-                               for i, a in enumerate(accuracy.tolist())],
-                           {"generation": g, "method": self.name, "parent_keep": parent_keep,
-                            "parent_state": parent_state, "logbook": logbook,
-                            "random": gen.get_state()})
-        return MethodResult(bits=space.expand(parent_keep[None])[0], init=parent_state,
-                            from_init=False, info={"exact": False, "logbook": list(logbook),
-                                                   "units_kept": int(parent_keep.sum())})
+        synthesis = Synthesis(self, ctx)
+        run = evolve(synthesis, synthesis.evaluate, recorder_of(ctx.commit), ctx.resume_state,
+                     progress=ctx.progress)
+        keep, weights = run.state["parent_keep"], run.state["parent_state"]
+        return MethodResult(bits=ctx.structure.expand(keep[None])[0], init=weights,
+                            from_init=False, info={"exact": False, "logbook": list(run.logbook),
+                                                   "units_kept": int(keep.sum())})
+
+
+class Synthesis:
+    """StressedNets' generations as an :class:`~neuroprune.evolution.loop.Algorithm`: the
+    state is the parent (its units and trained weights) and the random generator."""
+
+    hall_of_fame = 0
+
+    def __init__(self, method: StressedNets, ctx: MethodContext):
+        self.ctx, self.params, self.space = ctx, method.params, ctx.structure
+        self.name, self.generations = method.name, method.params.generations
+
+    def init(self) -> dict:
+        return {"parent_keep": torch.ones(self.space.size, dtype=torch.bool),
+                "parent_state": {k: v.clone() for k, v in self.ctx.init.items()},
+                "random": torch.Generator().manual_seed(self.ctx.seed)}
+
+    def load(self, saved: dict) -> dict:
+        gen = torch.Generator()
+        gen.set_state(saved["random"])
+        return {"parent_keep": saved["parent_keep"], "parent_state": saved["parent_state"],
+                "random": gen}
+
+    def save(self, state: dict) -> dict:
+        return {"parent_keep": state["parent_keep"], "parent_state": state["parent_state"],
+                "random": state["random"].get_state()}
+
+    def ask(self, state: dict, g: int, hof) -> tuple:
+        """The offspring's units (``keep``) and their rows, drawn from the parent."""
+        space, p, parent_keep = self.space, self.params, state["parent_keep"]
+        rows_w = space.rows_of({n: state["parent_state"][n][None].float()
+                                for n in space.layout.names})
+        strength = space.channel_sums(rows_w.abs(), "filter")[0]
+        for a, b in zip(space.offsets, space.offsets[1:]):
+            strength[a:b] /= strength[a:b].max().clamp_min(1e-12)
+        u = torch.rand(p.offspring, space.size, generator=state["random"])
+        keys = u.log() / strength.clamp_min(1e-6)  # log(u ** (1 / strength))
+        keys = torch.where(parent_keep, keys, torch.tensor(-torch.inf))
+        keep = space.meet(keys, self.ctx.budget, self.ctx.target * (g + 1) / p.generations)
+        keep &= parent_keep
+        return keep, space.expand(keep), state["parent_state"]
+
+    def evaluate(self, asked: tuple, g: int):
+        _, rows, parent_state = asked
+        p = self.params
+        return self.ctx.evaluator.evaluate(self.ctx.task(
+            rows, p.epochs, init=parent_state, keep_weights=True, rescale_init=False,
+            hooks=(GroupNorms(self.space, torch.full((p.offspring,), p.stress)),)))
+
+    def tell(self, state: dict, asked: tuple, res, g: int) -> Told:
+        keep, rows, _ = asked
+        population = MaskPopulation(keep)
+        population.set_fitness(range(self.params.offspring),
+                               res.metrics["val_accuracy"].tolist())
+        best = tools.selBest(population.individuals, 1)[0].row
+        state["parent_keep"], state["parent_state"] = keep[best].clone(), res.weights_of(best)
+        accuracy = res.metrics["val_accuracy"]
+        return Told([{"generation": g, "index": i, "val_accuracy": float(a),
+                      "sparsity": float(self.space.cost(rows[i:i + 1], "sparsity")[0])}
+                     for i, a in enumerate(accuracy.tolist())],
+                    {"best": float(accuracy[best]), "mean": float(accuracy.mean()),
+                     "units": int(state["parent_keep"].sum())})

@@ -43,6 +43,7 @@ from ..activations.gp import mutant, next_generation, primitive_set, toolbox
 from ..config import to_dict
 from ..engine import EpochSelection, EvalTask
 from ..errors import ConfigError
+from ..evolution.loop import Generation, Told, evolve
 from ..evolution.random_state import deap_random
 from ..models import RoleActivation
 from ..models.config import ModelConfig
@@ -103,6 +104,45 @@ def held_out_val(m: dict[str, float]) -> float:
     return m.get("best_val_accuracy", m["val_accuracy"])
 
 
+class _Strategy:
+    """A strategy's generations as an :class:`~neuroprune.evolution.loop.Algorithm` (not
+    resumable): ``ask(state, g)`` gives the combinations to score and what they belong to,
+    ``tell(state, g, owners, combos, metrics)`` learns from their metrics; each generation is
+    committed as ``strategy:offset+g`` (the :class:`~neuroprune.evolution.loop.Recorder`)."""
+
+    hall_of_fame = 0
+
+    def __init__(self, search: "ActivationSearch", name: str, generations: int, init, ask,
+                 tell, offset: int = 0):
+        self.search, self.name, self.generations, self.offset = search, name, generations, offset
+        self.init, self._ask, self._tell = init, ask, tell
+
+    def load(self, saved: dict) -> dict:
+        raise NotImplementedError("an activation search does not resume from a checkpoint")
+
+    def save(self, state: dict) -> None:
+        return None  # no checkpoints: the generations are committed alone
+
+    def ask(self, state: dict, generation: int, hof) -> tuple:
+        return self._ask(state, generation)
+
+    def evaluate(self, asked: tuple, generation: int) -> list[dict[str, float]]:
+        return self.search.score(asked[1])
+
+    def tell(self, state: dict, asked: tuple, metrics, generation: int) -> Told:
+        owners, combos = asked
+        self._tell(state, generation, owners, combos, metrics)
+        rows = self.search.rows(self.name, self.offset + generation, combos, metrics)
+        return Told(rows, {"best": max((m["fitness"] for m in metrics), default=float("nan"))})
+
+    def record(self, generation: Generation) -> None:
+        self.search.commit_rows(self.name, self.offset + generation.number, generation.rows)
+
+    def run(self) -> dict:
+        """The strategy's last state."""
+        return evolve(self, self.evaluate, self, progress=False).state
+
+
 class ActivationSearch:
     def __init__(self, bench: Workbench):
         self.bench = evolved_model(bench)
@@ -148,16 +188,22 @@ class ActivationSearch:
         best, last = m["best_val_accuracy"], m["val_accuracy"]
         return (best if self.a.fitness == "best" else last) - self.a.stability * (best - last)
 
-    def commit(self, strategy: str, generation: int, combos, metrics) -> None:
-        if self.bar is not None:
-            best = max((m["fitness"] for m in metrics), default=float("nan"))
-            self.bar.set_postfix(strategy=strategy, best=f"{best:.4f}")
-            self.bar.update(1)
-        rows = [{"generation": f"{strategy}:{generation}", "index": i, "strategy": strategy,
+    def rows(self, strategy: str, generation: int, combos, metrics) -> list[dict[str, Any]]:
+        """The ledger rows of a generation's combinations and their metrics."""
+        return [{"generation": f"{strategy}:{generation}", "index": i, "strategy": strategy,
                  "val_accuracy": m["val_accuracy"], "fitness": m["fitness"],
                  "diverged": int(m.get("diverged", 0)),
                  **{f"f_{r}": readable(c[r]) for r in self.roles}}
                 for i, (c, m) in enumerate(zip(combos, metrics))]
+
+    def commit(self, strategy: str, generation: int, combos, metrics) -> None:
+        self.commit_rows(strategy, generation, self.rows(strategy, generation, combos, metrics))
+
+    def commit_rows(self, strategy: str, generation: int, rows: list[dict[str, Any]]) -> None:
+        if self.bar is not None:
+            best = max((r["fitness"] for r in rows), default=float("nan"))
+            self.bar.set_postfix(strategy=strategy, best=f"{best:.4f}")
+            self.bar.update(1)
         self.rd.commit_generation(f"{strategy}:{generation}", rows)
         if self.on_generation is not None:  # tuning: one step per searched generation
             self.on_generation(self._reported, rows)
@@ -178,28 +224,34 @@ class ActivationSearch:
 
     def random_search(self) -> "Top":
         top = Top(self.a.final_candidates)
-        for g in range(self.a.generations):
-            combos = [{r: str(self.new_individual()) for r in self.roles}
-                      for _ in range(self.per_generation)]
-            metrics = self.score(combos)
-            self.commit("random", g, combos, metrics)
+
+        def ask(state, g):
+            return None, [{r: str(self.new_individual()) for r in self.roles}
+                          for _ in range(self.per_generation)]
+
+        def tell(state, g, owners, combos, metrics):
             for c, m in zip(combos, metrics):
                 top.add(c, m["fitness"])
+        _Strategy(self, "random", self.a.generations, dict, ask, tell).run()
         return top
 
     def ga(self) -> "Top":
-        pop = [self.new_individual() for _ in range(self.per_generation)]
         top = Top(self.a.final_candidates)
-        for g in range(self.a.generations):
+
+        def init():
+            return {"population": [self.new_individual() for _ in range(self.per_generation)]}
+
+        def ask(state, g):
             if g:
-                pop = next_generation(pop, self.tb)
-            todo = [i for i in pop if not i.fitness.valid]
-            combos = [{r: str(i) for r in self.roles} for i in todo]
-            metrics = self.score(combos)
-            self.commit("ga", g, combos, metrics)
+                state["population"] = next_generation(state["population"], self.tb)
+            todo = [i for i in state["population"] if not i.fitness.valid]
+            return todo, [{r: str(i) for r in self.roles} for i in todo]
+
+        def tell(state, g, todo, combos, metrics):
             for ind, c, m in zip(todo, combos, metrics):
                 ind.fitness.values = (m["val_accuracy"],)
                 top.add(c, m["fitness"])
+        _Strategy(self, "ga", self.a.generations, init, ask, tell).run()
         return top
 
     def random_member(self, pop) -> str:
@@ -207,32 +259,43 @@ class ActivationSearch:
         return random.choice(ok or [str(i) for i in pop])
 
     def coevolution(self) -> "Top":
-        pops = {r: [self.new_individual() for _ in range(self.a.population)] for r in self.roles}
-        reps = {r: self.random_member(pops[r]) for r in self.roles}
         top = Top(self.a.final_candidates)
-        for g in range(self.a.generations):
-            if g:
-                pops = {r: next_generation(pops[r], self.tb) for r in self.roles}
-                for p in pops.values():
-                    for ind in p:  # collaborators changed: every score is stale
-                        del ind.fitness.values
-            combos, owners = [], []
-            for r in self.roles:
-                for ind in pops[r]:
-                    partners = [reps] + ([{o: self.random_member(pops[o]) for o in self.roles}]
-                                         if self.a.collaborators == 2 else [])
-                    for partner in partners:
-                        combos.append({**partner, r: str(ind)})
-                        owners.append(ind)
-            metrics = self.score(combos)
-            self.commit("coevolution", g, combos, metrics)
+
+        def init():
+            pops = {r: [self.new_individual() for _ in range(self.a.population)]
+                    for r in self.roles}
+            return {"pops": pops, "reps": {r: self.random_member(pops[r]) for r in self.roles}}
+
+        def tell(state, g, owners, combos, metrics):
             for ind, c, m in zip(owners, combos, metrics):
                 v = m["fitness"]
                 if not ind.fitness.valid or v > ind.fitness.values[0]:
                     ind.fitness.values = (v,)
                 top.add(c, v)
-            reps = {r: str(max(pops[r], key=lambda i: i.fitness.values[0])) for r in self.roles}
+            state["reps"] = {r: str(max(state["pops"][r], key=lambda i: i.fitness.values[0]))
+                             for r in self.roles}
+        _Strategy(self, "coevolution", self.a.generations, init, self._coevolution_ask,
+                  tell).run()
         return top
+
+    def _coevolution_ask(self, state: dict, g: int) -> tuple[list, list]:
+        """Each role's individuals, each with the other roles' representatives (and, with
+        ``collaborators: 2``, random members too)."""
+        if g:
+            state["pops"] = {r: next_generation(state["pops"][r], self.tb) for r in self.roles}
+            for p in state["pops"].values():
+                for ind in p:  # collaborators changed: every score is stale
+                    del ind.fitness.values
+        pops, combos, owners = state["pops"], [], []
+        for r in self.roles:
+            for ind in pops[r]:
+                partners = [state["reps"]] + (
+                    [{o: self.random_member(pops[o]) for o in self.roles}]
+                    if self.a.collaborators == 2 else [])
+                for partner in partners:
+                    combos.append({**partner, r: str(ind)})
+                    owners.append(ind)
+        return owners, combos
 
     # ------------------------------------------------ (1+lambda), as Lapid & Sipper run it
     @property
@@ -246,18 +309,21 @@ class ActivationSearch:
         while there is no parent yet); the best replaces the parent when at least as good
         (ties move on, as in CGP). ``combo(genome)`` is the network's functions by role.
         Returns the parent and its fitness."""
-        best = WORST if parent is None else parent[1]
-        for g in range(generations):
-            kids = [draw() if parent is None else vary(parent[0])
+        def init():
+            return {"parent": parent, "best": WORST if parent is None else parent[1]}
+
+        def ask(state, g):
+            kids = [draw() if state["parent"] is None else vary(state["parent"][0])
                     for _ in range(self.a.population)]
-            combos = [combo(k) for k in kids]
-            metrics = self.score(combos)
-            self.commit(strategy, offset + g, combos, metrics)
+            return kids, [combo(k) for k in kids]
+
+        def tell(state, g, kids, combos, metrics):
             for k, c, m in zip(kids, combos, metrics):
                 top.add(c, m["fitness"])
-                if parent is None or m["fitness"] >= best:
-                    parent, best = (k, m["fitness"]), m["fitness"]
-        return parent, best
+                if state["parent"] is None or m["fitness"] >= state["best"]:
+                    state["parent"], state["best"] = (k, m["fitness"]), m["fitness"]
+        end = _Strategy(self, strategy, generations, init, ask, tell, offset).run()
+        return end["parent"], end["best"]
 
     def es_single(self) -> "Top":
         top = Top(self.a.final_candidates)

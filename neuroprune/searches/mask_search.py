@@ -19,7 +19,8 @@ from ..efficiency import efficiency_of_weights
 from ..engine import EvalTask, LearningCurve
 from ..engine.evaluator import Metered
 from ..errors import ConfigError, UserError
-from ..masks import Mask, bits_to_mask, check_bits, save_mask
+from ..evolution.loop import Generation
+from ..masks import Mask, bits_to_mask, check_bits
 from ..methods import METHODS, MethodContext
 from ..mirror import shown
 from ..rundir import RunDir
@@ -96,6 +97,47 @@ class _GracefulInterrupt:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
             signal.signal(signal.SIGTERM, self._old_term)
+
+
+class _Recording:
+    """A mask search's ``ctx.commit``: each generation's state gains the time and training
+    spent so far and goes to the run directory (the :class:`~neuroprune.evolution.loop.
+    Recorder`); then ``on_generation`` hears of it, and a stop asked for meanwhile ends the
+    search there, with an interrupted run's summary."""
+
+    def __init__(self, rd: RunDir, evaluator: Metered, interrupt: _GracefulInterrupt,
+                 t0: float, resume_state: dict | None, on_generation, method: str, seed: int):
+        self.rd, self.evaluator, self.interrupt, self.t0 = rd, evaluator, interrupt, t0
+        self.resume_state, self.on_generation = resume_state, on_generation
+        self.method, self.seed = method, seed
+
+    def spent(self, key: str) -> int:
+        """What the interrupted run had spent (``network_epochs``, ...), if this resumes it."""
+        return (self.resume_state or {}).get(key, 0)
+
+    def reused(self) -> int | None:
+        """Network-epochs read from a sweep's memo (None: no memo)."""
+        return getattr(self.evaluator.inner, "reused_network_epochs", None)
+
+    def __call__(self, generation: int, rows: list[dict[str, Any]],
+                 state: dict[str, Any]) -> None:
+        state = {**state, "wall_seconds": time.time() - self.t0,
+                 "network_epochs": self.evaluator.network_epochs + self.spent("network_epochs")}
+        if self.reused() is not None:
+            state["reused_network_epochs"] = self.reused() + self.spent("reused_network_epochs")
+        self.interrupt.committing = True  # a SIGTERM now stops after this commit
+        self.rd.record(Generation(generation, rows, state=state))
+        self.interrupt.committing = False
+        if self.on_generation is not None:
+            self.on_generation(generation, rows)
+        if self.interrupt.requested:
+            self.stopped(signal.SIGTERM if self.interrupt.terminated else signal.SIGINT)
+
+    def stopped(self, signum: int) -> None:
+        self.rd.write_interrupted(self.method, self.seed,
+                                  wall_seconds=round(time.time() - self.t0, 3),
+                                  resume=f"neuroprune resume {shown(self.rd.path)}")
+        raise Interrupted(f"stopped after generation {self.rd.last_generation}", signum)
 
 
 class MaskSearch:
@@ -183,6 +225,116 @@ class MaskSearch:
                              budget=self.cfg.sparsity.budget,
                              target=self.cfg.sparsity.target)
 
+    def _resumed(self, rd: RunDir, log) -> tuple[dict | None, float]:
+        """The checkpoint to continue from (None: start again) and the run's start time, moved
+        back by the time the interrupted run had spent."""
+        t0 = time.time()
+        state, path = rd.load_last_checkpoint()
+        if state is None:
+            return None, t0
+        log(f"resuming from {path.name} (generation {state['generation']})")
+        t0 -= float(state.get("wall_seconds", 0.0))
+        if not self.method.resumes(state):
+            # its search runs again from the start (to the same result): what the
+            # interrupted run trained is trained again, and counted once
+            log(f"{self.method.name} does not continue a search from a checkpoint: it "
+                f"starts again (the generations it commits again are kept once)")
+            return None, t0
+        return state, t0
+
+    def _find(self, recording: _Recording, progress: bool):
+        """The method's search, each generation recorded; a SIGTERM mid-generation drops that
+        generation whole and ends in an interrupted run's summary."""
+        ctx = self.context(recording.evaluator, recording, recording.resume_state, progress)
+        try:
+            return self.method.find(ctx)
+        except KeyboardInterrupt:
+            if not recording.interrupt.terminated:  # (Ray's waits re-raise it as Ctrl-C)
+                raise
+            recording.stopped(signal.SIGTERM)
+
+    def _train_final(self, evaluator, found):
+        """The final training of the mask found (trained weights are never rescaled)."""
+        cfg = self.cfg
+        return evaluator.evaluate(EvalTask(
+            masks=found.bits.unsqueeze(0), init=found.init, epochs=cfg.training.epochs,
+            data_seed=cfg.seed, keep_weights=True, test=True, hooks=(LearningCurve(),),
+            rescale_init=cfg.sparsity.rescale_init and found.from_init))
+
+    def _sparsity_figures(self, mask: Mask, weight_mask: Mask) -> dict[str, Any]:
+        cfg = self.cfg
+        return {"sparsity": weight_mask.sparsity(), "target_sparsity": cfg.sparsity.target,
+                "allocation": cfg.sparsity.allocation, "layer_sparsity": mask.layer_sparsity(),
+                "kept_weights": weight_mask.kept(), "prunable_weights": weight_mask.numel()}
+
+    def _provenance(self, t0: float) -> dict[str, Any]:
+        cfg, b = self.cfg, self.bench
+        return {"seed": cfg.seed, "device": b.device, "backend": cfg.backend,
+                "wall_seconds": round(time.time() - t0, 3), "neuroprune_version": __version__,
+                "data": b.data.record(), "preprocessing": b.data.preprocessing}
+
+    def _summary(self, found, final: dict[str, Any], mask: Mask, weight_mask: Mask,
+                 stages: dict[str, float], compute: dict[str, Any], figures: dict[str, Any],
+                 t0: float) -> dict[str, Any]:
+        """``summary.json`` of a complete run."""
+        cfg = self.cfg
+        return {
+            "status": "complete", "kind": "mask_search", "method": self.method.name,
+            "dataset": cfg.data.dataset, "model": self.bench.spec.describe(),
+            **self._sparsity_figures(mask, weight_mask),
+            "test_accuracy": final["test_accuracy"], "val_accuracy": final["val_accuracy"],
+            # multi-label runs: test_accuracy is the subset accuracy; these beside it
+            **{k: final[k] for k in ("test_hamming_loss", "test_micro_f1",
+                                     "val_hamming_loss", "val_micro_f1") if k in final},
+            **stages,
+            **({"test_accuracy_after_finetuning": final["test_accuracy"],
+                "finetuning_epochs": cfg.training.epochs} if stages else {}),
+            **self._provenance(t0), "compute": compute, **figures,
+            **{k: v for k, v in found.info.items() if k not in ("logbook", "exact")},
+        }
+
+    def _metadata(self, summary: dict[str, Any], final: dict[str, Any]) -> dict[str, Any]:
+        """What ``best_mask.safetensors`` says of itself."""
+        cfg, b = self.cfg, self.bench
+        return {"architecture": b.spec.to_dict(), "sparsity": summary["sparsity"],
+                "method": self.method.name, "seed": cfg.seed, "dataset": cfg.data.dataset,
+                "data": cfg.data.model_dump(mode="json"), "data_record": summary["data"],
+                "preprocessing": b.data.preprocessing, "test_accuracy": final["test_accuracy"],
+                "val_accuracy": final["val_accuracy"],
+                "layer_sparsity": summary["layer_sparsity"], "neuroprune_version": __version__}
+
+    def _finish(self, rd: RunDir, recording: _Recording, found, trained, stages,
+                search_epochs: int) -> dict[str, Any]:
+        """After the final training: its row, the learning curve, the best mask file and the
+        summary."""
+        cfg, final = self.cfg, trained.row(0)
+        if final.get("diverged"):  # a NaN network is no result: nothing is written as one
+            raise UserError(f"the final training diverged (its loss or weights became NaN or "
+                            f"infinite) at training.lr={cfg.training.lr}; lower the learning "
+                            f"rate or check the model and data, then continue with: "
+                            f"neuroprune resume {shown(rd.path)}")
+        mask = bits_to_mask(self.layout, found.bits)
+        # the weights alone (a structured mask also covers biases and BatchNorm)
+        weight_mask = mask if self.bench.structure is None else Mask(
+            {k: mask[k] for k in self.bench.structure.weights})
+        weights = trained.weights_of(0) if trained.weights is not None else None
+        figures = ({} if weights is None else efficiency_of_weights(
+            self.bench.spec, weights, mask, cfg.sparsity.latency_repeats))
+        compute = self.compute(recording.evaluator.network_epochs, search_epochs,
+                               recording.resume_state, recording.reused())
+        if trained.extras.get("curve"):
+            rd.write_curve(trained.extras["curve"][0])
+        rd.commit_generation("final", [{
+            "generation": "final", "index": 0, "val_accuracy": final["val_accuracy"],
+            "test_accuracy": final["test_accuracy"], "train_loss": final["train_loss"],
+            "sparsity": weight_mask.sparsity(), "network_epochs": compute["network_epochs"],
+            **figures}])
+        summary = self._summary(found, final, mask, weight_mask, stages, compute, figures,
+                                recording.t0)
+        rd.write_best_mask(mask, self._metadata(summary, final), weights)
+        rd.write_summary(summary)
+        return summary
+
     def run(self, run_dir: str | Path, *, progress: bool = True, resume: bool = False,
             log=print, on_generation=None, tracking: Tracking | None = None) -> dict[str, Any]:
         """Run the search into ``run_dir`` and return the summary.
@@ -191,150 +343,24 @@ class MaskSearch:
         reports and pruning hook in there; an exception it raises stops the search).
         ``tracking``: the trackers of a sweep's cell; by default the config's ``logging``.
         """
-        cfg, t0 = self.cfg, time.time()
+        cfg = self.cfg
         rd = RunDir(run_dir, tracking or open_tracking(cfg.logging, run_dir, cfg.name))
-        resume_state = None
-        if resume:
-            resume_state, path = rd.load_last_checkpoint()
-            if resume_state is not None:
-                log(f"resuming from {path.name} (generation {resume_state['generation']})")
-            t0 -= float(resume_state.get("wall_seconds", 0.0)) if resume_state else 0.0
-            if resume_state is not None and not self.method.resumes(resume_state):
-                # its search runs again from the start (to the same result): what the
-                # interrupted run trained is trained again, and counted once
-                log(f"{self.method.name} does not continue a search from a checkpoint: it "
-                    f"starts again (the generations it commits again are kept once)")
-                resume_state = None
+        resume_state, t0 = self._resumed(rd, log) if resume else (None, time.time())
         evaluator = Metered(self.bench.evaluator())  # a missing or unreachable Ray ends here
-
-        def reused() -> int | None:
-            return getattr(evaluator.inner, "reused_network_epochs", None)
         log(f"engine: {evaluator.describe()}")
         rd.create()
         rd.write_config(to_dict(cfg))
         rd.write_data_record(self.bench.data.record())
-
         interrupt = _GracefulInterrupt()
-        spent_before = (resume_state or {}).get("network_epochs", 0)
-        best_so_far: dict[str, Any] = {}
-
-        def commit(generation: int, rows: list[dict[str, Any]], state: dict[str, Any]) -> None:
-            state = {**state, "wall_seconds": time.time() - t0,
-                     "network_epochs": evaluator.network_epochs + spent_before}
-            if reused() is not None:
-                state["reused_network_epochs"] = reused() + (resume_state or {}).get(
-                    "reused_network_epochs", 0)
-            interrupt.committing = True  # a SIGTERM now stops after this commit
-            rd.commit_generation(generation, rows)
-            rd.save_checkpoint(generation, state)
-            if state.get("logbook") is not None:
-                rd.write_logbook(list(state["logbook"]))
-            interrupt.committing = False
-            last[0] = generation
-            for r in rows:
-                score = r.get("fitness", r.get("val_accuracy"))
-                if score is not None and score >= best_so_far.get("fitness", -1e18):
-                    best_so_far.update(fitness=score, val_accuracy=r["val_accuracy"],
-                                       generation=generation)
-            if on_generation is not None:
-                on_generation(generation, rows)
-            if interrupt.requested:
-                stopped(signal.SIGTERM if interrupt.terminated else signal.SIGINT)
-
-        last: list[Any] = [None]  # the last generation committed by this run
-
-        def stopped(signum: int) -> None:
-            rd.write_summary({"status": "interrupted", "method": self.method.name,
-                              "last_generation": last[0], "seed": cfg.seed,
-                              "best_so_far": dict(best_so_far),
-                              "wall_seconds": round(time.time() - t0, 3),
-                              "resume": f"neuroprune resume {shown(rd.path)}"})
-            raise Interrupted(f"stopped after generation {last[0]}", signum)
-
+        recording = _Recording(rd, evaluator, interrupt, t0, resume_state, on_generation,
+                               self.method.name, cfg.seed)
         with evaluator, interrupt:
-            ctx = self.context(evaluator, commit, resume_state, progress)
-            try:
-                found = self.method.find(ctx)
-            except KeyboardInterrupt:  # SIGTERM mid-generation: that generation is dropped
-                if not interrupt.terminated:  # whole (Ray's waits re-raise it as Ctrl-C)
-                    raise
-                stopped(signal.SIGTERM)
+            found = self._find(recording, progress)
             interrupt.at_once()
             search_epochs = evaluator.network_epochs
-            if found.info.get("exact", True):  # every unit keeps exactly its count
+            if found.exact:  # every unit keeps exactly its count
                 check_bits(self.layout, found.bits)
-            mask = bits_to_mask(self.layout, found.bits)
             stages = self.stages(evaluator, found) if self.bench.trained_init else {}
-            # the weights alone (a structured mask also covers biases and BatchNorm)
-            weight_mask = mask if self.bench.structure is None else Mask(
-                {k: mask[k] for k in self.bench.structure.weights})
-            trained = found.trained
-            if trained is None:  # trained weights (not the init) are never rescaled
-                trained = evaluator.evaluate(EvalTask(
-                    masks=found.bits.unsqueeze(0), init=found.init,
-                    epochs=cfg.training.epochs, data_seed=cfg.seed, keep_weights=True,
-                    test=True, hooks=(LearningCurve(),),
-                    rescale_init=cfg.sparsity.rescale_init and found.from_init))
-        final = trained.row(0)
-        if final.get("diverged"):  # a NaN network is no result: nothing is written as one
-            raise UserError(f"the final training diverged (its loss or weights became NaN or "
-                            f"infinite) at training.lr={cfg.training.lr}; lower the learning "
-                            f"rate or check the model and data, then continue with: "
-                            f"neuroprune resume {shown(rd.path)}")
-        weights = trained.weights_of(0) if trained.weights is not None else None
-        figures = ({} if weights is None else efficiency_of_weights(
-            self.bench.spec, weights, mask, cfg.sparsity.latency_repeats))
-        compute = self.compute(evaluator.network_epochs, search_epochs, resume_state,
-                               reused())
-        if trained.extras.get("curve"):
-            rd.write_curve(trained.extras["curve"][0])
-        rd.commit_generation("final", [{"generation": "final", "index": 0,
-                                        "val_accuracy": final["val_accuracy"],
-                                        "test_accuracy": final["test_accuracy"],
-                                        "train_loss": final["train_loss"],
-                                        "sparsity": weight_mask.sparsity(),
-                                        "network_epochs": compute["network_epochs"],
-                                        **figures}])
-        summary = {
-            "status": "complete",
-            "kind": "mask_search",
-            "method": self.method.name,
-            "dataset": cfg.data.dataset,
-            "model": self.bench.spec.describe(),
-            "sparsity": weight_mask.sparsity(),
-            "target_sparsity": cfg.sparsity.target,
-            "allocation": cfg.sparsity.allocation,
-            "layer_sparsity": mask.layer_sparsity(),
-            "kept_weights": weight_mask.kept(),
-            "prunable_weights": weight_mask.numel(),
-            "test_accuracy": final["test_accuracy"],
-            "val_accuracy": final["val_accuracy"],
-            # multi-label runs: test_accuracy is the subset accuracy; these beside it
-            **{k: final[k] for k in ("test_hamming_loss", "test_micro_f1",
-                                     "val_hamming_loss", "val_micro_f1") if k in final},
-            **stages,
-            **({"test_accuracy_after_finetuning": final["test_accuracy"],
-                "finetuning_epochs": cfg.training.epochs} if stages else {}),
-            "seed": cfg.seed,
-            "device": self.bench.device,
-            "backend": cfg.backend,
-            "wall_seconds": round(time.time() - t0, 3),
-            "neuroprune_version": __version__,
-            "data": self.bench.data.record(),
-            "preprocessing": self.bench.data.preprocessing,
-            "compute": compute,
-            **figures,
-            **{k: v for k, v in found.info.items() if k not in ("logbook", "exact")},
-        }
-        metadata = {"architecture": self.bench.spec.to_dict(), "sparsity": summary["sparsity"],
-                    "method": self.method.name, "seed": cfg.seed, "dataset": cfg.data.dataset,
-                    "data": cfg.data.model_dump(mode="json"),
-                    "data_record": summary["data"],
-                    "preprocessing": self.bench.data.preprocessing,
-                    "test_accuracy": final["test_accuracy"],
-                    "val_accuracy": final["val_accuracy"],
-                    "layer_sparsity": summary["layer_sparsity"],
-                    "neuroprune_version": __version__}
-        save_mask(rd.path / "best_mask.safetensors", mask, metadata, weights=weights)
-        rd.write_summary(summary)
-        return summary
+            trained = found.trained if found.trained is not None else \
+                self._train_final(evaluator, found)
+        return self._finish(rd, recording, found, trained, stages, search_epochs)
