@@ -331,6 +331,8 @@ class MaskSearch:
             **figures}])
         summary = self._summary(found, final, mask, weight_mask, stages, compute, figures,
                                 recording.t0)
+        # the final training's trainer, with what engine.trainer: auto measured to choose it
+        summary["engine"] = recording.evaluator.describe()
         rd.write_best_mask(mask, self._metadata(summary, final), weights)
         rd.write_summary(summary)
         return summary
