@@ -40,7 +40,7 @@ LAYERS: dict[str, int] = {
     # 4: searches, composed by the workbench from a config
     "searches": 4, "config": 4, "workbench": 4, "results": 4, "testing": 4,
     # 5: hyper-parameter tuning, and what reads finished runs and trials back
-    "tuning": 5, "report": 5, "config_help": 5, "export": 5, "explain": 5,
+    "tuning": 5, "report": 5, "config_help": 5, "export": 5, "explain": 5, "reference": 5,
     # 6: entry points
     "cli": 6, "api": 6, "__main__": 6,
 }
