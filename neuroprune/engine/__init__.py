@@ -6,7 +6,8 @@ from .hooks import (EpochSelection, GradientStatistics, LearningCurve, TrainingH
                     TrainState)
 from .settings import EngineConfig, TrainSettings, batch_order
 from .task import EvalTask, PopulationResult, StackedState, State
-from .trainers import PerNetworkTrainer, StackedTrainer, Trainer, init_state, make_trainer
+from .autotune import make_trainer
+from .trainers import PerNetworkTrainer, StackedTrainer, Trainer, init_state
 
 __all__ = ["EngineConfig", "EpochSelection", "EvalTask", "Evaluator", "GradientStatistics",
            "LearningCurve",

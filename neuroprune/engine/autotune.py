@@ -33,9 +33,15 @@ from typing import Any
 
 import torch
 
+from ..data import DataSplits
 from ..errors import UserError
-from .settings import steps_per_run
+from ..masks import Layout
+from ..models import ModelSpec
+from .dropout import template
+from .memory import free_memory, human
+from .settings import EngineConfig, TrainSettings, steps_per_run
 from .task import EvalTask, PopulationResult
+from .trainers import PerNetworkTrainer, StackedTrainer, Trainer, estimate
 
 #: another trainer replaces the stacked one only when its median round is this much faster
 MARGIN = 1.1
@@ -129,7 +135,6 @@ class AutoTrainer:
 
     def __init__(self, spec, data, settings, layout=None, device="cpu", engine=None,
                  augment=(), stackable: bool = True):
-        from .trainers import PerNetworkTrainer, StackedTrainer
         cls = StackedTrainer if stackable else PerNetworkTrainer
         self.default = cls(spec, data, settings, layout, device, engine, augment)
         self.spec, self.settings, self.layout = spec, settings, layout
@@ -262,7 +267,6 @@ class AutoTrainer:
     def _trainer(self, name: str):
         if name not in self._trainers:
             from .sparse import SparseTrainer
-            from .trainers import PerNetworkTrainer, StackedTrainer
             cls = {"stacked": StackedTrainer, "per_network": PerNetworkTrainer,
                    "sparse": SparseTrainer}[name]
             self._trainers[name] = cls(self.spec, self.data, self.settings, self.layout,
@@ -282,3 +286,28 @@ def _probe(data, train: int, batch: int):
     return replace(data, train_x=data.train_x[:train], train_y=data.train_y[:train],
                    val_x=data.val_x[:batch], val_y=data.val_y[:batch],
                    test_x=data.test_x[:batch], test_y=data.test_y[:batch])
+
+
+def make_trainer(spec: ModelSpec, data: DataSplits, settings: TrainSettings,
+                 layout: Layout | None, device: str | torch.device = "cpu",
+                 engine: EngineConfig | None = None, augment: tuple[str, ...] = ()) -> Trainer:
+    """The configured trainer. ``engine.trainer: auto`` trains one network at a time when two
+    do not fit in the device's free memory, and otherwise whichever of the stacked,
+    per-network and sparse trainers is fastest for the population, measured once and
+    remembered (:class:`~neuroprune.engine.autotune.AutoTrainer`)."""
+    engine = engine or EngineConfig()
+    if engine.trainer == "sparse":  # its memory grows with the kept weights, not the shape
+        from .sparse import SparseTrainer
+        return SparseTrainer(spec, data, settings, layout, device, engine, augment)
+    need = estimate(template(spec), data, settings, layout).training
+    free = free_memory(torch.device(device))
+    if need > 0.9 * free:
+        raise UserError(f"one network of {spec.describe()} needs about {human(need)} to train "
+                        f"at batch size {settings.batch_size}, but {device} has {human(free)} "
+                        f"free; lower training.batch_size or use a smaller model, or for a "
+                        f"sparse fully connected network engine.trainer: sparse")
+    if engine.trainer == "auto":
+        return AutoTrainer(spec, data, settings, layout, device, engine, augment,
+                           stackable=2 * need <= 0.8 * free)
+    cls = StackedTrainer if engine.trainer == "stacked" else PerNetworkTrainer
+    return cls(spec, data, settings, layout, device, engine, augment)

@@ -1,4 +1,6 @@
-"""Two trainers behind one protocol (``run(task) -> PopulationResult``), one training loop.
+"""Two trainers behind one protocol (``run(task) -> PopulationResult``), one training loop
+(the sparse one is :mod:`neuroprune.engine.sparse`; :func:`~neuroprune.engine.autotune.
+make_trainer` builds the configured one).
 
 * :class:`StackedTrainer`: networks in chunks, each chunk one set of stacked tensors through
   the population forward (the compiled graph, or vmap);
@@ -356,33 +358,6 @@ def estimate(model: nn.Module, data: DataSplits, settings: TrainSettings,
                      settings.momentum, layout.numel if layout is not None else 0)
 
 
-def make_trainer(spec: ModelSpec, data: DataSplits, settings: TrainSettings,
-                 layout: Layout | None, device: str | torch.device = "cpu",
-                 engine: EngineConfig | None = None, augment: tuple[str, ...] = ()) -> Trainer:
-    """The configured trainer. ``engine.trainer: auto`` trains one network at a time when two
-    do not fit in the device's free memory, and otherwise whichever of the stacked,
-    per-network and sparse trainers is fastest for the population, measured once and
-    remembered (:class:`~neuroprune.engine.autotune.AutoTrainer`)."""
-    engine = engine or EngineConfig()
-    if engine.trainer == "sparse":  # its memory grows with the kept weights, not the shape
-        from .sparse import SparseTrainer
-        return SparseTrainer(spec, data, settings, layout, device, engine, augment)
-    need = estimate(template(spec), data, settings, layout).training
-    free = free_memory(torch.device(device))
-    if need > 0.9 * free:
-        from ..errors import UserError
-        raise UserError(f"one network of {spec.describe()} needs about {human(need)} to train "
-                        f"at batch size {settings.batch_size}, but {device} has {human(free)} "
-                        f"free; lower training.batch_size or use a smaller model, or for a "
-                        f"sparse fully connected network engine.trainer: sparse")
-    if engine.trainer == "auto":
-        from .autotune import AutoTrainer
-        return AutoTrainer(spec, data, settings, layout, device, engine, augment,
-                           stackable=2 * need <= 0.8 * free)
-    cls = StackedTrainer if engine.trainer == "stacked" else PerNetworkTrainer
-    return cls(spec, data, settings, layout, device, engine, augment)
-
-
 def init_state(spec: ModelSpec, seed: int) -> dict[str, torch.Tensor]:
     """The initial weights of ``spec`` for ``seed`` (without touching the global RNG)."""
     with torch_seeded(seed):
@@ -391,4 +366,4 @@ def init_state(spec: ModelSpec, seed: int) -> dict[str, torch.Tensor]:
 
 
 __all__ = ["PerNetworkTrainer", "StackedTrainer", "Trainer", "TRAINERS", "estimate",
-           "init_state", "make_trainer"]
+           "init_state"]
