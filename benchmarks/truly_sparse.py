@@ -9,11 +9,18 @@ MNIST-shaped data (8,000 x 784, 10 classes); and a generated tabular set (``--fe
 
 Every (data, trainer, sparsity, width) runs in a fresh process; memory is the peak resident
 set size (``resource.getrusage(...).ru_maxrss``) of that process after training minus its RSS
-once the data is loaded (torch allocations are invisible to tracemalloc). Time per epoch is
+once the data is loaded (torch allocations are invisible to tracemalloc), and, apart from
+what the process holds anyway (allocator pools, activations, libraries), the training state:
+the bytes of the tensors training keeps (weights or values, their gradients and momentum,
+masks or sparse indices), summed from the tensors themselves after training. Time per epoch is
 the median over ``--epochs`` epochs. A width whose masked dense tensors would not fit (the
 estimate of ``neuroprune.engine.memory``) is reported as refused and trains sparsely only.
 
-    OMP_NUM_THREADS=2 python benchmarks/truly_sparse.py [--data-root DIR] \\
+On a machine whose cores are busy, run it with ``OMP_NUM_THREADS=1``: with more threads than
+free cores, the sparse kernels' threads wait on each other and an epoch took up to 30 times
+longer here (the dense ones suffered far less), which measures the machine, not the method.
+
+    OMP_NUM_THREADS=1 python benchmarks/truly_sparse.py [--data-root DIR] \\
         [--widths 1024,4096] [--tabular-widths 1024,4096] [--features 10000]
 """
 
@@ -107,7 +114,15 @@ def job(args, q):
             opt.step()
         times.append(time.perf_counter() - t)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    q.put((statistics.median(times), max(0, peak - base)))
+    held = [*params, *(p.grad for p in params if p.grad is not None),
+            *(v for st in opt.state.values() for v in st.values() if torch.is_tensor(v))]
+    if args["trainer"] == "sparse":
+        held += [getattr(layer, k) for layer in layers
+                 for k in ("rows", "cols", "crow", "t_perm", "t_crow", "t_col")]
+    else:
+        held += ms
+    state = sum(t.numel() * t.element_size() for t in held)
+    q.put((statistics.median(times), max(0, peak - base), state))
 
 
 def run(**kw):
@@ -133,23 +148,26 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=3, help="epochs; the median is reported")
     a = ap.parse_args(argv)
     free = free_memory(torch.device("cpu"))
+    print(f"torch threads: {os.environ.get('OMP_NUM_THREADS', '2')}")
     print("| data | sparsity | width | sparse s/epoch | dense s/epoch | speed-up | "
-          "sparse peak RSS | dense peak RSS | memory ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "sparse peak RSS | dense peak RSS | RSS ratio | sparse state | dense state | "
+          "state ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for data, widths in (("mnist", a.widths), ("tabular", a.tabular_widths)):
         inp = 784 if data == "mnist" else a.features
         for sp in map(float, a.sparsities.split(",")):
             for w in map(int, widths.split(",")):
                 kw = dict(data=data, data_root=a.data_root, features=a.features,
                           samples=a.samples, sparsity=sp, width=w, epochs=a.epochs)
-                st, sm = run(trainer="sparse", **kw)
+                st, sm, ss = run(trainer="sparse", **kw)
                 if dense_bytes(inp, w, 10, 128) > 0.8 * free:
                     print(f"| {data} | {sp} | {w} | {st:.3f} | refused | | {human(sm)} | "
-                          f"refused | |", flush=True)
+                          f"refused | | {human(ss)} | refused | |", flush=True)
                     continue
-                dt, dm = run(trainer="dense", **kw)
+                dt, dm, ds = run(trainer="dense", **kw)
                 print(f"| {data} | {sp} | {w} | {st:.3f} | {dt:.3f} | {dt / st:.1f}x | "
-                      f"{human(sm)} | {human(dm)} | {dm / max(sm, 1):.1f}x |", flush=True)
+                      f"{human(sm)} | {human(dm)} | {dm / max(sm, 1):.1f}x | {human(ss)} | "
+                      f"{human(ds)} | {ds / max(ss, 1):.1f}x |", flush=True)
 
 
 if __name__ == "__main__":
