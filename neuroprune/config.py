@@ -25,6 +25,7 @@ from .data.config import DataConfig
 from .engine.settings import EngineConfig, TrainSettings
 from .errors import ConfigError
 from .masks.config import SparsityConfig
+from .registry import Registry
 from .methods.registry import METHODS
 from .models.config import ModelConfig
 from .searches.registry import KINDS
@@ -32,6 +33,12 @@ from .section import Section, registered, registered_list
 from .tracking.registry import LOGGERS
 
 MAX_SEED = 2**32 - 1
+
+#: sections read by a command rather than a run, validated by the class the command owns
+COMMAND_SECTIONS = Registry("section", "section", {
+    "tune": ("neuroprune.tuning.space:TuneConfig",
+             "`neuroprune tune`: the sampled values, objectives, sampler and pruner"),
+})
 
 
 class MethodConfig(BaseModel):
@@ -139,8 +146,7 @@ class RunConfig(Section):
     def _tune(cls, v: Any) -> Any:
         if v is None:
             return v
-        from .tuning.space import TuneConfig
-        return TuneConfig.model_validate(v)
+        return COMMAND_SECTIONS.load("tune").model_validate(v)
 
     @model_validator(mode="before")
     @classmethod
