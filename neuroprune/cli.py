@@ -315,12 +315,11 @@ def _kept_unless_resumed(path: Path, resume: bool):
 
 
 def run_name(cfg) -> str:
-    """``<config name>`` or, for a mask search, ``<config name>-<method>`` unless the name
-    already says it (``quickstart-rigl``)."""
-    method = cfg.method.name
-    if cfg.kind == "mask_search" and method not in cfg.name.split("-")[-1].split("_"):
-        return f"{cfg.name}-{method}"
-    return cfg.name
+    """The run folder's name before its timestamp: the kind's ``run_name`` (``<config
+    name>``; for a mask search ``<config name>-<method>``)."""
+    from .searches.registry import KINDS
+
+    return KINDS.load(cfg.kind).run_name(cfg)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -345,7 +344,7 @@ def _resume(where: str, progress: bool, overrides: list[str] | None = None,
     """Continue the run at ``where`` (a folder or a URI) with its own config; ``given``
     (``run CONFIG --resume``) and ``overrides`` may differ from it only in
     :data:`RESUME_MAY_CHANGE`."""
-    from .config import changed_keys, load_config, read_yaml, to_dict
+    from .config import changed_keys, load_config, read_yaml, saved_tree, to_dict
     from .mirror import is_uri
     from .rundir import RESUME_MAY_CHANGE
 
@@ -361,7 +360,7 @@ def _resume(where: str, progress: bool, overrides: list[str] | None = None,
         return 0
     _factory_folder_of_run(run_dir)
     # config.yaml as written (a given config resolves to it when it asks for the same run)
-    saved = read_yaml(cfg_path) if given else to_dict(load_config(cfg_path))
+    saved = saved_tree(read_yaml(cfg_path)) if given else to_dict(load_config(cfg_path))
     asked = to_dict(load_config(given or cfg_path, overrides))
     asked["name"] = saved.get("name")  # from the file name; the run keeps its own
     changed = [k for k in changed_keys(saved, asked) if k.split(".")[0] not in RESUME_MAY_CHANGE]

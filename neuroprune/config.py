@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
@@ -23,17 +23,22 @@ from .backends import BACKENDS
 from .backends.config import RayConfig
 from .data.config import DataConfig
 from .engine.settings import EngineConfig, TrainSettings
-from .ensembles.config import EnsembleConfig
 from .errors import ConfigError
 from .masks.config import SparsityConfig
+from .registry import Registry
 from .methods.registry import METHODS
 from .models.config import ModelConfig
-from .rbm.config import RBMConfig
-from .searches.registry import KINDS, STRATEGIES
+from .searches.registry import KINDS
 from .section import Section, registered, registered_list
 from .tracking.registry import LOGGERS
 
 MAX_SEED = 2**32 - 1
+
+#: sections read by a command rather than a run, validated by the class the command owns
+COMMAND_SECTIONS = Registry("section", "section", {
+    "tune": ("neuroprune.tuning.space:TuneConfig",
+             "`neuroprune tune`: the sampled values, objectives, sampler and pruner"),
+})
 
 
 class MethodConfig(BaseModel):
@@ -90,140 +95,6 @@ def _seeds(v: list[int]) -> list[int]:
     return _distinct(v, "seed")
 
 
-class ComparisonConfig(Section):
-    """``kind: comparison``: the grid of methods, sparsities and seeds."""
-
-    methods: list[str | dict[str, Any]] = Field(
-        ["random", "snip", "kstarts"], min_length=1,
-        description="method names, or {name: ..., <params>} entries")
-    sparsities: list[float] = Field([0.9], min_length=1, description="target sparsities")
-    seeds: list[int] = Field([0], min_length=1, description="seeds (initial weights, masks, "
-                             "data order)")
-    budget: int | None = Field(None, ge=1, description="network-epochs every cell trains in "
-                               "all (its search and its final training); none: every final "
-                               "training gets training.epochs")
-    reuse: bool = Field(True, description="train what several cells ask for alike (the dense "
-                        "or regularised training a structured method prunes at every "
-                        "sparsity, IMP's first round) once and share it through the run "
-                        "folder's memo/; the results are the same as without")
-
-    _sparsities = field_validator("sparsities")(classmethod(lambda cls, v: _sparsities(v)))
-    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _seeds(v)))
-    _methods = field_validator("methods")(classmethod(lambda cls, v: _methods(v)))
-
-    def method_entries(self) -> list[dict[str, Any]]:
-        return method_entries(self.methods, "comparison.methods")
-
-
-class ActivationConfig(Section):
-    """``kind: activation_search``: what is compared and the evolutionary budget."""
-
-    strategies: registered_list(STRATEGIES) = Field(
-        ["relu", "gelu", "silu", "random", "ga", "coevolution"], min_length=1,
-        description="what is compared, on the same number of network trainings")
-    population: int = Field(8, ge=2, description="individuals per coevolving population")
-    generations: int = Field(5, ge=1, description="generations")
-    search_epochs: int = Field(2, ge=1, description="training epochs per fitness evaluation")
-    collaborators: Literal[1, 2] = Field(1, description="1: best of the other populations; "
-                                         "2: and a random member")
-    max_height: int = Field(5, ge=1, le=12, description="tree height limit")
-    primitives: str = Field("default", description="primitive set: default (ours, with "
-                            "constants) or paper (Lapid & Sipper's fifteen, x the only "
-                            "terminal)")
-    fitness: Literal["last", "best"] = Field(
-        "last", description="a candidate's score from its search training: validation "
-        "accuracy after the last epoch, or the best over the epochs (the paper's)")
-    stability: float = Field(0.0, ge=0, allow_inf_nan=False, description="subtract this "
-                             "times the drop of validation accuracy from its best epoch to "
-                             "the last: favours functions that keep improving as they train")
-    max_linearity: float | None = Field(0.998, gt=0, le=1, description="the probe rejects "
-                                        "functions whose best affine fit on [-3, 3] has a "
-                                        "larger R^2 (none: keep them)")
-    rounds: int = Field(1, ge=1, description="coevolution_sequential: passes over the three "
-                        "slots; the budget is split evenly between passes and slots")
-    start: Literal["random", "relu"] = Field("random", description="coevolution_sequential: "
-                                             "the slots' functions before their first search")
-    final_candidates: int = Field(3, ge=1, description="best distinct candidates per strategy "
-                                  "that get the final training (the winner is picked on "
-                                  "validation)")
-
-    @field_validator("primitives")
-    @classmethod
-    def _known_set(cls, v: str) -> str:
-        from .activations.expr import PRIMITIVE_SETS
-        if v not in PRIMITIVE_SETS:
-            raise ValueError(f"unknown primitive set {v!r}; choose one of "
-                             f"{', '.join(PRIMITIVE_SETS)}")
-        return v
-
-
-class PlantedConfig(Section):
-    """``kind: planted``: tasks, network size, sweep and methods."""
-
-    tasks: list[Literal["relu", "circle", "helix"]] = Field(
-        ["relu", "circle", "helix"], min_length=1, description="planted tasks")
-    depth: int = Field(5, ge=3, description="linear layers of target and wide network")
-    width: int = Field(50, ge=16, description="width of the wide network")
-    samples: int = Field(3000, ge=100, description="samples per task")
-    sparsities: list[float] = Field([0.9, 0.99], description="swept sparsities; the planted "
-                                    "one (and one below it) are added")
-    methods: list[str | dict[str, Any]] = Field(["random", "magnitude", "snip", "kstarts"],
-                                                min_length=1, description="methods compared")
-    seeds: list[int] = Field([0], min_length=1, description="seeds")
-
-    _sparsities = field_validator("sparsities")(classmethod(lambda cls, v: _sparsities(v)))
-    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _seeds(v)))
-    _tasks = field_validator("tasks")(classmethod(lambda cls, v: _distinct(v, "task")))
-    _methods = field_validator("methods")(classmethod(lambda cls, v: _methods(v)))
-
-    def method_entries(self) -> list[dict[str, Any]]:
-        return method_entries(self.methods, "planted.methods")
-
-
-class NeuroevolutionConfig(Section):
-    """``kind: neuroevolution``: NEAT against tabular Q-learning on Gymnasium tasks."""
-
-    environments: list[str] = Field(["neuroprune/Track-v0", "CartPole-v1"], min_length=1,
-                                    description="Gymnasium ids (Box observations, Discrete "
-                                    "actions)")
-    seeds: list[int] = Field([0, 1, 2, 3, 4], min_length=1, description="seeds")
-    population: int = Field(50, ge=2, description="NEAT population size")
-    generations: int = Field(20, ge=1, description="NEAT generations")
-    episodes: int = Field(2, ge=1, description="evaluation episodes per policy (fixed seeds)")
-    max_steps: int = Field(400, ge=1, description="steps per episode before truncation")
-    compatibility_threshold: float = Field(3.0, gt=0, description="NEAT speciation distance")
-    elitism: int = Field(2, ge=0, description="NEAT genomes kept unchanged per species")
-    q_bins: int = Field(4, ge=2, description="Q-learning: cells per observation component")
-    q_alpha: float = Field(0.1, gt=0, le=1, description="Q-learning step size")
-    q_gamma: float = Field(0.99, ge=0, le=1, description="Q-learning discount")
-    q_eval_every: int = Field(2000, ge=1, description="Q-learning: training steps between "
-                              "greedy evaluations")
-    evaluator: Literal["tensor", "serial"] = Field(
-        "tensor", description="how a NEAT generation is scored: tensor (every genome padded "
-        "into one tensor pass, the episodes stepped together; the same fitnesses) or serial "
-        "(neat-python's networks, one genome at a time)")
-    baselines: list[Literal["qlearning", "dqn"]] = Field(
-        ["qlearning"], min_length=1, description="what NEAT is compared with on the same step "
-        "budget: qlearning (tabular), dqn (a small deep Q-network); q_eval_every for both")
-    dqn_hidden: int = Field(64, ge=1, description="DQN: hidden units (one ReLU layer)")
-    dqn_lr: float = Field(1e-3, gt=0, description="DQN: Adam learning rate")
-    dqn_buffer: int = Field(10_000, ge=1, description="DQN: replay buffer size")
-    dqn_batch_size: int = Field(64, ge=1, description="DQN: minibatch size")
-    dqn_learning_starts: int = Field(500, ge=0, description="DQN: steps before the first "
-                                     "update")
-    dqn_train_every: int = Field(1, ge=1, description="DQN: environment steps per update")
-    dqn_target_every: int = Field(500, ge=1, description="DQN: steps between target-network "
-                                  "copies")
-    dqn_exploration_fraction: float = Field(0.5, gt=0, le=1, description="DQN: share of the "
-                                            "budget over which epsilon falls to 0.05")
-
-    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _seeds(v)))
-    _envs = field_validator("environments")(classmethod(
-        lambda cls, v: _distinct(v, "environment")))
-    _baselines = field_validator("baselines")(classmethod(
-        lambda cls, v: _distinct(v, "baseline")))
-
-
 class RunConfig(Section):
     """A whole run: what kind of search, on which data and model, trained how, where."""
 
@@ -242,14 +113,14 @@ class RunConfig(Section):
     engine: EngineConfig = EngineConfig()
     ray: RayConfig = RayConfig()
     method: MethodConfig = MethodConfig()
-    comparison: ComparisonConfig | None = Field(
-        None, description="kind: comparison: methods x sparsities x seeds")
+    comparison: Any = Field(None, description="kind comparison: methods x sparsities x seeds")
     tune: Any = Field(None, description="`neuroprune tune`: sampled values and objectives")
-    ensemble: EnsembleConfig = EnsembleConfig()
-    activation: ActivationConfig = ActivationConfig()
-    planted: PlantedConfig = PlantedConfig()
-    rbm: RBMConfig = RBMConfig()
-    neuroevolution: NeuroevolutionConfig = NeuroevolutionConfig()
+    ensemble: Any = Field(None, description="kind ensemble_search: the pool and its evolution")
+    activation: Any = Field(None, description="kind activation_search: strategies and budget")
+    planted: Any = Field(None, description="kind planted: tasks, sweep and methods")
+    rbm: Any = Field(None, description="kind rbm_connectivity: the RBMs and their training")
+    neuroevolution: Any = Field(None, description="kind neuroevolution: NEAT and its "
+                                "baselines")
     logging: registered_list(LOGGERS) = Field(
         [], description="experiment trackers fed as the run records: tensorboard (<run>/tb), "
         "mlflow (<run>/mlruns, or MLFLOW_TRACKING_URI); none by default")
@@ -275,15 +146,15 @@ class RunConfig(Section):
     def _tune(cls, v: Any) -> Any:
         if v is None:
             return v
-        from .tuning.space import TuneConfig
-        return TuneConfig.model_validate(v)
+        return COMMAND_SECTIONS.load("tune").model_validate(v)
 
     @model_validator(mode="before")
     @classmethod
     def _empty_sections(cls, tree: Any) -> Any:
         # `data:` with nothing under it is YAML null: read it as "all defaults".
         if isinstance(tree, dict):
-            return {k: ({} if v is None and k in SECTIONS else v) for k, v in tree.items()}
+            tree = {k: ({} if v is None and k in SECTIONS else v) for k, v in tree.items()}
+            return kind_sections(tree)
         return tree
 
     @field_validator("training")
@@ -333,11 +204,53 @@ def method_params(method: MethodConfig) -> BaseModel:
         raise ConfigError(format_error(exc, prefix="method")) from None
 
 
-SECTIONS = ("data", "model", "sparsity", "training", "engine", "ray", "method", "ensemble",
-            "activation", "planted", "rbm", "neuroevolution")
+SECTIONS = ("data", "model", "sparsity", "training", "engine", "ray", "method")
 # `tune` stays None when empty: an empty tune section is an error, not "tune nothing".
-# `comparison` stays None too (`load_config` gives a comparison run its defaults), so that the
-# `comparison: null` of another kind's config.yaml reads back as written and the run resumes.
+#: the sections owned by one kind each (``Kind.section``): the run's kind's is validated by its
+#: ``Kind.Config``, another kind's is refused unless it holds only defaults (a config.yaml
+#: written by an earlier version holds every kind's), which is dropped
+KIND_SECTIONS = ("comparison", "activation", "ensemble", "planted", "rbm", "neuroevolution")
+
+
+def kind_sections(tree: dict[str, Any]) -> dict[str, Any]:
+    """``tree`` with its kind's section validated (defaults where absent or empty) and the
+    sections of other kinds dropped; one :class:`ConfigError` line for a section of another
+    kind that sets anything."""
+    kind = tree.get("kind", "mask_search")
+    if not isinstance(kind, str) or kind not in KINDS:
+        return tree  # the field's own validation names the unknown kind
+    cls = KINDS.load(kind)
+    out = dict(tree)
+    for key in KIND_SECTIONS:
+        value = out.pop(key, None)
+        if key == cls.section:
+            continue
+        if value is None:
+            continue
+        owner = _owner(key)
+        defaults = owner.Config().model_dump(mode="json") if owner is not None else None
+        if value != defaults and not (isinstance(value, dict) and not value):
+            who = f"kind {owner.name}" if owner is not None else "no kind"
+            raise ConfigError(f"{key}: is the section of {who}; this config is kind {kind}: "
+                              f"drop the section or set kind={getattr(owner, 'name', kind)}")
+    if cls.section is not None:
+        value = tree.get(cls.section)
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        try:
+            out[cls.section] = cls.Config.model_validate(value or {})
+        except ValidationError as exc:
+            raise ConfigError(format_error(exc, prefix=cls.section)) from None
+    return out
+
+
+def _owner(section: str):
+    """The kind whose section ``section`` is (None: no registered kind's)."""
+    for name in KINDS:
+        cls = KINDS.load(name)
+        if cls.section == section:
+            return cls
+    return None
 
 
 def format_error(exc: ValidationError, prefix: str = "") -> str:
@@ -446,10 +359,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     cfg.model.check_options()
     if path is not None and cfg.model.factory:
         factory_folder_on_path(resolve_config_path(path))
-    if cfg.kind == "comparison" and cfg.comparison is None:
-        cfg.comparison = ComparisonConfig()
-    sweep = {"comparison": cfg.comparison, "planted": cfg.planted}.get(cfg.kind)
-    if sweep is not None:  # every method of a sweep, with its parameters, before any run
+    own = KINDS.load(cfg.kind).section
+    sweep = getattr(cfg, own) if own is not None else None
+    if hasattr(sweep, "method_entries"):  # every method of a sweep, with its parameters
         for entry in sweep.method_entries():
             entry = {k: v for k, v in entry.items() if k != "label"}
             try:
@@ -487,5 +399,35 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
-    """The resolved config (defaults filled in), as written to ``config.yaml``."""
-    return cfg.model_dump(mode="json")
+    """The resolved config (defaults filled in), as written to ``config.yaml``: the common
+    sections, the kind's own and nothing of other kinds; the method with its parameters'
+    defaults."""
+    tree = cfg.model_dump(mode="json", exclude={k for k in KIND_SECTIONS
+                                                if getattr(cfg, k) is None})
+    try:
+        params = method_params(cfg.method).model_dump(mode="json")
+    except ConfigError:
+        params = {}
+    tree["method"] = {"name": cfg.method.name, **params, **tree["method"]}
+    return tree
+
+
+def saved_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    """A config.yaml tree as this version writes it (one written by an earlier version holds
+    every kind's section and the method without its defaults); ``tree`` itself where it does
+    not load."""
+    try:
+        return to_dict(load_config(tree=tree))
+    except ConfigError:
+        return tree
+
+
+def __getattr__(name: str) -> Any:
+    """The kinds' sections where they used to be (``neuroprune.config.ComparisonConfig``)."""
+    import importlib
+
+    where = {"ComparisonConfig": "comparison", "ActivationConfig": "activation_search",
+             "PlantedConfig": "planted_search", "NeuroevolutionConfig": "neuroevolution"}
+    if name in where:
+        return getattr(importlib.import_module(f"neuroprune.searches.{where[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from .config import RunConfig, to_dict
+from .config import KIND_SECTIONS, RunConfig, to_dict
 
 
 def _scalar(value: Any) -> str:
@@ -30,7 +30,11 @@ def _lines(model: type[BaseModel] | None, values: dict[str, Any], indent: int) -
     return out
 
 
-def _section_model(info) -> type[BaseModel] | None:
+def _section_model(info, key: str = "", cfg: RunConfig | None = None
+                   ) -> type[BaseModel] | None:
+    if cfg is not None and key in KIND_SECTIONS:  # the kind's own section, by its Config
+        section = getattr(cfg, key)
+        return type(section) if isinstance(section, BaseModel) else None
     if info is None:
         return None
     ann = info.annotation
@@ -55,9 +59,9 @@ def annotated_yaml(cfg: RunConfig) -> str:
             lines.append(f"  name: {cfg.method.name}")
             rest = {k: v for k, v in value.items() if k != "name"}
             lines += _lines(type(params), rest, 1)
-        elif isinstance(value, dict) and _section_model(info) is not None:
+        elif isinstance(value, dict) and _section_model(info, key, cfg) is not None:
             lines.append(f"{key}:{help_text}")
-            lines += _lines(_section_model(info), value, 1)
+            lines += _lines(_section_model(info, key, cfg), value, 1)
         else:
             lines.append(f"{key}: {_scalar(value)}{help_text}")
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ import difflib
 import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .errors import ConfigError
 
@@ -31,13 +31,27 @@ class Registry(Mapping[str, Entry]):
     ``key`` is the config key that selects from it (``method.name``), used in error messages.
     """
 
-    def __init__(self, what: str, key: str, entries: Mapping[str, tuple[str, str] | str]):
+    def __init__(self, what: str, key: str, entries: Mapping[str, tuple[str, str] | str],
+                 first: Callable[[], Mapping[str, tuple[str, str]]] | None = None):
+        """``first``: entries read from elsewhere when the registry is first used (the
+        reporters that the kinds name), placed before ``entries``."""
         self.what, self.key = what, key
         self._entries: dict[str, Entry] = {}
         self._loaded: dict[str, Any] = {}
+        self._first = first
         for name, value in entries.items():
             target, text = (value, "") if isinstance(value, str) else value
             self.add(name, target, text)
+
+    @property
+    def _all(self) -> dict[str, Entry]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            given, self._entries = self._entries, {}
+            for name, (target, text) in first().items():
+                self.add(name, target, text)
+            self._entries.update(given)
+        return self._entries
 
     def add(self, name: str, target: str, help: str = "") -> None:
         """Register ``name``; ``target`` is ``"module:attribute"``."""
@@ -49,16 +63,16 @@ class Registry(Mapping[str, Entry]):
 
     # Mapping interface: name -> Entry
     def __getitem__(self, name: str) -> Entry:
-        return self._entries[name]
+        return self._all[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
+        return iter(self._all)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._all)
 
     def names(self) -> list[str]:
-        return list(self._entries)
+        return list(self._all)
 
     def unknown(self, name: object) -> str:
         """The one-line message for a name that is not registered."""
@@ -70,14 +84,14 @@ class Registry(Mapping[str, Entry]):
     def check(self, name: str) -> str:
         """``name`` if registered; a ``ValueError`` with close matches otherwise (pydantic
         validators turn it into a config error naming the key)."""
-        if name not in self._entries:
+        if name not in self._all:
             raise ValueError(self.unknown(name))
         return name
 
     def load(self, name: str) -> Any:
         """Import and return the implementation of ``name`` (a :class:`ConfigError` naming
         ``key`` when it is not registered)."""
-        if name not in self._entries:
+        if name not in self._all:
             raise ConfigError(f"{self.key}: {self.unknown(name)}")
         if name not in self._loaded:
             module, _, attr = self._entries[name].target.partition(":")
@@ -88,7 +102,7 @@ class Registry(Mapping[str, Entry]):
         return self._loaded[name]
 
     def help(self, name: str) -> str:
-        return self._entries[name].help
+        return self._all[name].help
 
     def __repr__(self) -> str:
         return f"Registry({self.what!r}, {self.names()})"

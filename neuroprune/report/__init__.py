@@ -37,23 +37,20 @@ from typing import Sequence
 
 from ..errors import UserError
 from ..registry import Registry
+from ..searches.registry import KINDS
 from .document import Document
 from .inputs import open_input
 
-#: input kind -> function(inputs, document) writing its section
+def _kind_reporters() -> dict[str, tuple[str, str]]:
+    """Each run kind's ``Kind.reporter``."""
+    return {name: (KINDS.load(name).reporter, KINDS.help(name)) for name in KINDS}
+
+
+#: input kind -> function(inputs, document) writing its section: each run kind's reporter
+#: (its ``Kind.reporter``), and tuning folders'
 REPORTERS = Registry("report kind", "kind", {
-    "mask_search": ("neuroprune.report.mask:report", "mask-search runs"),
-    "comparison": ("neuroprune.report.comparison:report", "comparison runs"),
-    "activation_search": ("neuroprune.report.activation:report", "activation searches"),
-    "ensemble_search": ("neuroprune.report.ensemble:report", "ensemble searches"),
-    "planted": ("neuroprune.report.planted:report", "planted-ticket sweeps"),
-    "neuroevolution": ("neuroprune.report.neuroevolution:report",
-                       "NEAT against Q-learning runs"),
-    "rbm_connectivity": ("neuroprune.report.rbm:report", "RBM connectivity runs"),
-    "private_training": ("neuroprune.report.private:report",
-                         "differentially private trainings (one point each)"),
     "tuning": ("neuroprune.report.tuning:report", "Optuna studies of `neuroprune tune`"),
-})
+}, first=_kind_reporters)
 
 
 def make_report(inputs: Sequence[str | Path], out: str | Path) -> Path:

@@ -15,20 +15,8 @@ import pandas as pd
 
 from .. import results
 from ..errors import UserError
+from ..searches.registry import KINDS
 
-#: results.csv columns each kind writes (checked on input)
-COLUMNS = {"mask_search": ("generation",),
-           "comparison": ("method", "sparsity", "seed", "test_accuracy", "wall_seconds"),
-           "activation_search": ("generation", "strategy", "val_accuracy"),
-           "ensemble_search": ("generation", "best", "mean"),
-           "planted": ("task", "method", "sparsity", "seed", "planted_sparsity",
-                       "quality_trained", "iou"),
-           "rbm_connectivity": ("epoch", "variant", "reconstruction_error",
-                                "test_log_likelihood"),
-           "neuroevolution": ("environment", "method", "seed", "env_steps", "reward"),
-           "private_training": ("epsilon", "val_accuracy", "test_accuracy")}
-#: the table a kind's rows come from where it is not results.csv (None: the summary, one row)
-TABLES = {"neuroevolution": "curves.csv", "private_training": None}
 JOURNAL = "optuna.journal"
 
 
@@ -93,9 +81,10 @@ def open_input(path: str | Path) -> Run | StudyFolder:
                         f"or {JOURNAL} in it)")
     config = results.config(path)
     kind = config.get("kind", "mask_search")
-    if kind not in COLUMNS:
+    if kind not in KINDS:
         raise UserError(f"{path}/config.yaml names an unknown kind '{kind}'")
-    table = TABLES.get(kind, "results.csv")
+    owner = KINDS.load(kind)  # the table its rows are in and the columns it writes
+    table = owner.table
     source = path / (table or "summary.json")
     if not source.is_file():
         raise UserError(f"{path} has no results yet (the run stopped before it committed "
@@ -108,7 +97,7 @@ def open_input(path: str | Path) -> Run | StudyFolder:
         df = results.load(path)
     else:
         df = results.read_csv(source)
-    missing = [c for c in COLUMNS[kind] if c not in df.columns]
+    missing = [c for c in owner.columns if c not in df.columns]
     if missing:
         raise UserError(f"{source} lacks the column(s) {', '.join(missing)} of a {kind} run")
     if df.empty:

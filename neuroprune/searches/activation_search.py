@@ -33,8 +33,10 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+
+from pydantic import Field, field_validator
 
 from .. import __version__
 from ..activations import save as save_activations
@@ -48,8 +50,10 @@ from ..evolution.random_state import deap_random
 from ..models import RoleActivation
 from ..models.config import ModelConfig
 from ..rundir import RunDir
+from ..section import Section, registered_list
 from ..tracking import open_tracking
 from ..workbench import Workbench
+from .kinds import Kind
 from .registry import STRATEGIES
 
 class Top:
@@ -445,3 +449,76 @@ class ActivationSearch:
                    "neuroprune_version": __version__}
         self.rd.write_summary(summary)
         return summary
+
+
+class ActivationConfig(Section):
+    """``kind: activation_search``: what is compared and the evolutionary budget."""
+
+    strategies: registered_list(STRATEGIES) = Field(
+        ["relu", "gelu", "silu", "random", "ga", "coevolution"], min_length=1,
+        description="what is compared, on the same number of network trainings")
+    population: int = Field(8, ge=2, description="individuals per coevolving population")
+    generations: int = Field(5, ge=1, description="generations")
+    search_epochs: int = Field(2, ge=1, description="training epochs per fitness evaluation")
+    collaborators: Literal[1, 2] = Field(1, description="1: best of the other populations; "
+                                         "2: and a random member")
+    max_height: int = Field(5, ge=1, le=12, description="tree height limit")
+    primitives: str = Field("default", description="primitive set: default (ours, with "
+                            "constants) or paper (Lapid & Sipper's fifteen, x the only "
+                            "terminal)")
+    fitness: Literal["last", "best"] = Field(
+        "last", description="a candidate's score from its search training: validation "
+        "accuracy after the last epoch, or the best over the epochs (the paper's)")
+    stability: float = Field(0.0, ge=0, allow_inf_nan=False, description="subtract this "
+                             "times the drop of validation accuracy from its best epoch to "
+                             "the last: favours functions that keep improving as they train")
+    max_linearity: float | None = Field(0.998, gt=0, le=1, description="the probe rejects "
+                                        "functions whose best affine fit on [-3, 3] has a "
+                                        "larger R^2 (none: keep them)")
+    rounds: int = Field(1, ge=1, description="coevolution_sequential: passes over the three "
+                        "slots; the budget is split evenly between passes and slots")
+    start: Literal["random", "relu"] = Field("random", description="coevolution_sequential: "
+                                             "the slots' functions before their first search")
+    final_candidates: int = Field(3, ge=1, description="best distinct candidates per strategy "
+                                  "that get the final training (the winner is picked on "
+                                  "validation)")
+
+    @field_validator("primitives")
+    @classmethod
+    def _known_set(cls, v: str) -> str:
+        from ..activations.expr import PRIMITIVE_SETS
+        if v not in PRIMITIVE_SETS:
+            raise ValueError(f"unknown primitive set {v!r}; choose one of "
+                             f"{', '.join(PRIMITIVE_SETS)}")
+        return v
+
+
+class ActivationSearchKind(Kind):
+    name = "activation_search"
+    section = "activation"
+    Config = ActivationConfig
+    columns = ("generation", "strategy", "val_accuracy")
+    reporter = "neuroprune.report.activation:report"
+    resumable = False
+    objectives = ("val_accuracy", "wall_seconds")
+
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        from .._system import require_memory
+        from .activation_search import ActivationSearch
+        a = bench.config.activation  # three populations of trees, and their offspring
+        require_memory(a.population * 3 * 2 * 2 ** (a.max_height + 6),
+                       f"activation.population={a.population:,}", "lower activation.population")
+        self.search = ActivationSearch(bench)
+
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        return self.search.run(out, progress, on_generation=on_generation)
+
+    def lines(self, summary, out):
+        lines = []
+        for name, st in summary["strategies"].items():
+            funcs = "; ".join(f"{r}: {f}" for r, f in st["functions"].items())
+            paper = st.get("paper_test_accuracy", float("nan"))
+            lines.append(f"{name:<12} val {st['val_accuracy']:.4f} "
+                         f"test {st['test_accuracy']:.4f} (paper's {paper:.4f})  {funcs}")
+        return lines + [f"best by validation: {summary['best_strategy']}; run directory: {out}"]

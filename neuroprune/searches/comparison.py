@@ -34,19 +34,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
 from .._io import atomic_write, atomic_write_csv, atomic_write_text
 from ..backends.ray_actors import shared_ray
-from ..config import MethodConfig, RunConfig, method_params, to_dict
+from ..config import (MethodConfig, RunConfig, _methods, _seeds, _sparsities,
+                      method_entries, method_params, to_dict)
 from ..errors import ConfigError
 from ..methods import METHODS
 from ..report.stats import welch
 from ..rundir import RunDir
+from ..section import Section
 from ..tracking import open_tracking
 from ..workbench import Workbench
 from .comparison_efficiency import (EFFICIENCY_COLUMNS, efficiency_table, flops_figure,
                                     row_figures)
+from .kinds import Kind
 from .mask_search import MaskSearch
 
 COLUMNS = ["method", "sparsity", "seed", "test_accuracy", "val_accuracy", "actual_sparsity",
@@ -333,3 +337,51 @@ def compute_figure(rows: list[dict[str, Any]], target: str = "sparse"):
                  fontsize=10)
     fig.tight_layout()
     return fig
+
+
+class ComparisonConfig(Section):
+    """``kind: comparison``: the grid of methods, sparsities and seeds."""
+
+    methods: list[str | dict[str, Any]] = Field(
+        ["random", "snip", "kstarts"], min_length=1,
+        description="method names, or {name: ..., <params>} entries")
+    sparsities: list[float] = Field([0.9], min_length=1, description="target sparsities")
+    seeds: list[int] = Field([0], min_length=1, description="seeds (initial weights, masks, "
+                             "data order)")
+    budget: int | None = Field(None, ge=1, description="network-epochs every cell trains in "
+                               "all (its search and its final training); none: every final "
+                               "training gets training.epochs")
+    reuse: bool = Field(True, description="train what several cells ask for alike (the dense "
+                        "or regularised training a structured method prunes at every "
+                        "sparsity, IMP's first round) once and share it through the run "
+                        "folder's memo/; the results are the same as without")
+
+    _sparsities = field_validator("sparsities")(classmethod(lambda cls, v: _sparsities(v)))
+    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _seeds(v)))
+    _methods = field_validator("methods")(classmethod(lambda cls, v: _methods(v)))
+
+    def method_entries(self) -> list[dict[str, Any]]:
+        return method_entries(self.methods, "comparison.methods")
+
+
+class ComparisonKind(Kind):
+    name = "comparison"
+    section = "comparison"
+    Config = ComparisonConfig
+    columns = ("method", "sparsity", "seed", "test_accuracy", "wall_seconds")
+    reporter = "neuroprune.report.comparison:report"
+    not_tunable = ("a comparison is already a grid over methods, sparsities and seeds; tune "
+                   "one method with kind: mask_search")
+
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        from .comparison import Comparison
+        self.comparison = Comparison(bench)
+
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        return self.comparison.run(out, progress=progress, log=log)
+
+    def lines(self, summary, out):
+        return [(out / "comparison.md").read_text().rstrip("\n"),
+                f"{summary['cells']} cells in {summary['wall_seconds']:.0f}s; "
+                f"run directory: {out}"]

@@ -19,7 +19,9 @@ from ..ensembles import EvolvedEnsembleClassifier
 from ..ensembles.baselines import reference_scores
 from ..rundir import RunDir
 from ..tracking import open_tracking
+from ..ensembles.config import EnsembleConfig
 from ..workbench import Workbench
+from .kinds import Kind
 
 
 def estimator_from(cfg: RunConfig) -> EvolvedEnsembleClassifier:
@@ -170,3 +172,31 @@ def _load_checked(path: Path):
         except TypeError:  # joblib before 1.5
             unpickler = Checked(str(path), f)
         return unpickler.load()
+
+
+class EnsembleSearchKind(Kind):
+    name = "ensemble_search"
+    section = "ensemble"
+    Config = EnsembleConfig
+    columns = ("generation", "best", "mean")
+    reporter = "neuroprune.report.ensemble:report"
+    resumable = False
+    objectives = ("val_accuracy", "wall_seconds")
+
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        from .._system import require_memory
+        e = bench.config.ensemble  # a population and its offspring of DEAP individuals
+        require_memory(e.population * 2 * (1000 + 16 * len(e.pool)),
+                       f"ensemble.population={e.population:,}", "lower ensemble.population")
+
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        from .ensemble_search import run_ensemble_search
+        return run_ensemble_search(self.bench, out, progress, on_generation=on_generation)
+
+    def lines(self, summary, out):
+        s = summary
+        return [f"ensemble of {len(s['selected'])} ({', '.join(s['selected'])}): test "
+                f"accuracy {s['test_accuracy']:.4f}; best single ({s['best_single']}) "
+                f"{s['best_single_test_accuracy']:.4f}; whole-pool vote "
+                f"{s['pool_vote_test_accuracy']:.4f}", f"run directory: {out}"]

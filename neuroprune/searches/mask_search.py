@@ -26,6 +26,7 @@ from ..mirror import shown
 from ..rundir import RunDir
 from ..tracking import Tracking, open_tracking
 from ..workbench import Workbench
+from .kinds import Kind
 
 
 class Interrupted(Exception):
@@ -366,3 +367,33 @@ class MaskSearch:
             trained = found.trained if found.trained is not None else \
                 self._train_final(evaluator, found)
         return self._finish(rd, recording, found, trained, stages, search_epochs)
+
+
+class MaskSearchKind(Kind):
+    name = "mask_search"
+    columns = ("generation",)
+    reporter = "neuroprune.report.mask:report"
+    objectives = ("val_accuracy", "sparsity", "wall_seconds", "params", "flops", "latency")
+
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        from .mask_search import MaskSearch
+        self.search = MaskSearch(bench)
+
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        return self.search.run(out, progress=progress, resume=resume, log=log,
+                               on_generation=on_generation)
+
+    def lines(self, summary, out):
+        s = summary
+        return [f"{s['method']}: test accuracy {s['test_accuracy']:.4f} at sparsity "
+                f"{s['sparsity']:.4f} ({s['wall_seconds']:.1f}s on {s['device']})",
+                f"run directory: {out}"]
+
+    @classmethod
+    def run_name(cls, cfg):
+        """``<config name>-<method>`` unless the name already says it (``quickstart-rigl``)."""
+        method = cfg.method.name
+        if method not in cfg.name.split("-")[-1].split("_"):
+            return f"{cfg.name}-{method}"
+        return cfg.name

@@ -29,18 +29,21 @@ import statistics
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
 from .._io import atomic_write, atomic_write_text
-from ..config import NeuroevolutionConfig, to_dict
+from ..config import _distinct, _seeds, to_dict
 from ..errors import ConfigError, require
 from ..report.style import band, save, styles
 from ..rundir import RunDir
+from ..section import Section
 from ..workbench import Workbench
+from .kinds import Kind
 
 NEAT_CONFIG = """[NEAT]
 fitness_criterion     = max
@@ -415,3 +418,73 @@ def _draw(path: Path, genome, config, env_id: str) -> None:
                  f"red > 0, blue < 0)", fontsize=8)
     ax.axis("off")
     atomic_write(path, lambda tmp: save(fig, tmp))
+
+
+class NeuroevolutionConfig(Section):
+    """``kind: neuroevolution``: NEAT against tabular Q-learning on Gymnasium tasks."""
+
+    environments: list[str] = Field(["neuroprune/Track-v0", "CartPole-v1"], min_length=1,
+                                    description="Gymnasium ids (Box observations, Discrete "
+                                    "actions)")
+    seeds: list[int] = Field([0, 1, 2, 3, 4], min_length=1, description="seeds")
+    population: int = Field(50, ge=2, description="NEAT population size")
+    generations: int = Field(20, ge=1, description="NEAT generations")
+    episodes: int = Field(2, ge=1, description="evaluation episodes per policy (fixed seeds)")
+    max_steps: int = Field(400, ge=1, description="steps per episode before truncation")
+    compatibility_threshold: float = Field(3.0, gt=0, description="NEAT speciation distance")
+    elitism: int = Field(2, ge=0, description="NEAT genomes kept unchanged per species")
+    q_bins: int = Field(4, ge=2, description="Q-learning: cells per observation component")
+    q_alpha: float = Field(0.1, gt=0, le=1, description="Q-learning step size")
+    q_gamma: float = Field(0.99, ge=0, le=1, description="Q-learning discount")
+    q_eval_every: int = Field(2000, ge=1, description="Q-learning: training steps between "
+                              "greedy evaluations")
+    evaluator: Literal["tensor", "serial"] = Field(
+        "tensor", description="how a NEAT generation is scored: tensor (every genome padded "
+        "into one tensor pass, the episodes stepped together; the same fitnesses) or serial "
+        "(neat-python's networks, one genome at a time)")
+    baselines: list[Literal["qlearning", "dqn"]] = Field(
+        ["qlearning"], min_length=1, description="what NEAT is compared with on the same step "
+        "budget: qlearning (tabular), dqn (a small deep Q-network); q_eval_every for both")
+    dqn_hidden: int = Field(64, ge=1, description="DQN: hidden units (one ReLU layer)")
+    dqn_lr: float = Field(1e-3, gt=0, description="DQN: Adam learning rate")
+    dqn_buffer: int = Field(10_000, ge=1, description="DQN: replay buffer size")
+    dqn_batch_size: int = Field(64, ge=1, description="DQN: minibatch size")
+    dqn_learning_starts: int = Field(500, ge=0, description="DQN: steps before the first "
+                                     "update")
+    dqn_train_every: int = Field(1, ge=1, description="DQN: environment steps per update")
+    dqn_target_every: int = Field(500, ge=1, description="DQN: steps between target-network "
+                                  "copies")
+    dqn_exploration_fraction: float = Field(0.5, gt=0, le=1, description="DQN: share of the "
+                                            "budget over which epsilon falls to 0.05")
+
+    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _seeds(v)))
+    _envs = field_validator("environments")(classmethod(
+        lambda cls, v: _distinct(v, "environment")))
+    _baselines = field_validator("baselines")(classmethod(
+        lambda cls, v: _distinct(v, "baseline")))
+
+
+class NeuroevolutionKind(Kind):
+    name = "neuroevolution"
+    section = "neuroevolution"
+    Config = NeuroevolutionConfig
+    table = "curves.csv"
+    columns = ("environment", "method", "seed", "env_steps", "reward")
+    reporter = "neuroprune.report.neuroevolution:report"
+    resumable = False
+    objectives = ("reward", "wall_seconds")
+
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        from .neuroevolution import check
+        check(bench.config.neuroevolution)
+
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        from .neuroevolution import run_neuroevolution
+        return run_neuroevolution(self.bench, out, progress)
+
+    def lines(self, summary, out):
+        return [f"{env}: " + "; ".join(f"{m} {r['final_reward_mean']:.1f} ± "
+                                       f"{r['final_reward_std']:.1f}" for m, r in ms.items()
+                                       if m != "best_genome")
+                for env, ms in summary["environments"].items()] + [f"run directory: {out}"]

@@ -12,20 +12,24 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
 from .._io import atomic_write, atomic_write_csv, atomic_write_text
 from ..backends.ray_actors import shared_ray
-from ..config import MethodConfig, to_dict
+from ..config import (MethodConfig, _distinct, _methods, _seeds, _sparsities, method_entries,
+                      to_dict)
 from ..engine import EvalTask, StackedTrainer, TrainSettings
 from ..masks import flatten, load_mask, make_layout
 from ..models import build_model
 from ..planted import make_task, recovery
 from ..rundir import RunDir
+from ..section import Section
 from ..tracking import open_tracking
 from ..workbench import Workbench
+from .kinds import Kind
 from .mask_search import MaskSearch
 
 COLUMNS = ["task", "method", "sparsity", "seed", "planted_sparsity", "quality_pruned",
@@ -156,3 +160,46 @@ def _plot(rows, path: Path) -> None:
         ax.legend(fontsize=7)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
     plt.close(fig)
+
+
+class PlantedConfig(Section):
+    """``kind: planted``: tasks, network size, sweep and methods."""
+
+    tasks: list[Literal["relu", "circle", "helix"]] = Field(
+        ["relu", "circle", "helix"], min_length=1, description="planted tasks")
+    depth: int = Field(5, ge=3, description="linear layers of target and wide network")
+    width: int = Field(50, ge=16, description="width of the wide network")
+    samples: int = Field(3000, ge=100, description="samples per task")
+    sparsities: list[float] = Field([0.9, 0.99], description="swept sparsities; the planted "
+                                    "one (and one below it) are added")
+    methods: list[str | dict[str, Any]] = Field(["random", "magnitude", "snip", "kstarts"],
+                                                min_length=1, description="methods compared")
+    seeds: list[int] = Field([0], min_length=1, description="seeds")
+
+    _sparsities = field_validator("sparsities")(classmethod(lambda cls, v: _sparsities(v)))
+    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _seeds(v)))
+    _tasks = field_validator("tasks")(classmethod(lambda cls, v: _distinct(v, "task")))
+    _methods = field_validator("methods")(classmethod(lambda cls, v: _methods(v)))
+
+    def method_entries(self) -> list[dict[str, Any]]:
+        return method_entries(self.methods, "planted.methods")
+
+
+class PlantedKind(Kind):
+    name = "planted"
+    section = "planted"
+    Config = PlantedConfig
+    columns = ("task", "method", "sparsity", "seed", "planted_sparsity", "quality_trained",
+               "iou")
+    reporter = "neuroprune.report.planted:report"
+    not_tunable = ("the planted-ticket benchmark is a fixed sweep with a known answer; tune a "
+                   "method with kind: mask_search")
+
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        from .planted_search import run_planted
+        return run_planted(self.bench, out, progress)
+
+    def lines(self, summary, out):
+        return [(out / "planted.md").read_text().rstrip("\n"),
+                f"{summary['cells']} cells in {summary['wall_seconds']:.0f}s; "
+                f"run directory: {out}"]

@@ -17,11 +17,13 @@ import torch
 
 from .. import __version__
 from ..config import to_dict
+from ..errors import UserError
 from ..engine.private_trainer import check_private_model, train_private
 from ..masks.allocation import bits_to_mask, random_bits
 from ..rundir import RunDir
 from ..tracking import open_tracking
 from ..workbench import Workbench
+from .kinds import Kind
 
 
 def private_model(bench: Workbench):
@@ -56,3 +58,31 @@ def run_private_training(bench: Workbench, out: str | Path) -> dict[str, Any]:
                "wall_seconds": round(time.time() - t0, 3), "neuroprune_version": __version__}
     rd.write_summary(summary)
     return summary
+
+
+class PrivateTrainingKind(Kind):
+    name = "private_training"
+    table = None
+    columns = ("epsilon", "val_accuracy", "test_accuracy")
+    reporter = "neuroprune.report.private:report"
+    resumable = False
+    objectives = ("val_accuracy", "epsilon")
+
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        if bench.structure is not None:
+            raise UserError("kind private_training draws an element mask; use "
+                            "sparsity.structure=element")
+        from .private_training import private_model
+        private_model(bench)  # a model Opacus cannot handle is refused before any writing
+
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        from .private_training import run_private_training
+        return run_private_training(self.bench, out)
+
+    def lines(self, summary, out):
+        s = summary
+        spent = (f" at epsilon {s['epsilon']:.3f} (target {s['target_epsilon']}, delta "
+                 f"{s['delta']:g}, {s['privacy_method']})" if s["private"] else " (not private)")
+        return [f"test accuracy {s['test_accuracy']:.4f}{spent}, sparsity {s['sparsity']:.3f}",
+                f"run directory: {out}"]

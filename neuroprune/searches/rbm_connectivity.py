@@ -26,7 +26,9 @@ from ..errors import UserError
 from ..rbm import RBMStack, ais_log_partition, connection_budget, log_likelihood
 from ..rundir import RunDir
 from ..tracking import open_tracking
+from ..rbm.config import RBMConfig
 from ..workbench import Workbench
+from .kinds import Kind
 
 FIGURE = "rbm_connectivity.png"
 MASK_FILE = "learned_mask.safetensors"
@@ -190,3 +192,30 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
     plt.close(fig)
+
+
+class RBMConnectivityKind(Kind):
+    name = "rbm_connectivity"
+    section = "rbm"
+    Config = RBMConfig
+    columns = ("epoch", "variant", "reconstruction_error", "test_log_likelihood")
+    reporter = "neuroprune.report.rbm:report"
+    resumable = False
+    not_tunable = ("its only held-out score is the test log-likelihood (there is no "
+                   "validation split), and choosing settings by the test set leaves no "
+                   "unbiased estimate")
+
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        from .rbm_connectivity import check
+        check(bench)
+
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        from .rbm_connectivity import run_rbm_connectivity
+        return run_rbm_connectivity(self.bench, out, progress, log, on_generation)
+
+    def lines(self, summary, out):
+        return [f"{v:<8} test log-likelihood {s['test_log_likelihood']:.2f} nats, "
+                f"reconstruction error {s['reconstruction_error']:.4f} "
+                f"({s['connections']:,} connections)" for v, s in summary["variants"].items()
+                ] + [f"run directory: {out}"]

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from ..registry import Registry
 
-#: kind name -> Kind class (see :mod:`neuroprune.searches.kinds`)
+#: kind name -> its Kind class, in its own module (base: :class:`.kinds.Kind`)
 KINDS = Registry("kind", "kind", {
-    "mask_search": ("neuroprune.searches.kinds:MaskSearchKind",
+    "mask_search": ("neuroprune.searches.mask_search:MaskSearchKind",
                     "one method finds a sparse mask; the best network is trained and tested"),
-    "comparison": ("neuroprune.searches.kinds:ComparisonKind",
+    "comparison": ("neuroprune.searches.comparison:ComparisonKind",
                    "methods x sparsities x seeds side by side"),
-    "activation_search": ("neuroprune.searches.kinds:ActivationSearchKind",
+    "activation_search": ("neuroprune.searches.activation_search:ActivationSearchKind",
                           "evolve activation functions (coevolution and baselines)"),
-    "ensemble_search": ("neuroprune.searches.kinds:EnsembleSearchKind",
+    "ensemble_search": ("neuroprune.searches.ensemble_search:EnsembleSearchKind",
                         "evolve a classifier ensemble (CIF-E)"),
-    "planted": ("neuroprune.searches.kinds:PlantedKind",
+    "planted": ("neuroprune.searches.planted_search:PlantedKind",
                 "every method against tickets planted in wide networks"),
-    "rbm_connectivity": ("neuroprune.searches.kinds:RBMConnectivityKind",
+    "rbm_connectivity": ("neuroprune.searches.rbm_connectivity:RBMConnectivityKind",
                          "RBMs fully connected, random sparse and with learned connectivity"),
-    "neuroevolution": ("neuroprune.searches.kinds:NeuroevolutionKind",
+    "neuroevolution": ("neuroprune.searches.neuroevolution:NeuroevolutionKind",
                        "NEAT against tabular Q-learning (and a DQN) on Gymnasium tasks"),
-    "private_training": ("neuroprune.searches.kinds:PrivateTrainingKind",
+    "private_training": ("neuroprune.searches.private_training:PrivateTrainingKind",
                          "one (randomly masked) network trained with differential privacy "
                          "(training.privacy: DP-SGD or LSG)"),
 })

@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import changed_keys
+from ..config import changed_keys, saved_tree
 from ..errors import UserError
 from ..rundir import RESUME_MAY_CHANGE
 from .storage import redacted
@@ -39,8 +39,10 @@ TUNE_MAY_CHANGE = ("n_trials", "sampler", "pruner", "stale_after", "retry_failed
 
 
 def kept_config(base: dict[str, Any]) -> dict[str, Any]:
-    """What of a base config a continued study must keep (not its name: a label)."""
-    return {k: v for k, v in base.items() if k not in (*RESUME_MAY_CHANGE, "name")}
+    """What of a base config a continued study must keep (not its name: a label), as this
+    version writes it (one recorded by an earlier version holds every kind's section)."""
+    return {k: v for k, v in saved_tree(base).items()
+            if k not in (*RESUME_MAY_CHANGE, "name", "tune")}
 
 
 def kept_tune(tune) -> dict[str, Any]:

@@ -144,6 +144,8 @@ class Tuner:
             raise ConfigError("tune.objectives: latency needs sparsity.latency_repeats > 0")
         self.cfg, self.tune = cfg, cfg.tune
         self.base = {k: v for k, v in to_dict(cfg).items() if k != "tune"}
+        # the method as given: a trial that samples method.name takes the new one's defaults
+        self.base["method"] = cfg.method.model_dump(mode="json")
         self.out = Path(out)
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} is a file; give a folder")
