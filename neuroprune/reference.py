@@ -122,15 +122,21 @@ def config_page() -> str:
              "sit beside `method.name`: see [the methods reference](methods.md). Masks keep "
              "exactly `round((1 - s) * n)` weights per allocation unit (a layer, or the whole "
              "network for `global`; ERK per layer at its density).", ""]
+    own = {KINDS.load(k).section for k in KINDS}  # sections of one kind: listed below
     top = [(k, _value(_default(i)), i.description or "") for k, i in
-           RunConfig.model_fields.items() if _submodel(i.annotation) is None and k != "tune"]
+           RunConfig.model_fields.items()
+           if _submodel(i.annotation) is None and k != "tune" and k not in own]
     lines += ["## The run", ""] + _table(top, ("key", "default", "meaning"))
-    for name, info in RunConfig.model_fields.items():
-        sub = _submodel(info.annotation)
-        if sub is None or name == "method":
-            continue
+    sections = [(name, _submodel(info.annotation), info.description)
+                for name, info in RunConfig.model_fields.items()
+                if _submodel(info.annotation) is not None and name != "method"]
+    for kind in KINDS:  # each kind's own section, validated by the kind's Config
+        cls = KINDS.load(kind)
+        if cls.section and cls.Config is not None:
+            sections.append((cls.section, cls.Config, f"kind {kind}"))
+    for name, sub, description in sections:
         lines += ["", f"## `{name}`", ""]
-        doc = inspect.getdoc(sub) or info.description or ""
+        doc = inspect.getdoc(sub) or description or ""
         if doc:
             lines += [_cell(doc.split("\n\n")[0]), ""]
         lines += _table(list(field_rows(sub, f"{name}.")), ("key", "default", "meaning"))
