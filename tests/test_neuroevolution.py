@@ -188,6 +188,7 @@ def test_dqn_baseline_runs_beside_neat_and_q_learning(tmp_path):
     ("neuroevolution.environments=[Pendulum-v1]", "Discrete actions"),
     ("neuroevolution.baselines=[dqn, dqn]", "baseline"),
     ("neuroevolution.baselines=[ppo]", "baselines"),
+    ("neuroevolution.evaluator=gpu", "evaluator"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, setting, words):
     out = tmp_path / "run"

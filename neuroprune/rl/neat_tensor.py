@@ -36,6 +36,12 @@ import numpy as np
 import torch
 
 
+def mean_return(returns: list[float]) -> float:
+    """The mean of episode returns, summed in order: every evaluator's one formula, so that
+    the tensor evaluator's fitness equals the one-by-one evaluation's to the last bit."""
+    return sum(returns) / len(returns)
+
+
 def supported(config) -> str | None:
     """Why ``config``'s genomes cannot be evaluated as tensors, or None."""
     g = config.genome_config
@@ -118,7 +124,7 @@ class TensorEvaluator:
             total = self._batched(net, rows, seeds)
         else:
             total = self._one_by_one(net, rows, seeds)
-        return [sum(row) / e for row in total.reshape(len(genomes), e).tolist()]
+        return [mean_return(row) for row in total.reshape(len(genomes), e).tolist()]
 
     def _batched(self, net, rows: torch.Tensor, seeds: list[int]) -> np.ndarray:
         if self.vector is None or self.vector_size != len(seeds):

@@ -40,6 +40,7 @@ from .._io import atomic_write, atomic_write_text
 from ..config import _distinct, _seeds, to_dict
 from ..errors import ConfigError, require
 from ..report.style import band, save, styles
+from ..rl.neat_tensor import mean_return
 from ..rundir import RunDir
 from ..section import Section
 from ..workbench import Workbench
@@ -168,11 +169,6 @@ class Evaluator:
                 total, done, self.steps = total + r, term or trunc, self.steps + 1
             returns.append(total)
         return mean_return(returns)
-
-
-def mean_return(returns: list[float]) -> float:
-    """The mean of episode returns, summed in order (every evaluator's one formula)."""
-    return sum(returns) / len(returns)
 
 
 def _bounds(space) -> tuple[np.ndarray, np.ndarray]:
