@@ -279,6 +279,21 @@ def test_a_ray_client_run_watches_the_client_server_it_talks_to(monkeypatch):
     assert watched_address(None) == watched_address("auto") == "ray://head:10002"
 
 
+def test_a_client_servers_failed_start_names_its_cause_and_is_tried_again():
+    from neuroprune.backends.ray_session import _reason, _transient_client_failure
+    server_said = ConnectionAbortedError(
+        "Initialization failure from server:\nTraceback (most recent call last):\n"
+        "  File \"proxier.py\", line 780, in Datapath\n"
+        "RuntimeError: Proxy failed to Connect to backend! Check `ray_client_server.err`")
+    assert _reason(server_said) == ("Initialization failure from server: RuntimeError: Proxy "
+                                    "failed to Connect to backend! Check "
+                                    "`ray_client_server.err`")
+    assert _transient_client_failure(server_said)
+    refused = ConnectionError("ray client connection timeout")
+    assert _reason(refused) == "ray client connection timeout"
+    assert not _transient_client_failure(refused)
+
+
 def test_a_ray_tune_at_a_uri_sends_each_trial_there(cluster, tmp_path, monkeypatch, capsys):
     """``tune --out URI`` on Ray: the trials (on either node) send their folders and
     artifacts to the URI, Ray Tune keeps its experiment there, the study is on a server."""

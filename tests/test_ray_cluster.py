@@ -98,7 +98,9 @@ def _two_nodes():
     base = tempfile.mkdtemp(prefix="rcl", dir="/tmp")
     # Ray's token authentication, on as docs/cluster.md recommends, with a token of this test's
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "RAY_ADDRESS": "",
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex}
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex,
+           # a client's driver server starts slowly on a loaded 2-core head
+           "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "120"}
     port, dash, client = free_port(), free_port(), free_port()
     head = _ray_start(["--head", f"--port={port}", f"--temp-dir={base}/h", "--num-cpus=1",
                        "--num-gpus=0", "--include-dashboard=true", "--dashboard-host=127.0.0.1",

@@ -20,12 +20,16 @@ import os
 import socket
 import sys
 import threading
+import time
 from typing import Any, Callable
 
 from ..errors import MissingDependencyError, UserError
 
 #: seconds to wait for a TCP connection to a cluster's address
 CONNECT_TIMEOUT_S = 5.0
+# a Ray client's driver server that did not start in time: tries in all, and the pause between
+CLIENT_INIT_TRIES = 3
+CLIENT_RETRY_PAUSE_S = 2.0
 
 
 def import_ray():
@@ -119,12 +123,44 @@ def connect(address: str | None = None) -> bool:
         raise UserError(f"cannot reach the Ray client server at {target} within "
                         f"{CONNECT_TIMEOUT_S:.0f} s; check the address (port 10001 by "
                         f"default) and that the cluster is up")
-    try:
-        ray.init(address=target, log_to_driver=False)
-    except Exception as exc:
-        raise UserError(f"cannot join the Ray cluster at {target} (from {source}): "
-                        f"{str(exc).splitlines()[0][:200]}") from None
+    tries = CLIENT_INIT_TRIES if target.startswith("ray://") else 1
+    for attempt in range(1, tries + 1):
+        try:
+            ray.init(address=target, log_to_driver=False)
+            return True
+        except Exception as exc:
+            if attempt < tries and _transient_client_failure(exc):
+                say(f"the Ray client server at {target} could not start this driver's "
+                    f"server ({_reason(exc)}); trying again ({attempt}/{tries - 1})")
+                _quiet_shutdown(ray)
+                time.sleep(CLIENT_RETRY_PAUSE_S)
+                continue
+            raise UserError(f"cannot join the Ray cluster at {target} (from {source}): "
+                            f"{_reason(exc)}") from None
     return True
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for a failed ``ray.init``: the message's first line, and where Ray's client
+    server sent back its own traceback, that traceback's last line (the cause)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    head, tail = lines[0].rstrip(":"), lines[-1]
+    return (head if len(lines) == 1 else f"{head}: {tail}")[:240]
+
+
+def _transient_client_failure(exc: BaseException) -> bool:
+    """Ray's client server starts one server process per driver; on a loaded head that start
+    can miss its deadline, and the next connection usually succeeds."""
+    return isinstance(exc, ConnectionAbortedError) and "Initialization failure" in str(exc)
+
+
+def _quiet_shutdown(ray) -> None:
+    try:
+        ray.shutdown()
+    except Exception:  # a half-made client connection; nothing of ours to keep
+        pass
 
 
 def plan_workers(num_workers: int | str, cpus_per_worker: int,
