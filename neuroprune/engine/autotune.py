@@ -19,6 +19,11 @@ chunk of networks, mask density and thread count, in this process and in a file
 run, and every process of a machine, trains with the trainer the first measurement chose. The
 trainers give one network the same result (to float rounding, as a different chunking would):
 the choice changes the time, not what is found.
+
+A measurement taken while other work competed for this process's cores is marked
+``disturbed`` (:func:`disturbed`): it decides for the process that took it, and the next
+process measures again; the first undisturbed measurement is kept for good. So a choice made
+on a busy machine does not outlive the load.
 """
 
 from __future__ import annotations
@@ -52,7 +57,13 @@ SHORT, LONG, ROUNDS = 2, 6, 2
 #: time and more than ``FLOOR`` seconds
 BUDGET, FLOOR = 0.25, 2.0
 
+#: with one thread, a measurement during which the process ran less than this share of the
+#: time is ``disturbed``
+CPU_SHARE = 0.8
+
 _CHOICES: dict[str, dict[str, Any]] = {}
+#: keys this process measured itself (a disturbed record from elsewhere is measured again)
+_MEASURED_HERE: set[str] = set()
 
 
 def cache_file() -> Path:
@@ -70,6 +81,22 @@ def _read(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def disturbed(cpu_seconds: float, wall_seconds: float, device: torch.device) -> bool:
+    """Whether a CPU measurement of ``wall_seconds`` shared its cores with other work. With
+    one thread, the process got less than ``CPU_SHARE`` of a core while it measured; with
+    more, the machine's one-minute load exceeded its cores by more than half a core (the
+    process's own threads count among the load). GPU timings are not judged."""
+    if device.type != "cpu" or wall_seconds <= 0:
+        return False
+    if torch.get_num_threads() == 1:
+        return cpu_seconds < CPU_SHARE * wall_seconds
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        return False
+    return load > (os.cpu_count() or 1) + 0.5
 
 
 def _valid(record: Any) -> bool:
@@ -90,9 +117,9 @@ def remembered(key: str) -> dict[str, Any] | None:
 
 
 def remember(key: str, record: dict[str, Any]) -> dict[str, Any]:
-    """Keep ``record`` for ``key``; a record another process wrote first wins (so every
-    process of a machine trains with one choice). A cache that cannot be written only costs
-    a measurement in the next process."""
+    """Keep ``record`` for ``key``; an undisturbed record another process wrote first wins
+    (so every process of a machine trains with one choice), a disturbed one is replaced. A
+    cache that cannot be written only costs a measurement in the next process."""
     from filelock import FileLock, Timeout
 
     path = cache_file()
@@ -100,7 +127,7 @@ def remember(key: str, record: dict[str, Any]) -> dict[str, Any]:
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock", timeout=30):
             table = _read(path)
-            if _valid(table.get(key)):
+            if _valid(table.get(key)) and not table[key].get("disturbed"):
                 record = table[key]
             table[key] = record
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -202,19 +229,25 @@ class AutoTrainer:
         key = self.key(task, chunk, names)
         record = remembered(key)
         steps = steps_per_run(len(self.data.train_y), self.settings.batch_size, task.epochs)
-        if record is None or set(record.get("costs") or names) != set(names):
+        stale = record is not None and record.get("disturbed") and key not in _MEASURED_HERE
+        if record is None or stale or set(record.get("costs") or names) != set(names):
             chunks = -(-len(task) // chunk)  # the task's steps, every chunk's
+            _MEASURED_HERE.add(key)
+            cpu, wall = time.process_time(), time.perf_counter()
             costs = self.measure(task.slice(0, chunk), names, steps * chunks)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             if costs is None:  # too dear to measure for this task: kept for this process
                 record = _CHOICES.setdefault(key, {"costs": None})
             else:
                 record = remember(key, {"costs": costs,
+                                        "disturbed": disturbed(cpu, wall, self.device),
                                         "measured": time.strftime("%Y-%m-%dT%H:%M:%S")})
         if record["costs"] is None:
             self.chosen = {"choice": self.default.name, "seconds": {}, "steps": steps}
         else:
             seconds = predicted(record["costs"], steps)
-            self.chosen = {"choice": choose(seconds), "seconds": seconds, "steps": steps}
+            self.chosen = {"choice": choose(seconds), "seconds": seconds, "steps": steps,
+                           "disturbed": bool(record.get("disturbed"))}
         return self.chosen["choice"]
 
     def measure(self, task: EvalTask, names: list[str], steps: int | None = None
@@ -277,7 +310,9 @@ class AutoTrainer:
         seconds = self.chosen.get("seconds", {})
         parts = ", ".join(f"{n} {v:.2f} s" for n, v in sorted(seconds.items(),
                                                                    key=lambda kv: kv[1]))
-        return (f"auto: measured, predicted for {self.chosen['steps']} steps: {parts}"
+        busy = "; the machine was busy: measured again next run" \
+            if self.chosen.get("disturbed") else ""
+        return (f"auto: measured, predicted for {self.chosen['steps']} steps: {parts}{busy}"
                 if parts else "auto")
 
 
