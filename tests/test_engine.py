@@ -1,5 +1,6 @@
 """The population engine: every network of a population equals that network trained alone."""
 
+import copy
 import json
 import os
 import subprocess
@@ -537,3 +538,39 @@ def test_parameters_used_in_forward_and_permutes_take_the_population_graph():
     forward, reason = population_forward(model, (1, 8, 8))
     assert forward.kind == "graph", reason
     check_graph(PopulationGraph.compile(model), model, (1, 8, 8), tolerance=1e-9)
+
+
+def test_one_network_forward_fills_every_slot_of_a_tied_weight_and_switches_mode():
+    """The per-network trainer's forward puts the given tensors into the module's own slots:
+    a weight two layers share is one parameter, used (and differentiated) in both places."""
+    from neuroprune.engine.forward import ModuleForward
+    from neuroprune.engine.graph import Pass
+
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc, self.dec, self.drop = nn.Linear(6, 6), nn.Linear(6, 6), nn.Dropout(0.5)
+            self.dec.weight = self.enc.weight
+            self.bn = nn.BatchNorm1d(6)
+
+        def forward(self, x):
+            return self.dec(self.drop(torch.tanh(self.bn(self.enc(x)))))
+
+    torch.manual_seed(0)
+    ref = Tied().double()
+    params = {k: v.detach().clone().unsqueeze(0).requires_grad_()
+              for k, v in ref.named_parameters()}
+    assert sorted(params) == ["bn.bias", "bn.weight", "dec.bias", "enc.bias", "enc.weight"]
+    buffers = {k: v.clone().unsqueeze(0) for k, v in ref.named_buffers()}
+    x = torch.randn(5, 6, dtype=torch.float64)
+    forward = ModuleForward(copy.deepcopy(ref))
+    ref.eval()
+    got = forward(params, buffers, x, Pass(p=1, training=False, seeds=torch.zeros(1).long()))
+    torch.testing.assert_close(got[0], ref(x))
+    got.sum().backward()
+    ref(x).sum().backward()
+    torch.testing.assert_close(params["enc.weight"].grad[0], ref.enc.weight.grad)
+    # training mode: BatchNorm's running statistics move in the given buffers
+    forward(params, buffers, x, Pass(p=1, training=True, seeds=torch.zeros(1).long()))
+    assert forward.model.training
+    assert not torch.equal(buffers["bn.running_mean"][0], ref.bn.running_mean)

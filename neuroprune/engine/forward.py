@@ -62,7 +62,12 @@ class VmapForward:
 
 
 class ModuleForward:
-    """One network (P = 1) through its own ``nn.Module``; hooks capture Linear layers."""
+    """One network (P = 1) through its own ``nn.Module``; hooks capture Linear layers.
+
+    The module is the network's own (a trainer's copy): each call puts views of the given
+    parameters and buffers straight into its slots (every slot of a tied weight), as
+    ``functional_call`` would, without its per-call bookkeeping, and switches train/eval mode
+    only when it changes; on a small network that overhead is a few percent of a step."""
 
     kind = "module"
 
@@ -70,6 +75,7 @@ class ModuleForward:
         self.model = model
         self.linears = {f"{n}.weight": m for n, m in model.named_modules()
                         if isinstance(m, nn.Linear)}
+        self.slots = _slots(model)
 
     def set_activations(self, formulas: dict[str, Any] | None) -> None:
         """Set each role's function (compiled) for the network this module trains."""
@@ -78,9 +84,13 @@ class ModuleForward:
                 mod.fn = formulas[mod.role] if formulas and mod.role in formulas else torch.relu
 
     def __call__(self, params, buffers, x, pass_: Pass) -> torch.Tensor:
-        self.model.train(pass_.training)
-        one_p = {k: v.squeeze(0) for k, v in params.items()}  # a view: no copy backward
-        one_b = {k: v.squeeze(0) for k, v in buffers.items()}
+        if self.model.training != pass_.training:
+            self.model.train(pass_.training)
+        for group in (params, buffers):
+            for name, value in group.items():
+                one = value.squeeze(0)  # a view: no copy backward
+                for table, leaf in self.slots[name]:
+                    table[leaf] = one
         handles = []
         if pass_.capture is not None:
             for name in pass_.capture_names:
@@ -90,10 +100,28 @@ class ModuleForward:
         seed = pass_.seeds[0] if pass_.seeds is not None else torch.zeros((), dtype=torch.int64)
         try:
             with dropout_seeds(seed, pass_.step):
-                return functional_call(self.model, (one_p, one_b), (x,)).unsqueeze(0)
+                return self.model(x).unsqueeze(0)
         finally:
             for h in handles:
                 h.remove()
+
+
+def _slots(model: nn.Module) -> dict[str, list[tuple[dict, str]]]:
+    """For each parameter and buffer name (as ``named_parameters``/``named_buffers`` give
+    them), the module dictionaries and keys that hold it: several for a tied weight."""
+    canonical: dict[int, str] = {}
+    for name, t in (*model.named_parameters(), *model.named_buffers()):
+        canonical.setdefault(id(t), name)
+    slots: dict[str, list[tuple[dict, str]]] = {}
+    for _, mod in model.named_modules(remove_duplicate=False):
+        for table in (mod._parameters, mod._buffers):
+            for leaf, t in table.items():
+                if t is not None and id(t) in canonical:
+                    entry = (table, leaf)
+                    got = slots.setdefault(canonical[id(t)], [])
+                    if not any(d is table and k == leaf for d, k in got):
+                        got.append(entry)
+    return slots
 
 
 def _stack(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
