@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import MissingDependencyError, UserError, require
+from .rundir import FILES
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
@@ -286,7 +287,7 @@ def _run_search(cfg, out: Path, resume: bool, progress: bool, mirror=None) -> in
         else:
             _check_fresh_out(out)  # again under the lock: a rival may have begun meanwhile
         try:
-            with _kept_unless_resumed(out / "config.yaml", resume), (
+            with _kept_unless_resumed(out / FILES.config, resume), (
                     mirror.active() if mirror is not None else contextlib.nullcontext()):
                 summary = kind.run(out, progress=progress, resume=resume,
                                    log=lambda m: print(m, file=sys.stderr))
@@ -351,7 +352,7 @@ def _resume(where: str, progress: bool, overrides: list[str] | None = None,
     mirror = _mirror(where, fresh=False) if is_uri(where) else None
     run_dir = mirror.local if mirror is not None else Path(where)
 
-    cfg_path = run_dir / "config.yaml"
+    cfg_path = run_dir / FILES.config
     if not cfg_path.is_file():
         raise UserError(f"{where} is not a run directory (no config.yaml)")
     from .rundir import RunDir
@@ -386,7 +387,7 @@ def _factory_folder_of_run(run_dir: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         return  # none recorded: the factory imports from the path as it is, or says why not
     if isinstance(folder, str) and Path(folder).is_dir():
-        factory_folder_on_path(Path(folder) / "config.yaml")
+        factory_folder_on_path(Path(folder) / FILES.config)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -577,7 +578,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                             f"estimator), not --format {args.format}")
         return _export_ensemble(Path(args.run_dir), Path(args.out))
     elif args.run_dir:
-        path = Path(args.run_dir) / "best_mask.safetensors"
+        path = Path(args.run_dir) / FILES.best_mask
         if not path.is_file():
             raise UserError(f"{args.run_dir} has no best_mask.safetensors (unfinished run, or "
                             f"not a mask-search run directory)")

@@ -62,6 +62,9 @@ class RunFiles:
     curve = "learning_curve.csv"
     logbook = "logbook.csv"
     best_mask = "best_mask.safetensors"
+    curves = "curves.csv"  # neuroevolution: reward against steps
+    learned_mask = "learned_mask.safetensors"  # rbm_connectivity: the learned pattern
+    trials = "trials.csv"  # tune: every trial
     lock = ".lock"
     holder = ".lock.holder"
 
@@ -69,6 +72,11 @@ class RunFiles:
     def checkpoint(generation: int) -> str:
         """A generation's checkpoint, inside :attr:`checkpoints`."""
         return f"gen_{generation:04d}.pt"
+
+    @staticmethod
+    def genome(slug: str) -> str:
+        """neuroevolution: the best genome of an environment (``slug``: its id, file-safe)."""
+        return f"best_genome_{slug}.safetensors"
 
 
 #: the file names of a run directory

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .. import results
 from ..errors import UserError
+from ..rundir import FILES
 from ..searches.registry import KINDS
 
 JOURNAL = "optuna.journal"
@@ -76,24 +77,24 @@ def open_input(path: str | Path) -> Run | StudyFolder:
         raise UserError(f"{path} is a file; give a run folder or a tuning folder")
     if (path / JOURNAL).is_file():
         return StudyFolder(path, path / JOURNAL)
-    if not (path / "config.yaml").is_file():
+    if not (path / FILES.config).is_file():
         raise UserError(f"{path} is not a neuroprune run folder (no config.yaml, results.csv "
                         f"or {JOURNAL} in it)")
     config = results.config(path)
     kind = config.get("kind", "mask_search")
     if kind not in KINDS:
-        raise UserError(f"{path}/config.yaml names an unknown kind '{kind}'")
+        raise UserError(f"{path / FILES.config} names an unknown kind '{kind}'")
     owner = KINDS.load(kind)  # the table its rows are in and the columns it writes
     table = owner.table
-    source = path / (table or "summary.json")
+    source = path / (table or FILES.summary)
     if not source.is_file():
         raise UserError(f"{path} has no results yet (the run stopped before it committed "
-                        f"{'its first generation' if table == 'results.csv' else source.name})")
-    summary = results.read_json(path / "summary.json") if (path / "summary.json").is_file() \
-        else None
+                        f"{'its first generation' if table == FILES.results else source.name})")
+    summary = results.read_json(path / FILES.summary) \
+        if (path / FILES.summary).is_file() else None
     if table is None:
         df = pd.DataFrame([summary])
-    elif table == "results.csv":
+    elif table == FILES.results:
         df = results.load(path)
     else:
         df = results.read_csv(source)

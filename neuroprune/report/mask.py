@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import results
+from ..rundir import FILES
 from .document import Document
 from .inputs import Run
 from .style import band, integer_ticks, percent, pyplot, styles
@@ -46,7 +47,7 @@ def fitness_weights(run: Run) -> str:
 
 def has_fitness(run: Run) -> bool:
     """A weighted fitness besides the validation accuracy (K-starts; not IMP or DG rounds)."""
-    return "fitness" in run.results or (run.path / "logbook.csv").is_file()
+    return "fitness" in run.results or (run.path / FILES.logbook).is_file()
 
 
 def val_per_generation(run: Run) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from .document import Document
+from ..rundir import FILES
 from .inputs import Run
 from .style import band, pyplot, styles, REFERENCE
 
@@ -72,7 +73,7 @@ def topology_figure(doc: Document, run: Run, env: str, runs: list[Run]) -> bool:
     hidden nodes by their depth; red connections positive, blue negative, width |w|."""
     from ..masks.io import read_mask_file
 
-    path = run.path / f"best_genome_{_slug(env)}.safetensors"
+    path = run.path / FILES.genome(_slug(env))
     if not path.is_file():
         return False
     mask, weights, meta = read_mask_file(path)

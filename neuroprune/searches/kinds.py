@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from ..errors import UserError
+from ..rundir import FILES
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -39,7 +40,7 @@ class Kind:
     #: the class validating that section
     Config: ClassVar[type[BaseModel] | None] = None
     #: the table its rows are read from by ``neuroprune report`` (None: summary.json, one row)
-    table: ClassVar[str | None] = "results.csv"
+    table: ClassVar[str | None] = FILES.results
     #: columns that table must hold
     columns: ClassVar[tuple[str, ...]] = ()
     #: "module:function(inputs, document)" drawing its runs in ``neuroprune report``

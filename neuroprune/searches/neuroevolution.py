@@ -41,7 +41,7 @@ from ..config import _distinct, _seeds, to_dict
 from ..errors import ConfigError, require
 from ..report.style import band, save, styles
 from ..rl.neat_tensor import mean_return
-from ..rundir import RunDir
+from ..rundir import FILES, RunDir
 from ..section import Section
 from ..workbench import Workbench
 from .kinds import Kind
@@ -306,11 +306,11 @@ def run_neuroevolution(bench: Workbench, out: str | Path, progress: bool = True
     writer = csv.DictWriter(buf, COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(rd.path / "curves.csv", buf.getvalue())
+    atomic_write_text(rd.path / FILES.curves, buf.getvalue())
     for env_id in nc.environments:
         slug = _slug(env_id)
         genome, config = best[env_id]
-        export_genome(rd.path / f"best_genome_{slug}.safetensors", genome, config, env_id)
+        export_genome(rd.path / FILES.genome(slug), genome, config, env_id)
         _draw(rd.path / f"topology_{slug}.png", genome, config, env_id)
         ms = {}
         for m in ("neat", *nc.baselines):
@@ -464,7 +464,7 @@ class NeuroevolutionKind(Kind):
     name = "neuroevolution"
     section = "neuroevolution"
     Config = NeuroevolutionConfig
-    table = "curves.csv"
+    table = FILES.curves
     columns = ("environment", "method", "seed", "env_steps", "reward")
     reporter = "neuroprune.report.neuroevolution:report"
     resumable = False

@@ -24,14 +24,14 @@ from .._io import atomic_write
 from ..config import to_dict
 from ..errors import UserError
 from ..rbm import RBMStack, ais_log_partition, connection_budget, log_likelihood
-from ..rundir import RunDir
+from ..rundir import FILES, RunDir
 from ..tracking import open_tracking
 from ..rbm.config import RBMConfig
 from ..workbench import Workbench
 from .kinds import Kind
 
 FIGURE = "rbm_connectivity.png"
-MASK_FILE = "learned_mask.safetensors"
+MASK_FILE = FILES.learned_mask
 
 
 def binarised(bench: Workbench) -> tuple[torch.Tensor, torch.Tensor]:

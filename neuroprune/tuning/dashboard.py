@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..rundir import FILES
+
 #: files a trial's run directory may hold -> user attribute of their artifact id
-ARTIFACTS = {"best_mask.safetensors": "best_mask_artifact",
+ARTIFACTS = {FILES.best_mask: "best_mask_artifact",
              "best_activations.json": "best_activations_artifact",
              "ensemble.joblib": "ensemble_artifact",
              "fitness.png": "fitness_plot_artifact"}

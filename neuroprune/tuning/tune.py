@@ -27,7 +27,7 @@ from .._io import WriteError, atomic_write_json
 from ..config import RunConfig, load_config, to_dict
 from ..errors import ConfigError, UserError
 from ..progress import logs_above_bars
-from ..rundir import RunDir
+from ..rundir import FILES, RunDir
 from ..searches.mask_search import Interrupted, Terminated, stop_signal
 from . import study as recorded
 from .dashboard import show_trial
@@ -311,7 +311,7 @@ class Tuner:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at generation {generation}")
 
-        resume = kind.resumable and (run_dir / "config.yaml").exists()
+        resume = kind.resumable and (run_dir / FILES.config).exists()
         started = time.perf_counter()
 
         def plot() -> bool:  # (trials trained as one population share its time)
@@ -525,9 +525,9 @@ class Tuner:
                 summary["pareto_front"] = [
                     {"number": t.number, "values": t.values, "params": t.params,
                      "run_dir": t.user_attrs.get("run_dir")} for t in study.best_trials]
-        atomic_write_json(self.out / "summary.json", summary)
+        atomic_write_json(self.out / FILES.summary, summary)
         try:
-            study.trials_dataframe().to_csv(self.out / "trials.csv", index=False)
+            study.trials_dataframe().to_csv(self.out / FILES.trials, index=False)
         except Exception:
             pass
         return summary
