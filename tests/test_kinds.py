@@ -52,8 +52,18 @@ def test_config_yaml_of_a_mask_search_holds_no_other_kind_and_the_method_default
     defaults = method_params(cfg.method).model_dump(mode="json")
     assert tree["method"] == {"name": cfg.method.name, **defaults}
     assert cfg.activation is None and cfg.comparison is None
-    # written and read back: the same tree, nothing "changed" on resume
-    assert changed_keys(tree, to_dict(load_config(tree=tree))) == []
+    # and the zoo model with its options' defaults (quickstart sets widths only)
+    assert tree["model"] == {"name": "mlp", "factory": None, "kwargs": {}, "weights": None,
+                             "widths": [300, 100], "activation": "relu", "dropout": 0.0,
+                             "init": "default"}
+    # written and read back: the same tree, nothing "changed" on resume, and the same model
+    again = load_config(tree=tree)
+    assert changed_keys(tree, to_dict(again)) == []
+    shape, classes = (64,), 10
+    assert again.model.spec(shape, classes) == cfg.model.spec(shape, classes)
+    assert again.model.spec(shape, classes).options == {}  # widths given = its default
+    wider = load_config("quickstart", ["model.widths=[64]", "model.dropout=0.5"])
+    assert wider.model.spec(shape, classes).options == {"widths": (64,), "dropout": 0.5}
 
 
 @pytest.mark.parametrize("kind,section", [("comparison", "comparison"),

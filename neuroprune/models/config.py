@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..errors import ConfigError
 from ..section import Section
-from .spec import TORCHVISION, ModelSpec, validate_options
+from .spec import TORCHVISION, ModelSpec, option_defaults, validate_options
 
 
 class ModelConfig(Section):
@@ -66,12 +67,39 @@ class ModelConfig(Section):
                               f"options of zoo model '{self.name}' sit beside its name "
                               f"(model.{next(iter(self.kwargs))})")
         from . import MODELS
-        options = validate_options(MODELS.load(self.name), self.options,
-                                   f"model '{self.name}'")
+        fn = MODELS.load(self.name)
+        options = validate_options(fn, self.options, f"model '{self.name}'")
+        # an option at its default is no option: a config.yaml (which writes every default)
+        # gives the spec, and so the memo and cache keys, of the config it was written from
+        defaults = {n: p.default for n, p in inspect.signature(fn).parameters.items()}
+        options = {k: v for k, v in options.items() if not _same(v, defaults.get(k, _NONE))}
         return ModelSpec(shape, num_classes, self.name, options)
+
+    def resolved(self) -> dict[str, Any]:
+        """The section as ``config.yaml`` writes it: a zoo model's options with their
+        defaults filled in (a factory's or torchvision model's as given)."""
+        tree = self.model_dump(mode="json")
+        if self.factory or self.name.startswith(TORCHVISION):
+            return tree
+        from . import MODELS
+        try:
+            defaults = option_defaults(MODELS.load(self.name))
+        except Exception:  # a zoo entry that does not import says so where it is built
+            return tree
+        return {**tree, **{k: v for k, v in defaults.items() if k not in tree}}
 
     def check_options(self) -> None:
         """Validate zoo options without data (input shape and classes do not matter)."""
         if not self.factory and not self.name.startswith(TORCHVISION):
             from . import MODELS
             validate_options(MODELS.load(self.name), self.options, f"model '{self.name}'")
+
+
+_NONE = object()
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return bool(value == default)
+    except Exception:  # values that do not compare (tensors) are never a default
+        return False

@@ -164,6 +164,15 @@ def validate_options(fn: Callable, options: Mapping[str, Any], where: str) -> di
     return out
 
 
+def option_defaults(fn: Callable) -> dict[str, Any]:
+    """The default of every keyword-only option of a zoo function, as a config file writes
+    it (tuples as lists)."""
+    def plain(v: Any) -> Any:
+        return [plain(x) for x in v] if isinstance(v, (tuple, list)) else v
+    return {n: plain(p.default) for n, p in inspect.signature(fn).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not p.empty}
+
+
 def _accepted(fn: Callable, available: Mapping[str, Any]) -> dict[str, Any]:
     """The entries of ``available`` that ``fn`` takes by name."""
     try:
