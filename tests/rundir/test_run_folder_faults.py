@@ -1,8 +1,9 @@
-"""Nothing lost, nothing mixed: resume, tuning and the run folder under faults (issue 20).
+"""Nothing lost, nothing mixed: a run folder and its resume under faults.
 
-Every test stands for one way a run folder, a study or a resumed run could lose or mix data:
-a changed config on resume, a damaged ledger, two writers, leftovers of a killed process,
-Ctrl-C at any moment, broken files, a full disk.
+Every test stands for one way a run folder or a resumed run could lose or mix data: a
+changed config on resume, a damaged ledger, two writers, leftovers of a killed process,
+Ctrl-C, SIGTERM or SIGKILL at any moment, broken files, a full disk. (A study's trials under
+the same faults: tests/tuning/test_tune_faults.py.)
 """
 
 import errno
@@ -20,13 +21,13 @@ import torch
 from neuroprune.cli import main
 from neuroprune.rundir import RunDir
 
+from faults import ENV, STOPS, killed_at_random, start, wait_for
 from helpers import REPO
 
 QUICK = str(REPO / "configs" / "quickstart.yaml")
 TINY = ["--set", "method.population=4", "--set", "method.generations=3",
         "--set", "method.search_epochs=1", "--set", "training.epochs=1",
         "--set", "model.widths=[16]", "--no-progress", "--device", "cpu"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -337,23 +338,6 @@ def test_the_empty_layer_check_leaves_structured_budgets_and_sweeps_alone(config
 
 
 # --------------------------------------------------------------- 6: Ctrl-C and SIGTERM
-# SIGTERM (`ray job stop`, a preempted node, Kubernetes) stops as Ctrl-C does, with its own code
-STOPS = pytest.mark.parametrize("stop,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                                ids=["sigint", "sigterm"])
-
-
-def _start(args, out_file):
-    return subprocess.Popen([sys.executable, "-m", "neuroprune", *args], env=ENV, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(path, proc, timeout=120):
-    deadline = time.time() + timeout
-    while not path.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, proc.communicate()[1]
-
-
 @STOPS
 def test_ctrl_c_during_the_final_training_stops_and_resume_finishes(tmp_path, stop, code):
     out = tmp_path / "final"
@@ -361,8 +345,8 @@ def test_ctrl_c_during_the_final_training_stops_and_resume_finishes(tmp_path, st
             "method.generations=2", "--set", "method.search_epochs=1", "--set",
             "training.epochs=400", "--set", "model.widths=[16]", "--no-progress",
             "--device", "cpu"]
-    proc = _start(args, out)
-    _wait_for(out / "checkpoints" / "gen_0001.pt", proc)  # the search is over
+    proc = start(args, out)
+    wait_for(out / "checkpoints" / "gen_0001.pt", proc)  # the search is over
     time.sleep(0.5)
     proc.send_signal(stop)
     _, err = proc.communicate(timeout=120)
@@ -387,8 +371,8 @@ def test_ctrl_c_in_resume_exits_130_and_the_next_resume_finishes(unfinished, tmp
     short = config.read_text()
     assert "\n  epochs: 1\n" in short
     config.write_text(short.replace("\n  epochs: 1\n", "\n  epochs: 400\n"))
-    proc = _start(["resume", str(unfinished), "--no-progress"], unfinished)
-    _wait_for(unfinished / "checkpoints" / "gen_0002.pt", proc)  # the search is over
+    proc = start(["resume", str(unfinished), "--no-progress"], unfinished)
+    wait_for(unfinished / "checkpoints" / "gen_0002.pt", proc)  # the search is over
     time.sleep(0.5)
     proc.send_signal(stop)
     _, err = proc.communicate(timeout=120)
@@ -400,49 +384,14 @@ def test_ctrl_c_in_resume_exits_130_and_the_next_resume_finishes(unfinished, tmp
     assert sorted(RunDir(unfinished).committed(), key=str) == [0, 1, 2, "final"]
 
 
-@STOPS
-@pytest.mark.parametrize("batch", [1, 2])
-def test_ctrl_c_in_tune_exits_130_and_the_next_call_retries_the_trial(tmp_path, batch, stop,
-                                                                      code):
-    import optuna
-    from optuna.trial import TrialState
-
-    from neuroprune.tuning.storage import open_storage
-
-    out = tmp_path / "tune"
-    tq = str(REPO / "configs" / "tune_quickstart.yaml")
-    fast = ["--set", "method.population=4", "--set", "method.generations=2", "--set",
-            "training.epochs=100", "--set", "model.widths=[16]", "--set", "tune.pruner=none",
-            "--batch", str(batch), "--no-progress"]
-    proc = _start(["tune", tq, "--out", str(out), "--n-trials", "3", *fast], out)
-    _wait_for(out / "trials" / f"trial_{batch - 1:04d}" / "checkpoints" / "gen_0001.pt", proc)
-    time.sleep(0.3)  # in the final training
-    proc.send_signal(stop)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == code, err
-    assert "Traceback" not in err and "interrupted" in err
-    study = optuna.load_study(study_name="tune_quickstart",
-                              storage=open_storage(str(out / "optuna.journal")))
-    stopped = study.trials[:batch]
-    assert all(t.state == TrialState.FAIL for t in stopped)
-    waiting = study.get_trials(states=(TrialState.WAITING,))
-    assert [t.system_attrs["fixed_params"] for t in waiting] == [t.params for t in stopped]
-    assert not study.get_trials(states=(TrialState.RUNNING,))
-    quick = fast  # a continued study keeps its config
-    assert main(["tune", tq, "--out", str(out), "--n-trials", str(batch), *quick]) == 0
-    again = study.trials[batch:]
-    assert [t.state for t in again] == [TrialState.COMPLETE] * batch
-    assert [t.params for t in again] == [t.params for t in stopped]
-
-
 def test_sigterm_mid_generation_drops_it_whole_and_resume_gives_the_same_run(tmp_path,
                                                                            finished):
     """SIGTERM during a search generation: the generations before it committed, that one
     dropped whole, an "interrupted" summary, exit 143; resume ends where the uncut run did."""
     out = tmp_path / "term"
     slow = [a.replace("method.search_epochs=1", "method.search_epochs=200") for a in TINY]
-    proc = _start(["run", QUICK, "--out", str(out), *slow], out)
-    _wait_for(out / "checkpoints" / "gen_0000.pt", proc)
+    proc = start(["run", QUICK, "--out", str(out), *slow], out)
+    wait_for(out / "checkpoints" / "gen_0000.pt", proc)
     proc.send_signal(signal.SIGTERM)  # in generation 1's (or 2's) training
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "Traceback" not in err, err
@@ -459,46 +408,7 @@ def test_sigterm_mid_generation_drops_it_whole_and_resume_gives_the_same_run(tmp
     assert not list(out.rglob("*.tmp"))
 
 
-# --------------------------------------------------------------- 2: a continued study samples on
-def test_a_continued_study_samples_new_parameters(tmp_path):
-    import optuna
-    from optuna.trial import TrialState
-
-    from neuroprune.config import load_config
-    from neuroprune.tuning.storage import open_storage
-    from neuroprune.tuning.tune import Tuner
-
-    cfg = load_config(REPO / "configs" / "tune_quickstart.yaml",
-                      ["method.population=3", "method.generations=1", "training.epochs=1",
-                       "model.widths=[8]", "tune.pruner=none", "tune.sampler=random"])
-    out = tmp_path / "t"
-    for _ in range(2):
-        Tuner(cfg, out, n_trials=2).run(progress=False)
-    study = optuna.load_study(study_name="tune_quickstart",
-                              storage=open_storage(str(out / "optuna.journal")))
-    params = [tuple(sorted(t.params.items()))
-              for t in study.get_trials(states=(TrialState.COMPLETE,))]
-    assert len(params) == 4 and len(set(params)) == 4
-
-
 # --------------------------------------------------------------- SIGKILL at random moments
-def _killed_at_random(args, rng, low, high, after=None):
-    """Run ``neuroprune ARGS`` and SIGKILL it after a random delay (from when ``after``
-    exists, if given); True if it was killed (False: it ended first, and must have
-    succeeded)."""
-    proc = _start(args, None)
-    if after is not None:
-        _wait_for(after, proc)
-    try:
-        proc.wait(timeout=rng.uniform(low, high))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return True
-    assert proc.returncode == 0, proc.stderr.read()
-    return False
-
-
 def test_sigkill_at_random_moments_in_run_and_resume_changes_nothing(tmp_path):
     import random
 
@@ -520,14 +430,14 @@ def test_sigkill_at_random_moments_in_run_and_resume_changes_nothing(tmp_path):
         args = ["resume", str(cut), "--no-progress"] if started else \
             ["run", QUICK, "--out", str(cut), *over]
         if kills >= 3:  # enough: let it finish
-            assert _killed_at_random(args, rng, 600, 600) is False
+            assert killed_at_random(args, rng, 600, 600) is False
             continue
         done = [int(p.stem[4:]) for p in RunDir(cut).checkpoints()]
         # somewhere in the next generation (or the final training, after the last one)
         after = cut / "checkpoints" / f"gen_{max(done) + 1:04d}.pt" if done else \
             cut / "config.yaml"
         after = after if not done or max(done) < 7 else None
-        kills += _killed_at_random(args, rng, 0.0, step, after=after)
+        kills += killed_at_random(args, rng, 0.0, step, after=after)
     assert kills >= 3
     assert (cut / "results.csv").read_bytes() == (full / "results.csv").read_bytes()
     assert (cut / "ledger.jsonl").read_bytes() == (full / "ledger.jsonl").read_bytes()
@@ -538,44 +448,6 @@ def test_sigkill_at_random_moments_in_run_and_resume_changes_nothing(tmp_path):
     ma, mb = (load_file(str(d / "best_mask.safetensors")) for d in (full, cut))
     assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
     assert not list(cut.rglob("*.tmp"))
-
-
-def test_sigkill_at_random_moments_in_tune_loses_and_repeats_no_trial(tmp_path):
-    import random
-
-    import optuna
-    from optuna.trial import TrialState
-
-    from neuroprune.tuning.storage import open_storage
-
-    out, rng = tmp_path / "tune", random.Random(7)
-    tq = str(REPO / "configs" / "tune_quickstart.yaml")
-    fast = ["--set", "method.population=4", "--set", "method.generations=2", "--set",
-            "training.epochs=2", "--set", "model.widths=[16]", "--set", "tune.pruner=none",
-            "--set", "tune.sampler=random", "--no-progress"]
-    tune = ["tune", tq, "--out", str(out), *fast]
-    kills = sum(_killed_at_random(tune + ["--n-trials", "6"], rng, 0.0, 1.0,
-                                  after=out / "trials") for _ in range(3))
-    assert kills >= 2
-    storage = open_storage(str(out / "optuna.journal"))
-    study = optuna.load_study(study_name="tune_quickstart", storage=storage)
-    waiting = len(study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING)))
-    assert main(tune + ["--n-trials", str(waiting + 1)]) == 0
-    trials = optuna.load_study(study_name="tune_quickstart", storage=storage).trials
-    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.FAIL}
-    failed = [t for t in trials if t.state == TrialState.FAIL]
-    for f in failed:  # each killed trial is run again once, with its parameters
-        again = [t for t in trials if t.user_attrs.get("retried_from") == f.number]
-        assert len(again) == 1 and again[0].params == f.params, f.number
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    params = [tuple(sorted(t.params.items())) for t in complete]
-    assert len(set(params)) == len(params)  # nothing completed twice
-    dirs = [t.user_attrs["run_dir"] for t in trials]
-    assert len(set(dirs)) == len(dirs)
-    for t in complete:  # each result is its own run folder's
-        summary = json.loads((REPO / t.user_attrs["run_dir"]).joinpath("summary.json")
-                             .read_text())
-        assert t.value == summary["val_accuracy"]
 
 
 # ------------------------------------------- every method: stopped after a commit, resumed

@@ -19,7 +19,7 @@ from neuroprune.errors import UserError
 
 PIL = pytest.importorskip("PIL.Image")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLASSES, PER_CLASS, SIZE = 3, 12, 8
 
 
