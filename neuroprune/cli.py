@@ -429,12 +429,12 @@ def cmd_kinds(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from .config import RunConfig, load_config
-    from .config_help import annotated_yaml
+    from .config import load_config
+    from .config_help import annotated_yaml, config_schema
 
     if args.schema:
         import json
-        print(json.dumps(RunConfig.model_json_schema(), indent=2))
+        print(json.dumps(config_schema(), indent=2))
         return 0
     cfg = load_config(args.config, args.overrides)
     print(annotated_yaml(cfg), end="")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .config import KIND_SECTIONS, RunConfig, to_dict
 
@@ -65,3 +65,25 @@ def annotated_yaml(cfg: RunConfig) -> str:
         else:
             lines.append(f"{key}: {_scalar(value)}{help_text}")
     return "\n".join(lines) + "\n"
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON schema of a config file, with each kind's section (and ``tune:``) described
+    by the class that validates it (``RunConfig`` holds them untyped, so that config.py
+    imports no kind)."""
+    from pydantic import create_model
+
+    from .config import COMMAND_SECTIONS
+    from .searches.registry import KINDS
+
+    typed: dict[str, Any] = {}
+    for name in KINDS:
+        kind = KINDS.load(name)
+        if kind.section is not None and kind.Config is not None:
+            field = RunConfig.model_fields[kind.section]
+            typed[kind.section] = (kind.Config | None,
+                                   Field(None, description=field.description))
+    tune = RunConfig.model_fields["tune"]
+    typed["tune"] = (COMMAND_SECTIONS.load("tune") | None,
+                     Field(None, description=tune.description))
+    return create_model("RunConfig", __base__=RunConfig, **typed).model_json_schema()

@@ -80,6 +80,19 @@ def test_json_schema_lists_registered_names(capsys):
     names = data["anyOf"][0]["enum"]  # or "package.module:function"
     assert "cifar10" in names and "digits" in names and "folder" in names
     assert ":" in data["anyOf"][1]["pattern"]
+    # each kind's section (and tune:) is described by the class that validates it, so an
+    # editor flags a misspelt key in a shipped config of that kind, and accepts the config
+    import jsonschema
+    import yaml
+    for section, cls in (("comparison", "ComparisonConfig"), ("planted", "PlantedConfig"),
+                         ("activation", "ActivationConfig"), ("tune", "TuneConfig")):
+        assert schema["properties"][section]["anyOf"][0] == {"$ref": f"#/$defs/{cls}"}
+    for shipped in sorted((REPO / "configs").glob("*.yaml")):
+        jsonschema.validate(yaml.safe_load(shipped.read_text()), schema)
+    comparison = yaml.safe_load((REPO / "configs" / "compare_digits.yaml").read_text())
+    comparison["comparison"]["sparsitys"] = [0.5]
+    with pytest.raises(jsonschema.ValidationError, match="sparsitys"):
+        jsonschema.validate(comparison, schema)
 
 
 def test_version_and_help_do_not_import_torch():
