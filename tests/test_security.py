@@ -21,7 +21,7 @@ from neuroprune.errors import UserError
 from neuroprune.export import FORMATS, export
 
 from helpers import REPO
-from test_faults import QUICK, TINY, finished, unfinished  # noqa: F401  (fixtures: a tiny run)
+from faults import QUICK, TINY, finished, unfinished  # noqa: F401  (fixtures: a tiny run)
 
 
 

@@ -9,7 +9,6 @@ the same faults: tests/tuning/test_tune_faults.py.)
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,31 +20,9 @@ import torch
 from neuroprune.cli import main
 from neuroprune.rundir import RunDir
 
-from faults import ENV, STOPS, killed_at_random, start, wait_for
+from faults import (ENV, QUICK, STOPS, TINY, finished, killed_at_random,  # noqa: F401
+                    start, unfinished, wait_for)
 from helpers import REPO
-
-QUICK = str(REPO / "configs" / "quickstart.yaml")
-TINY = ["--set", "method.population=4", "--set", "method.generations=3",
-        "--set", "method.search_epochs=1", "--set", "training.epochs=1",
-        "--set", "model.widths=[16]", "--no-progress", "--device", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished tiny run (three generations)."""
-    out = tmp_path_factory.mktemp("finished") / "run"
-    assert main(["run", QUICK, "--out", str(out), *TINY]) == 0
-    return out
-
-
-@pytest.fixture
-def unfinished(finished, tmp_path):
-    """A copy of the finished run as an interrupted one leaves it: no summary yet."""
-    out = tmp_path / "int"
-    shutil.copytree(finished, out)
-    (out / "summary.json").unlink()
-    return out
-
 
 def _err(capsys) -> str:
     err = capsys.readouterr().err.strip()
