@@ -401,7 +401,7 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
     """The resolved config (defaults filled in), as written to ``config.yaml``: the common
     sections, the kind's own and nothing of other kinds; the method with its parameters'
-    defaults, a zoo model with its options' defaults."""
+    defaults, a zoo model's and the dataset's options with their defaults."""
     tree = cfg.model_dump(mode="json", exclude={k for k in KIND_SECTIONS
                                                 if getattr(cfg, k) is None})
     try:
@@ -410,6 +410,7 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
         params = {}
     tree["method"] = {"name": cfg.method.name, **params, **tree["method"]}
     tree["model"] = cfg.model.resolved()
+    tree["data"] = cfg.data.resolved()
     return tree
 
 

@@ -148,6 +148,14 @@ def config_page() -> str:
                   if p.name not in ("input_shape", "num_classes")]
         opts = ", ".join(f"`{p.name}: {_value(p.default).strip('`')}`" for p in params)
         lines.append(f"| `{name}` | {opts or 'none'} |")
+    lines += ["", "## Dataset options", "", "A dataset's options sit beside `data.dataset` "
+              "(`--set data.samples=500` for `blobs`), checked against its loader's signature; "
+              "datasets not listed take none.", "",
+              "| dataset | option | default | meaning |", "| --- | --- | --- | --- |"]
+    from .data.options import described
+    for name in DATASETS:
+        for option, default, text in described(DATASETS.load(name)):
+            lines.append(f"| `{name}` | `data.{option}` | {_value(default)} | {_cell(text)} |")
     lines += ["", "## `tune`", "", "`neuroprune tune`: what is sampled and what is optimised "
               "(see [Tuning](tuning.md)).", ""]
     lines += _table(list(field_rows(TuneConfig, "tune.")), ("key", "default", "meaning"))

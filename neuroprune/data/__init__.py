@@ -28,7 +28,7 @@ def load_dataset(config: DataConfig | str = "digits", **options: Any) -> DataSpl
         from .streamed import load_callable
         data = check_splits(load_callable(config))
     else:
-        data = check_splits(DATASETS.load(config.dataset)(config))
+        data = check_splits(DATASETS.load(config.dataset)(config, **config.options))
     return pad_images(data, config.pad) if config.pad else data
 
 

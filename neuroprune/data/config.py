@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-
-
-from pydantic import AfterValidator, Field, WithJsonSchema, field_validator
+from pydantic import (AfterValidator, ConfigDict, Field, WithJsonSchema, field_validator,
+                      model_validator)
 
 from ..section import Section, registered_list
 from .registry import AUGMENTATIONS, DATASETS
@@ -28,7 +27,11 @@ class LoaderConfig(Section):
 
 
 class DataConfig(Section):
-    """Which dataset, where its files are, how it is split and augmented."""
+    """Which dataset, where its files are, how it is split and augmented. A dataset's own
+    options (``samples`` for ``blobs``, ``protocol`` for the MNIST family) sit beside
+    ``dataset``, checked against its loader's signature (:mod:`neuroprune.data.options`)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     dataset: Annotated[str, AfterValidator(_dataset), WithJsonSchema(
         {"type": "string", "anyOf": [{"enum": DATASETS.names()},
@@ -48,22 +51,12 @@ class DataConfig(Section):
                              "subfolders of images)")
     download: bool = Field(False, description="download missing files through torchvision "
                            "(needs neuroprune[vision] and internet)")
-    protocol: Literal["auto", "full", "10k"] = Field(
-        "auto", description="MNIST family: full 60k/10k, or MNIST-10k (the 10k test images "
-        "only); auto picks full when the training images are there")
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="bundled, CSV and generated "
                                 "sets: validation share")
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="bundled, CSV and generated "
                                  "sets: test share")
     split_seed: int = Field(0, ge=0, description="fixes the split of bundled, CSV and "
                             "generated sets (and the generated data itself)")
-    path: str | None = Field(None, description="dataset csv: the CSV file")
-    label_column: str = Field("label", description="dataset csv: the column holding the class")
-    samples: int = Field(2000, ge=30, description="generated sets (blobs, images): samples")
-    features: int = Field(20, ge=1, description="blobs: features per sample")
-    classes: int = Field(10, ge=2, description="generated sets: classes")
-    image_size: int = Field(32, ge=4, description="images: height and width (3 channels); "
-                            "folder: resize to it when given")
     pad: int = Field(0, ge=0, le=64, description="pixels of background added around every "
                      "image (2 turns the MNIST family's 28x28 into the 32x32 of LeNet-5's paper "
                      "and of CIFAR models)")
@@ -81,3 +74,28 @@ class DataConfig(Section):
         if len(set(v)) != len(v):
             raise ValueError(f"lists an augmentation twice: {v}")
         return v
+
+    @model_validator(mode="after")
+    def _own_options(self) -> "DataConfig":
+        extra = self.__pydantic_extra__
+        if extra and ":" not in self.dataset:  # a function's Datasets: it reads its own
+            from .options import validate
+            checked = validate(self.dataset, DATASETS.load(self.dataset), dict(extra))
+            extra.clear()
+            extra.update(checked)
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The dataset's own options given beside ``dataset`` (validated)."""
+        return dict(self.__pydantic_extra__ or {})
+
+    def resolved(self) -> dict[str, Any]:
+        """The section as ``config.yaml`` writes it: the dataset's options with their
+        defaults filled in."""
+        tree = self.model_dump(mode="json")
+        if ":" in self.dataset:
+            return tree
+        from .options import defaults
+        return {**tree, **{k: v for k, v in defaults(DATASETS.load(self.dataset)).items()
+                           if k not in tree}}

@@ -26,6 +26,7 @@ import torch
 from ..errors import DataError, MissingDependencyError
 from .base import DataSplits, standardise
 from .config import DataConfig
+from .options import Protocol
 
 TORCHVISION_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST",
                      "usps": "USPS"}
@@ -142,9 +143,9 @@ def _load_usps(root: Path, download: bool):
             np.asarray(te.targets))
 
 
-def load_mnist_family(name: str, cfg: DataConfig) -> DataSplits:
+def load_mnist_family(name: str, cfg: DataConfig, *, protocol: Protocol = "auto") -> DataSplits:
     """Load ``name`` (mnist, fashion_mnist, kmnist, usps) from ``data.root``."""
-    root, download, protocol = cfg.root, cfg.download, cfg.protocol
+    root, download = cfg.root, cfg.download
     if root is None:
         raise DataError(f"dataset {name} needs data.root: a folder with its files (set "
                         f"data.download=true to fetch them there through torchvision)")
@@ -157,7 +158,8 @@ def load_mnist_family(name: str, cfg: DataConfig) -> DataSplits:
         has_train = True
         provenance["files"] = ["torchvision USPS"]
     else:
-        provenance["download"] = _fetch_missing(name, rootp, cfg) if download else "not requested"
+        provenance["download"] = _fetch_missing(name, rootp, protocol) if download \
+            else "not requested"
         paths = {k: _find(rootp, name, *k) for k in _IDX_NAMES}
         provenance["files"] = sorted(str(v.relative_to(rootp)) for v in paths.values() if v)
         if paths[("test", "x")] is None or paths[("test", "y")] is None:
@@ -206,17 +208,17 @@ def load_mnist_family(name: str, cfg: DataConfig) -> DataSplits:
                       provenance=provenance)
 
 
-def _fetch_missing(name: str, root: Path, cfg: DataConfig) -> str:
+def _fetch_missing(name: str, root: Path, protocol: str) -> str:
     """``data.download``: fetch what is missing. Without the test split, or without the
     training split under ``protocol: full``, a failed download is an error; when only the
     training split cannot be fetched, ``auto`` runs MNIST-10k and says so in one line."""
-    need_train = cfg.protocol != "10k" and _find(root, name, "train", "x") is None
+    need_train = protocol != "10k" and _find(root, name, "train", "x") is None
     if _find(root, name, "test", "x") is not None and not need_train:
         return "not needed: the files are there"
     try:
         _download(name, root)
     except (DataError, MissingDependencyError) as exc:
-        if _find(root, name, "test", "x") is None or cfg.protocol == "full":
+        if _find(root, name, "test", "x") is None or protocol == "full":
             raise
         import warnings
         reason = str(exc).split(";")[0]

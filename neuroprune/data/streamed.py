@@ -13,10 +13,11 @@ float32 inputs; larger data is refused with a one-line error before anything is 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from ..errors import ConfigError, DataError, require
 from .base import DataSplits, standardise
@@ -165,7 +166,9 @@ def from_datasets(train: Any, val: Any, test: Any = None, cfg=None, *, name: str
                       test_y=yte, num_classes=k, preprocessing=pre, provenance=prov)
 
 
-def load_folder(cfg) -> DataSplits:
+def load_folder(cfg, *, image_size: Annotated[int | None, Field(
+        ge=4, description="resize every image to image_size x image_size (bilinear); "
+        "none: as they are (they must agree)")] = None) -> DataSplits:
     """``data.dataset: folder``: ``data.root`` holds ``train/``, ``val/`` (and ``test/``)
     image folders, or one image folder split (stratified) by ``data.val_fraction``,
     ``data.test_fraction`` and ``data.split_seed``."""
@@ -174,7 +177,7 @@ def load_folder(cfg) -> DataSplits:
         raise ConfigError("data.dataset folder needs data.root: a folder with one subfolder "
                           "of images per class (or train/ val/ [test/] folders of them)")
     root = Path(cfg.root).expanduser()
-    size = cfg.image_size if "image_size" in cfg.model_fields_set else None
+    size = image_size
     if (root / "train").is_dir() and (root / "val").is_dir():
         train = ImageFolder(root / "train", size)
         val = ImageFolder(root / "val", size, train.classes, train.mode)

@@ -3,13 +3,14 @@ Yeast multi-label table that a package ships."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import csv
+from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import Field
 
 from ..errors import DataError
 from .base import DataSplits, standardise
@@ -20,8 +21,12 @@ from .sklearn_sets import split
 LARGEST = 1e15
 
 
-def load_csv(cfg: DataConfig) -> DataSplits:
-    path, label_column = cfg.path, cfg.label_column
+def load_csv(cfg: DataConfig, *,
+             path: Annotated[str | None, Field(description="the CSV file")] = None,
+             label_column: Annotated[str, Field(description="the column holding the class")]
+             = "label") -> DataSplits:
+    """A CSV file of numeric feature columns and one class column, split (stratified) by
+    ``data.val_fraction``, ``data.test_fraction`` and ``data.split_seed``."""
     if not path:
         raise DataError("dataset csv needs data.path (e.g. --set data.path=my.csv)")
     p = Path(path)

@@ -12,7 +12,10 @@ from helpers import mask_search
 
 
 def _tree(dataset="digits_attributes", epochs=3, **training):
-    return {"data": {"dataset": dataset, "task": "multilabel", "samples": 400},
+    data = {"dataset": dataset, "task": "multilabel"}
+    if dataset == "multilabel":  # a generated set: its size is its own option
+        data["samples"] = 400
+    return {"data": data,
             "model": {"name": "mlp", "widths": [32]}, "device": "cpu", "seed": 0,
             "sparsity": {"target": 0.5}, "method": {"name": "magnitude"},
             "training": {"epochs": epochs, "lr": 0.1, "batch_size": 64, **training}}

@@ -66,6 +66,28 @@ def test_config_yaml_of_a_mask_search_holds_no_other_kind_and_the_method_default
     assert wider.model.spec(shape, classes).options == {"widths": (64,), "dropout": 0.5}
 
 
+def test_a_dataset_owns_its_options_and_config_yaml_writes_their_defaults():
+    tree = to_dict(load_config("quickstart", ["data.dataset=blobs", "data.samples=500"]))
+    assert {k: tree["data"][k] for k in ("samples", "features", "classes")} == \
+        {"samples": 500, "features": 20, "classes": 10}
+    assert "protocol" not in tree["data"] and "path" not in tree["data"]
+    mnist = to_dict(load_config("quickstart", ["data.dataset=mnist", "data.root=x"]))["data"]
+    assert mnist["protocol"] == "auto" and "samples" not in mnist
+    for override, needle in (
+            ("data.samples=500", "data.samples: dataset digits has no option 'samples' (it "
+                                 "takes no options of its own)"),
+            ("data.protocol=10k", "data.protocol: dataset digits has no option"),
+            ("data.sampels=500", "data.sampels: dataset digits has no option")):
+        with pytest.raises(ConfigError) as err:
+            load_config("quickstart", [override])
+        assert needle in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="data.samples: Input should be greater than or "
+                                          "equal to 30 for dataset blobs"):
+        load_config("quickstart", ["data.dataset=blobs", "data.samples=3"])
+    with pytest.raises(ConfigError, match="data.image_size: dataset blobs has no option"):
+        load_config("quickstart", ["data.dataset=blobs", "data.image_size=16"])
+
+
 @pytest.mark.parametrize("kind,section", [("comparison", "comparison"),
                                           ("activation_search", "activation"),
                                           ("ensemble_search", "ensemble"),
@@ -105,6 +127,10 @@ def _old_format(tree_of):
             tree[cls.section] = None if cls.section == "comparison" else \
                 cls.Config().model_dump(mode="json")
     tree["method"] = {"name": cfg.method.name, **(cfg.method.model_extra or {})}
+    # every dataset's options, at their defaults then, whatever the dataset
+    from neuroprune.data.options import LEGACY
+    tree["data"] = {**tree["data"], **LEGACY}
+    tree["model"] = {k: v for k, v in tree["model"].items() if k != "dropout"}  # no defaults
     return tree, to_dict(cfg)
 
 

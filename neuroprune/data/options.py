@@ -1,0 +1,79 @@
+"""A dataset's own options: the keyword-only parameters of its loader.
+
+A loader is ``load_NAME(cfg, *, option=default, ...)``: ``cfg`` is the ``data:`` section
+(root, splits, standardisation: what every dataset shares) and its keyword-only parameters are
+the options that sit beside ``data.dataset`` in a config (``data.samples`` for ``blobs``), as a
+zoo model's options sit beside ``model.name``. Their annotations (with a pydantic ``Field``
+for the bounds and the help text) validate them; their defaults are what ``config.yaml``
+writes. The types below are the options several loaders share.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Annotated, Any, Callable, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from ..errors import ConfigError
+
+Samples = Annotated[int, Field(ge=30, description="generated sets: how many samples")]
+Features = Annotated[int, Field(ge=1, description="features per sample")]
+Classes = Annotated[int, Field(ge=2, description="classes (multilabel: labels)")]
+ImageSize = Annotated[int, Field(ge=4, description="height and width of the images")]
+Protocol = Annotated[Literal["auto", "full", "10k"], Field(
+    description="full 60k/10k, or MNIST-10k (the 10k test images only); auto picks full "
+    "when the training images are there")]
+
+#: the options every ``data:`` section held before datasets owned them, at their old
+#: defaults: a config.yaml written then holds them whatever its dataset, and loads
+LEGACY = {"protocol": "auto", "path": None, "label_column": "label", "samples": 2000,
+          "features": 20, "classes": 10, "image_size": 32}
+
+
+def parameters(loader: Callable) -> dict[str, inspect.Parameter]:
+    """The keyword-only parameters of ``loader``: its options."""
+    return {n: p for n, p in inspect.signature(loader).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _hints(loader: Callable) -> dict[str, Any]:
+    target = loader.func if hasattr(loader, "func") else loader
+    return typing.get_type_hints(target, include_extras=True)
+
+
+def defaults(loader: Callable) -> dict[str, Any]:
+    """Each option's default, as a config file writes it."""
+    return {n: p.default for n, p in parameters(loader).items() if p.default is not p.empty}
+
+
+def described(loader: Callable) -> list[tuple[str, Any, str]]:
+    """``(option, default, help)`` for each option of ``loader``."""
+    hints, rows = _hints(loader), []
+    for name, p in parameters(loader).items():
+        meta = getattr(hints.get(name), "__metadata__", ())
+        text = next((m.description for m in meta if getattr(m, "description", None)), "")
+        rows.append((name, None if p.default is p.empty else p.default, text))
+    return rows
+
+
+def validate(dataset: str, loader: Callable, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` checked against ``loader``'s signature (names, types, bounds); options of
+    other datasets at their old defaults (``LEGACY``) are dropped. One-line
+    :class:`ConfigError` otherwise."""
+    params, hints, out = parameters(loader), _hints(loader), {}
+    for key, value in options.items():
+        if key not in params:
+            if key in LEGACY and value == LEGACY[key]:
+                continue
+            takes = ", ".join(f"data.{n}" for n in params) or "no options of its own"
+            raise ConfigError(f"data.{key}: dataset {dataset} has no option '{key}' (it takes "
+                              f"{takes}); drop it or choose a dataset that takes it")
+        try:
+            out[key] = TypeAdapter(hints.get(key, Any)).validate_python(value)
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"]
+            raise ConfigError(f"data.{key}: {msg} for dataset {dataset} (got {value!r})") \
+                from None
+    return out
