@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import typing
+import warnings
 from typing import Annotated, Any, Callable, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
@@ -59,13 +60,19 @@ def described(loader: Callable) -> list[tuple[str, Any, str]]:
 
 
 def validate(dataset: str, loader: Callable, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` checked against ``loader``'s signature (names, types, bounds); options of
-    other datasets at their old defaults (``LEGACY``) are dropped. One-line
-    :class:`ConfigError` otherwise."""
+    """``options`` checked against ``loader``'s signature (names, types, bounds). An option
+    of other datasets is dropped (with a warning naming them, unless it holds the default
+    every config.yaml of an earlier version wrote: ``LEGACY``); an option no dataset takes
+    is a one-line :class:`ConfigError`, as is a bad value."""
     params, hints, out = parameters(loader), _hints(loader), {}
     for key, value in options.items():
         if key not in params:
             if key in LEGACY and value == LEGACY[key]:
+                continue
+            owners = _owners(key)
+            if owners:  # a config switched to another dataset (--set data.dataset=digits)
+                warnings.warn(f"data.{key} is an option of {', '.join(owners)}; dataset "
+                              f"{dataset} does not use it (dropped)", UserWarning, stacklevel=2)
                 continue
             takes = ", ".join(f"data.{n}" for n in params) or "no options of its own"
             raise ConfigError(f"data.{key}: dataset {dataset} has no option '{key}' (it takes "
@@ -77,3 +84,16 @@ def validate(dataset: str, loader: Callable, options: dict[str, Any]) -> dict[st
             raise ConfigError(f"data.{key}: {msg} for dataset {dataset} (got {value!r})") \
                 from None
     return out
+
+
+def _owners(option: str) -> list[str]:
+    """The registered datasets that take ``option``."""
+    from .registry import DATASETS
+    found = []
+    for name in DATASETS:
+        try:
+            if option in parameters(DATASETS.load(name)):
+                found.append(name)
+        except Exception:  # a loader whose extra is missing takes nothing we can see
+            continue
+    return found
