@@ -59,6 +59,11 @@ def test_disk_cache_gives_the_same_data_and_search_as_memory(folder, tmp_path):
 
 
 def test_disk_inputs_are_views_on_the_mapped_file(folder, tmp_path):
+    from neuroprune.engine import EngineConfig
+    from neuroprune.engine.settings import TrainSettings
+    from neuroprune.engine.trainers import StackedTrainer
+    from neuroprune.models import ModelSpec
+
     data = load_dataset("folder", root=str(folder), loader={"cache": "disk",
                                                             "cache_dir": str(tmp_path / "c")})
     files = list((tmp_path / "c").iterdir())
@@ -70,6 +75,14 @@ def test_disk_inputs_are_views_on_the_mapped_file(folder, tmp_path):
     maps = Path("/proc/self/maps")
     if maps.exists():
         assert str(files[0]) in maps.read_text()
+    # fp64 precision would copy in-memory inputs; mapped ones stay on the file
+    spec = ModelSpec(data.input_shape, data.num_classes, builder=Net)
+    trainer = StackedTrainer(spec, data, TrainSettings(batch_size=4),
+                             engine=EngineConfig(precision="fp64"))
+    assert mapped_file(trainer.data.train_x) == str(files[0])
+    rows = torch.tensor([3, 0, 5])
+    got = trainer.data.inputs("train", rows, "cpu", torch.float64)
+    assert got.dtype == torch.float64 and torch.equal(got, data.train_x[rows].double())
 
 
 def test_pickled_disk_splits_are_the_path_and_reopen_equal(tmp_path):
