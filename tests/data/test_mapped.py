@@ -23,7 +23,7 @@ from image_folders import Net
 PIL = pytest.importorskip("PIL.Image")
 
 REPO = Path(__file__).resolve().parents[2]
-TIMINGS = ("latency", "speedup", "seconds")
+TIMINGS = ("latency", "speedup", "seconds", "engine")  # "engine" says the free memory
 
 
 def _rows(run: Path) -> list[dict]:
@@ -85,6 +85,29 @@ def test_disk_inputs_are_views_on_the_mapped_file(folder, tmp_path):
     assert got.dtype == torch.float64 and torch.equal(got, data.train_x[rows].double())
 
 
+@pytest.mark.parametrize("trainer,options", [
+    ("StackedTrainer", {"augment": ("crop", "flip")}), ("PerNetworkTrainer", {}),
+    ("SparseTrainer", {}), ("StackedTrainer", {"engine": {"precision": "fp64"}})])
+def test_every_trainer_trains_the_same_networks_from_disk(folder, tmp_path, trainer, options):
+    from helpers import population
+
+    from neuroprune import engine
+    from neuroprune.engine.sparse import SparseTrainer
+
+    cls = SparseTrainer if trainer == "SparseTrainer" else getattr(engine, trainer)
+    if "engine" in options:
+        options = {"engine": engine.EngineConfig(**options["engine"])}
+    got = []
+    for loader in ({"cache": "memory"}, {"cache": "disk", "cache_dir": str(tmp_path)}):
+        data = load_dataset(DataConfig(dataset="folder", root=str(folder), loader=loader))
+        spec, layout, bits = population(data, n=3, widths=(16,))
+        task = engine.EvalTask(masks=bits, init=engine.init_state(spec, 0), epochs=2,
+                               data_seed=3)
+        settings = engine.TrainSettings(lr=0.05, batch_size=8)
+        got.append(cls(spec, data, settings, layout, **options).run(task).metrics)
+    assert all(torch.equal(got[0][k], got[1][k]) for k in got[0])
+
+
 def test_pickled_disk_splits_are_the_path_and_reopen_equal(tmp_path):
     g = torch.Generator().manual_seed(0)
     y = torch.arange(1200) % 3
@@ -142,3 +165,16 @@ def test_what_cannot_be_cached_is_refused_in_one_line(folder, tmp_path, capsys, 
         neuroprune.prune(Net, data=TensorDataset(torch.randn(60, 6), torch.arange(60) % 3),
                          progress=False, out=tmp_path / "x",
                          config={"data": {"loader": {"max_bytes": 100}}})
+
+
+def test_a_file_of_unknown_length_is_refused_as_it_outgrows_the_disk(tmp_path, monkeypatch):
+    import shutil
+
+    from neuroprune.data.mapped import DiskFile
+    free = shutil.disk_usage(tmp_path)._replace(free=1000)
+    monkeypatch.setattr("neuroprune.data.mapped.shutil.disk_usage", lambda _: free)
+    file = DiskFile(tmp_path, rows=None)  # a loader without a length
+    file.write(torch.zeros(2, 100))  # 800 bytes
+    with pytest.raises(UserError, match="the inputs need 1.6 KB on disk, 1.0 KB is free"):
+        file.write(torch.zeros(2, 100))
+    assert not list(tmp_path.iterdir())
