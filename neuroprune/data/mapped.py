@@ -16,6 +16,7 @@ receiving the data: the cache folder must be on a filesystem every node sees.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import secrets
 import shutil
@@ -118,7 +119,7 @@ class DiskFile:
 
     def write(self, x: torch.Tensor) -> None:
         """Append ``x`` ([B, ...], float32) to the file."""
-        item = x[0].numel() * 4
+        item = math.prod(x.shape[1:]) * 4
         if self.file is None:
             self.shape = tuple(x.shape[1:])
             if self.expected is not None and self.expected * item > self.free:
@@ -133,7 +134,7 @@ class DiskFile:
     def finish(self) -> torch.Tensor:
         """The written rows, ``[rows, ...]``, as a view on the mapped file."""
         self.file.close()
-        return open_mapped(str(self.path), self.rows * int(torch.Size(self.shape).numel())) \
+        return open_mapped(str(self.path), self.rows * math.prod(self.shape)) \
             .view(self.rows, *self.shape)
 
     def discard(self) -> None:
@@ -146,7 +147,7 @@ class DiskFile:
 def standardise_in_place(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> None:
     """``x = (x - mean) / std``, chunk by chunk (the same float32 operations as the
     in-memory path, so the same values), then flushed to the file."""
-    rows = max(1, CHUNK_BYTES // max(1, x[0].numel() * 4))
+    rows = max(1, CHUNK_BYTES // max(1, math.prod(x.shape[1:]) * 4))
     with torch.no_grad():
         for s in range(0, len(x), rows):
             x[s:s + rows].sub_(mean).div_(std)
@@ -164,5 +165,5 @@ def all_finite(x: torch.Tensor) -> bool:
     held in memory at once, nor a mask the size of it)."""
     if not x.is_floating_point():
         return True
-    rows = max(1, CHUNK_BYTES // max(1, x[0].numel() * x.element_size())) if len(x) else 1
+    rows = max(1, CHUNK_BYTES // max(1, math.prod(x.shape[1:]) * x.element_size()))
     return all(bool(torch.isfinite(x[s:s + rows]).all()) for s in range(0, len(x), rows))
