@@ -5,6 +5,7 @@ allocates, so that what cannot fit is refused in one line instead of killed by t
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -24,6 +25,15 @@ def free_memory(device: torch.device) -> int:
     except OSError:
         pass
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def cache_root() -> Path:
+    """neuroprune's cache folder: ``$NEUROPRUNE_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/neuroprune``, else ``~/.cache/neuroprune`` (not created here)."""
+    root = os.environ.get("NEUROPRUNE_CACHE_DIR")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "neuroprune"
 
 
 def human(n: float) -> str:

@@ -95,8 +95,8 @@ def _split_one(data: Any, cfg):
     import numpy as np
 
     from .data.arrays import from_arrays
-    from .data.streamed import _gather
-    x, y = _gather(data, "given", cfg.data, [cfg.data.loader.max_bytes])
+    from .data.streamed import gather
+    x, y = gather(data, "given", cfg.data)
     if int(y.min()) < 0:
         from .errors import DataError
         raise DataError(f"given dataset: labels run from {int(y.min())}; labels must be class "

@@ -105,3 +105,11 @@ def test_neat_eval_scores_the_same_genomes_alike_with_every_evaluator():
     rows = [line for line in lines if line.startswith("| neuroprune/Track-v0") or
             line.startswith("| CartPole-v1")]
     assert len(rows) == 6 and all(row.endswith("| yes |") for row in rows), rows
+
+
+def test_disk_cache_trains_the_same_networks_as_memory():
+    lines = _run("disk_cache.py", "--images", "200", "--population", "2", "--epochs", "1")
+    assert re.match(r" *memory: load +[\d.]+ s, training +[\d,]+ individual-samples/s",
+                    lines[-3])
+    assert lines[-2].endswith("on disk: True)")
+    assert re.search(r"same val losses: True; disk / memory: \d+\.\d\dx$", lines[-1])

@@ -24,6 +24,16 @@ class LoaderConfig(Section):
     batch_size: int = Field(256, ge=1, description="items per read batch")
     max_bytes: int = Field(4 << 30, ge=1, description="the most float32 input bytes the "
                            "splits may hold in memory")
+    cache: Literal["auto", "memory", "disk"] = Field(
+        "auto", description="where the read inputs are kept: memory (refused past max_bytes), "
+        "disk (a float32 file in cache_dir, mapped into memory: each training batch is read "
+        "from it as it is needed, so data larger than memory runs), auto (memory up to "
+        "max_bytes, then disk)")
+    cache_dir: str | None = Field(None, description="cache: disk: the folder of the mapped "
+                                  "file (one per run, removed when the run's process ends); "
+                                  "default data/ in $NEUROPRUNE_CACHE_DIR or "
+                                  "~/.cache/neuroprune. With the Ray backend on several "
+                                  "machines it must be on a filesystem every node sees")
 
 
 class DataConfig(Section):

@@ -2,12 +2,16 @@
 or Datasets and DataLoaders given to the Python API.
 
 Every item is read through a torch ``DataLoader`` (``data.loader``: workers, pin_memory,
-batch_size) exactly once, and the batches are gathered into the in-memory
+batch_size) exactly once, and the batches are gathered into the
 :class:`~neuroprune.data.DataSplits` that the engine trains on. The whole population then
 trains from that one copy: each item is read once per run, however many networks the
-population holds (never once per network). This is the fast path for data that fits: the
-gathered splits may hold at most :data:`MAX_IN_MEMORY_BYTES` (``data.loader.max_bytes``) of
-float32 inputs; larger data is refused with a one-line error before anything is written.
+population holds (never once per network). In memory is the fast path for data that fits:
+at most :data:`MAX_IN_MEMORY_BYTES` (``data.loader.max_bytes``) of float32 inputs. Past it
+(``data.loader.cache``: ``auto``, the default, or ``disk`` from the start) the batches are
+written as they stream into a float32 file mapped into memory (:mod:`neuroprune.data.mapped`)
+and the engine reads each training batch from it when it needs it, once per step for the
+whole population; with ``cache: memory`` larger data is refused with a one-line error before
+anything is written.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import torch
 from pydantic import Field
 
 from ..errors import ConfigError, DataError, require
-from .base import DataSplits, standardise
+from .base import DataSplits, moments, record_moments, standardise
+from .mapped import DiskFile, cache_folder, mapped_file, standardise_in_place
 
 #: the most float32 input bytes the gathered splits may hold (4 GiB)
 MAX_IN_MEMORY_BYTES = 4 << 30
@@ -95,75 +100,165 @@ def _loader(ds: Any, cfg) -> torch.utils.data.DataLoader:
                                        num_workers=opt.workers, pin_memory=opt.pin_memory)
 
 
-def _gather(ds: Any, split: str, cfg, budget: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every ``(input, label)`` of ``ds`` (a Dataset or DataLoader), read once, stacked."""
-    xs, ys = [], []
+def _length(ds: Any) -> int | None:
+    """Items in a Dataset or a DataLoader's dataset, when it knows."""
+    try:
+        return len(ds.dataset if isinstance(ds, torch.utils.data.DataLoader) else ds)
+    except TypeError:
+        return None
+
+
+class Inputs:
+    """Where the streamed inputs go, split by split: memory, or a mapped
+    :class:`~neuroprune.data.mapped.DiskFile` (``data.loader.cache: disk``, or ``auto`` once
+    they pass ``data.loader.max_bytes``; what memory held by then is written out first).
+    ``rows``: the items expected (for the free-disk check), when known."""
+
+    def __init__(self, cfg, rows: int | None = None, cache: str | None = None,
+                 hint: str = "set data.loader.cache: disk (or auto)"):
+        self.opt, self.rows, self.hint = cfg.loader, rows, hint
+        self.cache = cache or self.opt.cache
+        self.disk = DiskFile(cache_folder(self.opt.cache_dir), rows) \
+            if self.cache == "disk" else None
+        self.chunks: dict[str, list[torch.Tensor]] = {}
+        self.counts: dict[str, int] = {}
+        self.shape: tuple[int, ...] | None = None
+        self.bytes = 0
+
+    def add(self, split: str, x: torch.Tensor) -> None:
+        x = x.float()
+        if self.shape is None:
+            self.shape = tuple(x.shape[1:])
+        elif tuple(x.shape[1:]) != self.shape:
+            if self.counts.get(split, 0) or split == next(iter(self.counts)):
+                raise DataError(f"{split} dataset: inputs differ in shape; give every item the "
+                                f"same shape (data.image_size resizes a folder's images)")
+            raise DataError(f"{split} inputs have shape {tuple(x.shape[1:])}, training inputs "
+                            f"{self.shape}; they must match")
+        self.bytes += x.numel() * 4
+        if self.disk is None and self.bytes > self.opt.max_bytes:
+            self._spill(split)
+        if self.disk is not None:
+            self.disk.write(x)
+        else:
+            self.chunks.setdefault(split, []).append(x)
+        self.counts[split] = self.counts.get(split, 0) + len(x)
+
+    def _spill(self, split: str) -> None:
+        if self.cache == "memory":
+            raise DataError(f"{split} dataset: the splits exceed data.loader.max_bytes "
+                            f"({self.opt.max_bytes:,} bytes of float32 inputs); {self.hint}, "
+                            f"raise max_bytes or use smaller images (data.image_size)")
+        self.disk = DiskFile(cache_folder(self.opt.cache_dir), self.rows)
+        for chunks in self.chunks.values():
+            for x in chunks:
+                self.disk.write(x)
+        self.chunks.clear()
+
+    def finish(self) -> dict[str, torch.Tensor]:
+        """Each split's inputs: in memory, or views on the mapped file."""
+        if self.disk is None:
+            return {split: torch.cat(xs) for split, xs in self.chunks.items()}
+        whole, out, start = self.disk.finish(), {}, 0
+        for split, n in self.counts.items():
+            out[split], start = whole[start:start + n], start + n
+        return out
+
+    def discard(self) -> None:
+        if self.disk is not None:
+            self.disk.discard()
+
+
+def _pair(batch: Any, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A loader batch as checked ``(inputs, int64 labels)``."""
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise DataError(f"{split} dataset: an item is a {type(batch).__name__}, not "
+                        f"an (input, label) pair; make __getitem__ return (x, y)")
+    x, y = batch
+    if not isinstance(x, torch.Tensor):
+        raise DataError(f"{split} dataset: inputs are {type(x).__name__}, not tensors; "
+                        f"return (tensor, label) pairs")
+    y = torch.as_tensor(y)
+    if y.dim() != 1 or y.is_floating_point() or len(y) != len(x):
+        raise DataError(f"{split} dataset: labels must be one integer class per item, "
+                        f"got {tuple(y.shape)} {y.dtype} for {len(x)} inputs")
+    return x, y.long()
+
+
+def _read(ds: Any, split: str, cfg, inputs: Inputs) -> torch.Tensor:
+    """Every ``(input, label)`` of ``ds`` (a Dataset or DataLoader), read once: the inputs
+    go to ``inputs``, the labels are returned."""
+    ys = []
     try:
         for batch in _loader(ds, cfg):
-            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-                raise DataError(f"{split} dataset: an item is a {type(batch).__name__}, not "
-                                f"an (input, label) pair; make __getitem__ return (x, y)")
-            x, y = batch
-            if not isinstance(x, torch.Tensor):
-                raise DataError(f"{split} dataset: inputs are {type(x).__name__}, not tensors; "
-                                f"return (tensor, label) pairs")
-            y = torch.as_tensor(y)
-            if y.dim() != 1 or y.is_floating_point() or len(y) != len(x):
-                raise DataError(f"{split} dataset: labels must be one integer class per item, "
-                                f"got {tuple(y.shape)} {y.dtype} for {len(x)} inputs")
-            budget[0] -= x.numel() * 4
-            if budget[0] < 0:
-                raise DataError(f"{split} dataset: the splits exceed data.loader.max_bytes "
-                                f"({cfg.loader.max_bytes:,} bytes of float32 inputs); raise it "
-                                f"or use smaller images (data.image_size)")
-            xs.append(x.float())
-            ys.append(y.long())
-    except DataError:
-        raise
-    except ConfigError:
+            x, y = _pair(batch, split)
+            inputs.add(split, x)
+            ys.append(y)
+    except (DataError, ConfigError):
         raise
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else ""
         raise DataError(f"{split} dataset: reading it failed: {type(exc).__name__}: {msg}") \
             from None
-    if not xs:
+    if not ys:
         raise DataError(f"{split} dataset is empty; it needs at least one (input, label) item")
-    try:
-        return torch.cat(xs), torch.cat(ys)
-    except RuntimeError:
-        raise DataError(f"{split} dataset: inputs differ in shape; give every item the same "
-                        f"shape (data.image_size resizes a folder's images)") from None
+    return torch.cat(ys)
+
+
+def gather(ds: Any, split: str, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every ``(input, label)`` of one Dataset or DataLoader, read once into memory (at
+    most ``data.loader.max_bytes``)."""
+    inputs = Inputs(cfg, cache="memory", hint="give (train, val[, test]) Datasets to cache "
+                    "larger data on disk (data.loader.cache)")
+    y = _read(ds, split, cfg, inputs)
+    return inputs.finish()[split], y
+
+
+def _standardised(xs: list[torch.Tensor], enabled: bool):
+    """:func:`~neuroprune.data.base.standardise` of the splits; mapped splits in place,
+    chunk by chunk, with the same values."""
+    per_feature = xs[0].dim() == 2
+    if not mapped_file(xs[0]) or not enabled:
+        return standardise(*xs, per_feature=per_feature, enabled=enabled)
+    mean, std = moments(xs[0], per_feature)
+    for x in {id(x): x for x in xs}.values():  # without test, validation doubles as it
+        standardise_in_place(x, mean, std)
+    return (*xs, record_moments(mean, std))
 
 
 def from_datasets(train: Any, val: Any, test: Any = None, cfg=None, *, name: str = "datasets",
                   num_classes: int | None = None, provenance: dict | None = None) -> DataSplits:
     """Torch Datasets (or DataLoaders) of ``(input, label)`` items as :class:`DataSplits`,
-    each read once through ``cfg.loader``. Without ``test``, the validation set is also the
-    test set (recorded in the provenance). Labels must lie in ``0..num_classes-1`` (default:
-    the largest training label + 1). Inputs are standardised with the training split's mean
-    and std as :func:`~neuroprune.data.arrays.from_arrays` does (one for images, one per
-    feature for vectors), so the same data gives the same tensors either way."""
+    each read once through ``cfg.loader``, kept in memory or in a mapped file on disk
+    (``cfg.loader.cache``). Without ``test``, the validation set is also the test set
+    (recorded in the provenance). Labels must lie in ``0..num_classes-1`` (default: the
+    largest training label + 1). Inputs are standardised with the training split's mean and
+    std as :func:`~neuroprune.data.arrays.from_arrays` does (one for images, one per feature
+    for vectors), so the same data gives the same tensors either way."""
     from .config import DataConfig
     cfg = cfg or DataConfig()
-    budget = [cfg.loader.max_bytes]
-    xtr, ytr = _gather(train, "train", cfg, budget)
-    xva, yva = _gather(val, "validation", cfg, budget)
-    xte, yte = _gather(test, "test", cfg, budget) if test is not None else (xva, yva)
-    for split, x in (("validation", xva), ("test", xte)):
-        if x.shape[1:] != xtr.shape[1:]:
-            raise DataError(f"{split} inputs have shape {tuple(x.shape[1:])}, training inputs "
-                            f"{tuple(xtr.shape[1:])}; they must match")
-    k = int(num_classes) if num_classes is not None else int(ytr.max()) + 1
-    for split, y in (("train", ytr), ("validation", yva), ("test", yte)):
-        if int(y.min()) < 0 or int(y.max()) >= k:
-            raise DataError(f"{split} labels run from {int(y.min())} to {int(y.max())}, outside "
-                            f"0..{k - 1}; labels must be class numbers 0..classes-1")
-    tr, va, te, pre = standardise(xtr, xva, xte, per_feature=xtr.dim() == 2,
-                                  enabled=cfg.standardise)
+    sets = {"train": train, "validation": val, **({"test": test} if test is not None else {})}
+    lengths = [_length(ds) for ds in sets.values()]
+    inputs = Inputs(cfg, None if None in lengths else sum(lengths))
+    try:
+        ys = {split: _read(ds, split, cfg, inputs) for split, ds in sets.items()}
+        xs = inputs.finish()
+        k = int(num_classes) if num_classes is not None else int(ys["train"].max()) + 1
+        for split, y in ys.items():
+            if int(y.min()) < 0 or int(y.max()) >= k:
+                raise DataError(f"{split} labels run from {int(y.min())} to {int(y.max())}, "
+                                f"outside 0..{k - 1}; labels must be class numbers "
+                                f"0..classes-1")
+        tr, va, te, pre = _standardised([xs["train"], xs["validation"],
+                                         xs.get("test", xs["validation"])], cfg.standardise)
+    except BaseException:
+        inputs.discard()
+        raise
     prov = {"source": name, "protocol": "given splits" if test is not None
             else "validation split doubles as test", **(provenance or {})}
-    return DataSplits(name=name, train_x=tr, train_y=ytr, val_x=va, val_y=yva, test_x=te,
-                      test_y=yte, num_classes=k, preprocessing=pre, provenance=prov)
+    return DataSplits(name=name, train_x=tr, train_y=ys["train"], val_x=va,
+                      val_y=ys["validation"], test_x=te, test_y=ys.get("test", ys["validation"]),
+                      num_classes=k, preprocessing=pre, provenance=prov)
 
 
 def load_folder(cfg, *, image_size: Annotated[int | None, Field(

@@ -68,11 +68,8 @@ _MEASURED_HERE: set[str] = set()
 
 def cache_file() -> Path:
     """Where the measured choices are kept."""
-    root = os.environ.get("NEUROPRUNE_CACHE_DIR")
-    if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        root = str(Path(base) / "neuroprune")
-    return Path(root) / "trainer_choices.json"
+    from .._system import cache_root
+    return cache_root() / "trainer_choices.json"
 
 
 def _read(path: Path) -> dict[str, Any]:

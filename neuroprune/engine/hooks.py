@@ -42,7 +42,7 @@ class TrainState:
     total_steps: int
     forward: Callable[..., torch.Tensor]  # (x, training, capture=, params_=, buffers_=)
     evaluate: Callable[[str], tuple[torch.Tensor, torch.Tensor]]  # split -> (acc, loss) [P]
-    data: Any = None                    # DataSplits on the device
+    data: Any = None                    # DataSplits placed for the device (DataSplits.place)
     data_seed: int = 0
     rows: torch.Tensor | None = None    # [P] these networks' positions in the whole task
     step: int = 0
@@ -58,6 +58,12 @@ class TrainState:
     @property
     def device(self) -> torch.device:
         return next(iter(self.params.values())).device
+
+    def inputs(self, split: str, rows: torch.Tensor | slice) -> torch.Tensor:
+        """Inputs of ``split`` at ``rows`` on the device in the parameters' dtype (read from
+        disk when the data is cached there)."""
+        dtype = next(iter(self.params.values())).dtype
+        return self.data.inputs(split, rows, self.device, dtype)
 
     def uniform(self, purpose: int, shape: tuple[int, ...]) -> torch.Tensor:
         """``[P, *shape]`` uniforms that depend on each network's seed, this step and
@@ -91,10 +97,10 @@ class TrainState:
         from .settings import batch_order
         size = batch_size or self.settings.batch_size
         n = len(self.data.train_y)
-        for i, (_, idx) in enumerate(batch_order(n, size, 1, self.data_seed, self.device)):
+        for i, (_, idx) in enumerate(batch_order(n, size, 1, self.data_seed)):
             if i >= count:
                 break
-            yield self.data.train_x[idx], self.data.train_y[idx]
+            yield self.inputs("train", idx), self.data.train_y[idx.to(self.device)]
 
 
 class TrainingHook:

@@ -123,11 +123,12 @@ class MultilabelMetrics(TrainingHook):
     def finish(self, state: TrainState) -> dict[str, Any]:
         with torch.no_grad():
             for split in ("val", "test"):
-                x, y = getattr(state.data, f"{split}_x"), getattr(state.data, f"{split}_y")
+                y = getattr(state.data, f"{split}_y")
                 counts = torch.zeros(state.p, 3, device=state.device, dtype=torch.float64)
                 for s in range(0, len(y), 512):
-                    counts += multilabel_counts(state.forward(x[s:s + 512], False),
-                                                y[s:s + 512])
+                    counts += multilabel_counts(
+                        state.forward(state.inputs(split, slice(s, s + 512)), False),
+                        y[s:s + 512])
                 hamming, f1 = hamming_and_f1(counts, y.numel())
                 state.metrics[f"{split}_hamming_loss"] = hamming
                 state.metrics[f"{split}_micro_f1"] = f1

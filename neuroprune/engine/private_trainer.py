@@ -62,7 +62,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 10
     hits = 0
     with torch.no_grad():
         for s in range(0, len(x), batch):
-            hits += int((model(x[s:s + batch]).argmax(-1) == y[s:s + batch]).sum())
+            xb = x[s:s + batch].to(y.device)  # mapped inputs stay on the host
+            hits += int((model(xb).argmax(-1) == y[s:s + batch]).sum())
     model.train()
     return hits / max(1, len(x))
 
@@ -104,7 +105,9 @@ def _train_plain(model, data, settings, mask, epochs, seed, total) -> None:
         for group in opt.param_groups:
             group["lr"] = settings.lr_at(step, total)
         opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(data.train_x[idx]), data.train_y[idx]).backward()
+        dev = data.train_y.device
+        nn.functional.cross_entropy(model(data.inputs("train", idx, dev)),
+                                    data.train_y[idx.to(dev)]).backward()
         for k, m in mask.items():
             params[k].grad.mul_(m.to(params[k].grad))
         opt.step()
@@ -138,15 +141,16 @@ def _train_dp(model, data, settings, privacy: PrivacyConfig, mask, gen, total) -
         for k in names:
             params[k].grad_sample = None
         if len(idx):
-            loss = nn.functional.cross_entropy(gsm(data.train_x[idx]), data.train_y[idx],
-                                               reduction="sum")
+            dev = data.train_y.device
+            loss = nn.functional.cross_entropy(gsm(data.inputs("train", idx, dev)),
+                                               data.train_y[idx.to(dev)], reduction="sum")
             loss.backward()
             reduced = [c.reduce(params[k].grad_sample) for c, k in zip(coders, names)]
             norms = torch.cat(reduced, 1).norm(dim=1)
             scale = (clip / (norms + 1e-6)).clamp(max=1.0)
             sums = [(r * scale.unsqueeze(1)).sum(0) for r in reduced]
         else:  # an empty Poisson batch still releases a noisy (zero) sum
-            sums = [torch.zeros(len(c.keep), device=data.train_x.device) for c in coders]
+            sums = [torch.zeros(len(c.keep), device=data.train_y.device) for c in coders]
         for k, c, s in zip(names, coders, sums):
             keep = c.keep.to(s.device)
             noise = torch.randn(s.shape, generator=gen).to(s) * (sigma * clip)

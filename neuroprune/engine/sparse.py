@@ -324,7 +324,7 @@ class SparseTrainer:
             raise UserError("engine.trainer: sparse does not augment data; drop the "
                             "augmentation or use engine.trainer: per_network")
         self.dtype = float_dtype(self.engine.precision)
-        self.data = data.to(self.device, self.dtype)
+        self.data = data.place(self.device, self.dtype)  # mapped inputs stay on the host
         self.template = template(spec)
         self.layers = check_sparse_model(self.template, spec.describe())
 
@@ -375,10 +375,10 @@ class SparseTrainer:
                                     f"sparsity or allocate more weights to it")
                 # values, gradient, optimiser state (4 B each at fp32) and the int64 row,
                 # column, CSR and transposed indices (~5 x 8 B) per kept weight
-                nbytes += nnz * (self.data.train_x.element_size() * (2 + opt_states) + 40)
+                nbytes += nnz * (self.dtype.itemsize * (2 + opt_states) + 40)
                 width = max(width, mod.out_features)
             worst = max(worst, nbytes)
-        act = 2 * cfg.batch_size * width * self.data.train_x.element_size() * len(self.layers)
+        act = 2 * cfg.batch_size * width * self.dtype.itemsize * len(self.layers)
         require_memory(worst + act, "one sparse network", "raise the sparsity or lower the "
                        "hidden widths", self.device)
 
@@ -386,9 +386,10 @@ class SparseTrainer:
         cfg, dev = self.settings, self.device
         net = self._network(task, i)
         opt = cfg.make_optimizer(net.parameters())
-        x_all, y_all = self.data.train_x, self.data.train_y
+        y_all = self.data.train_y
         n = len(y_all)
         total = steps_per_run(n, cfg.batch_size, task.epochs)
+        order_device = "cpu" if self.data.on_disk else dev  # index mapped rows on the host
         seed = int(task.network_seeds()[i])
         gen = torch.Generator().manual_seed(seed + 104729)
         loss_sum = torch.zeros(1, dtype=self.dtype, device=dev)
@@ -396,7 +397,8 @@ class SparseTrainer:
         seen, epoch, step = 0, -1, 0
         zeta = self.engine.sparse_regrow
         with precision_scope(self.engine.precision, dev):
-            for ep, idx in batch_order(n, cfg.batch_size, task.epochs, task.data_seed, dev):
+            for ep, idx in batch_order(n, cfg.batch_size, task.epochs, task.data_seed,
+                                       order_device):
                 if ep != epoch:
                     if epoch >= 0 and self.engine.sparse_neuron_prune > 0:
                         remove_neurons(net, self.engine.sparse_neuron_prune,
@@ -408,8 +410,8 @@ class SparseTrainer:
                     seen, epoch = 0, ep
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr_at(step, total)
-                out = net(x_all[idx]).unsqueeze(0)
-                per = cfg.per_network_loss(out, y_all[idx])
+                out = net(self.data.inputs("train", idx, dev, self.dtype)).unsqueeze(0)
+                per = cfg.per_network_loss(out, y_all[idx.to(dev)])
                 opt.zero_grad(set_to_none=True)
                 per.sum().backward()
                 with torch.no_grad():
@@ -423,12 +425,13 @@ class SparseTrainer:
 
     def _evaluate(self, net, split: str):
         cfg = self.settings
-        x, y = getattr(self.data, f"{split}_x"), getattr(self.data, f"{split}_y")
+        y = getattr(self.data, f"{split}_y")
         hits = torch.zeros(1, dtype=self.dtype, device=self.device)
         loss = torch.zeros(1, dtype=self.dtype, device=self.device)
         with torch.no_grad():
             for s in range(0, len(y), 1024):
-                bl, bh = cfg.scores(net(x[s:s + 1024]).unsqueeze(0), y[s:s + 1024])
+                xb = self.data.inputs(split, slice(s, s + 1024), self.device, self.dtype)
+                bl, bh = cfg.scores(net(xb).unsqueeze(0), y[s:s + 1024])
                 hits += bh
                 loss += bl
         return cfg.accuracy(hits, len(y), y), loss / max(len(y), 1)

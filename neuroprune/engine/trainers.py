@@ -74,7 +74,7 @@ class Trainer:
         self.device = torch.device(device)
         self.engine = engine or EngineConfig()
         self.dtype = float_dtype(self.engine.precision)
-        self.data = data.to(self.device, self.dtype)
+        self.data = data.place(self.device, self.dtype)  # mapped inputs stay on the host
         self.augmenter = Augmenter(list(augment))
         self.template = template(spec)
         self.footprint: Footprint = estimate(self.template, data, settings, layout)
@@ -157,13 +157,14 @@ class Trainer:
             return out if out.dtype == torch.float64 else out.float()
 
         def evaluate(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-            x, y = getattr(self.data, f"{split}_x"), getattr(self.data, f"{split}_y")
+            y = getattr(self.data, f"{split}_y")
             hits = torch.zeros(p, device=dev, dtype=self.dtype)
             loss = torch.zeros(p, device=dev, dtype=self.dtype)
             with torch.no_grad():
                 for s in range(0, len(y), eval_batch):
                     yb = y[s:s + eval_batch]
-                    batch_loss, batch_hits = cfg.scores(fwd(x[s:s + eval_batch], False), yb)
+                    xb = self.data.inputs(split, slice(s, s + eval_batch), dev, self.dtype)
+                    batch_loss, batch_hits = cfg.scores(fwd(xb, False), yb)
                     hits += batch_hits
                     loss += batch_loss
             return cfg.accuracy(hits, len(y), y), loss / max(len(y), 1)
@@ -173,8 +174,9 @@ class Trainer:
                            evaluate=evaluate, data=self.data, data_seed=task.data_seed,
                            rows=torch.arange(task.offset, task.offset + p, device=dev))
         hooks = [copy.deepcopy(h) for h in (*task.hooks, *self.settings_hooks)]
-        x_all, y_all = self.data.train_x, self.data.train_y
+        y_all = self.data.train_y
         n = len(y_all)
+        order_device = "cpu" if self.data.on_disk else dev  # index mapped rows on the host
         state.total_steps = total = steps_per_run(n, cfg.batch_size, task.epochs)
         loss_sum = torch.zeros(p, device=dev, dtype=self.dtype)
         bad = torch.zeros(p, dtype=torch.bool, device=dev)
@@ -190,7 +192,8 @@ class Trainer:
         with precision_scope(precision, dev):
             for h in hooks:
                 h.start(state)
-            for ep, idx in batch_order(n, cfg.batch_size, task.epochs, task.data_seed, dev):
+            for ep, idx in batch_order(n, cfg.batch_size, task.epochs, task.data_seed,
+                                       order_device):
                 if ep != epoch:
                     if epoch >= 0:
                         end_epoch()
@@ -198,7 +201,9 @@ class Trainer:
                     seen, epoch, state.epoch = 0, ep, ep
                     if self.augmenter:
                         aug = self.augmenter.draw(n, aug_gen).to(dev)
-                xb, yb = x_all[idx], y_all[idx]
+                xb = self.data.inputs("train", idx, dev, self.dtype)  # one read for all P
+                idx = idx.to(dev)
+                yb = y_all[idx]
                 if aug is not None:
                     xb = self.augmenter.apply(xb, aug[idx])
                 state.x, state.y = xb, yb

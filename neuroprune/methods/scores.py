@@ -68,7 +68,7 @@ class GraspScores(TrainingHook):
 
     def finish(self, state: TrainState) -> dict[str, Any]:
         idx = balanced_batch(state.data.train_y, self.per_class, self.seed).to(state.device)
-        x, y = state.data.train_x[idx], state.data.train_y[idx]
+        x, y = state.inputs("train", idx), state.data.train_y[idx]
         weights = _masked(state, self.layout)
         frozen = {k: v.clone() for k, v in state.buffers.items()}
 

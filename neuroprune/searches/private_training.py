@@ -46,7 +46,7 @@ def run_private_training(bench: Workbench, out: str | Path) -> dict[str, Any]:
     rd = RunDir(out, open_tracking(cfg.logging, out, cfg.name)).create()
     rd.write_config(to_dict(cfg))
     rd.write_data_record(bench.data.record())
-    result = train_private(model, bench.data.to(bench.device), cfg.training,
+    result = train_private(model, bench.data.place(bench.device), cfg.training,
                            mask=mask, seed=cfg.seed)
     summary = {"status": "complete", "kind": "private_training", "dataset": cfg.data.dataset,
                "model": bench.spec.describe(), "private": cfg.training.privacy is not None,

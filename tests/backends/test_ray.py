@@ -52,6 +52,27 @@ def test_shards_land_on_both_nodes_and_equal_the_local_backend(cluster, digits):
                                atol=1e-7)
 
 
+def test_disk_backed_data_reaches_the_actors_as_its_path(cluster, digits, tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from neuroprune.backends.ray_actors import serialized_bytes
+    from neuroprune.data import DataConfig
+    from neuroprune.data.streamed import from_datasets
+
+    sets = [TensorDataset(getattr(digits, f"{s}_x"), getattr(digits, f"{s}_y"))
+            for s in ("train", "val", "test")]
+    data = from_datasets(*sets, cfg=DataConfig(standardise=False, loader={
+        "cache": "disk", "cache_dir": str(tmp_path)}))
+    assert data.on_disk and serialized_bytes(data) < digits.train_x.numel()  # labels only
+    spec, layout, bits, init = _population(digits)
+    task = EvalTask(masks=bits, init=init, epochs=1, data_seed=3)
+    local = StackedTrainer(spec, digits, TrainSettings(lr=0.05), layout).run(task)
+    with RayEvaluator(spec, data, TrainSettings(lr=0.05), layout) as ev:
+        res = ev.evaluate(task)
+    torch.testing.assert_close(res.metrics["val_loss"], local.metrics["val_loss"], rtol=1e-5,
+                               atol=1e-7)
+
+
 def test_shards_carry_only_themselves_and_return_masks_weights_and_extras(cluster, digits):
     from neuroprune.backends.ray_actors import serialized_bytes, shard_payloads
     from neuroprune.engine import LearningCurve

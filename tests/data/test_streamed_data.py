@@ -17,41 +17,11 @@ from neuroprune.data import DataConfig, load_dataset
 from neuroprune.data.arrays import from_arrays
 from neuroprune.errors import UserError
 
+from image_folders import CLASSES, PER_CLASS, SIZE, Net, images
+
 PIL = pytest.importorskip("PIL.Image")
 
 REPO = Path(__file__).resolve().parents[2]
-CLASSES, PER_CLASS, SIZE = 3, 12, 8
-
-
-def _images(seed=0):
-    """3 classes x 12 RGB 8x8 images; each class brighter in its own channel."""
-    g = np.random.default_rng(seed)
-    out = []
-    for c in range(CLASSES):
-        for i in range(PER_CLASS):
-            a = g.integers(0, 90, (SIZE, SIZE, 3)).astype(np.uint8)
-            a[..., c] += 150
-            out.append((c, i, a))
-    return out
-
-
-@pytest.fixture()
-def folder(tmp_path):
-    root = tmp_path / "imgs"
-    for c, i, a in _images():
-        (root / f"class{c}").mkdir(parents=True, exist_ok=True)
-        PIL.fromarray(a).save(root / f"class{c}" / f"{i:03d}.png")
-    return root
-
-
-class Net(nn.Module):
-    def __init__(self, input_shape, num_classes):
-        super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(input_shape)), 16),
-                                  nn.ReLU(), nn.Linear(16, num_classes))
-
-    def forward(self, x):
-        return self.body(x)
 
 
 class Counting(Dataset):
@@ -75,7 +45,7 @@ def test_folder_reads_labels_in_sorted_order_and_matches_arrays(folder):
     assert data.provenance["classes"] == ["class0", "class1", "class2"]
     assert sum(data.sizes().values()) == CLASSES * PER_CLASS
     # the same images as arrays, split by the same fractions and seed: the same tensors
-    imgs = _images()
+    imgs = images()
     x = np.stack([a.transpose(2, 0, 1) / 255.0 for _, _, a in imgs]).astype(np.float32)
     ref = from_arrays(x, np.array([c for c, _, _ in imgs]),
                       DataConfig(split_seed=3))
@@ -90,7 +60,7 @@ def test_folder_with_train_val_test_subfolders(folder, tmp_path):
     for split in ("train", "val", "test"):
         for c in range(CLASSES):
             (root / split / f"class{c}").mkdir(parents=True)
-    for c, i, a in _images():
+    for c, i, a in images():
         split = "train" if i < 8 else "val" if i < 10 else "test"
         PIL.fromarray(a).save(root / split / f"class{c}" / f"{i:03d}.png")
     data = load_dataset("folder", root=str(root))
@@ -99,7 +69,7 @@ def test_folder_with_train_val_test_subfolders(folder, tmp_path):
 
 
 def test_run_on_a_folder_equals_the_in_memory_run(folder, tmp_path):
-    imgs = _images()
+    imgs = images()
     x = np.stack([a.transpose(2, 0, 1) / 255.0 for _, _, a in imgs]).astype(np.float32)
     y = np.array([c for c, _, _ in imgs])
     kw = dict(method="kstarts", sparsity=0.5, epochs=2, population=4, generations=1,
