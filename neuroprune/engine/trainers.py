@@ -147,28 +147,9 @@ class Trainer:
         mask_list = list(masks.values())
         eval_batch = self.footprint.eval_batch(p, max(1 << 28, free_memory(dev) // 8))
 
-        def fwd(x, training: bool, capture=None, params_=None, buffers_=None) -> torch.Tensor:
-            got, names = capture if capture is not None else (None, frozenset())
-            pass_ = Pass(p=p, training=training, seeds=seeds, step=state.step,
-                         activations=activations, capture=got, capture_names=names)
-            with autocast(precision, dev):
-                out = forward(params if params_ is None else params_,
-                              buffers if buffers_ is None else buffers_, x, pass_)
-            return out if out.dtype == torch.float64 else out.float()
-
-        def evaluate(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-            y = getattr(self.data, f"{split}_y")
-            hits = torch.zeros(p, device=dev, dtype=self.dtype)
-            loss = torch.zeros(p, device=dev, dtype=self.dtype)
-            with torch.no_grad():
-                for s in range(0, len(y), eval_batch):
-                    yb = y[s:s + eval_batch]
-                    xb = self.data.inputs(split, slice(s, s + eval_batch), dev, self.dtype)
-                    batch_loss, batch_hits = cfg.scores(fwd(xb, False), yb)
-                    hits += batch_hits
-                    loss += batch_loss
-            return cfg.accuracy(hits, len(y), y), loss / max(len(y), 1)
-
+        fwd = self._forward_fn(forward, params, buffers, seeds, activations,
+                               lambda: state.step)
+        evaluate = self._evaluate_fn(fwd, p, eval_batch)
         state = TrainState(p=p, params=params, buffers=buffers, masks=masks, optimizer=opt,
                            settings=cfg, seeds=seeds, total_steps=0, forward=fwd,
                            evaluate=evaluate, data=self.data, data_seed=task.data_seed,
@@ -177,7 +158,7 @@ class Trainer:
         y_all = self.data.train_y
         n = len(y_all)
         order_device = "cpu" if self.data.on_disk else dev  # index mapped rows on the host
-        state.total_steps = total = steps_per_run(n, cfg.batch_size, task.epochs)
+        state.total_steps = steps_per_run(n, cfg.batch_size, task.epochs)
         loss_sum = torch.zeros(p, device=dev, dtype=self.dtype)
         bad = torch.zeros(p, dtype=torch.bool, device=dev)
         seen, epoch = 0, -1
@@ -207,43 +188,86 @@ class Trainer:
                 if aug is not None:
                     xb = self.augmenter.apply(xb, aug[idx])
                 state.x, state.y = xb, yb
-                if cosine is None:
-                    lr = cfg.lr_at(state.step, total)
-                    for g in opt.param_groups:
-                        g["lr"] = lr
-                else:  # per-network settings: each its own rate and schedule
-                    factor = 0.5 * (1.0 + math.cos(math.pi * state.step / max(total, 1)))
-                    opt.set_scale(torch.where(cosine > 0, factor, 1.0))
-                logits = fwd(xb, True)
-                per = cfg.per_network_loss(logits, yb)
-                state.logits, state.loss = logits, per
-                objective = per
-                for h in hooks:
-                    extra = h.loss(state)
-                    if extra is not None:
-                        objective = objective + extra
-                opt.zero_grad(set_to_none=True)  # backward writes fresh gradients
-                objective.sum().backward()
+                per = self._step(state, hooks, cosine, masked, mask_list)
                 with torch.no_grad():
                     bad |= ~torch.isfinite(per)
                     loss_sum += per.detach() * len(idx)
                     seen += len(idx)
-                    for h in hooks:
-                        h.after_backward(state)
-                    # Masked gradients keep pruned weights and their optimiser state at 0.
-                    if mask_list:
-                        used = [(q.grad, m) for q, m in zip(masked, mask_list)
-                                if q.grad is not None]  # a layer forward never reached
-                        torch._foreach_mul_([g for g, _ in used], [m for _, m in used])
-                opt.step()
-                with torch.no_grad():
-                    for h in hooks:
-                        h.after_step(state)
-                state.step += 1
             if epoch >= 0:
                 end_epoch()
             return self._collect(task, state, hooks, loss_sum / max(seen, 1) if seen else
                                  torch.full((p,), float("nan"), device=dev), bad)
+
+    def _forward_fn(self, forward, params, buffers, seeds, activations, step):
+        """``fwd(x, training, capture=None, params_=None, buffers_=None)``: logits
+        ``[P, B, C]`` of the chunk's networks (float32 or float64) at the step ``step()``."""
+        p, dev, precision = len(seeds), self.device, self.engine.precision
+
+        def fwd(x, training: bool, capture=None, params_=None, buffers_=None) -> torch.Tensor:
+            got, names = capture if capture is not None else (None, frozenset())
+            pass_ = Pass(p=p, training=training, seeds=seeds, step=step(),
+                         activations=activations, capture=got, capture_names=names)
+            with autocast(precision, dev):
+                out = forward(params if params_ is None else params_,
+                              buffers if buffers_ is None else buffers_, x, pass_)
+            return out if out.dtype == torch.float64 else out.float()
+        return fwd
+
+    def _evaluate_fn(self, fwd, p: int, eval_batch: int):
+        """``evaluate(split) -> (accuracy [P], loss [P])`` over a whole split, in batches of
+        ``eval_batch``, without gradients."""
+        dev, cfg = self.device, self.settings
+
+        def evaluate(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+            y = getattr(self.data, f"{split}_y")
+            hits = torch.zeros(p, device=dev, dtype=self.dtype)
+            loss = torch.zeros(p, device=dev, dtype=self.dtype)
+            with torch.no_grad():
+                for s in range(0, len(y), eval_batch):
+                    yb = y[s:s + eval_batch]
+                    xb = self.data.inputs(split, slice(s, s + eval_batch), dev, self.dtype)
+                    batch_loss, batch_hits = cfg.scores(fwd(xb, False), yb)
+                    hits += batch_hits
+                    loss += batch_loss
+            return cfg.accuracy(hits, len(y), y), loss / max(len(y), 1)
+        return evaluate
+
+    @staticmethod
+    def _step(state: TrainState, hooks, cosine, masked, mask_list) -> torch.Tensor:
+        """One optimiser step of every network on ``state.x, state.y``; each network's loss
+        ``[P]``. The learning rate follows the schedule (or each network's own); masked
+        gradients keep pruned weights and their optimiser state at 0."""
+        cfg, opt, total = state.settings, state.optimizer, state.total_steps
+        if cosine is None:
+            lr = cfg.lr_at(state.step, total)
+            for g in opt.param_groups:
+                g["lr"] = lr
+        else:  # per-network settings: each its own rate and schedule
+            factor = 0.5 * (1.0 + math.cos(math.pi * state.step / max(total, 1)))
+            opt.set_scale(torch.where(cosine > 0, factor, 1.0))
+        logits = state.forward(state.x, True)
+        per = cfg.per_network_loss(logits, state.y)
+        state.logits, state.loss = logits, per
+        objective = per
+        for h in hooks:
+            extra = h.loss(state)
+            if extra is not None:
+                objective = objective + extra
+        opt.zero_grad(set_to_none=True)  # backward writes fresh gradients
+        objective.sum().backward()
+        with torch.no_grad():
+            for h in hooks:
+                h.after_backward(state)
+            if mask_list:
+                used = [(q.grad, m) for q, m in zip(masked, mask_list)
+                        if q.grad is not None]  # a layer forward never reached
+                torch._foreach_mul_([g for g, _ in used], [m for _, m in used])
+        opt.step()
+        with torch.no_grad():
+            for h in hooks:
+                h.after_step(state)
+        state.step += 1
+        return per
 
     def _collect(self, task: EvalTask, state: TrainState, hooks, train_loss, bad):
         p, params, masks = state.p, state.params, state.masks
