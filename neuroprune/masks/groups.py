@@ -68,7 +68,7 @@ def _chunk_offsets(node) -> list[tuple[int, int]] | None:
     ``node.outputs`` reads, from the split's own record; None when it cannot be told."""
     fn = node.grad_fn
     sizes, dim = getattr(fn, "_saved_self_sym_sizes", None), getattr(fn, "_saved_dim", None)
-    if sizes is None or dim is None or not 0 <= dim < len(sizes) or dim != 1:
+    if sizes is None or dim != 1 or len(sizes) < 2:
         return None
     total = int(sizes[dim])
     if hasattr(fn, "_saved_split_sizes"):
@@ -103,13 +103,15 @@ def _graph_type():
             module2node = super()._trace(*args, **kwargs)
             self.opaque = set()
             for node in module2node.values():
-                kind = _reshape_kind(node.grad_fn) if node.type == tp.ops.OPTYPE.RESHAPE \
-                    else "flatten"
-                if kind != "flatten":
-                    # as an element-wise op it maps units one to one, and takes no part in
-                    # the index mapping (whose guess of a stride divides by zero on a
-                    # shuffle, and multiplies without end around a window partition)
-                    node.type = tp.ops.OPTYPE.ELEMENTWISE
+                if node.type != tp.ops.OPTYPE.RESHAPE:
+                    continue
+                kind = _reshape_kind(node.grad_fn)
+                if kind == "flatten":
+                    continue
+                # as an element-wise op it maps units one to one, and takes no part in the
+                # index mapping (whose guess of a stride divides by zero on a shuffle, and
+                # multiplies without end around a window partition)
+                node.type = tp.ops.OPTYPE.ELEMENTWISE
                 if kind == "opaque":
                     self.opaque.add(node.module)
             return module2node
