@@ -661,6 +661,10 @@ def _function(target: Callable, args, kwargs, pass_: Pass):
         if dims is None:
             raise Unsupported(f"{target.__name__} over every dimension")
         return _reduce(target, args[0], dims, kwargs.get("keepdim", False), p)
+    from .windows import call  # torchvision's Swin leaf functions (that module imports this)
+    got = call(target, args, kwargs, pass_)
+    if got is not None:
+        return got
     raise Unsupported(f"function {getattr(target, '__name__', target)}")
 
 

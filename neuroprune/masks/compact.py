@@ -11,7 +11,10 @@ when it cannot change the output:
   units an unstructured mask leaves in a fully connected network).
 
 Units coupled to a grouped (not depthwise) convolution, as in ResNeXt and RegNet, are kept:
-they can only go a whole group at a time.
+they can only go a whole group at a time. Units normalised together (LayerNorm, GroupNorm:
+ConvNeXt's and Swin's residual streams) or regrouped by a reshape (ShuffleNet's channel
+shuffle, a split into attention heads or windows) are kept too: they form no group
+(:func:`.groups.removable`).
 
 The removal itself is Torch-Pruning's (:func:`.groups.dependency_graph`); its pruning
 history, replayed on a fresh dense model (:func:`rebuild_compact`), rebuilds the compact

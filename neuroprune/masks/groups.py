@@ -11,6 +11,7 @@ same graph (:mod:`.compact`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -33,13 +34,134 @@ def torch_pruning():
     return tp
 
 
+def _reshape_kind(grad_fn) -> str:
+    """How a reshape moves the units of the tensor it reads:
+
+    * ``"same"``: they stay one axis, in order: dims of size one added or removed, or the rows
+      of a Linear layer's input (``[..., C]`` to ``[rows, C]`` and back);
+    * ``"flatten"``: ``[batch, C, ...]`` to ``[batch, C * ...]``, each unit a block of
+      positions (Torch-Pruning's index mapping follows it);
+    * ``"opaque"``: anything else, a channel shuffle (``[B, C, H, W]`` viewed as ``[B, g,
+      C/g, H, W]``) or a split into attention heads or windows: the units are regrouped, and
+      the graph would map them one to one.
+    """
+    try:
+        out = list(grad_fn._input_metadata[0].shape)
+        src, at = grad_fn.next_functions[0]
+        inp = list(src._input_metadata[at].shape)
+    except (AttributeError, IndexError, TypeError):  # shapes not recorded: assume the worst
+        return "opaque"
+
+    def rows(a, b):
+        return len(b) == 2 and a[-1] == b[-1] and math.prod(a[:-1]) == b[0]
+
+    if [d for d in inp if d != 1] == [d for d in out if d != 1] or rows(inp, out) \
+            or rows(out, inp):
+        return "same"
+    if len(inp) > 2 and out == [inp[0], math.prod(inp[1:])]:
+        return "flatten"
+    return "opaque"
+
+
+def _chunk_offsets(node) -> list[tuple[int, int]] | None:
+    """For a split along the channels (``torch.split``, ``chunk``), the channel range each of
+    ``node.outputs`` reads, from the split's own record; None when it cannot be told."""
+    fn = node.grad_fn
+    sizes, dim = getattr(fn, "_saved_self_sym_sizes", None), getattr(fn, "_saved_dim", None)
+    if sizes is None or dim != 1 or len(sizes) < 2:
+        return None
+    total = int(sizes[dim])
+    if hasattr(fn, "_saved_split_sizes"):
+        chunks = [int(c) for c in fn._saved_split_sizes]
+    elif hasattr(fn, "_saved_split_size"):
+        step = int(fn._saved_split_size)
+        chunks = [min(step, total - a) for a in range(0, total, step)]
+    else:
+        return None
+    starts = [sum(chunks[:i]) for i in range(len(chunks) + 1)]
+    ranges = []
+    for out in node.outputs:
+        read = {i for f, i in getattr(out.grad_fn, "next_functions", ()) if f is fn}
+        if len(read) != 1:
+            return None
+        i = read.pop()
+        ranges.append((starts[i], starts[i + 1]))
+    return ranges
+
+
+def _graph_type():
+    """Torch-Pruning's ``DependencyGraph`` that marks, instead of guessing through, the
+    reshapes and splits whose units it cannot follow (``opaque``: their op modules); a group
+    through one is kept whole (:func:`removable`). A split along the channels maps each
+    output to the channels it reads (the graph's own guess reads the sizes that recent torch
+    no longer records and pairs outputs with chunks in tracing order)."""
+    tp = torch_pruning()
+    from torch_pruning.dependency.index_mapping import _SplitIndexMapping
+
+    class UnitGraph(tp.DependencyGraph):
+        def _trace(self, *args, **kwargs):
+            module2node = super()._trace(*args, **kwargs)
+            self.opaque = set()
+            for node in module2node.values():
+                if node.type != tp.ops.OPTYPE.RESHAPE:
+                    continue
+                kind = _reshape_kind(node.grad_fn)
+                if kind == "flatten":
+                    continue
+                # as an element-wise op it maps units one to one, and takes no part in the
+                # index mapping (whose guess of a stride divides by zero on a shuffle, and
+                # multiplies without end around a window partition)
+                node.type = tp.ops.OPTYPE.ELEMENTWISE
+                if kind == "opaque":
+                    self.opaque.add(node.module)
+            return module2node
+
+        def build_dependency(self, *args, **kwargs):
+            super().build_dependency(*args, **kwargs)
+            for node in self.module2node.values():
+                if node.type != tp.ops.OPTYPE.SPLIT:
+                    continue
+                ranges = _chunk_offsets(node)
+                node.enable_index_mapping = False  # what is set here stays
+                if ranges is None:
+                    node.type = tp.ops.OPTYPE.ELEMENTWISE
+                    self.opaque.add(node.module)
+                    for dep in node.dependencies + [d for o in node.outputs
+                                                    for d in o.dependencies]:
+                        if node in (dep.source, dep.target):
+                            dep.index_mapping[0] = None
+                    continue
+                for out, rng in zip(node.outputs, ranges):
+                    for dep in node.dependencies:
+                        if dep.target is out:
+                            dep.index_mapping[0] = _SplitIndexMapping(list(rng), reverse=False)
+                    for dep in out.dependencies:
+                        if dep.target is node:
+                            dep.index_mapping[0] = _SplitIndexMapping(list(rng), reverse=True)
+            return self
+
+    return UnitGraph
+
+
+def removable(group, graph) -> bool:
+    """True when the units of ``group`` (a Torch-Pruning group) can go one at a time and leave
+    the others' outputs as they were: it crosses no normalisation over its units (LayerNorm,
+    GroupNorm: a unit removed changes the mean and variance of the rest) and no reshape that
+    regroups them (a channel shuffle, a split into heads or windows)."""
+    for it in group.items:
+        mod = it.dep.target.module
+        if mod in getattr(graph, "opaque", ()) or isinstance(mod, nn.LayerNorm) or (
+                isinstance(mod, nn.GroupNorm) and mod.num_groups != mod.num_channels):
+            return False
+    return True
+
+
 def dependency_graph(model: nn.Module, example: torch.Tensor):
     """Torch-Pruning's dependency graph of ``model`` traced on ``example``.
 
     A model the graph cannot trace raises :class:`UserError` naming the module that failed.
     The model's training mode is restored afterwards (tracing switches it to eval).
     """
-    tp = torch_pruning()
     names = {m: n for n, m in model.named_modules()}
     stack: list[str] = []
 
@@ -55,7 +177,8 @@ def dependency_graph(model: nn.Module, example: torch.Tensor):
     def channels(mod, inp, out):
         a, b = (inp[0] if inp else None), out
         if (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() > 1
-                and b.dim() > 1 and a.shape[1] != b.shape[1]):
+                and b.dim() > 1 and a.shape[1] != b.shape[1]
+                and sorted(a.shape) != sorted(b.shape)):  # a permute moves the axis only
             changed.append(names.get(mod, type(mod).__name__))
 
     handles = [m.register_forward_pre_hook(enter) for m in model.modules()]
@@ -68,8 +191,8 @@ def dependency_graph(model: nn.Module, example: torch.Tensor):
     training = model.training
     try:
         with torch.enable_grad():
-            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example,
-                                                          verbose=False)
+            graph = _graph_type()().build_dependency(model, example_inputs=example,
+                                                     verbose=False)
     except Exception as exc:  # noqa: BLE001 - any failure of tracing is reported the same way
         where = stack[-1] if stack else "the model's forward"
         raise UserError(f"the dependency graph cannot trace module '{where or 'root'}' "
@@ -141,7 +264,8 @@ def _members(dep, idxs, names: Mapping[nn.Module, str], size: int) -> list[Membe
 def group_roots(model: nn.Module, graph, structure: str = "all",
                 exclude: Sequence[str] = ()) -> list[nn.Module]:
     """The layers whose output units root a group (not the output layers, nor the layers of
-    the parameter names in ``exclude``), in the graph's order."""
+    the parameter names in ``exclude``, nor groups that are not :func:`removable`), in the
+    graph's order."""
     from ..models import output_names
 
     modules = dict(model.named_modules())
@@ -152,7 +276,8 @@ def group_roots(model: nn.Module, graph, structure: str = "all",
                list(output_names(model)) + list(exclude) + fixed
                if n.rpartition(".")[0] in modules]
     return [g[0].dep.target.module for g in graph.get_all_groups(
-        ignored_layers=ignored, root_module_types=STRUCTURES[structure])]
+        ignored_layers=ignored, root_module_types=STRUCTURES[structure])
+        if removable(g, graph)]
 
 
 def group_members(graph, root: nn.Module, names: Mapping[nn.Module, str]) -> list[Member]:

@@ -247,6 +247,56 @@ def test_a_concatenation_compacts_each_branch_by_its_own_channels():
         assert torch.allclose(small(x), model(x), atol=1e-5, rtol=0)
 
 
+class _Shuffled(nn.Module):
+    """ShuffleNet's pattern (a half of the channels through a branch, concatenated back and
+    shuffled) and ConvNeXt's (channels last: LayerNorm, a Linear-GELU-Linear block, a layer
+    scale, back to channels first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.expand = nn.Conv2d(4, 6, 1)
+        self.depthwise = nn.Conv2d(6, 6, 3, padding=1, groups=6)
+        self.reduce = nn.Conv2d(6, 4, 1)
+        self.norm = nn.LayerNorm(8)
+        self.up = nn.Linear(8, 12)
+        self.down = nn.Linear(12, 8)
+        self.scale = nn.Parameter(torch.rand(8, 1, 1))
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        keep, branch = x.chunk(2, dim=1)
+        branch = self.reduce(torch.relu(self.depthwise(torch.relu(self.expand(branch)))))
+        x = torch.cat([keep, branch], 1)
+        b, c, h, w = x.shape
+        x = x.view(b, 2, c // 2, h, w).transpose(1, 2).reshape(b, c, h, w)
+        y = self.down(nn.functional.gelu(self.up(self.norm(x.permute(0, 2, 3, 1)))))
+        x = x + self.scale * y.permute(0, 3, 1, 2)
+        return self.head(x.mean((2, 3)))
+
+
+def test_shuffled_and_normalised_channels_stay_whole_and_the_rest_compacts():
+    torch.manual_seed(0)
+    model = _Shuffled().eval()
+    ex = torch.randn(1, 3, 8, 8)
+    space = structure_space(model, ex)
+    # the stem's channels are shuffled and normalised: only the branch's inner channels and
+    # the hidden units go one by one
+    assert {g.root for g in space.groups} == {"depthwise", "up"}
+    _apply_rows(model, space, space.select(torch.rand(1, space.size), "flops", 0.7))
+    small, history = compact(model, ex)
+    assert small.expand.out_channels < 6 and small.up.out_features < 12
+    assert small.stem.out_channels == 8 and small.norm.normalized_shape == (8,)
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(small(x), model(x), atol=1e-5, rtol=0)
+    again = rebuild_compact(_Shuffled(), ex, history)
+    again.load_state_dict(small.state_dict())
+    with torch.no_grad():
+        assert torch.equal(again.eval()(x), small(x))
+
+
 class _Versioned(nn.Linear):
     """A module that refuses a state dict without its version (as torchvision's MNASNet)."""
     _version = 2

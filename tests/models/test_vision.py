@@ -45,12 +45,7 @@ FAMILIES = ["resnet18", "vgg11_bn", "mobilenet_v2", "mobilenet_v3_small", "effic
             "mnasnet0_5", "densenet121", "squeezenet1_0", "googlenet", "shufflenet_v2_x0_5",
             "regnet_x_400mf", "convnext_tiny", "swin_t", "resnext50_32x4d"]
 #: what structured compaction cannot do yet, and why (strict: a fix must remove the entry)
-NO_COMPACTION = {
-    "shufflenet_v2_x0_5": "channel shuffle (view/transpose) is not traced by the dependency "
-                          "graph",
-    "convnext_tiny": "Permute changes the channel axis",
-    "swin_t": "Permute changes the channel axis",
-}
+NO_COMPACTION: dict[str, str] = {}
 
 
 def _names() -> list[str]:
