@@ -65,6 +65,7 @@ class RunFiles:
     curves = "curves.csv"  # neuroevolution: reward against steps
     learned_mask = "learned_mask.safetensors"  # rbm_connectivity: the learned pattern
     trials = "trials.csv"  # tune: every trial
+    trainer_choices = "trainer_choices.json"  # engine.trainer auto: what this run chose
     lock = ".lock"
     holder = ".lock.holder"
 

@@ -23,21 +23,27 @@ the choice changes the time, not what is found.
 A measurement taken while other work competed for this process's cores is marked
 ``disturbed`` (:func:`disturbed`): it decides for the process that took it, and the next
 process measures again; the first undisturbed measurement is kept for good. So a choice made
-on a busy machine does not outlive the load.
+on a busy machine does not outlive the load. A run keeps the choices it made in its own
+folder (:func:`run_choices`), so that a resumed run trains with the trainers it started
+with, whatever the machine's cache says by then: the resumed run equals the uninterrupted
+one to the last bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import time
+from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._io import WriteError, atomic_write_json
 from ..data import DataSplits
 from ..errors import UserError
 from ..masks import Layout
@@ -54,14 +60,17 @@ MARGIN = 1.1
 #: (after one warm-up each)
 SHORT, LONG, ROUNDS = 2, 6, 2
 #: a measurement is skipped when it would cost more than this share of the task's predicted
-#: time and more than ``FLOOR`` seconds
-BUDGET, FLOOR = 0.25, 2.0
+#: time and more than ``FLOOR`` seconds (it is remembered: one measurement serves every later
+#: generation and run, so a task's worth of time is not too much)
+BUDGET, FLOOR = 1.0, 2.0
 
 #: with one thread, a measurement during which the process ran less than this share of the
 #: time is ``disturbed``
 CPU_SHARE = 0.8
 
 _CHOICES: dict[str, dict[str, Any]] = {}
+#: the choices file of the run this thread trains for (see :func:`run_choices`)
+_RUN_FILE: ContextVar[Path | None] = ContextVar("neuroprune_run_choices", default=None)
 #: keys this process measured itself (a disturbed record from elsewhere is measured again)
 _MEASURED_HERE: set[str] = set()
 
@@ -102,6 +111,39 @@ def _valid(record: Any) -> bool:
     costs = record.get("costs") if isinstance(record, dict) else None
     return isinstance(costs, dict) and bool(costs) and all(
         isinstance(c, dict) and {"setup", "step"} <= set(c) for c in costs.values())
+
+
+@contextlib.contextmanager
+def run_choices(path: str | Path):
+    """Within this block, trainers choose for a run whose choices are kept in ``path``: a
+    choice recorded there is taken as it is (no measurement, whatever the machine's cache
+    holds), a new one is recorded there."""
+    token = _RUN_FILE.set(Path(path))
+    try:
+        yield
+    finally:
+        _RUN_FILE.reset(token)
+
+
+def _keep_for_run(key: str, record: dict[str, Any]) -> None:
+    path = _RUN_FILE.get()
+    if path is None:
+        return
+    table = _read(path)  # the run folder has one writer (its lock): no lock of our own
+    if key in table:
+        return
+    table[key] = record
+    try:
+        atomic_write_json(path, table)
+    except (OSError, WriteError):  # a run folder that cannot take it: the machine's cache rules
+        pass
+
+
+def _run_record(key: str) -> dict[str, Any] | None:
+    path = _RUN_FILE.get()
+    got = _read(path).get(key) if path is not None else None
+    skipped = isinstance(got, dict) and "costs" in got and got["costs"] is None
+    return got if _valid(got) or skipped else None  # skipped: the default trainer ran
 
 
 def remembered(key: str) -> dict[str, Any] | None:
@@ -224,9 +266,11 @@ class AutoTrainer:
             return names[0]
         chunk = min(len(task), getattr(self.default, "chunk_size", 1))
         key = self.key(task, chunk, names)
-        record = remembered(key)
         steps = steps_per_run(len(self.data.train_y), self.settings.batch_size, task.epochs)
-        stale = record is not None and record.get("disturbed") and key not in _MEASURED_HERE
+        pinned = _run_record(key)  # what this run chose before it was interrupted
+        record = pinned or remembered(key)
+        stale = not pinned and record is not None and record.get("disturbed") \
+            and key not in _MEASURED_HERE
         if record is None or stale or set(record.get("costs") or names) != set(names):
             chunks = -(-len(task) // chunk)  # the task's steps, every chunk's
             _MEASURED_HERE.add(key)
@@ -239,6 +283,7 @@ class AutoTrainer:
                 record = remember(key, {"costs": costs,
                                         "disturbed": disturbed(cpu, wall, self.device),
                                         "measured": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        _keep_for_run(key, record)
         if record["costs"] is None:
             self.chosen = {"choice": self.default.name, "seconds": {}, "steps": steps}
         else:

@@ -17,13 +17,14 @@ from .. import __version__
 from ..config import to_dict
 from ..efficiency import efficiency_of_weights
 from ..engine import EvalTask, LearningCurve
+from ..engine.autotune import run_choices
 from ..engine.evaluator import Metered
 from ..errors import ConfigError, UserError
 from ..evolution.loop import Generation
 from ..masks import Mask, bits_to_mask, check_bits
 from ..methods import METHODS, MethodContext
 from ..mirror import shown
-from ..rundir import RunDir
+from ..rundir import FILES, RunDir
 from ..tracking import Tracking, open_tracking
 from ..workbench import Workbench
 from .kinds import Kind
@@ -357,7 +358,7 @@ class MaskSearch:
         interrupt = _GracefulInterrupt()
         recording = _Recording(rd, evaluator, interrupt, t0, resume_state, on_generation,
                                self.method.name, cfg.seed)
-        with evaluator, interrupt:
+        with evaluator, interrupt, run_choices(rd.path / FILES.trainer_choices):
             found = self._find(recording, progress)
             interrupt.at_once()
             search_epochs = evaluator.network_epochs

@@ -337,6 +337,39 @@ def test_auto_trainer_measures_once_and_trains_as_the_trainer_it_chose(digits, t
     assert auto.candidates(replace(task, masks=None, size=6)) == ["stacked", "per_network"]
 
 
+def test_a_run_keeps_its_trainer_choices_whatever_the_machine_cache_says_later(
+        digits, tmp_path, monkeypatch):
+    """A resumed run trains with the trainers it started with (bit-identical resume), even
+    when the machine's cache has been measured again since."""
+    from neuroprune.engine import autotune
+    monkeypatch.setenv("NEUROPRUNE_CACHE_DIR", str(tmp_path / "machine"))
+    monkeypatch.setattr(autotune, "_CHOICES", {})
+    monkeypatch.setattr(autotune, "_MEASURED_HERE", set())
+    spec, layout, bits = population(digits, widths=(32,), n=4)
+    task = EvalTask(masks=bits, init=init_state(spec, 0), epochs=1, data_seed=0)
+    run_file = tmp_path / "run" / "trainer_choices.json"
+    run_file.parent.mkdir()
+    with autotune.run_choices(run_file):
+        first = make_trainer(spec, digits, TrainSettings(), layout)
+        first.run(task)
+    (key, kept), = json.loads(run_file.read_text()).items()
+    choice = first.chosen["choice"]
+    # the machine's cache now says another trainer is far faster
+    other = next(n for n in kept["costs"] if n != choice)
+    costs = {n: {"setup": 0.0, "step": 0.001 if n == other else 9.0} for n in kept["costs"]}
+    (tmp_path / "machine" / "trainer_choices.json").write_text(
+        json.dumps({key: {"costs": costs, "disturbed": False}}))
+    monkeypatch.setattr(autotune, "_CHOICES", {})
+    with autotune.run_choices(run_file):  # the run resumed
+        again = make_trainer(spec, digits, TrainSettings(), layout)
+        monkeypatch.setattr(again, "measure", lambda *a: pytest.fail("measured on resume"))
+        again.run(task)
+    assert again.chosen["choice"] == choice
+    fresh = make_trainer(spec, digits, TrainSettings(), layout)  # a new run: the machine's
+    fresh.run(task)
+    assert fresh.chosen["choice"] == other
+
+
 def test_auto_trainer_does_not_measure_what_costs_more_than_the_task(digits, tmp_path,
                                                                      monkeypatch):
     from neuroprune.engine import autotune
