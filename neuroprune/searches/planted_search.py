@@ -25,6 +25,7 @@ from ..engine import EvalTask, StackedTrainer, TrainSettings
 from ..masks import flatten, load_mask, make_layout
 from ..models import build_model
 from ..planted import make_task, recovery
+from ..report.planted import table
 from ..rundir import RunDir
 from ..section import Section
 from ..tracking import open_tracking
@@ -103,36 +104,6 @@ def scorer(task, device: str) -> StackedTrainer:
     params = dict(build_model(task.spec).named_parameters())
     layout = make_layout({k: tuple(params[k].shape) for k in task.mask}, 0.0, "global")
     return StackedTrainer(task.spec, task.data, TrainSettings(loss=task.loss), layout, device)
-
-
-def table(rows: list[dict[str, Any]], oracle: dict[str, float] | None = None) -> str:
-    """Per task: quality after training (and untrained) and IoU with the planted mask."""
-    lines = ["Quality: accuracy (circle) or R^2 (relu, helix) on the test split, after the "
-             "final training (untrained in brackets); IoU of kept connections with the planted "
-             "mask. Means over seeds. `*` marks the planted sparsity.", ""]
-    for t in dict.fromkeys(r["task"] for r in rows):
-        rs = [r for r in rows if r["task"] == t]
-        planted = rs[0]["planted_sparsity"]
-        sps = sorted({r["sparsity"] for r in rs})
-        head = [f"{s:.4%}" + ("*" if abs(s - planted) < 1e-6 else "") for s in sps]
-        ceiling = f"; the planted mask scores {oracle[t]:.3f} untrained" if oracle else ""
-        lines += [f"### {t} (planted ticket keeps {1 - planted:.3%} of the weights{ceiling})",
-                  "",
-                  "| method | " + " | ".join(head) + " |", "| --- |" + " --- |" * len(sps)]
-        for m in dict.fromkeys(r["method"] for r in rs):
-            cells = []
-            for s in sps:
-                c = [r for r in rs if r["method"] == m and r["sparsity"] == s]
-                if not c:
-                    cells.append("-")
-                    continue
-                q = statistics.mean(r["quality_trained"] for r in c)
-                q0 = statistics.mean(r["quality_pruned"] for r in c)
-                iou = statistics.mean(r["iou"] for r in c)
-                cells.append(f"{q:.3f} ({q0:.2f}) IoU {iou:.2f}")
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
 
 
 def _plot(rows, path: Path) -> None:

@@ -1,30 +1,11 @@
 """What the compact networks of a comparison cost: FLOPs, parameters and CPU latency per
 method and target, and accuracy against FLOPs (for structured methods, whose budgets are
-FLOPs)."""
+FLOPs), from the rows of its ``results.csv``."""
 
 from __future__ import annotations
 
 import statistics
 from typing import Any
-
-
-#: a comparison row's efficiency columns (beside flops, params, latency, flops_dense and
-#: latency_dense): what was deployed and compacted with what, the deployed network's batch-256
-#: latency quartiles, and its speedup over the dense network with the 95% interval
-EFFICIENCY_COLUMNS = ["deployed", "compacted_with", "compact_error", "latency_q1",
-                      "latency_q3", "speedup", "speedup_low", "speedup_high"]
-
-
-def row_figures(summary: dict[str, Any]) -> dict[str, Any]:
-    """:data:`EFFICIENCY_COLUMNS` of one cell from its ``summary.json``."""
-    deployed = summary.get("deployed") or ("compact" if "flops_compact" in summary
-                                           else "masked" if "flops" in summary else None)
-    iqr = summary.get(f"latency_b256_{deployed}_iqr") or [None, None]
-    ci = summary.get("speedup_b256_ci") or [None, None]
-    return {"deployed": deployed, "compacted_with": summary.get("compacted_with"),
-            "compact_error": summary.get("compact_error"),
-            "latency_q1": iqr[0], "latency_q3": iqr[1],
-            "speedup": summary.get("speedup_b256"), "speedup_low": ci[0], "speedup_high": ci[1]}
 
 
 def _known(value: Any) -> bool:
