@@ -159,14 +159,38 @@ def compute_figure(rows: list[dict[str, Any]], target: str = "sparse"):
     return fig
 
 
-
-
 def planned_cells(run: Run) -> int | None:
     comp = run.config.get("comparison") or {}
     try:
         return len(comp["methods"]) * len(comp["sparsities"]) * len(comp["seeds"])
     except (KeyError, TypeError):
         return None
+
+
+def _cells(runs: list[Run]) -> pd.DataFrame:
+    return pd.concat([r.results for r in runs], ignore_index=True)
+
+
+def records(cells: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a results table, a blank cell as None (as the sweep wrote it)."""
+    return cells.astype(object).where(cells.notna(), None).to_dict("records")
+
+
+def _rules(runs: list[Run]) -> tuple[int | None, list[str], str]:
+    """The budget, the baselines and the target words of ``runs``' tables."""
+    budgets = {(r.config.get("comparison") or {}).get("budget") for r in runs}
+    budget = budgets.pop() if len(budgets) == 1 else None  # one rule for the whole table
+    bases = list(dict.fromkeys(b for r in runs for b in baseline_labels(
+        (r.config.get("comparison") or {}).get("methods") or [])))
+    targets = {target_words(r.config) for r in runs}
+    return budget, bases, targets.pop() if len(targets) == 1 else "removed"  # other budgets
+
+
+def tables(runs: list[Run]) -> str:
+    """``comparison.md``: :func:`comparison_table` of ``runs``, and the efficiency table
+    where the cells measured their networks."""
+    rows = records(_cells(runs))
+    return comparison_table(rows, *_rules(runs)) + efficiency_table(rows)
 
 
 def report(runs: list[Run], doc: Document) -> None:
@@ -178,26 +202,20 @@ def report(runs: list[Run], doc: Document) -> None:
                  f"**unfinished**: {done} of {planned or '?'} cells done, reported as far as "
                  f"it got")
         doc.para(f"`{run.name}`: {done} cells, {state}.")
-    cells = pd.concat([r.results for r in runs], ignore_index=True)
-    targets = {target_words(r.config) for r in runs}
-    target = targets.pop() if len(targets) == 1 else "removed"  # runs of other budgets
+    budget, bases, target = _rules(runs)
+    cells = _cells(runs)
+    rows = records(cells)
     if target == "sparse":  # a FLOPs or parameter budget is drawn against FLOPs below
         accuracy_figure(doc, cells)
-    rows = cells.to_dict("records")
-    budgets = {(r.config.get("comparison") or {}).get("budget") for r in runs}
-    budget = budgets.pop() if len(budgets) == 1 else None  # one rule for the whole table
-    if "network_epochs" in cells and cells["network_epochs"].notna().any():
-        fig = compute_figure([r for r in rows if pd.notna(r.get("network_epochs"))], target)
-        if fig is not None:
-            doc.figure("accuracy_vs_compute", fig,
-                       "Test accuracy of each method's final network against the training it "
-                       "spent in all (network-epochs: one network trained for one epoch is "
-                       "one), one panel per sparsity, mean ± std over seeds.")
-    bases = list(dict.fromkeys(b for r in runs for b in baseline_labels(
-        (r.config.get("comparison") or {}).get("methods") or [])))
+    fig = compute_figure([r for r in rows if r.get("network_epochs") is not None], target)
+    if fig is not None:
+        doc.figure("accuracy_vs_compute", fig,
+                   "Test accuracy of each method's final network against the training it "
+                   "spent in all (network-epochs: one network trained for one epoch is "
+                   "one), one panel per sparsity, mean ± std over seeds.")
     doc.para(comparison_table(rows, budget, bases, target).rstrip("\n"))
-    if "flops" in cells and cells["flops"].notna().any():
-        measured = [r for r in rows if pd.notna(r.get("flops"))]
+    measured = [r for r in rows if r.get("flops") is not None]
+    if measured:
         doc.para(efficiency_table(measured).strip("\n"))
         doc.figure("accuracy_vs_flops", flops_figure(measured),
                    "Test accuracy against the FLOPs per sample of the deployed network (the "

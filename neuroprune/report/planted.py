@@ -92,11 +92,21 @@ def figure(doc: Document, rows: pd.DataFrame, name: str) -> None:
                "alone scores 1.0).")
 
 
+def _table(run: Run) -> str:
+    oracle = (run.summary or {}).get("planted_mask_quality") if run.finished else None
+    return table(run.results.to_dict("records"), oracle)
+
+
+def tables(runs: list[Run]) -> str:
+    """``planted.md``: :func:`table` of each run (with the planted mask's own untrained
+    quality once the run is finished)."""
+    return "\n".join(_table(run) for run in runs)
+
+
 def report(runs: list[Run], doc: Document) -> None:
     for i, run in enumerate(runs):
         suffix = f"-{i + 1}" if len(runs) > 1 else ""
         state = "" if run.finished else " — unfinished, reported as far as it got"
         doc.heading(f"Planted tickets `{run.name}`{state}")
         figure(doc, run.results, f"planted{suffix}")
-        oracle = (run.summary or {}).get("planted_mask_quality") if run.finished else None
-        doc.para(table(run.results.to_dict("records"), oracle).rstrip("\n"))
+        doc.para(_table(run).rstrip("\n"))

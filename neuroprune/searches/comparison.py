@@ -1,9 +1,10 @@
 """Methods side by side: methods x sparsities x seeds on the same data, architecture and data
 splits, with the training each method spent on the record.
 
-Each cell is an ordinary mask search in ``cells/<label>-s<sparsity>-seed<seed>/``; a cell with
-a ``summary.json`` is done and is not run again, so an interrupted comparison resumes where it
-stopped. A method entry may carry a ``label`` (to compare two settings of one method).
+Each cell is an ordinary mask search in ``cells/<label>-s<sparsity>-seed<seed>/``, run by the
+sweep runner (:mod:`.sweep`): a finished cell is read back, not run again, so an interrupted
+comparison resumes where it stopped. A method entry may carry a ``label`` (to compare two
+settings of one method).
 
 The final network of every method gets ``training.epochs``, unless ``comparison.budget`` gives
 every cell the same training compute: then a cell's final training gets the budget's
@@ -13,8 +14,9 @@ network-epochs minus what its method's search spends (``Method.search_network_ep
 ``comparison.md`` the mean and standard deviation of the test accuracy per method and
 sparsity, the compute each spent, and Welch's t-test of every method against each baseline
 that ran: every entry of method ``random``, ``dissipating_gradients`` or ``l1_filter``, under
-its label; ``comparison.png`` plots test accuracy
-against training compute.
+its label (:mod:`neuroprune.report.comparison`); ``report/`` the figures ``neuroprune report``
+draws: accuracy against weights remaining (or against FLOPs, at FLOPs or parameter budgets)
+and against training compute.
 
 With ``comparison.reuse`` (the default) a training that several cells ask for alike is run
 once and read by the others from ``memo/`` (:mod:`neuroprune.engine.memo`): a structured
@@ -27,29 +29,21 @@ time is what it took. ``memo/`` is removed once every cell is done.
 
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
-from tqdm.auto import tqdm
 
-from .._io import atomic_write, atomic_write_csv, atomic_write_text
-from ..backends.ray_actors import shared_ray
 from ..config import (MethodConfig, RunConfig, _methods, _seeds, _sparsities,
-                      method_entries, method_params, to_dict)
+                      method_entries, method_params)
 from ..errors import ConfigError
 from ..methods import METHODS
-from ..report.comparison import (baseline_labels, comparison_table, compute_figure,
-                                 target_words)
-from ..report.comparison_efficiency import efficiency_table, flops_figure
 from ..rundir import RunDir
 from ..section import Section
-from ..tracking import open_tracking
 from ..workbench import Workbench
 from .kinds import Kind
 from .mask_search import MaskSearch
+from .sweep import Cell, Sweep
 
 #: a comparison row's efficiency columns (beside flops, params, latency, flops_dense and
 #: latency_dense): what was deployed and compacted with what, the deployed network's batch-256
@@ -123,95 +117,48 @@ def cell_configs(cfg: RunConfig) -> list[tuple[RunConfig, str, str]]:
     return out
 
 
-class Comparison:
+class Comparison(Sweep):
     """Every cell prepared from one workbench (the data is loaded once and shared)."""
 
-    def __init__(self, bench: Workbench):
-        self.bench = bench
-        self.searches = [(MaskSearch(bench.derive(c)), label, name)
-                         for c, label, name in cell_configs(bench.config)]
+    kind, columns, tables = "comparison", COLUMNS, "comparison.md"
 
-    def run(self, out: str | Path, progress: bool = True, log=print) -> dict[str, Any]:
-        cfg = self.bench.config
-        rd = RunDir(out, open_tracking(cfg.logging, out, cfg.name)).create()
-        rd.write_config(to_dict(cfg))
+    def __init__(self, bench: Workbench):
+        super().__init__(bench, [Cell(name, MaskSearch(bench.derive(c)), {"method": label})
+                                 for c, label, name in cell_configs(bench.config)],
+                         reuse=bench.config.comparison.reuse)
+
+    def start(self, rd: RunDir) -> None:
+        super().start(rd)
         rd.write_data_record(self.bench.data.record())
-        t0 = time.time()
-        rows: list[dict[str, Any]] = []
-        memo = rd.path / "memo" if cfg.comparison.reuse else None
-        for search, _, _ in self.searches:
-            search.bench.memo = memo
-        with shared_ray(cfg.backend, cfg.ray.address):
-            _run_cells(self.searches, rd, rows, progress, log)
-        table = comparison_table(rows, cfg.comparison.budget,
-                                 baseline_labels(cfg.comparison.methods), target_words(cfg))
-        atomic_write_text(rd.path / "comparison.md", table + efficiency_table(rows))
-        plot_compute(rows, rd.path / "comparison.png", target=target_words(cfg))
-        plot_compute(rows, rd.path / "comparison_flops.png", flops_figure)
+
+    def row(self, cell: Cell, summary: dict[str, Any], path: Path) -> dict[str, Any]:
+        compute, cfg = summary.get("compute", {}), cell.search.cfg
+        return {**cell.key, "sparsity": cfg.sparsity.target,
+                "seed": summary["seed"], "test_accuracy": summary["test_accuracy"],
+                "val_accuracy": summary["val_accuracy"], "actual_sparsity": summary["sparsity"],
+                # what the deployed network (compact, else masked) costs: FLOPs per sample,
+                # params, CPU seconds at batch 256 (absent without the efficiency figures)
+                "flops": summary.get("flops"), "params": summary.get("params"),
+                "latency": summary.get("latency"),
+                # the same figures of the dense network it was cut from
+                "flops_dense": summary.get("flops_dense"),
+                "latency_dense": summary.get("latency_b256_dense"),
+                **row_figures(summary),
+                "kept_weights": summary["kept_weights"],
+                "network_epochs": compute.get("network_epochs"),
+                "training_flops": compute.get("training_flops"),
+                "reused_network_epochs": compute.get("reused_network_epochs"),
+                "final_epochs": cfg.training.epochs, "wall_seconds": summary["wall_seconds"]}
+
+    def summary(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         spent = sum(r["network_epochs"] or 0 for r in rows)
         reused = sum(r["reused_network_epochs"] or 0 for r in rows)
-        summary = {"status": "complete", "kind": "comparison", "cells": len(rows),
-                   "wall_seconds": round(time.time() - t0, 3),
-                   # the cells' own, over every process that ran them (a resumed comparison)
-                   "cell_wall_seconds": round(sum(r["wall_seconds"] for r in rows), 3),
-                   # what the cells' methods cost, and what of it was trained once for several
-                   "network_epochs": spent, "trained_network_epochs": spent - reused,
-                   "best": max(rows, key=lambda r: r["val_accuracy"]),
-                   "data": self.bench.data.record(), "device": self.bench.device}
-        rd.write_summary(summary)
-        if memo is not None:  # a cache: every cell that could read it is done
-            shutil.rmtree(memo, ignore_errors=True)
-        return summary
-
-
-def _run_cells(searches, rd, rows, progress, log) -> None:
-    for search, label, name in tqdm(searches, desc="comparison", unit="cell",
-                                    disable=not progress):
-        cell_dir = rd.path / "cells" / name
-        if RunDir(cell_dir).is_complete():
-            summary = RunDir(cell_dir).read_summary()
-        else:
-            resume = (cell_dir / "config.yaml").is_file()
-            summary = search.run(cell_dir, progress=False, resume=resume, log=lambda _: None,
-                                 tracking=rd.child_tracking(name))
-        compute = summary.get("compute", {})
-        rows.append({"method": label, "sparsity": search.cfg.sparsity.target,
-                     "seed": summary["seed"], "test_accuracy": summary["test_accuracy"],
-                     "val_accuracy": summary["val_accuracy"],
-                     "actual_sparsity": summary["sparsity"],
-                     # what the deployed network (compact, else masked) costs: FLOPs per
-                     # sample, params, CPU seconds at batch 256 (absent without the efficiency
-                     # figures)
-                     "flops": summary.get("flops"), "params": summary.get("params"),
-                     "latency": summary.get("latency"),
-                     # the same figures of the dense network it was cut from
-                     "flops_dense": summary.get("flops_dense"),
-                     "latency_dense": summary.get("latency_b256_dense"),
-                     **row_figures(summary),
-                     "kept_weights": summary["kept_weights"],
-                     "network_epochs": compute.get("network_epochs"),
-                     "training_flops": compute.get("training_flops"),
-                     "reused_network_epochs": compute.get("reused_network_epochs"),
-                     "final_epochs": search.cfg.training.epochs,
-                     "wall_seconds": summary["wall_seconds"]})
-        atomic_write_csv(rd.path / "results.csv", rows, COLUMNS)
-
-
-def plot_compute(rows: list[dict[str, Any]], path: Path, figure=None, **options) -> None:
-    """Write :func:`compute_figure` (or ``figure``) of ``rows`` to ``path`` (nothing
-    without matplotlib or what the figure needs)."""
-    try:
-        import matplotlib
-    except ImportError:
-        return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = (figure or compute_figure)(rows, **options)
-    if fig is None:
-        return
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
-    plt.close(fig)
+        # the cells' own wall time, over every process that ran them (a resumed comparison);
+        # what the cells' methods cost, and what of it was trained once for several
+        return {"cell_wall_seconds": round(sum(r["wall_seconds"] for r in rows), 3),
+                "network_epochs": spent, "trained_network_epochs": spent - reused,
+                "best": max(rows, key=lambda r: r["val_accuracy"]),
+                "data": self.bench.data.record(), "device": self.bench.device}
 
 
 class ComparisonConfig(Section):
