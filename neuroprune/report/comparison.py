@@ -108,14 +108,12 @@ def comparison_table(rows: list[dict[str, Any]], budget: int | None = None,
 def compute_figure(rows: list[dict[str, Any]], target: str = "sparse"):
     """Test accuracy against training compute, one panel per sparsity, one colour per
     method (mean and standard deviation over seeds); None when no row records compute."""
-    import matplotlib
     import matplotlib.pyplot as plt
 
     methods = list(dict.fromkeys(r["method"] for r in rows))
     sparsities = sorted({r["sparsity"] for r in rows})
     if not any(r.get("network_epochs") for r in rows):
         return None
-    colours = plt.get_cmap("tab10").colors
     n_seeds = len({r["seed"] for r in rows})
     spent = [r["network_epochs"] for r in rows if r.get("network_epochs")]
     log = max(spent) > 10 * min(spent)  # a linear axis when the methods spent alike
@@ -124,30 +122,9 @@ def compute_figure(rows: list[dict[str, Any]], target: str = "sparse"):
                              figsize=(4.2 * cols, 3.4 * math.ceil(len(sparsities) / cols)),
                              squeeze=False)
     for ax, s in zip(axes.flat, sparsities):
-        for i, m in enumerate(methods):
-            cell = [r for r in rows if r["method"] == m and r["sparsity"] == s and
-                    r.get("network_epochs")]
-            if not cell:
-                continue
-            acc = [r["test_accuracy"] for r in cell]
-            x = statistics.mean(r["network_epochs"] for r in cell)
-            # methods that spent the same are set 1% apart, so no point hides another; the
-            # linear axis starts at 0 below, so that 1% reads as nothing, not as a difference
-            x *= 1 + 0.01 * (i - (len(methods) - 1) / 2)
-            ax.errorbar(x, statistics.mean(acc), yerr=statistics.stdev(acc) if len(acc) > 1
-                        else 0, fmt="o", color=colours[i % len(colours)], capsize=3, label=m)
-        if log:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        else:
-            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, nbins=5))
-            ax.set_xlim(0, 1.08 * max(spent))
+        _compute_panel(ax, [r for r in rows if r["sparsity"] == s], methods, log, max(spent))
         ax.set_title(f"{s:.1%} sparse ({1 - s:.1%} of weights kept)" if target == "sparse"
                      else f"{s:.0%} {target}", fontsize=9)
-        ax.set_xlabel("training compute (network-epochs" + (", log)" if log else ")"))
-        ax.set_ylabel("test accuracy")
-        ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(sparsities):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
@@ -157,6 +134,36 @@ def compute_figure(rows: list[dict[str, Any]], target: str = "sparse"):
                  fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _compute_panel(ax, rows: list[dict[str, Any]], methods: list[str], log: bool,
+                   most: float) -> None:
+    """One sparsity's panel of :func:`compute_figure`: a point per method."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    colours = plt.get_cmap("tab10").colors
+    for i, m in enumerate(methods):
+        cell = [r for r in rows if r["method"] == m and r.get("network_epochs")]
+        if not cell:
+            continue
+        acc = [r["test_accuracy"] for r in cell]
+        x = statistics.mean(r["network_epochs"] for r in cell)
+        # methods that spent the same are set 1% apart, so no point hides another; the
+        # linear axis starts at 0 below, so that 1% reads as nothing, not as a difference
+        x *= 1 + 0.01 * (i - (len(methods) - 1) / 2)
+        ax.errorbar(x, statistics.mean(acc), yerr=statistics.stdev(acc) if len(acc) > 1
+                    else 0, fmt="o", color=colours[i % len(colours)], capsize=3, label=m)
+    if log:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    else:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, nbins=5))
+        ax.set_xlim(0, 1.08 * most)
+    ax.set_xlabel("training compute (network-epochs" + (", log)" if log else ")"))
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
 
 
 def planned_cells(run: Run) -> int | None:
