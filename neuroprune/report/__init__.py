@@ -23,6 +23,10 @@ the kind), written by the reporter registered for that kind in :data:`REPORTERS`
 * ``tuning`` (:mod:`.tuning`): Optuna's own plots (Pareto front, history, intermediate values,
   parameter importances) and a table of trials.
 
+A comparison or planted sweep draws its own report into ``report/`` of its run folder when it
+ends, where ``neuroprune report RUN`` writes it by default, and writes its tables
+(:func:`tables`) beside it.
+
 The report is built in a temporary folder beside ``out`` and moved into place only when every
 file is written, so bad input or a failure leaves nothing half-written.
 """

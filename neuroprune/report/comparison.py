@@ -1,5 +1,8 @@
-"""Report of comparison runs: accuracy against weights remaining per method, and the table
-of test accuracy (mean ± std over seeds) per method and sparsity."""
+"""Report of comparison runs: accuracy against weights remaining (or against FLOPs, at FLOPs
+or parameter budgets) and against training compute per method; the table of test accuracy
+(mean ± std over seeds) per method and sparsity with Welch's t-test against each baseline
+(:mod:`.stats`), and the efficiency table (:mod:`.comparison_efficiency`). :func:`tables` is
+a finished comparison's ``comparison.md``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Report of planted-ticket sweeps: per task, the quality after training and the recovery of
 the planted connections (IoU) against the share of weights remaining, per method, with the
-planted ticket's sparsity marked."""
+planted ticket's sparsity marked; :func:`tables` is a finished sweep's ``planted.md``."""
 
 from __future__ import annotations
 
