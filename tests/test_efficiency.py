@@ -68,7 +68,7 @@ def _row(method, sparsity, seed, **kw):
 
 
 def test_the_comparison_table_says_what_was_compacted_and_when_nothing_was_measured():
-    from neuroprune.searches.comparison_efficiency import efficiency_table
+    from neuroprune.report.comparison_efficiency import efficiency_table
 
     table = efficiency_table([
         _row("dense", 0.0, 0), _row("dense", 0.0, 1, speedup_low=0.5, speedup_high=1.1),
@@ -136,7 +136,7 @@ def test_figures_say_what_their_axes_hold(tmp_path, monkeypatch):
     from neuroprune.report import planted as planted_report
     from neuroprune.report.document import Document
     from neuroprune.report.sweep import accuracy_figure
-    from neuroprune.searches.comparison import compute_figure
+    from neuroprune.report.comparison import compute_figure
 
     # methods that spent the same compute: the axis starts at 0, so the 1% apart reads as such
     rows = [{"method": m, "sparsity": 0.9, "seed": s, "test_accuracy": 0.9, "network_epochs": 40}

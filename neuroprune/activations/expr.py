@@ -50,6 +50,9 @@ BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "min": torch.minimum,
     "div": lambda a, b: a / (torch.where(b >= 0, 1.0, -1.0) * (torch.abs(b) + EPS)),  # guarded
 }
+#: the fixed activation functions (strategies ``relu``, ``gelu``, ``silu``) in prefix form
+FIXED = {"relu": "relu(x)", "gelu": "mul(x, mul(0.5, add(1.0, erf(mul(0.7071067811865476, x)))))",
+         "silu": "mul(x, sigmoid(x))"}
 INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 CONSTANTS = (-1.0, -0.5, 0.5, 1.0, 1.5, 2.0)
 

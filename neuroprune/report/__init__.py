@@ -23,16 +23,22 @@ the kind), written by the reporter registered for that kind in :data:`REPORTERS`
 * ``tuning`` (:mod:`.tuning`): Optuna's own plots (Pareto front, history, intermediate values,
   parameter importances) and a table of trials.
 
+A comparison or planted sweep draws its own report into ``report/`` of its run folder when it
+ends, where ``neuroprune report RUN`` writes it by default, and writes its tables
+(:func:`tables`) beside it.
+
 The report is built in a temporary folder beside ``out`` and moved into place only when every
 file is written, so bad input or a failure leaves nothing half-written.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Sequence
 
 from ..errors import UserError
@@ -85,16 +91,26 @@ def fitness_png(run_dir: str | Path, dpi: int = 150, tight: bool = True) -> Path
     draws it (the picture a tuning trial shows in the dashboard). None for kinds without one
     (each reporter module may offer ``fitness(run, document)``). ``dpi`` and ``tight``: as
     :func:`.style.save` writes it."""
-    import importlib
-
     run = open_input(run_dir)
-    if run.kind not in REPORTERS:
-        return None
-    module = importlib.import_module(REPORTERS[run.kind].target.partition(":")[0])
-    draw = getattr(module, "fitness", None)
+    draw = getattr(_reporter_module(run.kind), "fitness", None)
     if draw is None or not draw(run, Document(run.path, dpi=dpi, tight=tight)):
         return None
     return run.path / "fitness.png"
+
+
+def tables(run_dir: str | Path) -> str:
+    """The markdown tables of the run at ``run_dir``, as its kind's report writes them (a
+    reporter module may offer ``tables(runs)``: the sweeps' ``comparison.md`` and
+    ``planted.md``); '' for kinds without."""
+    run = open_input(run_dir)
+    write = getattr(_reporter_module(run.kind), "tables", None)
+    return "" if write is None else write([run])
+
+
+def _reporter_module(kind: str) -> ModuleType | None:
+    if kind not in REPORTERS:
+        return None
+    return importlib.import_module(REPORTERS[kind].target.partition(":")[0])
 
 
 def _scratch_folder(out: Path) -> Path:

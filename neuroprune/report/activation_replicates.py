@@ -15,8 +15,7 @@ from statistics import median
 import numpy as np
 import torch
 
-from ..activations.expr import compile_formula
-from ..searches.activation_search import FIXED
+from ..activations.expr import FIXED, compile_formula
 from .document import Document
 from .inputs import Run
 from .stats import permutation_test

@@ -56,13 +56,13 @@ def weights_remaining_axis(ax, remaining: Sequence[float]) -> None:
     from matplotlib.ticker import FixedLocator, NullLocator
 
     ticks = sorted({round(r, 8) for r in remaining if r > 0}, reverse=True)
+    if ticks:  # before the log scale, which would otherwise autoscale to one point's width
+        lo, hi = min(ticks), max(ticks)
+        ax.set_xlim(hi * 1.3, lo / 1.3)  # inverted: sparser to the right
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticklabels([percent(t) for t in ticks])
-    if ticks:
-        lo, hi = min(ticks), max(ticks)
-        ax.set_xlim(hi * 1.3, lo / 1.3)  # inverted: sparser to the right
     ax.set_xlabel("weights remaining (log scale)")
 
 

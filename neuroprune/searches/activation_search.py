@@ -40,7 +40,7 @@ from pydantic import Field, field_validator
 
 from .. import __version__
 from ..activations import save as save_activations
-from ..activations.expr import compile_formula, is_well_behaved, readable
+from ..activations.expr import FIXED, compile_formula, is_well_behaved, readable
 from ..activations.gp import mutant, next_generation, primitive_set, toolbox
 from ..config import to_dict
 from ..engine import EpochSelection, EvalTask
@@ -70,8 +70,6 @@ class Top:
         del self.items[self.k:]
 
 
-FIXED = {"relu": "relu(x)", "gelu": "mul(x, mul(0.5, add(1.0, erf(mul(0.7071067811865476, x)))))",
-         "silu": "mul(x, sigmoid(x))"}
 WORST = -1.0
 ES = ("es_single", "es_triple", "coevolution_sequential")  # one generation: lambda trainings
 

@@ -99,7 +99,7 @@ def test_kind_comparison_runs_structured_methods_at_flops_budgets(tmp_path):
     assert re.search(r"\| l1_filter \| 75% \| compact \(torch-pruning [\d.]+\) \| [\d,]+ \| "
                      r"[\d,]+ \| [\d.]+ \([\d.]+-[\d.]+\) \| (\d+\.\d\dx \([\d.]+-[\d.]+\)|"
                      r"no speedup measurable \([\d.]+-[\d.]+x\)) \|", table)
-    assert (tmp_path / "c" / "comparison_flops.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "c" / "report" / "accuracy_vs_flops.png").read_bytes()[:4] == b"\x89PNG"
     from neuroprune.cli import main
     assert main(["report", str(tmp_path / "c"), "--out", str(tmp_path / "rep")]) == 0
     assert "FLOPs / sample" in (tmp_path / "rep" / "report.md").read_text()

@@ -2,7 +2,8 @@ import pandas as pd
 
 from neuroprune.cli import main
 from neuroprune.config import load_config
-from neuroprune.searches.comparison import Comparison, comparison_table
+from neuroprune.report.comparison import comparison_table
+from neuroprune.searches.comparison import Comparison
 from neuroprune.workbench import Workbench
 
 from helpers import REPO
@@ -36,7 +37,7 @@ def test_comparison_table_means_over_seeds():
 
 
 def test_labelled_baselines_are_tested_against():
-    from neuroprune.searches.comparison import baseline_labels
+    from neuroprune.report.comparison import baseline_labels
     methods = ["snip", {"name": "dissipating_gradients", "label": "dg_paper"},
                {"name": "dissipating_gradients", "label": "dg_ramp"}, "random"]
     assert baseline_labels(methods) == ["random", "dg_paper", "dg_ramp"]
@@ -63,7 +64,7 @@ def test_bad_method_in_comparison_is_refused_before_writing(tmp_path, capsys):
 
 
 def test_the_flops_figure_draws_cells_that_removed_nothing_as_the_dense_band():
-    from neuroprune.searches.comparison_efficiency import flops_figure
+    from neuroprune.report.comparison_efficiency import flops_figure
     rows = [{"method": m, "sparsity": s, "seed": seed, "test_accuracy": 0.9 - s / 10,
              "flops": 1000 * (1 - s), "flops_dense": 1000}
             for m, s in (("dense", 0.0), ("l1_filter", 0.5), ("l1_filter", 0.75))

@@ -49,7 +49,7 @@ def test_planted_run_reports_quality_and_recovery(tmp_path, capsys):
     assert all(q == pytest.approx(1.0) for q in summary["planted_mask_quality"].values())
     md = (out / "planted.md").read_text()
     assert "### relu" in md and "*" in md
-    assert (out / "planted.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "report" / "planted.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_bad_planted_method_is_refused_before_writing(tmp_path, capsys):

@@ -1,30 +1,11 @@
 """What the compact networks of a comparison cost: FLOPs, parameters and CPU latency per
 method and target, and accuracy against FLOPs (for structured methods, whose budgets are
-FLOPs)."""
+FLOPs), from the rows of its ``results.csv``."""
 
 from __future__ import annotations
 
 import statistics
 from typing import Any
-
-
-#: a comparison row's efficiency columns (beside flops, params, latency, flops_dense and
-#: latency_dense): what was deployed and compacted with what, the deployed network's batch-256
-#: latency quartiles, and its speedup over the dense network with the 95% interval
-EFFICIENCY_COLUMNS = ["deployed", "compacted_with", "compact_error", "latency_q1",
-                      "latency_q3", "speedup", "speedup_low", "speedup_high"]
-
-
-def row_figures(summary: dict[str, Any]) -> dict[str, Any]:
-    """:data:`EFFICIENCY_COLUMNS` of one cell from its ``summary.json``."""
-    deployed = summary.get("deployed") or ("compact" if "flops_compact" in summary
-                                           else "masked" if "flops" in summary else None)
-    iqr = summary.get(f"latency_b256_{deployed}_iqr") or [None, None]
-    ci = summary.get("speedup_b256_ci") or [None, None]
-    return {"deployed": deployed, "compacted_with": summary.get("compacted_with"),
-            "compact_error": summary.get("compact_error"),
-            "latency_q1": iqr[0], "latency_q3": iqr[1],
-            "speedup": summary.get("speedup_b256"), "speedup_low": ci[0], "speedup_high": ci[1]}
 
 
 def _known(value: Any) -> bool:
@@ -111,18 +92,37 @@ def _si(value: float, _pos=None) -> str:
 
 
 def flops_figure(rows: list[dict[str, Any]]):
-    """Test accuracy against the deployed (compact) network's FLOPs, one colour per method (mean and
-    standard deviation over seeds, one point per target), the dense network's FLOPs dashed
-    and, where cells at target 0 ran, its accuracy as a grey band; None without FLOPs."""
+    """Test accuracy against the deployed (compact) network's FLOPs, one colour per method
+    (mean and standard deviation over seeds, one point per target), the dense network's
+    FLOPs dashed and, where cells at target 0 ran, its accuracy as a grey band; None without
+    FLOPs."""
     import matplotlib
     import matplotlib.pyplot as plt
 
     rows = [r for r in rows if _known(r.get("flops"))]
     if not rows:
         return None
-    colours = plt.get_cmap("tab10").colors
-    markers = "osD^vP*Xhp"
     fig, ax = plt.subplots(figsize=(6.8, 3.9))
+    _dense_reference(ax, rows)
+    rows = [r for r in rows if r["sparsity"] != 0]
+    n_seeds = len({r.get("seed") for r in rows})
+    _method_lines(ax, rows)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_si))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("FLOPs per sample of the deployed network (log)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"Test accuracy against FLOPs (mean ± std over {n_seeds} seed"
+                 f"{'s' if n_seeds > 1 else ''})", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _dense_reference(ax, rows: list[dict[str, Any]]) -> None:
+    """The dense network's FLOPs dashed, and the accuracy of cells at target 0 as a band."""
     dense = [r["flops_dense"] for r in rows if _known(r.get("flops_dense"))]
     if dense:
         ax.axvline(statistics.mean(dense), color="0.4", ls="--", lw=1)
@@ -138,8 +138,14 @@ def flops_figure(rows: list[dict[str, Any]]):
         ax.axhline(mean, color="0.4", ls="--", lw=1, label=f"dense ({seeds} seed"
                    f"{'s' if seeds > 1 else ''})")
         ax.axhspan(mean - std, mean + std, color="0.85", alpha=0.6, lw=0)
-    rows = [r for r in rows if r["sparsity"] != 0]
-    n_seeds = len({r.get("seed") for r in rows})
+
+
+def _method_lines(ax, rows: list[dict[str, Any]]) -> None:
+    """A line per method through its targets (sparsity 0 left out)."""
+    import matplotlib.pyplot as plt
+
+    colours = plt.get_cmap("tab10").colors
+    markers = "osD^vP*Xhp"
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for i, m in enumerate(methods):
         xs, ys, es = [], [], []
@@ -154,15 +160,3 @@ def flops_figure(rows: list[dict[str, Any]]):
             es.append(statistics.stdev(acc) if len(acc) > 1 else 0.0)
         ax.errorbar(xs, ys, yerr=es, fmt=markers[i % len(markers)] + "-",
                     color=colours[i % len(colours)], capsize=3, label=m, ms=5, lw=1)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_si))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("FLOPs per sample of the deployed network (log)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"Test accuracy against FLOPs (mean ± std over {n_seeds} seed"
-                 f"{'s' if n_seeds > 1 else ''})", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    fig.tight_layout()
-    return fig
