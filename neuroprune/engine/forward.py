@@ -23,6 +23,7 @@ from torch.func import functional_call, vmap
 from ..models.base import RoleActivation
 from ..models.spec import torch_seeded
 from .dropout import dropout_seeds
+from . import windows  # noqa: F401  (registers Swin's window functions with the graph)
 from .graph import Pass, PopulationGraph, Unsupported
 
 

@@ -37,6 +37,10 @@ from torch import nn
 from ..models.base import RoleActivation
 from .dropout import SeededDropout, SeededStochasticDepth, keep_mask
 
+#: handlers of further leaf functions, ``(target, args, kwargs, pass_) -> value or None``:
+#: a module that knows a library's fx-wrapped functions registers here (engine/windows.py)
+LEAF_CALLS: list[Callable] = []
+
 SHARED, PACKED, POP = "shared", "packed", "pop"
 
 
@@ -661,10 +665,10 @@ def _function(target: Callable, args, kwargs, pass_: Pass):
         if dims is None:
             raise Unsupported(f"{target.__name__} over every dimension")
         return _reduce(target, args[0], dims, kwargs.get("keepdim", False), p)
-    from .windows import call  # torchvision's Swin leaf functions (that module imports this)
-    got = call(target, args, kwargs, pass_)
-    if got is not None:
-        return got
+    for leaf in LEAF_CALLS:  # functions other modules handle (engine/windows.py: Swin's)
+        got = leaf(target, args, kwargs, pass_)
+        if got is not None:
+            return got
     raise Unsupported(f"function {getattr(target, '__name__', target)}")
 
 

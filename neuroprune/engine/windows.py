@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .graph import POP, Act, Pass, Unsupported, Weight, to_pop
+from .graph import LEAF_CALLS, POP, Act, Pass, Unsupported, Weight, to_pop
 
 MODULE = "torchvision.models.swin_transformer"
 
@@ -135,3 +135,6 @@ def call(target: Callable, args, kwargs, pass_: Pass):
     if target.__name__ == "_patch_merging_pad" and isinstance(args[0], Act) and len(args) == 1:
         return _unfold(target(_fold(args[0], pass_.p)), pass_.p)  # alike for every network
     raise Unsupported(f"function {target.__name__} of {MODULE}")
+
+
+LEAF_CALLS.append(call)
