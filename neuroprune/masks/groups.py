@@ -162,6 +162,7 @@ def dependency_graph(model: nn.Module, example: torch.Tensor):
     A model the graph cannot trace raises :class:`UserError` naming the module that failed.
     The model's training mode is restored afterwards (tracing switches it to eval).
     """
+    graph_type = _graph_type()  # a missing torch-pruning is its install hint, not a trace error
     names = {m: n for n, m in model.named_modules()}
     stack: list[str] = []
 
@@ -191,8 +192,8 @@ def dependency_graph(model: nn.Module, example: torch.Tensor):
     training = model.training
     try:
         with torch.enable_grad():
-            graph = _graph_type()().build_dependency(model, example_inputs=example,
-                                                     verbose=False)
+            graph = graph_type().build_dependency(model, example_inputs=example,
+                                                  verbose=False)
     except Exception as exc:  # noqa: BLE001 - any failure of tracing is reported the same way
         where = stack[-1] if stack else "the model's forward"
         raise UserError(f"the dependency graph cannot trace module '{where or 'root'}' "
