@@ -119,7 +119,9 @@ def test_the_initial_state_goes_to_the_object_store_once_while_it_stays_the_same
     weight = serialized_bytes(shared) - serialized_bytes({**shared, "init": None})
     assert weight > sum(v.numel() * 4 for v in init.values())
     first, again, changed = (t["sent"] for t in ev.traffic)
-    assert first - again == weight and changed == first  # another state is sent
+    # the rest of a task (its counters and ids) may pickle a byte or two longer or shorter
+    # from one generation to the next; the initial state's kilobytes go once
+    assert abs((first - again) - weight) <= 16 and abs(changed - first) <= 16
     for res in results[:2]:
         torch.testing.assert_close(res.metrics["val_loss"], local.metrics["val_loss"],
                                    rtol=1e-5, atol=1e-7)
