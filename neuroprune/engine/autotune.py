@@ -169,10 +169,8 @@ def remember(key: str, record: dict[str, Any]) -> dict[str, Any]:
             if _valid(table.get(key)) and not table[key].get("disturbed"):
                 record = table[key]
             table[key] = record
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
-            os.replace(tmp, path)
-    except (OSError, Timeout):
+            atomic_write_json(path, table)
+    except (OSError, Timeout, WriteError):
         pass
     _CHOICES[key] = record
     return record
@@ -283,7 +281,8 @@ class AutoTrainer:
                 record = remember(key, {"costs": costs,
                                         "disturbed": disturbed(cpu, wall, self.device),
                                         "measured": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        _keep_for_run(key, record)
+        if pinned is None:
+            _keep_for_run(key, record)
         if record["costs"] is None:
             self.chosen = {"choice": self.default.name, "seconds": {}, "steps": steps}
         else:
