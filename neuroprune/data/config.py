@@ -106,6 +106,6 @@ class DataConfig(Section):
         tree = self.model_dump(mode="json")
         if ":" in self.dataset:
             return tree
-        from .options import defaults
-        return {**tree, **{k: v for k, v in defaults(DATASETS.load(self.dataset)).items()
+        from ..section import option_defaults
+        return {**tree, **{k: v for k, v in option_defaults(DATASETS.load(self.dataset)).items()
                            if k not in tree}}

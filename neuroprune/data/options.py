@@ -3,21 +3,21 @@
 A loader is ``load_NAME(cfg, *, option=default, ...)``: ``cfg`` is the ``data:`` section
 (root, splits, standardisation: what every dataset shares) and its keyword-only parameters are
 the options that sit beside ``data.dataset`` in a config (``data.samples`` for ``blobs``), as a
-zoo model's options sit beside ``model.name``. Their annotations (with a pydantic ``Field``
-for the bounds and the help text) validate them; their defaults are what ``config.yaml``
-writes. The types below are the options several loaders share.
+zoo model's options sit beside ``model.name`` (the pieces both use are in
+:mod:`neuroprune.section`). Their annotations (with a pydantic ``Field`` for the bounds and the
+help text) validate them; their defaults are what ``config.yaml`` writes. The types below are
+the options several loaders share.
 """
 
 from __future__ import annotations
 
-import inspect
-import typing
 import warnings
 from typing import Annotated, Any, Callable, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field
 
 from ..errors import ConfigError
+from ..section import check_option, keyword_options, option_hints
 
 Samples = Annotated[int, Field(ge=30, description="generated sets: how many samples")]
 Features = Annotated[int, Field(ge=1, description="features per sample")]
@@ -33,26 +33,10 @@ LEGACY = {"protocol": "auto", "path": None, "label_column": "label", "samples": 
           "features": 20, "classes": 10, "image_size": 32}
 
 
-def parameters(loader: Callable) -> dict[str, inspect.Parameter]:
-    """The keyword-only parameters of ``loader``: its options."""
-    return {n: p for n, p in inspect.signature(loader).parameters.items()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY}
-
-
-def _hints(loader: Callable) -> dict[str, Any]:
-    target = loader.func if hasattr(loader, "func") else loader
-    return typing.get_type_hints(target, include_extras=True)
-
-
-def defaults(loader: Callable) -> dict[str, Any]:
-    """Each option's default, as a config file writes it."""
-    return {n: p.default for n, p in parameters(loader).items() if p.default is not p.empty}
-
-
 def described(loader: Callable) -> list[tuple[str, Any, str]]:
     """``(option, default, help)`` for each option of ``loader``."""
-    hints, rows = _hints(loader), []
-    for name, p in parameters(loader).items():
+    hints, rows = option_hints(loader), []
+    for name, p in keyword_options(loader).items():
         meta = getattr(hints.get(name), "__metadata__", ())
         text = next((m.description for m in meta if getattr(m, "description", None)), "")
         rows.append((name, None if p.default is p.empty else p.default, text))
@@ -64,7 +48,7 @@ def validate(dataset: str, loader: Callable, options: dict[str, Any]) -> dict[st
     of other datasets is dropped (with a warning naming them, unless it holds the default
     every config.yaml of an earlier version wrote: ``LEGACY``); an option no dataset takes
     is a one-line :class:`ConfigError`, as is a bad value."""
-    params, hints, out = parameters(loader), _hints(loader), {}
+    params, out = keyword_options(loader), {}
     for key, value in options.items():
         if key not in params:
             if key in LEGACY and value == LEGACY[key]:
@@ -78,10 +62,9 @@ def validate(dataset: str, loader: Callable, options: dict[str, Any]) -> dict[st
             raise ConfigError(f"data.{key}: dataset {dataset} has no option '{key}' (it takes "
                               f"{takes}); drop it or choose a dataset that takes it")
         try:
-            out[key] = TypeAdapter(hints.get(key, Any)).validate_python(value)
-        except ValidationError as exc:
-            msg = exc.errors()[0]["msg"]
-            raise ConfigError(f"data.{key}: {msg} for dataset {dataset} (got {value!r})") \
+            out[key] = check_option(loader, key, value)
+        except ValueError as exc:
+            raise ConfigError(f"data.{key}: {exc} for dataset {dataset} (got {value!r})") \
                 from None
     return out
 
@@ -92,7 +75,7 @@ def _owners(option: str) -> list[str]:
     found = []
     for name in DATASETS:
         try:
-            if option in parameters(DATASETS.load(name)):
+            if option in keyword_options(DATASETS.load(name)):
                 found.append(name)
         except Exception:  # a loader whose extra is missing takes nothing we can see
             continue

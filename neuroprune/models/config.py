@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..errors import ConfigError
-from ..section import Section
-from .spec import TORCHVISION, ModelSpec, option_defaults, validate_options
+from ..section import Section, keyword_options, option_defaults
+from .spec import TORCHVISION, ModelSpec, validate_options
 
 
 class ModelConfig(Section):
@@ -71,7 +70,7 @@ class ModelConfig(Section):
         options = validate_options(fn, self.options, f"model '{self.name}'")
         # an option at its default is no option: a config.yaml (which writes every default)
         # gives the spec, and so the memo and cache keys, of the config it was written from
-        defaults = {n: p.default for n, p in inspect.signature(fn).parameters.items()}
+        defaults = {n: p.default for n, p in keyword_options(fn).items()}
         options = {k: v for k, v in options.items() if not _same(v, defaults.get(k, _NONE))}
         return ModelSpec(shape, num_classes, self.name, options)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import inspect
 import threading
-import typing
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -137,24 +136,19 @@ def _import_path(obj: Any) -> str | None:
 def validate_options(fn: Callable, options: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Check ``options`` against the keyword-only parameters of a zoo function (names and
     types, lists read as tuples); one-line :class:`ConfigError` otherwise."""
-    from pydantic import TypeAdapter, ValidationError
-
+    from ..section import check_option, keyword_options
     from .base import ACTIVATIONS, INITS
 
-    target = fn.func if hasattr(fn, "func") else fn
-    hints = typing.get_type_hints(target, include_extras=True)
-    params = {n: p for n, p in inspect.signature(fn).parameters.items()
-              if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    params = keyword_options(fn)
     out = {}
     for key, value in options.items():
         if key not in params:
             takes = ", ".join(params) or "no options"
             raise ConfigError(f"{where} has no option '{key}' (it takes: {takes})")
         try:
-            value = TypeAdapter(hints.get(key, Any)).validate_python(value)
-        except ValidationError as exc:
-            msg = exc.errors()[0]["msg"]
-            raise ConfigError(f"model.{key}: {msg} for {where} (got {value!r})") from None
+            value = check_option(fn, key, value)
+        except ValueError as exc:
+            raise ConfigError(f"model.{key}: {exc} for {where} (got {value!r})") from None
         if key == "activation" and value not in ACTIVATIONS:
             raise ConfigError(f"model.activation: {ACTIVATIONS.unknown(value)}")
         if key == "init" and value not in INITS:
@@ -162,15 +156,6 @@ def validate_options(fn: Callable, options: Mapping[str, Any], where: str) -> di
                               f"{', '.join(INITS)}")
         out[key] = value
     return out
-
-
-def option_defaults(fn: Callable) -> dict[str, Any]:
-    """The default of every keyword-only option of a zoo function, as a config file writes
-    it (tuples as lists)."""
-    def plain(v: Any) -> Any:
-        return [plain(x) for x in v] if isinstance(v, (tuple, list)) else v
-    return {n: plain(p.default) for n, p in inspect.signature(fn).parameters.items()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not p.empty}
 
 
 def _accepted(fn: Callable, available: Mapping[str, Any]) -> dict[str, Any]:
