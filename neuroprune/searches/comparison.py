@@ -41,9 +41,8 @@ from ..methods import METHODS
 from ..rundir import RunDir
 from ..section import Section
 from ..workbench import Workbench
-from .kinds import Kind
 from .mask_search import MaskSearch
-from .sweep import Cell, Sweep
+from .sweep import Cell, Sweep, SweepKind
 
 #: a comparison row's efficiency columns (beside flops, params, latency, flops_dense and
 #: latency_dense): what was deployed and compacted with what, the deployed network's batch-256
@@ -186,7 +185,7 @@ class ComparisonConfig(Section):
         return method_entries(self.methods, "comparison.methods")
 
 
-class ComparisonKind(Kind):
+class ComparisonKind(SweepKind):
     name = "comparison"
     section = "comparison"
     Config = ComparisonConfig
@@ -194,16 +193,4 @@ class ComparisonKind(Kind):
     reporter = "neuroprune.report.comparison:report"
     not_tunable = ("a comparison is already a grid over methods, sparsities and seeds; tune "
                    "one method with kind: mask_search")
-
-    def __init__(self, bench: Workbench):
-        super().__init__(bench)
-        from .comparison import Comparison
-        self.comparison = Comparison(bench)
-
-    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
-        return self.comparison.run(out, progress=progress, log=log)
-
-    def lines(self, summary, out):
-        return [(out / "comparison.md").read_text().rstrip("\n"),
-                f"{summary['cells']} cells in {summary['wall_seconds']:.0f}s; "
-                f"run directory: {out}"]
+    sweep = Comparison

@@ -25,9 +25,8 @@ from ..planted import make_task, recovery
 from ..rundir import FILES
 from ..section import Section
 from ..workbench import Workbench
-from .kinds import Kind
 from .mask_search import MaskSearch
-from .sweep import Cell, Sweep
+from .sweep import Cell, Sweep, SweepKind
 
 COLUMNS = ["task", "method", "sparsity", "seed", "planted_sparsity", "quality_pruned",
            "quality_trained", "precision", "recall", "iou", "wall_seconds"]
@@ -122,7 +121,7 @@ class PlantedConfig(Section):
         return method_entries(self.methods, "planted.methods")
 
 
-class PlantedKind(Kind):
+class PlantedKind(SweepKind):
     name = "planted"
     section = "planted"
     Config = PlantedConfig
@@ -131,15 +130,4 @@ class PlantedKind(Kind):
     reporter = "neuroprune.report.planted:report"
     not_tunable = ("the planted-ticket benchmark is a fixed sweep with a known answer; tune a "
                    "method with kind: mask_search")
-
-    def __init__(self, bench: Workbench):
-        super().__init__(bench)
-        self.planted = Planted(bench)
-
-    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
-        return self.planted.run(out, progress=progress, log=log)
-
-    def lines(self, summary, out):
-        return [(out / Planted.tables).read_text().rstrip("\n"),
-                f"{summary['cells']} cells in {summary['wall_seconds']:.0f}s; "
-                f"run directory: {out}"]
+    sweep = Planted

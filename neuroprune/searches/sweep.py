@@ -31,7 +31,7 @@ from ..config import to_dict
 from ..rundir import FILES, RunDir
 from ..tracking import Tracking, open_tracking
 from ..workbench import Workbench
-from .kinds import Log
+from .kinds import Kind, Log
 from .mask_search import MaskSearch
 
 #: the folder of a finished sweep's report, where ``neuroprune report RUN`` writes it too
@@ -101,6 +101,25 @@ class Sweep:
             rows.append(self.row(cell, summary, path))
             atomic_write_csv(rd.path / FILES.results, rows, self.columns)
         return rows
+
+
+class SweepKind(Kind):
+    """A kind whose run is a :class:`Sweep` (``sweep``, built from the workbench when the
+    kind is prepared); its closing lines are the sweep's tables and where they are."""
+
+    sweep: ClassVar[type[Sweep]]
+
+    def __init__(self, bench: Workbench):
+        super().__init__(bench)
+        self.planned = self.sweep(bench)
+
+    def run(self, out, *, progress=True, resume=False, log=print, on_generation=None):
+        return self.planned.run(out, progress=progress, log=log)
+
+    def lines(self, summary, out):
+        return [(out / self.sweep.tables).read_text().rstrip("\n"),
+                f"{summary['cells']} cells in {summary['wall_seconds']:.0f}s; "
+                f"run directory: {out}"]
 
 
 def run_cell(cell: Cell, path: Path, tracking: Tracking | None = None) -> dict[str, Any]:
