@@ -61,3 +61,21 @@ def assert_same_run(a, b):
     ma, mb = (load_file(str(Path(d) / "best_mask.safetensors")) for d in (a, b))
     assert all((ma[k] == mb[k]).all() for k in ma if k.endswith("mask"))
     return sa, sb
+
+
+def structured_mask_file(path, model, spec, space, keep):
+    """Zero in ``model`` the units a structured selection ``keep`` (of ``space``) removes and
+    save its mask with the weights at ``path``, as a run's best_mask.safetensors; the path."""
+    import torch
+
+    from neuroprune.masks import save_mask, unflatten
+
+    rows = unflatten(space.layout, space.expand(keep))
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for k, r in rows.items():
+            params[k].mul_(r[0])
+    save_mask(path, {k: v[0] for k, v in rows.items()},
+              {"architecture": spec.to_dict(), "sparsity": 0.0, "method": "test"},
+              weights=model.state_dict())
+    return path

@@ -138,18 +138,13 @@ def test_dead_units_of_an_unstructured_mask_are_removed_and_their_bias_folded():
 
 def _structured_file(tmp_path, name="lenet5", shape=(1, 16, 16), opts=None):
     """A safetensors file as a run writes it, holding a structured mask at 30% of the FLOPs."""
-    from neuroprune.masks import save_mask
+    from helpers import structured_mask_file
     opts = opts or {}
     model = _model(name, shape, opts)
-    ex = torch.randn(1, *shape)
-    space = structure_space(model, ex)
+    space = structure_space(model, torch.randn(1, *shape))
     keep = space.select(torch.rand(1, space.size), "flops", 0.3)
-    _apply_rows(model, space, keep)
-    mask = {k: v[0] for k, v in unflatten(space.layout, space.expand(keep)).items()}
-    spec = ModelSpec.zoo(name, shape, 10, **opts)
-    path = tmp_path / "best_mask.safetensors"
-    save_mask(path, mask, {"architecture": spec.to_dict(), "sparsity": 0.0, "method": "test"},
-              weights=model.state_dict())
+    path = structured_mask_file(tmp_path / "best_mask.safetensors", model,
+                                ModelSpec.zoo(name, shape, 10, **opts), space, keep)
     return path, model
 
 

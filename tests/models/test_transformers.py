@@ -14,6 +14,8 @@ from neuroprune.engine.graph import Pass
 from neuroprune.errors import UserError
 from neuroprune.models import ModelSpec, build_model
 
+from helpers import structured_mask_file
+
 SHAPE = (3, 16, 16)
 
 
@@ -80,7 +82,6 @@ def test_structured_mlp_neurons_compact_and_export_with_equal_outputs(tmp_path):
     import onnxruntime
 
     from neuroprune.export import export
-    from neuroprune.masks import save_mask, unflatten
     from neuroprune.masks.structure import structure_space
 
     model = _vit()
@@ -97,16 +98,8 @@ def test_structured_mlp_neurons_compact_and_export_with_equal_outputs(tmp_path):
         if g.kind == "neuron":
             scores[0, space.offsets[i]:space.offsets[i] + 8] = -0.5
     keep = space.select(scores, "flops", 0.75)
-    rows = unflatten(space.layout, space.expand(keep))
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for k, r in rows.items():
-            params[k].mul_(r[0])
-    spec = ModelSpec.zoo("vit", SHAPE, 4, dim=32, heads=4)
-    path = tmp_path / "best_mask.safetensors"
-    save_mask(path, {k: v[0] for k, v in rows.items()},
-              {"architecture": spec.to_dict(), "sparsity": 0.0, "method": "test"},
-              weights=model.state_dict())
+    path = structured_mask_file(tmp_path / "best_mask.safetensors", model,
+                                ModelSpec.zoo("vit", SHAPE, 4, dim=32, heads=4), space, keep)
     x = torch.randn(5, *SHAPE)
     with torch.no_grad():
         want = model(x)

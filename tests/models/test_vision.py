@@ -35,6 +35,8 @@ from neuroprune.engine.forward import ModuleForward, population_forward  # noqa:
 from neuroprune.engine.graph import Pass  # noqa: E402
 from neuroprune.models.torchvision_models import torchvision_model  # noqa: E402
 
+from helpers import structured_mask_file  # noqa: E402
+
 BUDGET_PARAMS = 30e6  # parameters at 4 classes; larger models skip (memory and time)
 CLASSES = 4
 #: the smallest input side each model takes (32 unless listed)
@@ -124,7 +126,6 @@ def test_structured_channels_compact_and_export_to_onnx(name, tmp_path):
 
     import neuroprune
     from neuroprune.export import export
-    from neuroprune.masks import save_mask, unflatten
     from neuroprune.masks.structure import structure_space
     from neuroprune.models import ModelSpec
 
@@ -134,15 +135,8 @@ def test_structured_channels_compact_and_export_to_onnx(name, tmp_path):
     space = structure_space(model, ex)
     keep = space.select(torch.rand(1, space.size, generator=torch.Generator().manual_seed(0)),
                         "flops", 0.5)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for k, r in unflatten(space.layout, space.expand(keep)).items():
-            params[k].mul_(r[0])
-    mask = {k: v[0] for k, v in unflatten(space.layout, space.expand(keep)).items()}
-    spec = ModelSpec(shape, CLASSES, f"torchvision:{name}", {})
-    path = tmp_path / "best_mask.safetensors"
-    save_mask(path, mask, {"architecture": spec.to_dict(), "sparsity": 0.0, "method": "test"},
-              weights=model.state_dict())
+    path = structured_mask_file(tmp_path / "best_mask.safetensors", model,
+                                ModelSpec(shape, CLASSES, f"torchvision:{name}", {}), space, keep)
     x = torch.randn(3, *shape)
     with torch.no_grad():
         want = model(x)
