@@ -77,6 +77,7 @@ class ModuleForward:
         self.linears = {f"{n}.weight": m for n, m in model.named_modules()
                         if isinstance(m, nn.Linear)}
         self.slots = _slots(model)
+        self._leaves: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def set_activations(self, formulas: dict[str, Any] | None) -> None:
         """Set each role's function (compiled) for the network this module trains."""
@@ -87,9 +88,17 @@ class ModuleForward:
     def __call__(self, params, buffers, x, pass_: Pass) -> torch.Tensor:
         if self.model.training != pass_.training:
             self.model.train(pass_.training)
+        if pass_.own_leaves:  # another forward (a hook's) keeps the step's leaves
+            self._leaves = []
         for group in (params, buffers):
+            own = pass_.own_leaves and group is params
             for name, value in group.items():
                 one = value.squeeze(0)  # a view: no copy backward
+                if own and value.requires_grad:
+                    # a leaf of the module's shape on the same storage: backward then
+                    # costs what the plain module's does (a squeeze view adds a few percent)
+                    one = one.detach().requires_grad_()
+                    self._leaves.append((value, one))
                 for table, leaf in self.slots[name]:
                     table[leaf] = one
         handles = []
@@ -105,6 +114,18 @@ class ModuleForward:
         finally:
             for h in handles:
                 h.remove()
+
+
+    def gather_grads(self) -> None:
+        """After the backward of an ``own_leaves`` pass: each leaf's gradient (a view)
+        added to its ``[1, ...]`` parameter's, where the rest of the step reads it."""
+        for value, one in self._leaves:
+            if one.grad is None:
+                continue
+            grad = one.grad.unsqueeze(0)
+            value.grad = grad if value.grad is None else value.grad.add_(grad)
+            one.grad = None
+        self._leaves.clear()
 
 
 def _slots(model: nn.Module) -> dict[str, list[tuple[dict, str]]]:

@@ -83,6 +83,9 @@ class Pass:
     activations: dict[str, list] | None = None  # role -> [(index tensor, fn)]
     capture: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
     capture_names: frozenset[str] = frozenset()
+    #: the training step's own forward: a one-network module may differentiate into leaves
+    #: of its own and hand their gradients back (``ModuleForward.gather_grads``)
+    own_leaves: bool = False
 
 
 ELEMENTWISE_MODULES = {

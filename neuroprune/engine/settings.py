@@ -76,6 +76,8 @@ class TrainSettings(Section):
             return ((out - y.unsqueeze(0)) ** 2).reshape(p, -1).mean(1)
         if self.loss == "bce":
             return _bce(out, y).reshape(p, -1).mean(1)
+        if p == 1:  # one network: the plain loss, without the population's bookkeeping
+            return torch.nn.functional.cross_entropy(out[0], y).unsqueeze(0)
         return torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.repeat(p),
                                                  reduction="none").view(p, -1).mean(1)
 

@@ -166,6 +166,7 @@ class Trainer:
         aug = None
 
         def end_epoch() -> None:
+            bad.logical_or_(~torch.isfinite(loss_sum))
             state.epoch_loss = loss_sum / max(seen, 1)
             for h in hooks:
                 h.end_epoch(state)
@@ -189,9 +190,8 @@ class Trainer:
                     xb = self.augmenter.apply(xb, aug[idx])
                 state.x, state.y = xb, yb
                 per = self._step(state, hooks, cosine, masked, mask_list)
-                with torch.no_grad():
-                    bad |= ~torch.isfinite(per)
-                    loss_sum += per.detach() * len(idx)
+                with torch.no_grad():  # a NaN/Inf loss stays in the sum: checked per epoch
+                    loss_sum.add_(per.detach(), alpha=len(idx))
                     seen += len(idx)
             if epoch >= 0:
                 end_epoch()
@@ -203,14 +203,18 @@ class Trainer:
         ``[P, B, C]`` of the chunk's networks (float32 or float64) at the step ``step()``."""
         p, dev, precision = len(seeds), self.device, self.engine.precision
 
-        def fwd(x, training: bool, capture=None, params_=None, buffers_=None) -> torch.Tensor:
+        def fwd(x, training: bool, capture=None, params_=None, buffers_=None,
+                own_leaves: bool = False) -> torch.Tensor:
             got, names = capture if capture is not None else (None, frozenset())
             pass_ = Pass(p=p, training=training, seeds=seeds, step=step(),
-                         activations=activations, capture=got, capture_names=names)
+                         activations=activations, capture=got, capture_names=names,
+                         own_leaves=own_leaves and params_ is None)
             with autocast(precision, dev):
                 out = forward(params if params_ is None else params_,
                               buffers if buffers_ is None else buffers_, x, pass_)
             return out if out.dtype == torch.float64 else out.float()
+        #: after the step's backward: gradients of the forward's own leaves to ``params``
+        fwd.gather_grads = getattr(forward, "gather_grads", lambda: None)
         return fwd
 
     def _evaluate_fn(self, fwd, p: int, eval_batch: int):
@@ -245,7 +249,7 @@ class Trainer:
         else:  # per-network settings: each its own rate and schedule
             factor = 0.5 * (1.0 + math.cos(math.pi * state.step / max(total, 1)))
             opt.set_scale(torch.where(cosine > 0, factor, 1.0))
-        logits = state.forward(state.x, True)
+        logits = state.forward(state.x, True, own_leaves=True)
         per = cfg.per_network_loss(logits, state.y)
         state.logits, state.loss = logits, per
         objective = per
@@ -255,6 +259,7 @@ class Trainer:
                 objective = objective + extra
         opt.zero_grad(set_to_none=True)  # backward writes fresh gradients
         objective.sum().backward()
+        getattr(state.forward, "gather_grads", lambda: None)()
         with torch.no_grad():
             for h in hooks:
                 h.after_backward(state)

@@ -15,8 +15,8 @@ from torch import nn
 
 from neuroprune.data import load_dataset
 from neuroprune.engine import (EngineConfig, EvalTask, GradientStatistics, LearningCurve,
-                               PerNetworkTrainer, StackedTrainer, TrainSettings, init_state,
-                               make_trainer)
+                               PerNetworkTrainer, StackedTrainer, TrainingHook, TrainSettings,
+                               init_state, make_trainer)
 from neuroprune.masks import make_layout, unflatten
 from neuroprune.models import ModelSpec, build_model, prunable_names
 
@@ -607,3 +607,28 @@ def test_one_network_forward_fills_every_slot_of_a_tied_weight_and_switches_mode
     forward(params, buffers, x, Pass(p=1, training=True, seeds=torch.zeros(1).long()))
     assert forward.model.training
     assert not torch.equal(buffers["bn.running_mean"][0], ref.bn.running_mean)
+
+
+class _PenaltyWithForward(TrainingHook):
+    """A regulariser on the parameters that also runs a forward of its own inside ``loss``:
+    the step's gradient must still reach every parameter, and the penalty's add to it."""
+
+    def loss(self, state):
+        penalty = sum((v ** 2).reshape(state.p, -1).sum(1) for k, v in state.params.items()
+                      if k.endswith("weight"))
+        extra = state.forward(state.x, True)  # another forward between step and backward
+        return 1e-2 * penalty + 1e-3 * (extra ** 2).reshape(state.p, -1).mean(1)
+
+
+def test_a_network_alone_trains_as_in_a_population_under_a_penalty_with_its_own_forward(digits):
+    spec, layout, bits = population(digits, widths=(32, 16), n=3)
+    settings = TrainSettings(lr=0.05, batch_size=64)
+    task = EvalTask(masks=bits, init=init_state(spec, 0), epochs=1, data_seed=1,
+                    keep_weights=True, hooks=(_PenaltyWithForward(),))
+    cfg = EngineConfig(precision="fp64")
+    stacked = StackedTrainer(spec, digits, settings, layout, engine=cfg).run(task)
+    alone = PerNetworkTrainer(spec, digits, settings, layout, engine=cfg).run(task)
+    _compare(stacked, alone, rel=1e-9)
+    free = PerNetworkTrainer(spec, digits, settings, layout, engine=cfg).run(
+        replace(task, hooks=()))
+    assert not torch.allclose(free.metrics["train_loss"], alone.metrics["train_loss"])
