@@ -11,6 +11,10 @@ a short and a longer run of training batches, after a warm-up, in alternating ro
 difference gives each trainer's cost per step, the rest its setup (stacking, optimiser,
 evaluation); the trainer with the least predicted time for the task's steps runs it. Stacked
 stays unless another is clearly faster (``MARGIN``), so noise does not flip the choice.
+A measurement costs a few short trainings with each trainer; while that is more than the
+training of its kind so far in the process (``BUDGET``), the default trainer runs and the
+measurement waits: a search whose one-epoch generations are each too short to pay for it
+measures at its second or third generation, and keeps the choice from then on.
 
 The choice is remembered per architecture, input, batch size, optimiser, precision, device,
 chunk of networks, mask density and thread count, in this process and in a file
@@ -59,9 +63,10 @@ MARGIN = 1.1
 #: training batches of the short and the long measured run, and rounds of both per trainer
 #: (after one warm-up each)
 SHORT, LONG, ROUNDS = 2, 6, 2
-#: a measurement is skipped when it would cost more than this share of the task's predicted
-#: time and more than ``FLOOR`` seconds (it is remembered: one measurement serves every later
-#: generation and run, so a task's worth of time is not too much)
+#: a measurement is put off while it would cost more than this share of the training of
+#: its kind so far in the process (this task's included) and more than ``FLOOR`` seconds: it
+#: is remembered, one measurement serving every later generation and run, so a search whose
+#: first generation is too short to pay for it measures once its generations have
 BUDGET, FLOOR = 1.0, 2.0
 
 #: with one thread, a measurement during which the process ran less than this share of the
@@ -73,6 +78,9 @@ _CHOICES: dict[str, dict[str, Any]] = {}
 _RUN_FILE: ContextVar[Path | None] = ContextVar("neuroprune_run_choices", default=None)
 #: keys this process measured itself (a disturbed record from elsewhere is measured again)
 _MEASURED_HERE: set[str] = set()
+#: per key: training steps this process has run so far, and a put-off measurement's cost
+_STEPS_SEEN: dict[str, int] = {}
+_PUT_OFF: dict[str, tuple[float, float]] = {}  # key -> (measurement s, default trainer s/step)
 
 
 def cache_file() -> Path:
@@ -130,8 +138,8 @@ def _keep_for_run(key: str, record: dict[str, Any]) -> None:
     if path is None:
         return
     table = _read(path)  # the run folder has one writer (its lock): no lock of our own
-    if key in table:
-        return
+    if key in table and not (_valid(record) and not _valid(table[key])):
+        return  # kept, unless a measurement replaces a put-off one
     table[key] = record
     try:
         atomic_write_json(path, table)
@@ -265,23 +273,30 @@ class AutoTrainer:
         chunk = min(len(task), getattr(self.default, "chunk_size", 1))
         key = self.key(task, chunk, names)
         steps = steps_per_run(len(self.data.train_y), self.settings.batch_size, task.epochs)
+        chunks = -(-len(task) // chunk)  # the task's steps, every chunk's
+        _STEPS_SEEN[key] = _STEPS_SEEN.get(key, 0) + steps * chunks
         pinned = _run_record(key)  # what this run chose before it was interrupted
         record = pinned or remembered(key)
         stale = not pinned and record is not None and record.get("disturbed") \
             and key not in _MEASURED_HERE
-        if record is None or stale or set(record.get("costs") or names) != set(names):
-            chunks = -(-len(task) // chunk)  # the task's steps, every chunk's
+        put_off = record is not None and record.get("costs") is None
+        if put_off and key in _PUT_OFF:  # worth measuring now that more training has come?
+            cost, per_step = _PUT_OFF[key]
+            put_off = cost <= max(FLOOR, BUDGET * per_step * _STEPS_SEEN[key])
+        if record is None or stale or put_off or \
+                set(record.get("costs") or names) != set(names):
             _MEASURED_HERE.add(key)
             cpu, wall = time.process_time(), time.perf_counter()
-            costs = self.measure(task.slice(0, chunk), names, steps * chunks)
+            costs = self.measure(task.slice(0, chunk), names, _STEPS_SEEN[key], key)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            if costs is None:  # too dear to measure for this task: kept for this process
+            if costs is None:  # too dear to measure yet: the default trainer, this process
                 record = _CHOICES.setdefault(key, {"costs": None})
             else:
+                _PUT_OFF.pop(key, None)
                 record = remember(key, {"costs": costs,
                                         "disturbed": disturbed(cpu, wall, self.device),
                                         "measured": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        if pinned is None:
+        if pinned is None or not _valid(pinned):
             _keep_for_run(key, record)
         if record["costs"] is None:
             self.chosen = {"choice": self.default.name, "seconds": {}, "steps": steps}
@@ -291,14 +306,15 @@ class AutoTrainer:
                            "disturbed": bool(record.get("disturbed"))}
         return self.chosen["choice"]
 
-    def measure(self, task: EvalTask, names: list[str], steps: int | None = None
-                ) -> dict[str, dict[str, float]] | None:
+    def measure(self, task: EvalTask, names: list[str], steps: int | None = None,
+                key: str | None = None) -> dict[str, dict[str, float]] | None:
         """Each trainer's ``setup`` and per-``step`` seconds on ``task``: the medians over
         ``ROUNDS`` alternating rounds of a ``SHORT`` and a ``LONG`` run of training batches
         (each with one batch of validation), after a warm-up. None when the measurement
-        would cost more than ``BUDGET`` of the task's ``steps`` (judged by the default
-        trainer's warm-up) and more than ``FLOOR`` seconds: a task that short is not worth
-        it, and the default trainer runs it."""
+        would cost more than ``BUDGET`` of ``steps`` training steps (the training of this
+        kind so far, judged by the default trainer's warm-up) and more than ``FLOOR``
+        seconds: the default trainer runs the task, and the measurement waits (under
+        ``key``) until enough training has come to pay for it."""
         bs = self.settings.batch_size
         short = _probe(self.data, SHORT * bs, bs)
         long = _probe(self.data, LONG * bs, bs)
@@ -311,6 +327,8 @@ class AutoTrainer:
             if i == 0 and steps is not None:
                 cost = warm * len(names) * (1 + ROUNDS * (n_short + n_long) / n_short)
                 if cost > max(FLOOR, BUDGET * warm * steps / n_short):
+                    if key is not None:
+                        _PUT_OFF[key] = (cost, warm / n_short)
                     return None
         per_step: dict[str, list[float]] = {n: [] for n in names}
         setup: dict[str, list[float]] = {n: [] for n in names}

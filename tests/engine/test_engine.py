@@ -385,6 +385,39 @@ def test_auto_trainer_does_not_measure_what_costs_more_than_the_task(digits, tmp
     assert not (tmp_path / "trainer_choices.json").exists()  # nothing measured to keep
 
 
+def test_a_measurement_too_dear_for_one_generation_is_taken_once_the_search_pays_for_it(
+        digits, tmp_path, monkeypatch):
+    """A task too short to pay for the measurement trains with the default trainer; the
+    measurement comes once the training of that kind in the process has paid for it, and
+    the run's choices file then holds it in place of the put-off record."""
+    from neuroprune.engine import autotune
+    from neuroprune.engine.settings import steps_per_run
+    monkeypatch.setenv("NEUROPRUNE_CACHE_DIR", str(tmp_path / "machine"))
+    for table in ("_CHOICES", "_STEPS_SEEN", "_PUT_OFF"):
+        monkeypatch.setattr(autotune, table, {})
+    monkeypatch.setattr(autotune, "_MEASURED_HERE", set())
+    spec, layout, bits = population(digits, widths=(32,), n=4)
+    task = EvalTask(masks=bits, init=init_state(spec, 0), epochs=1, data_seed=0)
+    settings = TrainSettings()
+    steps = steps_per_run(len(digits.train_y), settings.batch_size, 1)
+    names = 3  # stacked, per-network, sparse
+    warmups = names * (1 + autotune.ROUNDS * (autotune.SHORT + autotune.LONG) / autotune.SHORT)
+    # the measurement costs more than one task's training and less than two tasks'
+    monkeypatch.setattr(autotune, "BUDGET", warmups * autotune.SHORT / (1.5 * steps))
+    monkeypatch.setattr(autotune, "FLOOR", 0.0)
+    run_file = tmp_path / "run" / "trainer_choices.json"
+    run_file.parent.mkdir()
+    with autotune.run_choices(run_file):
+        auto = make_trainer(spec, digits, settings, layout)
+        auto.run(task)
+        assert auto.chosen["choice"] == "stacked" and auto.chosen["seconds"] == {}
+        (key, kept), = json.loads(run_file.read_text()).items()
+        assert kept["costs"] is None
+        auto.run(task)  # the second generation: two tasks' training pays for it
+    assert set(auto.chosen["seconds"]) == {"stacked", "per_network", "sparse"}
+    assert set(json.loads(run_file.read_text())[key]["costs"]) == set(auto.chosen["seconds"])
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
 def test_a_measurement_that_shared_its_core_is_disturbed():
     """One thread on one core, alone and then beside a busy process on the same core."""
