@@ -60,7 +60,10 @@ def cell(data, width: int, layers: int, sparsity: float, p: int, batch: int, rep
     for g in range(1, generations + 1):  # a search's generations: auto measures once they
         choice = auto.pick(task)           # pay for it, and keeps the choice
         if auto.chosen.get("seconds"):
-            choice = f"{choice} (measured in generation {g})"
+            told = ", ".join(f"{n} {v:.2f}" for n, v in sorted(auto.chosen["seconds"].items(),
+                                                                key=lambda kv: kv[1]))
+            busy = "; busy machine" if auto.chosen.get("disturbed") else ""
+            choice = f"{choice} (generation {g}; predicted s: {told}{busy})"
             break
     return statistics.median(times["stacked"]), statistics.median(times["sparse"]), choice
 
