@@ -34,9 +34,10 @@ def test_the_multilabel_task_trains_with_bce_and_refuses_what_does_not_fit():
         assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="dataset digits_attributes is multi-label"):
         mask_search(load_config(tree={"data": {"dataset": "digits_attributes"}}))
-    with pytest.raises(ConfigError, match="needs a multi-label dataset"):
+    with pytest.raises(ConfigError, match="needs a multi-label dataset") as err:
         mask_search(load_config(tree={**_tree(), "data": {"dataset": "digits",
                                                           "task": "multilabel"}}))
+    assert "(multilabel, digits_attributes, yeast)" in str(err.value)  # every one of them
 
 
 def test_the_multilabel_datasets_give_multi_hot_labels():
