@@ -72,6 +72,22 @@ def test_a_multilabel_run_reports_subset_accuracy_hamming_loss_and_micro_f1(tmp_
         summary["test_micro_f1"]
 
 
+def test_the_report_of_a_multilabel_run_shows_its_hamming_loss_and_micro_f1(tmp_path):
+    pytest.importorskip("matplotlib")
+    from neuroprune.report import make_report
+    summary = mask_search(load_config(tree=_tree(epochs=1))).run(
+        tmp_path / "r", progress=False, log=lambda _: None)
+    text = make_report([tmp_path / "r"], tmp_path / "report").read_text()
+    header = next(line for line in text.splitlines() if "test accuracy" in line)
+    assert "test Hamming loss" in header and "test micro-F1" in header
+    row = next(line for line in text.splitlines() if "`r`" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    named = dict(zip([c.strip() for c in header.strip("|").split("|")], cells))
+    assert float(named["test Hamming loss"]) == pytest.approx(summary["test_hamming_loss"],
+                                                              abs=1e-4)
+    assert float(named["test micro-F1"]) == pytest.approx(summary["test_micro_f1"], abs=1e-4)
+
+
 def _trained(tree):
     from neuroprune.engine import EvalTask
     search = mask_search(load_config(tree=tree))
