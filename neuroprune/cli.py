@@ -580,8 +580,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     elif args.run_dir:
         path = Path(args.run_dir) / FILES.best_mask
         if not path.is_file():
-            raise UserError(f"{args.run_dir} has no best_mask.safetensors (unfinished run, or "
-                            f"not a mask-search run directory)")
+            from .export import missing_best_mask
+            raise missing_best_mask(Path(args.run_dir))
         source = nullcontext(path)
     else:
         raise UserError("give a run directory, or --storage URL --study NAME")

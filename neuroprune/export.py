@@ -36,6 +36,7 @@ A network defined in Python is rebuilt from the ``model`` the caller passes.
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import tempfile
@@ -83,6 +84,7 @@ def _load_network(path: str | Path, model: Any = None, trust: bool = False
     from .masks import read_mask_file
 
     mask, weights, meta = read_mask_file(path)
+    refuse_other_networks(path, meta)
     if meta.get("network") == "compact":
         return _load_compact(path, meta, weights, model, trust), meta
     if not weights:
@@ -95,6 +97,47 @@ def _load_network(path: str | Path, model: Any = None, trust: bool = False
     except (RuntimeError, ValueError) as exc:
         raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
     return net.eval(), meta
+
+
+def _network_files(kind: Any) -> str:
+    """What a kind's run writes in place of a layered network (empty: nothing of the sort)."""
+    from .searches.registry import KINDS
+
+    return KINDS.load(kind).network_files if isinstance(kind, str) and kind in KINDS else ""
+
+
+def refuse_other_networks(path, meta: dict[str, Any]) -> None:
+    """Refuse, in one line, a file that holds no layered network (a NEAT genome, an RBM),
+    saying what it holds and how to read it. Genome files written before they named their
+    kind are known by their ``node_keys``."""
+    kind = meta.get("kind") or ("neuroevolution" if "node_keys" in meta else None)
+    files = _network_files(kind)
+    if files:
+        raise UserError(f"{path} comes from a run of kind {kind} and holds no network that "
+                        f"load_model or export can rebuild: {files}")
+
+
+def missing_best_mask(run_dir: Path) -> UserError:
+    """The error for a run folder without ``best_mask.safetensors``: for a kind that writes
+    other network files, which ones it wrote and how to read them."""
+    import yaml
+
+    kind = None
+    for name, read in ((FILES.summary, json.loads), (FILES.config, yaml.safe_load)):
+        try:
+            kind = (read((run_dir / name).read_text(encoding="utf-8")) or {}).get("kind")
+        except (OSError, ValueError, AttributeError, yaml.YAMLError):
+            continue
+        if kind:
+            break
+    files = _network_files(kind)
+    written = sorted(p.name for p in run_dir.glob("*.safetensors"))
+    if files and written:
+        return UserError(f"{run_dir} is a run of kind {kind}: it has no "
+                         f"best_mask.safetensors to export, and wrote {', '.join(written)}. "
+                         f"{files}")
+    return UserError(f"{run_dir} has no best_mask.safetensors (unfinished run, or not a "
+                     f"mask-search run directory)")
 
 
 def _architecture(path, meta: dict[str, Any], model: Any, trust: bool) -> nn.Module:
@@ -273,8 +316,6 @@ def compact_model(path: str | Path, model: Any = None, *, trust: bool = False
 def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
     """What an ONNX file says about its network (``metadata_props``): classes, the
     preprocessing inside the graph, sparsity, and where the network came from."""
-    import json
-
     from . import __version__
     record = meta.get("data_record") or {}
     classes = record.get("classes") or list(range(int(meta["architecture"]["num_classes"])))
@@ -344,6 +385,7 @@ def export(source: str | Path, out: str | Path, fmt: str = "safetensors",
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name")
     mask, weights, meta = read_mask_file(source)
+    refuse_other_networks(source, meta)
     if not mask:
         raise UserError(f"{source} holds no mask (a compact network, or a run without one); "
                         f"export needs a masked network")

@@ -98,10 +98,11 @@ class Workbench:
         Augmenter(cfg.data.augment).check(data.input_shape)
         multilabel = data.provenance.get("task") == "multilabel"
         if multilabel != (cfg.data.task == "multilabel"):
+            from .data.registry import multilabel_datasets
             raise ConfigError(f"dataset {data.name} is multi-label: set data.task=multilabel"
                               if multilabel else f"data.task=multilabel needs a multi-label "
-                              f"dataset (multilabel, digits_attributes); {data.name} has one "
-                              f"class per sample")
+                              f"dataset ({', '.join(multilabel_datasets())}); {data.name} has "
+                              f"one class per sample")
         if cfg.training.loss == "mse" and not data.train_y.dtype.is_floating_point:
             raise ConfigError(f"training.loss=mse fits numeric targets (the planted tasks); "
                               f"dataset {data.name} has class labels: use "

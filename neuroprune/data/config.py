@@ -54,7 +54,7 @@ class DataConfig(Section):
                                  "function datasets: how they are read")
     task: Literal["classification", "multilabel"] = Field(
         "classification", description="multilabel: several labels per sample (datasets "
-        "multilabel, digits_attributes), sigmoid outputs and training.loss bce; metrics: "
+        "multilabel, digits_attributes, yeast), sigmoid outputs and training.loss bce; metrics: "
         "subset accuracy, Hamming loss, micro-F1")
     root: str | None = Field(None, description="folder with the dataset's files (MNIST family: "
                              "IDX or .npz; CIFAR: the python-pickle batches; folder: class "

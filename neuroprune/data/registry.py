@@ -44,6 +44,13 @@ DATASETS = Registry("dataset", "data.dataset", {
                  "CIFAR-100 from data.root (python-pickle batches; 45k/5k/10k)"),
 })
 
+
+def multilabel_datasets() -> list[str]:
+    """The datasets whose samples carry several labels (their help says ``data.task:
+    multilabel``), as the error for a single-label dataset under that task lists them."""
+    return [n for n in DATASETS if "data.task: multilabel" in DATASETS.help(n)]
+
+
 AUGMENTATIONS = Registry("augmentation", "data.augment", {
     "crop": ("neuroprune.data.augment:random_crop", "random crop with 4 pixels of zero padding"),
     "flip": ("neuroprune.data.augment:horizontal_flip", "horizontal flip with probability 1/2"),

@@ -178,7 +178,13 @@ def layers_figure(doc: Document, runs: list[Run], names: list[str], name="layers
     return True
 
 
+#: multi-label runs: the summary's figures beside the (subset) test accuracy, and headings
+MULTILABEL_COLUMNS = {"test_hamming_loss": "test Hamming loss", "test_micro_f1": "test micro-F1"}
+
+
 def run_table(doc: Document, runs: list[Run], names: list[str]) -> None:
+    multilabel = any("test_hamming_loss" in (r.summary or {}) for r in runs)
+    extra = list(MULTILABEL_COLUMNS) if multilabel else []
     rows = []
     for r, label in zip(runs, names):
         s = r.summary or {}
@@ -188,9 +194,14 @@ def run_table(doc: Document, runs: list[Run], names: list[str]) -> None:
         best_val = search.val_accuracy.max() if "val_accuracy" in search else None
         rows.append([label, f"`{r.name}`", state, s.get("sparsity", target_sparsity(r)),
                      s.get("val_accuracy", best_val), s.get("test_accuracy"),
+                     *(s.get(k) for k in extra),
                      r.config.get("seed"), s.get("wall_seconds"), s.get("device")])
-    doc.table(["run", "folder", "status", "sparsity", "val accuracy", "test accuracy", "seed",
-               "wall s", "device"], rows)
+    doc.table(["run", "folder", "status", "sparsity", "val accuracy", "test accuracy",
+               *(MULTILABEL_COLUMNS[k] for k in extra), "seed", "wall s", "device"], rows)
+    if multilabel:
+        doc.para("Multi-label runs: the accuracy is the subset accuracy (every label of a "
+                 "sample right); the Hamming loss is the share of wrong labels, micro-F1 the "
+                 "F1 over all labels together.")
     if not all(r.finished for r in runs):
         doc.para("Unfinished runs are reported as far as they got: their validation accuracy "
                  "is the best of the masks evaluated so far, and they have no test accuracy.")

@@ -9,6 +9,13 @@ Adam step on a minibatch of ``batch_size`` against a target network copied every
 Exploration is epsilon-greedy, falling linearly from ``epsilon_start`` to ``epsilon_end``
 over the first ``exploration_fraction`` of the budget. As in :mod:`.qlearning`, the greedy
 policy is scored every ``eval_every`` training steps; evaluation steps are not counted.
+
+Why not stable-baselines3's ``DQN``: the baseline must follow the kind's protocol (NEAT's
+step budget for the seed, the greedy policy scored on the same fixed evaluation episodes as
+NEAT and Q-learning, evaluation steps not counted, seeded per run seed), which these
+few lines of torch do with no further dependency. stable-baselines3 is not a dependency and
+was not installed where this was built; its ``DQN`` (the same algorithm) would be a drop-in
+alternative, neither used nor compared here.
 """
 
 from __future__ import annotations

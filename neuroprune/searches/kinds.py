@@ -48,6 +48,10 @@ class Kind:
     resumable: ClassVar[bool] = True
     objectives: ClassVar[tuple[str, ...]] = ()
     not_tunable: ClassVar[str] = ""
+    #: for a kind whose networks are no layered classifier (a NEAT genome, an RBM): its
+    #: files, what they hold and how to read them, which ``neuroprune export`` and
+    #: ``load_model`` say instead of failing on a missing or foreign ``best_mask``
+    network_files: ClassVar[str] = ""
 
     def __init__(self, bench: Workbench):
         self.bench = bench

@@ -18,7 +18,7 @@ Exported per environment: the best genome over all seeds as ``best_genome_<env>.
 Layout: nodes ordered inputs (neat keys -1, -2, ...), outputs (0, 1, ...), hidden (ascending
 key); ``weight[i, j]`` is the weight of the connection from node i to node j, ``weight_mask``
 (same shape, bool) marks the enabled connections, ``bias`` holds every node's bias (inputs 0);
-the metadata holds ``node_keys`` and the activation.
+the metadata holds ``kind: neuroevolution``, ``node_keys`` and the activation.
 """
 
 from __future__ import annotations
@@ -276,7 +276,8 @@ def export_genome(path: Path, genome, config, env_id: str) -> None:
     keys, weight, mask, bias = genome_tensors(genome, config)
     g = config.genome_config
     save_mask(path, {"weight": mask}, {
-        "environment": env_id, "node_keys": keys, "inputs": len(g.input_keys),
+        "kind": "neuroevolution", "environment": env_id, "node_keys": keys,
+        "inputs": len(g.input_keys),
         "outputs": len(g.output_keys), "activation": "tanh", "fitness": genome.fitness,
         "layout": "weight[i, j]: connection from node i to node j"},
         weights={"weight": weight * mask, "bias": bias})
@@ -469,6 +470,11 @@ class NeuroevolutionKind(Kind):
     reporter = "neuroprune.report.neuroevolution:report"
     resumable = False
     objectives = ("reward", "wall_seconds")
+    network_files = ("best_genome_<env>.safetensors: the best NEAT genome of each "
+                     "environment, a network over node ids rather than layers (weight[i, j] "
+                     "from node i to node j, weight_mask its enabled connections, bias per "
+                     "node, node_keys in the metadata); read it with "
+                     "neuroprune.masks.read_mask_file(path) -> (mask, weights, metadata)")
 
     def __init__(self, bench: Workbench):
         super().__init__(bench)

@@ -5,6 +5,10 @@ The mask is drawn at random at ``sparsity.target`` with the configured allocatio
 search picks on the training data would itself leak it, outside the accountant's budget, so
 only data-independent masks keep the guarantee. Without ``training.privacy`` the same
 network trains plainly (the non-private reference).
+
+The trained network and its mask go to ``best_mask.safetensors`` as a mask search writes it
+(a dense run: a mask that keeps every weight), so ``neuroprune export`` and
+:func:`neuroprune.load_model` read it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from .. import __version__
 from ..config import to_dict
 from ..errors import UserError
 from ..engine.private_trainer import check_private_model, train_private
+from ..masks import Mask
 from ..masks.allocation import bits_to_mask, random_bits
 from ..rundir import RunDir
 from ..tracking import open_tracking
@@ -56,8 +61,33 @@ def run_private_training(bench: Workbench, out: str | Path) -> dict[str, Any]:
                "prunable_weights": None if mask is None else mask.numel(), "seed": cfg.seed,
                "device": bench.device, "data": bench.data.record(),
                "wall_seconds": round(time.time() - t0, 3), "neuroprune_version": __version__}
+    full = mask if mask is not None else bits_to_mask(
+        bench.layout, torch.ones(bench.layout.numel, dtype=torch.bool))
+    rd.write_best_mask(full, _metadata(bench, summary, full), trained_weights(model, full))
     rd.write_summary(summary)
     return summary
+
+
+def trained_weights(model: torch.nn.Module, mask: Mask) -> dict[str, torch.Tensor]:
+    """The trained state dict, on the host, its pruned weights exactly zero."""
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    for k, m in mask.items():
+        state[k] = state[k] * m.to(state[k].dtype)
+    return state
+
+
+def _metadata(bench: Workbench, summary: dict[str, Any], mask: Mask) -> dict[str, Any]:
+    """What ``best_mask.safetensors`` says of itself (the keys a mask search writes)."""
+    cfg = bench.config
+    method = (f"private_{cfg.training.privacy.method}" if cfg.training.privacy is not None
+              else "plain")
+    return {"architecture": bench.spec.to_dict(), "sparsity": summary["sparsity"],
+            "method": method, "seed": cfg.seed, "dataset": cfg.data.dataset,
+            "data": cfg.data.model_dump(mode="json"), "data_record": summary["data"],
+            "preprocessing": bench.data.preprocessing,
+            "test_accuracy": summary["test_accuracy"], "val_accuracy": summary["val_accuracy"],
+            "epsilon": summary.get("epsilon"), "layer_sparsity": mask.layer_sparsity(),
+            "neuroprune_version": __version__}
 
 
 class PrivateTrainingKind(Kind):

@@ -204,6 +204,11 @@ class RBMConnectivityKind(Kind):
     not_tunable = ("its only held-out score is the test log-likelihood (there is no "
                    "validation split), and choosing settings by the test set leaves no "
                    "unbiased estimate")
+    network_files = ("learned_mask.safetensors: the RBM with learned connectivity, an energy "
+                     "model rather than a classifier (weight [hidden, visible] with "
+                     "weight_mask its learned connections, bias of the hidden units, "
+                     "visible_bias); read it with neuroprune.masks.read_mask_file(path) -> "
+                     "(mask, weights, metadata)")
 
     def __init__(self, bench: Workbench):
         super().__init__(bench)

@@ -34,9 +34,10 @@ def test_the_multilabel_task_trains_with_bce_and_refuses_what_does_not_fit():
         assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="dataset digits_attributes is multi-label"):
         mask_search(load_config(tree={"data": {"dataset": "digits_attributes"}}))
-    with pytest.raises(ConfigError, match="needs a multi-label dataset"):
+    with pytest.raises(ConfigError, match="needs a multi-label dataset") as err:
         mask_search(load_config(tree={**_tree(), "data": {"dataset": "digits",
                                                           "task": "multilabel"}}))
+    assert "(multilabel, digits_attributes, yeast)" in str(err.value)  # every one of them
 
 
 def test_the_multilabel_datasets_give_multi_hot_labels():
@@ -69,6 +70,22 @@ def test_a_multilabel_run_reports_subset_accuracy_hamming_loss_and_micro_f1(tmp_
     assert summary["test_micro_f1"] > 0.6  # learnt: labels are about 40% positive
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["test_micro_f1"] == \
         summary["test_micro_f1"]
+
+
+def test_the_report_of_a_multilabel_run_shows_its_hamming_loss_and_micro_f1(tmp_path):
+    pytest.importorskip("matplotlib")
+    from neuroprune.report import make_report
+    summary = mask_search(load_config(tree=_tree(epochs=1))).run(
+        tmp_path / "r", progress=False, log=lambda _: None)
+    text = make_report([tmp_path / "r"], tmp_path / "report").read_text()
+    header = next(line for line in text.splitlines() if "test accuracy" in line)
+    assert "test Hamming loss" in header and "test micro-F1" in header
+    row = next(line for line in text.splitlines() if "`r`" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    named = dict(zip([c.strip() for c in header.strip("|").split("|")], cells))
+    assert float(named["test Hamming loss"]) == pytest.approx(summary["test_hamming_loss"],
+                                                              abs=1e-4)
+    assert float(named["test micro-F1"]) == pytest.approx(summary["test_micro_f1"], abs=1e-4)
 
 
 def _trained(tree):

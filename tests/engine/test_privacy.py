@@ -110,3 +110,30 @@ def test_bad_privacy_input_is_one_line_exit_2(tmp_path, capsys, override, words)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err, err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("overrides", [["training.epochs=2"],
+                                       ["training.epochs=2", "training.privacy=null",
+                                        "sparsity.target=0"]])
+def test_a_private_run_exports_and_reloads_its_network(tmp_path, overrides):
+    import neuroprune
+    from neuroprune.preprocess import detach
+
+    run = tmp_path / "r"
+    sets = [a for o in overrides for a in ("--set", o)]
+    assert main(["run", CONFIG, "--out", str(run), "--no-progress", *sets]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    out = tmp_path / "net.safetensors"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    b = bench(*overrides)
+    for path in (run / "best_mask.safetensors", out):
+        model = neuroprune.load_model(path)
+        detach(model)  # the workbench's data is standardised
+        with torch.no_grad():
+            acc = float((model(b.data.test_x).argmax(1) == b.data.test_y).float().mean())
+        assert acc == pytest.approx(summary["test_accuracy"])
+    mask, meta = neuroprune.load_mask(out)
+    assert mask.sparsity() == pytest.approx(summary["sparsity"], abs=1e-6)
+    assert meta["test_accuracy"] == summary["test_accuracy"]
+    assert main(["export", str(run), "--out", str(tmp_path / "sd.pt"),
+                 "--format", "state_dict"]) == 0

@@ -196,3 +196,32 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, setting, words):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and words in err[0], err
     assert not out.exists()
+
+
+def test_export_and_load_model_say_what_a_genome_file_is(tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    import neuroprune
+    from neuroprune.errors import UserError
+    out = tmp_path / "run"
+    assert main(["run", CI, "--out", str(out), "--no-progress", "--set", "neuroevolution.seeds=[0]",
+                 "--set", "neuroevolution.environments=[CartPole-v1]"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(out), "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "best_genome_CartPole-v1.safetensors" in err
+    assert "NEAT genome" in err and "read_mask_file" in err
+    genome = out / "best_genome_CartPole-v1.safetensors"
+    with safe_open(str(genome), "pt") as f:
+        meta = f.metadata()
+    assert meta["kind"] == "neuroevolution"
+    old = tmp_path / "old.safetensors"  # written before the files named their kind
+    save_file(load_file(str(genome)), str(old),
+              metadata={k: v for k, v in meta.items() if k != "kind"})
+    for path in (genome, old):
+        with pytest.raises(UserError, match="NEAT genome") as exc:
+            neuroprune.load_model(path)
+        assert "altered" not in str(exc.value) and "read_mask_file" in str(exc.value)
+        masks, weights, _ = read_mask_file(path)  # the way the message points to still reads
+        assert masks["weight"].shape == weights["weight"].shape

@@ -75,6 +75,19 @@ def test_equal_connection_counts_and_outputs(digits_run):
     assert meta["method"] == "network_connectivity_gradients"
 
 
+def test_export_and_load_model_say_what_the_learned_rbm_is(digits_run, tmp_path, capsys):
+    import neuroprune
+    from neuroprune.errors import UserError
+    capsys.readouterr()
+    assert main(["export", str(digits_run), "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "wrote learned_mask.safetensors" in err
+    assert "energy model" in err and "read_mask_file" in err
+    with pytest.raises(UserError, match="energy model") as exc:
+        neuroprune.load_model(digits_run / "learned_mask.safetensors")
+    assert "altered" not in str(exc.value) and "\n" not in str(exc.value)
+
+
 def test_learned_connectivity_beats_random_on_digits(digits_run):
     v = json.loads((digits_run / "summary.json").read_text())["variants"]
     # seeds 0-2 put learned 0.8-1.4 nats above random; 0.3 leaves room for other BLAS
