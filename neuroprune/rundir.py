@@ -3,7 +3,8 @@
 Layout::
 
     config.yaml              resolved config
-    factory.json             where a ``model.factory`` module was imported from (resume)
+    factory.json             where a ``model.factory`` module was imported from (resume,
+                             export, load_model)
     data.json                which data ran: files found, protocol used, split sizes
     ledger.jsonl             append-only: one committed line per generation (source of truth)
     results.csv              one row per evaluated individual, derived from the ledger
@@ -453,3 +454,17 @@ def factory_folder(factory: str) -> str | None:
     for _ in name.split(".")[1:]:
         root = root.parent
     return str(root)
+
+
+def factory_folder_of_run(run_dir: str | Path) -> None:
+    """A run whose ``model.factory`` module sat beside its config resumes, exports and loads
+    without PYTHONPATH: the folder recorded in ``factory.json`` goes on the import path as
+    ``run`` put it."""
+    from .config import factory_folder_on_path
+
+    try:
+        folder = json.loads((Path(run_dir) / FILES.factory).read_text(encoding="utf-8"))["folder"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # none recorded: the factory imports from the path as it is, or says why not
+    if isinstance(folder, str) and Path(folder).is_dir():
+        factory_folder_on_path(Path(folder) / FILES.config)
