@@ -290,8 +290,17 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
     return {"classes": json.dumps(classes), "preprocessing": json.dumps(pre),
             "preprocessing_text": "inside the graph, before the network: " + describe(pre)
             if pre else describe(pre),
-            "input": "raw inputs" if pre else "the network's inputs",
+            "input": _input_text(pre),
             "sparsity": json.dumps(meta.get("sparsity")), "provenance": json.dumps(provenance)}
+
+
+def _input_text(pre: dict[str, Any] | None) -> str:
+    """What the ONNX graph's input takes (a float tensor: integer pixels scaled by the user)."""
+    if not pre:
+        return "the network's inputs"
+    if pre.get("scale"):
+        return f"raw inputs: float pixels in [0, 1] (0..255 pixels times {pre['scale']:.8g})"
+    return "raw inputs"
 
 
 def _write_onnx(model: nn.Module, input_shape: tuple, out: Path, meta: dict[str, Any]) -> None:

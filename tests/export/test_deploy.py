@@ -13,7 +13,7 @@ from neuroprune.data import DataConfig, load_dataset
 from neuroprune.data.sklearn_sets import split
 from neuroprune.export import export
 from neuroprune.models import ModelSpec, build_model
-from neuroprune.preprocess import Preprocess, detach, preprocessing_of
+from neuroprune.preprocess import Preprocess, describe, detach, preprocessing_of
 
 
 def _raw_problem():
@@ -137,6 +137,46 @@ def test_which_data_ran_is_on_the_record_and_a_failed_download_says_so(tmp_path,
     assert record["sizes"] == {"train": 140, "val": 20, "test": 40}
     with pytest.raises(neuroprune.errors.UserError):
         load_dataset("mnist", root=str(tmp_path), download=True, protocol="full")
+
+
+def test_pixels_0_to_255_score_the_run_and_their_scale_is_on_the_record(tmp_path):
+    """MNIST is read as 0..255 pixels divided by 255: the record, its text and the ONNX
+    metadata say so; a uint8 image scores the run, as its float [0, 1] form does."""
+    import onnx
+    import onnxruntime
+
+    pytest.importorskip("torch_pruning")
+    g = np.random.default_rng(0)
+    labels = np.arange(1000) % 10
+    pixels = g.integers(0, 60, (1000, 28, 28))
+    for i, k in enumerate(labels):  # a bright band per class: learnable in a few epochs
+        pixels[i, 2 * k + 4: 2 * k + 7] += 190
+    _idx(tmp_path / "t10k-images-idx3-ubyte", pixels)
+    _idx(tmp_path / "t10k-labels-idx1-ubyte", labels)
+    r = neuroprune.prune("mlp", data="mnist", method="magnitude", sparsity=0.5, epochs=2,
+                         progress=False, out=tmp_path / "r",
+                         config={"data": {"root": str(tmp_path)}, "model": {"widths": [16]},
+                                 "sparsity": {"latency_repeats": 0}})
+    pre = r.summary["preprocessing"]
+    assert pre["scale"] == pytest.approx(1 / 255) and "resize" not in pre
+    assert "0..255 pixels times 1/255" in describe(pre)
+    want = r.summary["test_accuracy"]
+    assert want > 0.5
+    x_test = torch.from_numpy(pixels[800:].astype(np.uint8))[:, None]  # MNIST-10k's test
+    y_test = labels[800:]
+    best = r.run_dir / "best_mask.safetensors"
+    for model in (r.model, neuroprune.load_model(best)):
+        assert _accuracy(model, x_test, y_test) == pytest.approx(want, abs=1e-6)
+        assert _accuracy(model, x_test.numpy(), y_test) == pytest.approx(want, abs=1e-6)
+        assert _accuracy(model, x_test / 255.0, y_test) == pytest.approx(want, abs=1e-6)
+    export(best, tmp_path / "n.onnx", "onnx")
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "n.onnx")).metadata_props}
+    assert json.loads(props["preprocessing"])["scale"] == pytest.approx(1 / 255)
+    assert "float pixels in [0, 1]" in props["input"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "n.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"input": (x_test / 255.0).numpy()})[0]
+    assert float((logits.argmax(1) == y_test).mean()) == pytest.approx(want, abs=1e-6)
 
 
 class TinyNet(nn.Module):
