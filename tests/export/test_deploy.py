@@ -5,15 +5,18 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 from sklearn.datasets import load_digits
 from torch import nn
 
 import neuroprune
+from neuroprune.config import load_config, to_dict
 from neuroprune.data import DataConfig, load_dataset
 from neuroprune.data.sklearn_sets import split
 from neuroprune.export import export
 from neuroprune.models import ModelSpec, build_model
 from neuroprune.preprocess import Preprocess, describe, detach, preprocessing_of
+from neuroprune.rundir import DATA_RAN, RunDir
 
 
 def _raw_problem():
@@ -118,9 +121,16 @@ def _idx(path, array):
 
 def test_which_data_ran_is_on_the_record_and_a_failed_download_says_so(tmp_path, raw_run):
     r = raw_run[0]
-    for record in (r.summary["data"], json.loads((r.run_dir / "data.json").read_text())):
+    config = r.run_dir / "config.yaml"
+    asked, ran = config.read_text().split(DATA_RAN + "\n")
+    ran = yaml.safe_load("".join(line.removeprefix("#   ") + "\n" for line in ran.splitlines()))
+    for record in (r.summary["data"], json.loads((r.run_dir / "data.json").read_text()), ran):
         assert record["sizes"] == {"train": 1167, "val": 270, "test": 360}
         assert record["source"] == "arrays" and record["protocol"] == "split"
+    # comments: the config loads as it was asked, and a second record (resume) replaces it
+    assert to_dict(load_config(config)) == to_dict(load_config(tree=yaml.safe_load(asked)))
+    RunDir(r.run_dir).write_data_record(ran)
+    assert config.read_text().count(DATA_RAN) == 1
     # MNIST with its test split alone: auto runs MNIST-10k, and a download that cannot
     # happen (no torchvision or no internet) is one warning line, on the record too
     g = np.random.default_rng(0)
