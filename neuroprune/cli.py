@@ -355,11 +355,11 @@ def _resume(where: str, progress: bool, overrides: list[str] | None = None,
     cfg_path = run_dir / FILES.config
     if not cfg_path.is_file():
         raise UserError(f"{where} is not a run directory (no config.yaml)")
-    from .rundir import RunDir
+    from .rundir import RunDir, factory_folder_of_run
     if RunDir(run_dir).is_complete():
         print(f"{where} is already complete (summary.json exists)")
         return 0
-    _factory_folder_of_run(run_dir)
+    factory_folder_of_run(run_dir)
     # config.yaml as written (a given config resolves to it when it asks for the same run)
     saved = saved_tree(read_yaml(cfg_path)) if given else to_dict(load_config(cfg_path))
     asked = to_dict(load_config(given or cfg_path, overrides))
@@ -373,21 +373,6 @@ def _resume(where: str, progress: bool, overrides: list[str] | None = None,
     cfg = load_config(cfg_path, [o for o in overrides or []
                                  if o.split("=")[0].split(".")[0] in RESUME_MAY_CHANGE])
     return _run_search(cfg, run_dir, resume=True, progress=progress, mirror=mirror)
-
-
-def _factory_folder_of_run(run_dir: Path) -> None:
-    """A run whose ``model.factory`` module sat beside its config resumes without PYTHONPATH:
-    the folder recorded in ``factory.json`` goes on the import path as ``run`` put it."""
-    import json
-
-    from .config import factory_folder_on_path
-
-    try:
-        folder = json.loads((run_dir / "factory.json").read_text(encoding="utf-8"))["folder"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # none recorded: the factory imports from the path as it is, or says why not
-    if isinstance(folder, str) and Path(folder).is_dir():
-        factory_folder_on_path(Path(folder) / FILES.config)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

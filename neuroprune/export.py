@@ -53,7 +53,7 @@ from .errors import UserError
 from .masks import apply_mask, load_mask, save_mask
 from .models import ModelSpec, build_model
 from .models.base import load_weights
-from .rundir import FILES
+from .rundir import FILES, factory_folder_of_run
 from .preprocess import attach, describe, raw_shape, with_preprocessing
 
 FORMATS = ("safetensors", "prune", "sparse", "compact", "onnx", "state_dict", "sparse_model")
@@ -66,9 +66,11 @@ def load_model(path: str | Path, model: Any = None, *, trust: bool = False) -> n
     A ``package.module:function`` factory named there would run code from the file, so it is
     refused unless you pass ``model`` (a module of the file's architecture, or the class or
     function that builds one, as for a network defined in Python: its weights are replaced by
-    the file's) or ``trust=True`` for a file you trust. A file that does not match its
-    architecture (shapes, missing or extra tensors or masks, weights under a mask that are not
-    zero) raises a :class:`~neuroprune.errors.UserError` naming what is wrong.
+    the file's) or ``trust=True`` for a file you trust (a run's own file: a factory module
+    that sat beside the run's config imports from there, as ``factory.json`` records). A
+    file that does not match its architecture (shapes, missing or extra tensors or masks,
+    weights under a mask that are not zero) raises a :class:`~neuroprune.errors.UserError`
+    naming what is wrong.
 
     The returned model has its masks attached with ``prune.custom_from_mask`` and takes raw
     inputs: the run's preprocessing runs in front of it (:func:`neuroprune.preprocess.attach`;
@@ -161,6 +163,8 @@ def _architecture(path, meta: dict[str, Any], model: Any, trust: bool) -> nn.Mod
                         "pass the model from Python: neuroprune.export.export(path, out, "
                         "fmt, model=MyNet) or neuroprune.load_model(path, model=MyNet)")
     spec = file_spec(path, meta, factory=trust)
+    if spec.source == "factory":  # a run's file: its factory may sit beside the run's config
+        factory_folder_of_run(Path(path).parent)
     _check_size(path, spec)
     try:
         return build_model(spec)
@@ -327,8 +331,17 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
     return {"classes": json.dumps(classes), "preprocessing": json.dumps(pre),
             "preprocessing_text": "inside the graph, before the network: " + describe(pre)
             if pre else describe(pre),
-            "input": "raw inputs" if pre else "the network's inputs",
+            "input": _input_text(pre),
             "sparsity": json.dumps(meta.get("sparsity")), "provenance": json.dumps(provenance)}
+
+
+def _input_text(pre: dict[str, Any] | None) -> str:
+    """What the ONNX graph's input takes (a float tensor: integer pixels scaled by the user)."""
+    if not pre:
+        return "the network's inputs"
+    if pre.get("scale"):
+        return f"raw inputs: float pixels in [0, 1] (0..255 pixels times {pre['scale']:.8g})"
+    return "raw inputs"
 
 
 def _write_onnx(model: nn.Module, input_shape: tuple, out: Path, meta: dict[str, Any]) -> None:

@@ -2,8 +2,9 @@
 
 Layout::
 
-    config.yaml              resolved config
-    factory.json             where a ``model.factory`` module was imported from (resume)
+    config.yaml              resolved config; which data ran as comments at its end
+    factory.json             where a ``model.factory`` module was imported from (resume,
+                             export, load_model)
     data.json                which data ran: files found, protocol used, split sizes
     ledger.jsonl             append-only: one committed line per generation (source of truth)
     results.csv              one row per evaluated individual, derived from the ledger
@@ -82,6 +83,9 @@ class RunFiles:
 
 #: the file names of a run directory
 FILES = RunFiles()
+#: the first line of the data record at the end of ``config.yaml`` (YAML comments)
+DATA_RAN = ("# which data ran (as data.json records it; the data section above is what was "
+            "asked):")
 #: the lock file of a run directory (see :meth:`RunDir.locked`)
 LOCK_NAME = FILES.lock
 #: who holds the lock (pid, host, since when), beside the lock file
@@ -169,8 +173,15 @@ class RunDir:
 
     def write_data_record(self, record: dict[str, Any]) -> None:
         """``data.json`` beside ``config.yaml``: which data ran (files found, protocol used,
-        split sizes), where the config may say only ``protocol: auto``."""
+        split sizes), where the config may say only ``protocol: auto``; the same record ends
+        ``config.yaml`` as comments, which loading, validation and ``resume`` skip."""
         atomic_write_json(self.path / FILES.data, record)
+        config = self.path / FILES.config
+        if config.is_file():
+            asked = config.read_text(encoding="utf-8").split(DATA_RAN)[0].rstrip("\n")
+            ran = yaml.safe_dump(record, sort_keys=False, default_flow_style=None, width=96)
+            atomic_write_text(config, f"{asked}\n{DATA_RAN}\n"
+                              + "".join(f"#   {line}\n" for line in ran.splitlines()))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / FILES.summary, summary)
@@ -453,3 +464,17 @@ def factory_folder(factory: str) -> str | None:
     for _ in name.split(".")[1:]:
         root = root.parent
     return str(root)
+
+
+def factory_folder_of_run(run_dir: str | Path) -> None:
+    """A run whose ``model.factory`` module sat beside its config resumes, exports and loads
+    without PYTHONPATH: the folder recorded in ``factory.json`` goes on the import path as
+    ``run`` put it."""
+    from .config import factory_folder_on_path
+
+    try:
+        folder = json.loads((Path(run_dir) / FILES.factory).read_text(encoding="utf-8"))["folder"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # none recorded: the factory imports from the path as it is, or says why not
+    if isinstance(folder, str) and Path(folder).is_dir():
+        factory_folder_on_path(Path(folder) / FILES.config)

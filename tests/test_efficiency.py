@@ -147,6 +147,18 @@ def test_figures_say_what_their_axes_hold(tmp_path, monkeypatch):
     xs = [line.get_xdata()[0] for line in fig.axes[0].lines if len(line.get_xdata())]
     assert max(xs) - min(xs) <= 0.021 * 40
     plt.close(fig)
+    # twenty methods: spread within ±2%, every point inside the axes, linear or log
+    for spent in ((40,), (4, 400)):
+        rows = [{"method": f"m{i}", "sparsity": 0.9, "seed": s, "test_accuracy": 0.5 + i / 50,
+                 "network_epochs": spent[i % len(spent)]} for i in range(20) for s in (0, 1)]
+        fig = compute_figure(rows)
+        ax = fig.axes[0]
+        points = [bars.lines[0].get_xydata()[0] for bars in ax.containers]
+        assert len(points) == 20
+        (left, right), (bottom, top) = ax.get_xlim(), ax.get_ylim()
+        assert all(left < x < right and bottom < y < top for x, y in points)
+        assert all(0.98 * min(spent) <= x <= 1.02 * max(spent) for x, _ in points)
+        plt.close(fig)
     # the dense line counts seeds, not the cells of every method at sparsity 0
     cells = pd.DataFrame([{"method": m, "sparsity": s, "seed": seed, "test_accuracy": 0.9}
                           for m in ("random", "snip", "magnitude") for s in (0.0, 0.9)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -157,34 +158,72 @@ def test_a_factory_beside_its_config_imports_without_pythonpath(tmp_path):
     assert proc.stdout.split() == ["ModelSpec", str(folder.resolve())]
 
 
-def test_resume_imports_a_factory_that_sat_beside_the_config(tmp_path):
-    """``resume RUN`` reads the run's own config.yaml, far from the user's: the factory's
-    folder recorded by ``run`` goes on the path again, still without PYTHONPATH."""
+def _run_with_a_factory_beside_its_config(tmp_path, module: str) -> tuple[Path, dict]:
+    """A finished run of a config whose ``model.factory`` module sits beside it, run from
+    another folder without that folder on PYTHONPATH; the run folder and the environment."""
     folder = tmp_path / "project"
     folder.mkdir()
-    (folder / "mymodels2.py").write_text(
+    (folder / f"{module}.py").write_text(
         "from torch import nn\n\n"
         "def build(input_shape, num_classes):\n"
         "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(),\n"
         "                         nn.Linear(8, num_classes))\n")
     (folder / "cfg.yaml").write_text(
-        "model:\n  factory: mymodels2:build\ndata:\n  dataset: digits\n"
+        f"model:\n  factory: {module}:build\ndata:\n  dataset: digits\n"
         "method: {name: kstarts, population: 4, generations: 2, search_epochs: 1}\n"
         "training: {epochs: 1}\n")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     run = tmp_path / "elsewhere" / "run"
-    cli = [sys.executable, "-m", "neuroprune"]
-    first = subprocess.run([*cli, "run", str(folder / "cfg.yaml"), "--out", str(run),
-                            "--no-progress", "--device", "cpu"], capture_output=True,
-                           text=True, cwd=tmp_path, env=env, timeout=300)
+    first = subprocess.run([sys.executable, "-m", "neuroprune", "run", str(folder / "cfg.yaml"),
+                            "--out", str(run), "--no-progress", "--device", "cpu"],
+                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     recorded = json.loads((run / "factory.json").read_text())
-    assert recorded == {"factory": "mymodels2:build", "folder": str(folder.resolve())}
+    assert recorded == {"factory": f"{module}:build", "folder": str(folder.resolve())}
+    return run, env
+
+
+def test_resume_imports_a_factory_that_sat_beside_the_config(tmp_path):
+    """``resume RUN`` reads the run's own config.yaml, far from the user's: the factory's
+    folder recorded by ``run`` goes on the path again, still without PYTHONPATH."""
+    run, env = _run_with_a_factory_beside_its_config(tmp_path, "mymodels2")
     (run / "summary.json").unlink()  # as an interrupted run leaves it
-    again = subprocess.run([*cli, "resume", str(run), "--no-progress"], capture_output=True,
-                           text=True, cwd=run.parent, env=env, timeout=300)
+    again = subprocess.run([sys.executable, "-m", "neuroprune", "resume", str(run),
+                            "--no-progress"], capture_output=True, text=True, cwd=run.parent,
+                           env=env, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((run / "summary.json").read_text())["status"] == "complete"
+
+
+EXPORT_TRUSTED = r"""
+import sys
+from pathlib import Path
+
+import neuroprune
+from neuroprune.cli import main
+
+run = Path(sys.argv[1])
+for fmt in ("safetensors", "state_dict", "compact", "onnx"):
+    assert main(["export", str(run), "--trust-code", "--format", fmt, "--out",
+                 f"best.{fmt}"]) == 0, fmt
+print(type(neuroprune.load_model(run / "best_mask.safetensors", trust=True)).__name__)
+"""
+
+
+def test_export_and_load_model_import_a_factory_that_sat_beside_the_config(tmp_path):
+    """``export RUN --trust-code`` (every format) and ``load_model(..., trust=True)`` of a
+    run's file put the factory folder recorded by ``run`` on the path, as ``resume`` does."""
+    pytest.importorskip("torch_pruning")
+    pytest.importorskip("onnx")
+    run, env = _run_with_a_factory_beside_its_config(tmp_path, "mymodels3")
+    other = tmp_path / "other"
+    other.mkdir()
+    proc = subprocess.run([sys.executable, "-c", EXPORT_TRUSTED, str(run)], capture_output=True,
+                          text=True, cwd=other, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == "Sequential"
+    assert sorted(p.name for p in other.iterdir()) == [
+        "best.compact", "best.json", "best.onnx", "best.safetensors", "best.state_dict"]
 
 
 API_EXPORT = r"""

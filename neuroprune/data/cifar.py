@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, MissingDependencyError
+from ..preprocess import pixels
 from .base import DataSplits, standardise
 from .config import DataConfig
 
@@ -113,7 +114,8 @@ def load_cifar(name: str, cfg: DataConfig) -> DataSplits:
     files = [str((folder / f).relative_to(root)) for f in [*train_files, *test_files]]
     return DataSplits(name=name, train_x=train_x.contiguous(), train_y=y[:-n_val],
                       val_x=val_x.contiguous(), val_y=y[-n_val:], test_x=test_x,
-                      test_y=torch.from_numpy(yte), num_classes=classes, preprocessing=pre,
+                      test_y=torch.from_numpy(yte), num_classes=classes,
+                      preprocessing=pixels(pre),
                       provenance={"source": "files", "files": files, "protocol": "full",
                                   "downloaded": downloaded})
 

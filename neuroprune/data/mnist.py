@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, MissingDependencyError
+from ..preprocess import pixels
 from .base import DataSplits, standardise
 from .config import DataConfig
 from .options import Protocol
@@ -194,14 +195,18 @@ def load_mnist_family(name: str, cfg: DataConfig, *, protocol: Protocol = "auto"
 
     provenance["protocol"] = "full" if has_train and protocol != "10k" else "10k"
 
+    pixels_255 = float(np.max(train_x)) > 1.5  # 0..255 pixels, as every file of the family
+
     def as_tensor(a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.array(a, dtype=np.float32))
-        if t.max() > 1.5:
+        if pixels_255:
             t = t / 255.0
         return t.reshape(len(t), 1, *t.shape[-2:])
 
     trx, vax, tex, pre = standardise(as_tensor(train_x), as_tensor(val_x), as_tensor(test_x),
                                      enabled=cfg.standardise)
+    if pixels_255:
+        pre = pixels(pre)
     lab = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))  # noqa: E731
     return DataSplits(name=name, train_x=trx, train_y=lab(train_y), val_x=vax, val_y=lab(val_y),
                       test_x=tex, test_y=lab(test_y), num_classes=10, preprocessing=pre,

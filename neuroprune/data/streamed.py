@@ -16,6 +16,7 @@ anything is written.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ import torch
 from pydantic import Field
 
 from ..errors import ConfigError, DataError, require
+from ..preprocess import pixels
 from .base import DataSplits, moments, record_moments, standardise
 from .mapped import DiskFile, cache_folder, mapped_file, standardise_in_place
 
@@ -278,19 +280,21 @@ def load_folder(cfg, *, image_size: Annotated[int | None, Field(
         val = ImageFolder(root / "val", size, train.classes, train.mode)
         test = ImageFolder(root / "test", size, train.classes, train.mode) \
             if (root / "test").is_dir() else None
-        return from_datasets(train, val, test, cfg, name="folder",
+        data = from_datasets(train, val, test, cfg, name="folder",
                              num_classes=len(train.classes),
                              provenance={"classes": train.classes, "protocol": "folders"})
+        return replace(data, preprocessing=pixels(data.preprocessing, size))
     full = ImageFolder(root, size)
     y = np.array([label for _, label in full.samples])
     idx = np.arange(len(y))
     itr, _, iva, _, ite, _ = split(idx, y, cfg)
     sub = torch.utils.data.Subset
-    return from_datasets(sub(full, itr.tolist()), sub(full, iva.tolist()),
+    data = from_datasets(sub(full, itr.tolist()), sub(full, iva.tolist()),
                          sub(full, ite.tolist()), cfg, name="folder",
                          num_classes=len(full.classes),
                          provenance={"classes": full.classes, "protocol": "split",
                                      "split_seed": cfg.split_seed})
+    return replace(data, preprocessing=pixels(data.preprocessing, size))
 
 
 def load_callable(cfg) -> DataSplits:

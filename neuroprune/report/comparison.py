@@ -26,6 +26,10 @@ BASELINES = ("random", "dissipating_gradients", "l1_filter")
 #: what a comparison's targets remove, by ``sparsity.budget``: table headings and titles
 TARGET_WORDS = {"sparsity": "sparse", "params": "fewer parameters", "flops": "fewer FLOPs"}
 
+#: the compute figure sets methods that spent alike apart, each within this fraction of its
+#: compute (so that no point hides another, and none reaches the axis edge)
+SPREAD = 0.02
+
 
 def target_words(cfg: Any) -> str:
     """How a comparison's targets read: ``sparse`` (weights), ``fewer FLOPs`` or ``fewer
@@ -146,16 +150,19 @@ def _compute_panel(ax, rows: list[dict[str, Any]], methods: list[str], log: bool
     import matplotlib.pyplot as plt
 
     colours = plt.get_cmap("tab10").colors
+    # methods that spent the same are set apart (1% a place, within ±2% in all however many
+    # methods), so no point hides another; the linear axis starts at 0 below, so that reads
+    # as nothing, not as a difference
+    step = min(0.01, 2 * SPREAD / max(1, len(methods) - 1))
+    xs = []
     for i, m in enumerate(methods):
         cell = [r for r in rows if r["method"] == m and r.get("network_epochs")]
         if not cell:
             continue
         acc = [r["test_accuracy"] for r in cell]
         x = statistics.mean(r["network_epochs"] for r in cell)
-        # methods that spent the same are set 1% apart, so no point hides another; the
-        # linear axis starts at 0 below, so that 1% reads as nothing, not as a difference
-        x *= 1 + 0.01 * (i - (len(methods) - 1) / 2)
-        ax.errorbar(x, statistics.mean(acc), yerr=statistics.stdev(acc) if len(acc) > 1
+        xs.append(x * (1 + step * (i - (len(methods) - 1) / 2)))
+        ax.errorbar(xs[-1], statistics.mean(acc), yerr=statistics.stdev(acc) if len(acc) > 1
                     else 0, fmt="o", color=colours[i % len(colours)], capsize=3, label=m)
     if log:
         ax.set_xscale("log")
@@ -163,7 +170,7 @@ def _compute_panel(ax, rows: list[dict[str, Any]], methods: list[str], log: bool
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     else:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, nbins=5))
-        ax.set_xlim(0, 1.08 * most)
+        ax.set_xlim(0, 1.08 * max([most, *xs]))  # every point inside, whatever its offset
     ax.set_xlabel("training compute (network-epochs" + (", log)" if log else ")"))
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
@@ -222,7 +229,9 @@ def report(runs: list[Run], doc: Document) -> None:
         doc.figure("accuracy_vs_compute", fig,
                    "Test accuracy of each method's final network against the training it "
                    "spent in all (network-epochs: one network trained for one epoch is "
-                   "one), one panel per sparsity, mean ± std over seeds.")
+                   "one), one panel per sparsity, mean ± std over seeds. Points that "
+                   f"spent alike are spread apart for visibility (by at most ±{SPREAD:.0%} "
+                   "of their compute).")
     doc.para(comparison_table(rows, budget, bases, target).rstrip("\n"))
     measured = [r for r in rows if r.get("flops") is not None]
     if measured:

@@ -1,4 +1,5 @@
 import gzip
+import pickle
 import struct
 
 import numpy as np
@@ -7,6 +8,7 @@ import torch
 
 from neuroprune.data import load_dataset
 from neuroprune.errors import DataError, UserError
+from neuroprune.preprocess import Preprocess
 
 
 def test_digits_splits_are_fixed_disjoint_and_standardised():
@@ -57,6 +59,10 @@ def test_mnist_10k_protocol_from_test_files(mnist10k_root):
     raw = torch.tensor(images[:70] / 255.0, dtype=torch.float32)
     expect = (torch.tensor(images[80:] / 255.0, dtype=torch.float32) - raw.mean()) / raw.std()
     torch.testing.assert_close(d.test_x[:, 0], expect, rtol=1e-4, atol=1e-4)
+    # read as 0..255 pixels: the record scales uint8 images to the same inputs
+    assert d.preprocessing["scale"] == pytest.approx(1 / 255)
+    pixels = torch.from_numpy(images[80:].astype(np.uint8))[:, None]
+    torch.testing.assert_close(Preprocess(d.preprocessing)(pixels), d.test_x)
 
 
 def test_padding_makes_32x32_images_with_their_background_around_them(mnist10k_root):
@@ -146,6 +152,12 @@ def test_cifar_from_the_python_pickle_batches(tmp_path, name):
     # every channel standardised with the training split's statistics only
     assert d.train_x.mean((0, 2, 3)).abs().max() < 1e-4
     assert (d.train_x.std((0, 2, 3)) - 1).abs().max() < 1e-3
+    # read as 0..255 pixels: the record scales the test batch's uint8 images to its inputs
+    assert d.preprocessing["scale"] == pytest.approx(1 / 255)
+    folder = tmp_path / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    with open(folder / ("test_batch" if name == "cifar10" else "test"), "rb") as f:
+        pixels = torch.from_numpy(pickle.load(f, encoding="bytes")[b"data"]).view(-1, 3, 32, 32)
+    torch.testing.assert_close(Preprocess(d.preprocessing)(pixels), d.test_x)
 
 
 def test_cifar_batches_that_are_not_arrays_are_refused(tmp_path):

@@ -15,7 +15,9 @@ import neuroprune
 from neuroprune.cli import main
 from neuroprune.data import DataConfig, load_dataset
 from neuroprune.data.arrays import from_arrays
+from neuroprune.data.sklearn_sets import split as split_indices
 from neuroprune.errors import UserError
+from neuroprune.preprocess import Preprocess, describe
 
 from image_folders import CLASSES, PER_CLASS, SIZE, Net, images
 
@@ -51,8 +53,17 @@ def test_folder_reads_labels_in_sorted_order_and_matches_arrays(folder):
                       DataConfig(split_seed=3))
     assert torch.equal(data.train_y, ref.train_y) and torch.equal(data.test_y, ref.test_y)
     torch.testing.assert_close(data.train_x, ref.train_x, atol=1e-4, rtol=1e-4)
+    # read as 0..255 pixels: the record scales the uint8 images to the same inputs
+    assert data.preprocessing["scale"] == pytest.approx(1 / 255)
+    assert "resize" not in data.preprocessing
+    *_, test, _ = split_indices(np.arange(len(imgs)), np.array([c for c, _, _ in imgs]),
+                                DataConfig(split_seed=3))
+    pixels = torch.from_numpy(np.stack([imgs[i][2].transpose(2, 0, 1) for i in test]))
+    torch.testing.assert_close(Preprocess(data.preprocessing)(pixels), data.test_x)
     resized = load_dataset("folder", root=str(folder), image_size=4)
     assert resized.input_shape == (3, 4, 4)
+    assert resized.preprocessing["resize"] == [4, 4]
+    assert "images resized to 4x4" in describe(resized.preprocessing)
 
 
 def test_folder_with_train_val_test_subfolders(folder, tmp_path):

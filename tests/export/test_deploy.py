@@ -5,15 +5,18 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 from sklearn.datasets import load_digits
 from torch import nn
 
 import neuroprune
+from neuroprune.config import load_config, to_dict
 from neuroprune.data import DataConfig, load_dataset
 from neuroprune.data.sklearn_sets import split
 from neuroprune.export import export
 from neuroprune.models import ModelSpec, build_model
-from neuroprune.preprocess import Preprocess, detach, preprocessing_of
+from neuroprune.preprocess import Preprocess, describe, detach, preprocessing_of
+from neuroprune.rundir import DATA_RAN, RunDir
 
 
 def _raw_problem():
@@ -118,9 +121,16 @@ def _idx(path, array):
 
 def test_which_data_ran_is_on_the_record_and_a_failed_download_says_so(tmp_path, raw_run):
     r = raw_run[0]
-    for record in (r.summary["data"], json.loads((r.run_dir / "data.json").read_text())):
+    config = r.run_dir / "config.yaml"
+    asked, ran = config.read_text().split(DATA_RAN + "\n")
+    ran = yaml.safe_load("".join(line.removeprefix("#   ") + "\n" for line in ran.splitlines()))
+    for record in (r.summary["data"], json.loads((r.run_dir / "data.json").read_text()), ran):
         assert record["sizes"] == {"train": 1167, "val": 270, "test": 360}
         assert record["source"] == "arrays" and record["protocol"] == "split"
+    # comments: the config loads as it was asked, and a second record (resume) replaces it
+    assert to_dict(load_config(config)) == to_dict(load_config(tree=yaml.safe_load(asked)))
+    RunDir(r.run_dir).write_data_record(ran)
+    assert config.read_text().count(DATA_RAN) == 1
     # MNIST with its test split alone: auto runs MNIST-10k, and a download that cannot
     # happen (no torchvision or no internet) is one warning line, on the record too
     g = np.random.default_rng(0)
@@ -137,6 +147,46 @@ def test_which_data_ran_is_on_the_record_and_a_failed_download_says_so(tmp_path,
     assert record["sizes"] == {"train": 140, "val": 20, "test": 40}
     with pytest.raises(neuroprune.errors.UserError):
         load_dataset("mnist", root=str(tmp_path), download=True, protocol="full")
+
+
+def test_pixels_0_to_255_score_the_run_and_their_scale_is_on_the_record(tmp_path):
+    """MNIST is read as 0..255 pixels divided by 255: the record, its text and the ONNX
+    metadata say so; a uint8 image scores the run, as its float [0, 1] form does."""
+    import onnx
+    import onnxruntime
+
+    pytest.importorskip("torch_pruning")
+    g = np.random.default_rng(0)
+    labels = np.arange(1000) % 10
+    pixels = g.integers(0, 60, (1000, 28, 28))
+    for i, k in enumerate(labels):  # a bright band per class: learnable in a few epochs
+        pixels[i, 2 * k + 4: 2 * k + 7] += 190
+    _idx(tmp_path / "t10k-images-idx3-ubyte", pixels)
+    _idx(tmp_path / "t10k-labels-idx1-ubyte", labels)
+    r = neuroprune.prune("mlp", data="mnist", method="magnitude", sparsity=0.5, epochs=2,
+                         progress=False, out=tmp_path / "r",
+                         config={"data": {"root": str(tmp_path)}, "model": {"widths": [16]},
+                                 "sparsity": {"latency_repeats": 0}})
+    pre = r.summary["preprocessing"]
+    assert pre["scale"] == pytest.approx(1 / 255) and "resize" not in pre
+    assert "0..255 pixels times 1/255" in describe(pre)
+    want = r.summary["test_accuracy"]
+    assert want > 0.5
+    x_test = torch.from_numpy(pixels[800:].astype(np.uint8))[:, None]  # MNIST-10k's test
+    y_test = labels[800:]
+    best = r.run_dir / "best_mask.safetensors"
+    for model in (r.model, neuroprune.load_model(best)):
+        assert _accuracy(model, x_test, y_test) == pytest.approx(want, abs=1e-6)
+        assert _accuracy(model, x_test.numpy(), y_test) == pytest.approx(want, abs=1e-6)
+        assert _accuracy(model, x_test / 255.0, y_test) == pytest.approx(want, abs=1e-6)
+    export(best, tmp_path / "n.onnx", "onnx")
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "n.onnx")).metadata_props}
+    assert json.loads(props["preprocessing"])["scale"] == pytest.approx(1 / 255)
+    assert "float pixels in [0, 1]" in props["input"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "n.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"input": (x_test / 255.0).numpy()})[0]
+    assert float((logits.argmax(1) == y_test).mean()) == pytest.approx(want, abs=1e-6)
 
 
 class TinyNet(nn.Module):

@@ -140,6 +140,38 @@ def test_synflow_paper_iterates_the_synaptic_saliency_of_the_product_loss():
     assert _jaccard(res.bits, bits) >= 0.99
 
 
+def _synflow_reference(search, ctx, iterations, training):
+    """Tanaka et al.'s prune loop on the module: its state dict made absolute (the authors'
+    ``linearize``), an all-ones input, ``|w * dR/dw|`` ranked over all layers each round."""
+    layout = ctx.layout
+    model = _module(search, ctx.init).train(training)
+    params = {k: v.detach().abs() for k, v in model.named_parameters()}
+    buffers = {k: v.abs() if v.is_floating_point() else v for k, v in model.named_buffers()}
+    ones = torch.ones(1, *ctx.data.train_x.shape[1:], dtype=torch.float64)
+    bits = torch.ones(layout.numel, dtype=torch.bool)
+    density = 1.0 - layout.sparsity
+    for i in range(1, iterations + 1):
+        masks = bits_to_mask(layout, bits)
+        w = {k: (params[k] * masks[k]).requires_grad_(True) for k in layout.names}
+        out = torch.func.functional_call(model, {**params, **w, **buffers}, (ones,))
+        grads = torch.autograd.grad(out.sum(), list(w.values()))
+        scores = flatten(layout, {k: (g * w[k]).abs().detach() for k, g in zip(w, grads)})
+        kept = layout.kept if i == iterations else \
+            round(density ** (i / iterations) * layout.numel)
+        scores[~bits] = -1.0
+        bits = torch.zeros_like(bits)
+        bits[torch.topk(scores, kept).indices] = True
+    return bits
+
+
+def test_synflow_paper_scores_a_batchnorm_network_in_inference_mode():
+    # the authors' prune loop calls model.eval(): BatchNorm runs on its running statistics
+    search = _search({"name": "synflow", "iterations": 10}, CONV_BN, 0.9, "erk")
+    ctx, res = _find(search)
+    assert _jaccard(res.bits, _synflow_reference(search, ctx, 10, training=False)) >= 0.99
+    assert _jaccard(res.bits, _synflow_reference(search, ctx, 10, training=True)) < 0.99
+
+
 def test_imp_paper_removes_the_smallest_trained_weights_of_all_layers():
     # one round of 50%; with a learning-rate restart the result starts from the trained
     # weights the round pruned by (open_lth's sparse_global)
@@ -218,6 +250,31 @@ def test_l1_filter_removes_the_filters_of_smallest_l1_norm_over_their_layer_mean
     kept = torch.cat(list(_kept_units(search, res, hidden).values()))
     ref = _top_units({k: v / v.mean() for k, v in norms.items()}, int(kept.sum()))
     assert 0 < int(kept.sum()) < len(kept) and torch.equal(kept, ref)
+
+
+@pytest.mark.parametrize("normalise", [False, True])
+def test_oicsr_removes_the_channels_of_least_out_in_group_energy(normalise):
+    from neuroprune.methods.oicsr import OutInNorms
+    search = _search({"name": "oicsr", "dense_epochs": 1, "normalise": normalise}, MLP, 0.5,
+                     structure="neuron", budget="flops", latency_repeats=0)
+    ctx, res = _find(search)
+    space = search.bench.structure
+    linears = list(space.weights)
+    hidden, w = linears[:-1], res.init
+    # Li et al. (2019): a channel's out-in group is its row of layer l (with its bias, which
+    # goes with it) and its column of layer l+1; its energy is the group's sum of squares
+    energy = {k: w[k].square().sum(1) + w[k.replace("weight", "bias")].square()
+              + w[nxt].square().sum(0) for k, nxt in zip(hidden, linears[1:])}
+    kept = torch.cat(list(_kept_units(search, res, hidden).values()))
+    paper = _top_units(energy, int(kept.sum()))  # raw energies compared across layers
+    ours = _top_units({k: v / v.mean() for k, v in energy.items()}, int(kept.sum()))
+    assert 0 < int(kept.sum()) < len(kept) and not torch.equal(paper, ours)
+    assert torch.equal(kept, ours if normalise else paper)
+    # the regulariser is the sum of the groups' L2 norms
+    penalty = OutInNorms(space, torch.ones(1)).penalty(space.rows_of(
+        {k: v[None] for k, v in w.items() if k in space.layout.names}))
+    want = sum(e.sqrt().sum() for e in energy.values())
+    torch.testing.assert_close(penalty[0], want, rtol=1e-5, atol=1e-5)
 
 
 def _apart(init):
