@@ -394,7 +394,11 @@ def test_sigkill_at_random_moments_in_run_and_resume_changes_nothing(tmp_path):
     over = ["--set", "method.population=8", "--set", "method.generations=8", "--set",
             "method.search_epochs=3", "--set", "training.epochs=3", "--set",
             "model.widths=[16]", "--device", "cpu", "--no-progress",
-            "--set", "sparsity.latency_repeats=0"]  # latency is measured, as wall time is
+            "--set", "sparsity.latency_repeats=0",  # latency is measured, as wall time is
+            # two runs compared to the bit: on a busy machine auto may measure again and
+            # choose another trainer for the second (the trainers agree to float rounding);
+            # a run's own resume keeps its choices (tests/engine/test_engine.py)
+            "--set", "engine.trainer=stacked"]
     full = tmp_path / "full"
     ref = subprocess.run([sys.executable, "-m", "neuroprune", "run", QUICK, "--out", str(full),
                           *over], env=ENV, cwd=REPO, capture_output=True, text=True)
