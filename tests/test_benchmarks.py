@@ -113,3 +113,23 @@ def test_disk_cache_trains_the_same_networks_as_memory():
                     lines[-3])
     assert lines[-2].endswith("on disk: True)")
     assert re.search(r"same val losses: True; disk / memory: \d+\.\d\dx$", lines[-1])
+
+
+def test_private_mnist_chooses_learning_rates_on_validation_and_pairs_the_seeds(tmp_path):
+    import numpy as np
+    import pytest
+    pytest.importorskip("opacus")
+    images, labels = np.random.default_rng(0).integers(0, 256, (200, 28, 28)), np.arange(200) % 10
+    for name, array in (("t10k-images-idx3-ubyte", images), ("t10k-labels-idx1-ubyte", labels)):
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+        (tmp_path / name).write_bytes(header + array.astype(np.uint8).tobytes())
+    lines = _run("private_mnist.py", "--data-root", str(tmp_path), "--seeds", "2", "--lrs",
+                 "0.1", "1", "--epsilons", "3", "8", "--set", "training.epochs=1")
+    assert lines[0] == "median validation accuracy over 2 seeds, private methods at epsilon 3:"
+    assert re.fullmatch(r"chosen: not private lr [\d.]+, dpsgd lr [\d.]+, lsg lr [\d.]+",
+                        lines[5])
+    assert lines[8] == "| epsilon | dpsgd | lsg | lsg - dpsgd | paired t-test p |"
+    acc, p = r"-?\d\.\d{4} ± \d\.\d{4}", r"(\d\.\d{3}|< 0\.001|nan)"
+    assert all(re.fullmatch(rf"\| {e} \| {acc} \| {acc} \| {acc} \| {p} \|", row)
+               for e, row in zip((3, 8), lines[10:12])), lines
+    assert lines[-1].startswith("epsilon 8: dpsgd spent 8.00")
