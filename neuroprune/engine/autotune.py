@@ -36,6 +36,7 @@ one to the last bit.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import statistics
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .._io import WriteError, atomic_write_json
 from ..data import DataSplits
@@ -257,7 +259,9 @@ class AutoTrainer:
         s, e = self.settings, self.engine
         density = ("dense" if task.masks is None else
                    f"{float(task.masks[:chunk].float().mean()):.3f}")
-        return "|".join([self.spec.describe(), "x".join(map(str, self.data.input_shape)),
+        return "|".join([self.spec.describe(), _shape_digest(self.default.template,
+                                                             self.spec.options),
+                         "x".join(map(str, self.data.input_shape)),
                          f"classes={self.data.num_classes}", f"batch={s.batch_size}",
                          s.optimizer, e.precision, str(self.device), f"chunk={chunk}",
                          f"density={density}", f"threads={torch.get_num_threads()}",
@@ -373,6 +377,16 @@ class AutoTrainer:
             if self.chosen.get("disturbed") else ""
         return (f"auto: measured, predicted for {self.chosen['steps']} steps: {parts}{busy}"
                 if parts else "auto")
+
+
+def _shape_digest(template: nn.Module, options: dict[str, Any]) -> str:
+    """A short digest of the network's parameter and buffer shapes and its options: two
+    widths of one architecture (or two instances of one Python class) are different
+    networks to time."""
+    shapes = [(k, list(v.shape)) for k, v in (*template.named_parameters(),
+                                              *template.named_buffers())]
+    text = json.dumps([shapes, options], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _probe(data, train: int, batch: int):

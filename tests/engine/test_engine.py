@@ -418,6 +418,18 @@ def test_a_measurement_too_dear_for_one_generation_is_taken_once_the_search_pays
     assert set(json.loads(run_file.read_text())[key]["costs"]) == set(auto.chosen["seconds"])
 
 
+def test_two_widths_of_one_architecture_are_measured_apart(digits):
+    """The choice is kept per network: an MLP of width 16 and one of width 64 (one name,
+    other shapes) and one with other options do not share a record."""
+    keys = []
+    for options in ({"widths": (16,)}, {"widths": (64,)}, {"widths": (16,), "dropout": 0.5}):
+        spec, layout, bits = population(digits, n=2, **options)
+        task = EvalTask(masks=bits, init=init_state(spec, 0), epochs=1, data_seed=0)
+        auto = make_trainer(spec, digits, TrainSettings(), layout)
+        keys.append(auto.key(task, 2, auto.candidates(task)))
+    assert len(set(keys)) == 3
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
 def test_a_measurement_that_shared_its_core_is_disturbed():
     """One thread on one core, alone and then beside a busy process on the same core."""
