@@ -53,8 +53,8 @@ class RBMConfig(Section):
                            "(Salakhutdinov & Murray use 14,500)")
     objective_variant: Variant | None = Field(
         None, description="the variant whose last-epoch validation figures are the summary's "
-        "val_log_likelihood and val_reconstruction_error; default: learned when compared, "
-        "else the first of variants")
+        "val_log_likelihood and val_reconstruction_error (objectives of neuroprune tune); "
+        "default: learned when compared, else the first of variants")
 
     @field_validator("variants")
     @classmethod
