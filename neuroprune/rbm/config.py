@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..section import Section
 from .machine import VARIANTS
+
+Variant = Literal["full", "random", "learned"]
 
 
 class RBMConfig(Section):
     """Shape, training and evaluation of the RBMs compared by ``kind: rbm_connectivity``."""
 
-    variants: list[Literal["full", "random", "learned"]] = Field(
+    variants: list[Variant] = Field(
         list(VARIANTS), min_length=1, description="connectivities compared at one budget: "
         "full (fully connected, full_hidden units), random (a fixed random pattern), learned "
         "(network connectivity gradients)")
@@ -49,6 +51,10 @@ class RBMConfig(Section):
     ais_runs: int = Field(100, ge=2, description="AIS runs per estimate")
     ais_betas: int = Field(14500, ge=10, description="AIS intermediate distributions "
                            "(Salakhutdinov & Murray use 14,500)")
+    objective_variant: Variant | None = Field(
+        None, description="the variant whose last-epoch validation figures are the summary's "
+        "val_log_likelihood and val_reconstruction_error (objectives of neuroprune tune); "
+        "default: learned when compared, else the first of variants")
 
     @field_validator("variants")
     @classmethod
@@ -56,3 +62,17 @@ class RBMConfig(Section):
         if len(set(v)) != len(v):
             raise ValueError(f"lists a variant twice: {v}")
         return v
+
+    @model_validator(mode="after")
+    def _compared(self) -> "RBMConfig":
+        if self.objective_variant is not None and self.objective_variant not in self.variants:
+            raise ValueError(f"objective_variant {self.objective_variant} is not among the "
+                             f"variants {self.variants}; add it there or choose one of them")
+        return self
+
+    @property
+    def scored_variant(self) -> str:
+        """The variant whose validation figures are the run's objectives."""
+        if self.objective_variant is not None:
+            return self.objective_variant
+        return "learned" if "learned" in self.variants else self.variants[0]

@@ -1,5 +1,6 @@
 """Report of RBM connectivity runs: the test log-likelihood (AIS estimate) and the test
-reconstruction error per epoch for each connectivity (full, random sparse, learned)."""
+reconstruction error per epoch for each connectivity (full, random sparse, learned), and the
+validation log-likelihood a study tunes on (runs made before it was recorded leave it blank)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,17 @@ def report(runs: list[Run], doc: Document) -> None:
         last = r.results.sort_values("epoch").groupby("variant", sort=False).tail(1)
         ll = r.results.dropna(subset=["test_log_likelihood"]).sort_values("epoch")
         ll = ll.groupby("variant", sort=False).tail(1).set_index("variant")
+        def final(column: str, v: str) -> float | None:
+            return float(ll[column][v]) if v in ll.index and column in ll else None
         for _, row in last.iterrows():
             v = row.variant
             rows.append([f"`{r.name}`", r.status, v, int(row.connections) if "connections" in row
-                         else None, int(row.epoch),
-                         float(ll.test_log_likelihood[v]) if v in ll.index else None,
-                         float(ll.train_log_likelihood[v]) if v in ll.index and
-                         "train_log_likelihood" in ll else None,
+                         else None, int(row.epoch), final("test_log_likelihood", v),
+                         final("val_log_likelihood", v), final("train_log_likelihood", v),
                          float(row.reconstruction_error)])
     doc.table(["folder", "status", "connectivity", "connections", "epochs",
-               "test log-likelihood (nats)", "train log-likelihood (nats)",
-               "test reconstruction error"], rows)
+               "test log-likelihood (nats)", "validation log-likelihood (nats)",
+               "train log-likelihood (nats)", "test reconstruction error"], rows)
     pairs = [(r, v) for r in runs for v in dict.fromkeys(r.results.variant)]
     look = styles(_label(v, r, runs) for r, v in pairs)
     plt = pyplot()

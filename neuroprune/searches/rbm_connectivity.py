@@ -4,11 +4,14 @@ connectivity (network connectivity gradients, de Oliveira & Figueiredo, arXiv:22
 divergence on binarised images.
 
 Per epoch and variant, ``results.csv`` records the reconstruction error and the AIS
-log-likelihood estimate (Salakhutdinov & Murray 2008) on the held-out test split (and the
-log-likelihood of the training split under the same ``log Z``); ``rbm_connectivity.png``
-draws both against epochs; ``learned_mask.safetensors`` holds the learned pattern as a
-neuroprune mask of an ``nn.Linear(visible, hidden)`` (its ``weight`` is ``[hidden,
-visible]``), beside the trained weights and biases.
+log-likelihood estimate (Salakhutdinov & Murray 2008) on the held-out test split, the same two
+on the validation split (``val_*``), and the log-likelihood of the training split, all under
+one AIS estimate of ``log Z``; ``rbm_connectivity.png`` draws the test figures against epochs;
+the summary's ``val_log_likelihood`` and ``val_reconstruction_error`` are one variant's, at
+the last epoch (``rbm.objective_variant``), and what ``neuroprune tune`` optimises: settings
+are never chosen by the test split; ``learned_mask.safetensors`` holds the learned
+pattern as a neuroprune mask of an ``nn.Linear(visible, hidden)`` (its ``weight`` is
+``[hidden, visible]``), beside the trained weights and biases.
 """
 
 from __future__ import annotations
@@ -32,31 +35,39 @@ from .kinds import Kind
 
 FIGURE = "rbm_connectivity.png"
 MASK_FILE = FILES.learned_mask
+#: each variant's last-epoch figures in the summary
+FINAL = ("test_log_likelihood", "train_log_likelihood", "reconstruction_error",
+         "val_log_likelihood", "val_reconstruction_error", "connections")
 
 
-def binarised(bench: Workbench) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(train, test)`` as ``[N, visible]`` 0/1 float tensors, per ``rbm.binarise``."""
+def binarised(bench: Workbench) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(train, val, test)`` as ``[N, visible]`` 0/1 float tensors, per ``rbm.binarise``."""
     cfg, data = bench.config, bench.data
     flat = lambda t: t.reshape(len(t), -1).float()  # noqa: E731
-    train, test = flat(data.train_x), flat(data.test_x)
+    splits = {"training": flat(data.train_x), "validation": flat(data.val_x),
+              "test": flat(data.test_x)}
     how = cfg.rbm.binarise
     if how == "none":
-        for name, x in (("training", train), ("test", test)):
+        for name, x in splits.items():
             if not bool(((x == 0) | (x == 1)).all()):
                 raise UserError(f"the {name} split of {data.name} is not binary (values other "
                                 f"than 0 and 1); set rbm.binarise=threshold or sample")
-        return train, test
+        return tuple(splits.values())
     if cfg.data.standardise:
         raise UserError("kind rbm_connectivity binarises pixels by their range: set "
                         "data.standardise=false")
+    train = splits["training"]
     lo, hi = train.min(), train.max()
     if not hi > lo:
         raise UserError(f"the training split of {data.name} is constant; nothing to binarise")
-    train, test = (((x - lo) / (hi - lo)).clamp(0, 1) for x in (train, test))
+    scaled = [((x - lo) / (hi - lo)).clamp(0, 1) for x in splits.values()]
     if how == "threshold":
-        return (train > cfg.rbm.threshold).float(), (test > cfg.rbm.threshold).float()
+        return tuple((x > cfg.rbm.threshold).float() for x in scaled)
+    # train and test are drawn first, as before the validation split was used, so that a
+    # seed gives the training and test data it always gave
     g = torch.Generator().manual_seed(cfg.seed)
-    return torch.bernoulli(train, generator=g), torch.bernoulli(test, generator=g)
+    train, test = (torch.bernoulli(x, generator=g) for x in (scaled[0], scaled[2]))
+    return train, torch.bernoulli(scaled[1], generator=g), test
 
 
 def check(bench: Workbench) -> None:
@@ -72,7 +83,7 @@ def run_rbm_connectivity(bench: Workbench, out: str | Path, progress: bool = Tru
     t0 = time.time()
     cfg, r = bench.config, bench.config.rbm
     device = bench.device
-    train, test = (x.to(device) for x in binarised(bench))
+    train, val, test = (x.to(device) for x in binarised(bench))
     n, visible = train.shape
     rate = train.mean(0)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -89,19 +100,23 @@ def run_rbm_connectivity(bench: Workbench, out: str | Path, progress: bool = Tru
 
     def evaluate(epoch: int, changed: torch.Tensor) -> list[dict[str, Any]]:
         recon = stack.reconstruction_error(test.expand(P, -1, -1))
-        ll = tr_ll = log_z = None
+        val_recon = stack.reconstruction_error(val.expand(P, -1, -1))
+        lls: dict[str, torch.Tensor | None] = dict.fromkeys(("test", "val", "train"))
+        log_z = None
         if epoch % r.eval_every == 0 or epoch == r.epochs:
+            # one log Z (the costly part) serves every split: it depends on the RBM alone
             log_z = ais_log_partition(stack, rate, runs=r.ais_runs, steps=r.ais_betas,
                                       generator=gen)
-            ll, tr_ll = log_likelihood(stack, test, log_z), log_likelihood(stack, train_eval,
-                                                                           log_z)
+            lls = {k: log_likelihood(stack, x, log_z)
+                   for k, x in (("test", test), ("val", val), ("train", train_eval))}
         rows = []
         for i, v in enumerate(r.variants):
+            ll = {f"{k}_log_likelihood": None if x is None else float(x[i])
+                  for k, x in lls.items()}
             rows.append({"generation": epoch, "index": i, "epoch": epoch, "variant": v,
                          "connections": int(stack.mask[i].sum()),
                          "reconstruction_error": float(recon[i]),
-                         "test_log_likelihood": None if ll is None else float(ll[i]),
-                         "train_log_likelihood": None if tr_ll is None else float(tr_ll[i]),
+                         "val_reconstruction_error": float(val_recon[i]), **ll,
                          "log_z": None if log_z is None else float(log_z[i]),
                          "pattern_changed": float(changed[i]),
                          "seconds": round(time.time() - t0, 3)})
@@ -110,7 +125,7 @@ def run_rbm_connectivity(bench: Workbench, out: str | Path, progress: bool = Tru
         if progress:
             log(f"epoch {epoch}: " + "; ".join(
                 f"{row['variant']} recon {row['reconstruction_error']:.4f}"
-                + ("" if ll is None else f" LL {row['test_log_likelihood']:.2f}")
+                + ("" if log_z is None else f" LL {row['test_log_likelihood']:.2f}")
                 for row in rows))
         if on_generation is not None:
             on_generation(epoch, rows)
@@ -134,14 +149,14 @@ def run_rbm_connectivity(bench: Workbench, out: str | Path, progress: bool = Tru
     plot(rows_all, rd.path / FIGURE, title=f"{cfg.data.dataset}: {stack.budget:,} connections")
     if "learned" in r.variants:
         save_learned_mask(stack, r.variants.index("learned"), rd.path / MASK_FILE, cfg.seed)
-    final = {row["variant"]: {k: row[k] for k in ("test_log_likelihood", "train_log_likelihood",
-                                                  "reconstruction_error", "connections")}
-             for row in last}
+    final = {row["variant"]: {k: row[k] for k in FINAL} for row in last}
+    scored = final[r.scored_variant]
     summary = {"status": "complete", "kind": "rbm_connectivity", "dataset": cfg.data.dataset,
                "data": bench.data.record(), "visible": visible, "hidden": r.hidden,
                "full_hidden": r.full_hidden, "connections": stack.budget,
                "density": stack.budget / (visible * r.hidden), "epochs": r.epochs,
-               "variants": final,
+               "variants": final, "objective_variant": r.scored_variant,
+               **{k: scored[k] for k in ("val_log_likelihood", "val_reconstruction_error")},
                "best_by_log_likelihood": max(final, key=lambda v: final[v]["test_log_likelihood"]),
                "best_by_reconstruction": min(final,
                                              key=lambda v: final[v]["reconstruction_error"]),
@@ -201,14 +216,13 @@ class RBMConnectivityKind(Kind):
     columns = ("epoch", "variant", "reconstruction_error", "test_log_likelihood")
     reporter = "neuroprune.report.rbm:report"
     resumable = False
-    not_tunable = ("its only held-out score is the test log-likelihood (there is no "
-                   "validation split), and choosing settings by the test set leaves no "
-                   "unbiased estimate")
     network_files = ("learned_mask.safetensors: the RBM with learned connectivity, an energy "
                      "model rather than a classifier (weight [hidden, visible] with "
                      "weight_mask its learned connections, bias of the hidden units, "
                      "visible_bias); read it with neuroprune.masks.read_mask_file(path) -> "
                      "(mask, weights, metadata)")
+    # rbm.objective_variant's last-epoch figures on the validation split, never the test's
+    objectives = ("val_log_likelihood", "val_reconstruction_error", "wall_seconds")
 
     def __init__(self, bench: Workbench):
         super().__init__(bench)

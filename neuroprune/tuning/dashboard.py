@@ -17,10 +17,13 @@ from ..rundir import FILES
 ARTIFACTS = {FILES.best_mask: "best_mask_artifact",
              "best_activations.json": "best_activations_artifact",
              "ensemble.joblib": "ensemble_artifact",
+             FILES.learned_mask: "learned_mask_artifact",
              "fitness.png": "fitness_plot_artifact"}
 #: summary keys a note shows, with their names (never the test accuracy)
 NOTE_ROWS = (("kind", "kind"), ("method", "method"), ("best_strategy", "best strategy"),
              ("sparsity", "sparsity"), ("val_accuracy", "validation accuracy"),
+             ("val_log_likelihood", "validation log-likelihood (nats)"),
+             ("val_reconstruction_error", "validation reconstruction error"),
              ("wall_seconds", "wall time (s)"))
 
 

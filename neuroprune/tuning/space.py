@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 OBJECTIVES = {"val_accuracy": "maximize", "sparsity": "maximize", "wall_seconds": "minimize",
               "params": "minimize", "flops": "minimize", "latency": "minimize",
               "epsilon": "minimize",  # private_training: the privacy spent
-              "reward": "maximize"}  # neuroevolution: NEAT's final evaluation reward
+              "reward": "maximize",  # neuroevolution: NEAT's final evaluation reward
+              # rbm_connectivity: AIS log-likelihood and reconstruction error, validation split
+              "val_log_likelihood": "maximize", "val_reconstruction_error": "minimize"}
 
 
 class ParamSpec(BaseModel):
@@ -109,9 +111,12 @@ class TuneConfig(BaseModel):
         twice = sorted({o for o in v if v.count(o) > 1})
         if twice:
             raise ValueError(f"lists the objective(s) {', '.join(twice)} twice; name each once")
-        if "test_accuracy" in v:
-            raise ValueError("test_accuracy cannot be a tuning objective: choosing settings by "
-                             "the test split leaves no unbiased test; use val_accuracy")
+        test = [o for o in v if o.startswith("test_")]
+        if test:
+            val = [o.replace("test_", "val_", 1) for o in test]
+            raise ValueError(f"{', '.join(test)} cannot be a tuning objective: choosing "
+                             f"settings by the test split leaves no unbiased test; use "
+                             f"{', '.join(val)}")
         bad = [o for o in v if o not in OBJECTIVES]
         if bad or not v:
             raise ValueError(f"unknown objective(s) {bad}; choose from {', '.join(OBJECTIVES)}")

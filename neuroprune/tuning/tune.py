@@ -327,7 +327,8 @@ class Tuner:
                                    on_generation=on_generation, resume=resume,
                                    log=lambda _: None)
             keep = ("val_accuracy", "sparsity", "wall_seconds", "method", "device", "kind",
-                    "best_strategy")  # never test_accuracy: the dashboard shows it while choosing
+                    "best_strategy", *self.tune.objectives)  # never a test figure: the
+            # dashboard shows it while choosing (test_* objectives are refused)
             brief = {"kind": cfg.kind, **{k: summary[k] for k in keep if k in summary}}
             trial.set_user_attr("summary", brief)
             show_trial(trial, run_dir, brief, "complete", self.artifacts, plot())

@@ -68,6 +68,7 @@ def test_equal_connection_counts_and_outputs(digits_run):
     assert set(rows.variant) == {"full", "random", "learned"}
     assert (rows.connections == s["connections"]).all()  # every variant, every epoch
     assert rows.epoch.max() == 20 and rows.test_log_likelihood.notna().sum() == 3 * 5
+    assert rows.val_log_likelihood.notna().sum() == 3 * 5 and rows.val_reconstruction_error.all()
     assert rows[rows.variant == "learned"].pattern_changed.iloc[1:].gt(0).any()
     assert (digits_run / "rbm_connectivity.png").stat().st_size > 10_000
     mask, meta = load_mask(digits_run / "learned_mask.safetensors")
@@ -95,7 +96,40 @@ def test_learned_connectivity_beats_random_on_digits(digits_run):
     assert v["learned"]["reconstruction_error"] < v["random"]["reconstruction_error"]
 
 
+def test_the_validation_figures_are_the_objective_variants(digits_run):
+    """The summary's val_* figures are the learned variant's last epoch on the validation
+    split: another split than the test's, under the same log Z."""
+    s = json.loads((digits_run / "summary.json").read_text())
+    rows = pd.read_csv(digits_run / "results.csv")
+    last = rows[(rows.epoch == 20) & (rows.variant == "learned")].iloc[0]
+    assert s["objective_variant"] == "learned"
+    assert s["val_log_likelihood"] == pytest.approx(last.val_log_likelihood, rel=1e-12)
+    assert s["val_reconstruction_error"] == pytest.approx(last.val_reconstruction_error,
+                                                          rel=1e-12)
+    assert last.val_log_likelihood != last.test_log_likelihood
+    assert abs(last.val_log_likelihood - last.test_log_likelihood) < 2  # one model, one log Z
+
+
+def test_runs_without_validation_columns_still_report(digits_run, tmp_path):
+    """Runs made before the validation split was scored report, its column left blank."""
+    import shutil
+    old = tmp_path / "old"
+    shutil.copytree(digits_run, old)
+    rows = pd.read_csv(old / "results.csv")
+    rows.drop(columns=["val_log_likelihood", "val_reconstruction_error"]).to_csv(
+        old / "results.csv", index=False)
+    s = json.loads((old / "summary.json").read_text())
+    for k in ("objective_variant", "val_log_likelihood", "val_reconstruction_error"):
+        del s[k]
+    (old / "summary.json").write_text(json.dumps(s))
+    assert main(["report", str(old), "--out", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    row = next(line for line in md.splitlines() if "| learned |" in line)
+    assert f"{s['variants']['learned']['test_log_likelihood']:.4f} | – |" in row
+
+
 @pytest.mark.parametrize("override, says", [
+    ("rbm.objective_variant=full rbm.variants=[random,learned]", "not among the variants"),
     ("rbm.full_hidden=65", "more than the 4,096 possible"),
     ("rbm.full_hidden=0", "rbm.full_hidden"),
     ("rbm.binarise=none", "not binary"),
@@ -103,7 +137,8 @@ def test_learned_connectivity_beats_random_on_digits(digits_run):
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, override, says):
     out = tmp_path / "bad"
-    assert main(["run", DIGITS, "--out", str(out), "--set", override]) == 2
+    sets = [a for o in override.split(" ") for a in ("--set", o)]
+    assert main(["run", DIGITS, "--out", str(out), *sets]) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and "\n" not in err, err
     assert not out.exists()

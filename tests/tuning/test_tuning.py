@@ -221,9 +221,12 @@ KIND_CONFIGS = {
         "neuroevolution.environments=[CartPole-v1]", "neuroevolution.seeds=[0]",
         "neuroevolution.population=4", "neuroevolution.generations=2"],
         "best_genome_CartPole-v1.safetensors"),
+    "rbm_connectivity": ("rbm_digits.yaml", [
+        "rbm.epochs=2", "rbm.hidden=8", "rbm.full_hidden=2", "rbm.eval_every=1",
+        "rbm.ais_runs=8", "rbm.ais_betas=100"], "learned_mask.safetensors"),
 }
 #: objectives of the kinds that have no val_accuracy
-KIND_OBJECTIVES = {"neuroevolution": "[reward]"}
+KIND_OBJECTIVES = {"neuroevolution": "[reward]", "rbm_connectivity": "[val_log_likelihood]"}
 
 
 @pytest.mark.parametrize("kind", sorted(__import__("neuroprune.searches.registry",
@@ -289,13 +292,69 @@ def test_private_tuning_trades_accuracy_against_epsilon(tmp_path):
     assert front and all(0 < t["values"][1] <= 8.0 for t in front)
 
 
-def test_tuning_on_the_test_log_likelihood_is_refused(tmp_path):
+def test_rbm_tuning_optimises_the_validation_log_likelihood(tmp_path, capsys):
+    """`neuroprune tune` of the shipped RBM config, two tiny trials: each trial's value is
+    the validation log-likelihood of its learned RBM, never the test split's."""
+    name, over, _ = KIND_CONFIGS["rbm_connectivity"]
+    sets = [a for o in over for a in ("--set", o)]
+    out = tmp_path / "t"
+    assert main(["tune", str(REPO / "configs" / name), *sets, "--n-trials", "2",
+                 "--out", str(out), "--no-progress"]) == 0
+    study = optuna.load_study(study_name="rbm_digits",
+                              storage=open_storage(str(out / "optuna.journal")))
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 2 and study.metric_names == ["val_log_likelihood"]
+    for t in trials:
+        run = json.loads((out / "trials" / f"trial_{t.number:04d}" / "summary.json")
+                         .read_text())
+        learned = run["variants"]["learned"]
+        assert run["objective_variant"] == "learned"
+        assert t.value == learned["val_log_likelihood"] == run["val_log_likelihood"]
+        assert t.value != learned["test_log_likelihood"]
+        assert t.user_attrs["summary"]["val_log_likelihood"] == t.value
+        assert not any("test" in k for k in t.user_attrs["summary"])  # none in the dashboard
+        assert set(t.params) == {"rbm.lr", "rbm.strength_lr"}
+
+
+def test_the_rbm_objective_never_reads_the_test_split(tmp_path, monkeypatch):
+    """Test images made meaningless change every test figure of a trial and not its
+    objective: the test split never feeds what the study optimises."""
+    import neuroprune.searches.rbm_connectivity as rbm
+    name, over, _ = KIND_CONFIGS["rbm_connectivity"]
+    values = {}
+    real = rbm.binarised
+    for garbled in (False, True):
+        def splits(bench, garbled=garbled):
+            train, val, test = real(bench)
+            return train, val, (1 - test if garbled else test)
+        monkeypatch.setattr(rbm, "binarised", splits)
+        cfg = load_config(REPO / "configs" / name, over + ["tune.n_trials=1"])
+        out = tmp_path / f"t{int(garbled)}"
+        Tuner(cfg, out).run(progress=False)
+        trial = json.loads((out / "trials" / "trial_0000" / "summary.json").read_text())
+        values[garbled] = (trial["val_log_likelihood"],
+                           trial["variants"]["learned"]["test_log_likelihood"])
+    assert values[True][0] == values[False][0]
+    assert values[True][1] != values[False][1]
+
+
+@pytest.mark.parametrize("objective", ["test_log_likelihood", "test_accuracy"])
+def test_tuning_on_a_test_figure_is_refused(tmp_path, objective):
     from neuroprune.errors import ConfigError
-    cfg = load_config(REPO / "configs" / "rbm_digits.yaml",
-                      ["tune={params: {rbm.lr: {type: float, low: 0.01, high: 0.1}}}"])
-    with pytest.raises(ConfigError, match="test log-likelihood"):
+    with pytest.raises(ConfigError, match=f"{objective} cannot be a tuning objective.*use "
+                                          f"{objective.replace('test_', 'val_')}"):
+        cfg = load_config(REPO / "configs" / "rbm_digits.yaml",
+                          [f"tune.objectives=[{objective}]"])
         Tuner(cfg, tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_a_kind_without_an_objective_says_which_it_has(tmp_path):
+    from neuroprune.errors import ConfigError
+    cfg = load_config(REPO / "configs" / "rbm_digits.yaml", ["tune.objectives=[val_accuracy]"])
+    with pytest.raises(ConfigError, match="no objective val_accuracy; choose from "
+                                          "val_log_likelihood, val_reconstruction_error"):
+        Tuner(cfg, tmp_path / "x")
 
 
 def _replayed(tmp_path, name, batch, params):
