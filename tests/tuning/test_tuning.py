@@ -260,7 +260,10 @@ def test_tune_runs_the_kind_its_config_names(tmp_path, kind):
     assert json.loads((trial_dir / "summary.json").read_text()).get("kind", "mask_search") == kind
     if artifact:
         assert (trial_dir / artifact).is_file()
-    if kind != "mask_search":
+    # the kinds whose network is a masked classifier keep it as the best mask; no other
+    if kind in ("mask_search", "private_training"):
+        assert (trial_dir / "best_mask.safetensors").is_file()
+    else:
         assert not (trial_dir / "best_mask.safetensors").exists()
 
 
