@@ -78,6 +78,9 @@ class ModuleForward:
                         if isinstance(m, nn.Linear)}
         self.slots = _slots(model)
         self._leaves: list[tuple[torch.Tensor, torch.Tensor]] = []
+        #: what the slots hold: (own leaves?, the tensors they were made from); kept alive,
+        #: so that an identity check tells the same tensors from new ones
+        self._held: tuple[bool, list[torch.Tensor]] | None = None
 
     def set_activations(self, formulas: dict[str, Any] | None) -> None:
         """Set each role's function (compiled) for the network this module trains."""
@@ -88,19 +91,12 @@ class ModuleForward:
     def __call__(self, params, buffers, x, pass_: Pass) -> torch.Tensor:
         if self.model.training != pass_.training:
             self.model.train(pass_.training)
-        if pass_.own_leaves:  # another forward (a hook's) keeps the step's leaves
-            self._leaves = []
-        for group in (params, buffers):
-            own = pass_.own_leaves and group is params
-            for name, value in group.items():
-                one = value.squeeze(0)  # a view: no copy backward
-                if own and value.requires_grad:
-                    # a leaf of the module's shape on the same storage: backward then
-                    # costs what the plain module's does (a squeeze view adds a few percent)
-                    one = one.detach().requires_grad_()
-                    self._leaves.append((value, one))
-                for table, leaf in self.slots[name]:
-                    table[leaf] = one
+        tensors = [*params.values(), *buffers.values()]
+        held = self._held
+        if held is None or held[0] != pass_.own_leaves or len(held[1]) != len(tensors) \
+                or not all(a is b for a, b in zip(held[1], tensors)):
+            self._fill(params, buffers, pass_.own_leaves)
+            self._held = (pass_.own_leaves, tensors)
         handles = []
         if pass_.capture is not None:
             for name in pass_.capture_names:
@@ -115,17 +111,35 @@ class ModuleForward:
             for h in handles:
                 h.remove()
 
+    def _fill(self, params, buffers, own_leaves: bool) -> None:
+        """Put the tensors into the module's slots: views of ``[1, ...]`` tensors, or for
+        the training step's parameters (``own_leaves``) leaves of the module's shape on the
+        same storage, kept from step to step while the parameters are the same tensors
+        (the optimiser updates them in place): backward then costs what the plain
+        module's does (a view adds a few percent). Another forward (a hook's) leaves the
+        step's leaves to :meth:`gather_grads`."""
+        if own_leaves:
+            self._leaves = []
+        for group in (params, buffers):
+            own = own_leaves and group is params
+            for name, value in group.items():
+                one = value.squeeze(0)  # a view: no copy backward
+                if own and value.requires_grad:
+                    one = one.detach().requires_grad_()
+                    self._leaves.append((value, one))
+                for table, leaf in self.slots[name]:
+                    table[leaf] = one
 
     def gather_grads(self) -> None:
         """After the backward of an ``own_leaves`` pass: each leaf's gradient (a view)
         added to its ``[1, ...]`` parameter's, where the rest of the step reads it."""
         for value, one in self._leaves:
-            if one.grad is None:
+            grad = one.grad
+            if grad is None:
                 continue
-            grad = one.grad.unsqueeze(0)
-            value.grad = grad if value.grad is None else value.grad.add_(grad)
             one.grad = None
-        self._leaves.clear()
+            grad = grad.unsqueeze(0)
+            value.grad = grad if value.grad is None else value.grad.add_(grad)
 
 
 def _slots(model: nn.Module) -> dict[str, list[tuple[dict, str]]]:
