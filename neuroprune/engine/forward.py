@@ -78,9 +78,9 @@ class ModuleForward:
                         if isinstance(m, nn.Linear)}
         self.slots = _slots(model)
         self._leaves: list[tuple[torch.Tensor, torch.Tensor]] = []
-        #: what the slots hold: (own leaves?, the tensors they were made from); kept alive,
-        #: so that an identity check tells the same tensors from new ones
-        self._held: tuple[bool, list[torch.Tensor]] | None = None
+        #: what the slots hold: ((own leaves?, grad mode), the tensors they were made from);
+        #: kept alive, so that an identity check tells the same tensors from new ones
+        self._held: tuple[tuple[bool, bool], list[torch.Tensor]] | None = None
 
     def set_activations(self, formulas: dict[str, Any] | None) -> None:
         """Set each role's function (compiled) for the network this module trains."""
@@ -92,11 +92,13 @@ class ModuleForward:
         if self.model.training != pass_.training:
             self.model.train(pass_.training)
         tensors = [*params.values(), *buffers.values()]
+        # views made under no_grad do not reach the parameters: the grad mode is part of it
+        how = (pass_.own_leaves, torch.is_grad_enabled())
         held = self._held
-        if held is None or held[0] != pass_.own_leaves or len(held[1]) != len(tensors) \
+        if held is None or held[0] != how or len(held[1]) != len(tensors) \
                 or not all(a is b for a, b in zip(held[1], tensors)):
             self._fill(params, buffers, pass_.own_leaves)
-            self._held = (pass_.own_leaves, tensors)
+            self._held = (how, tensors)
         handles = []
         if pass_.capture is not None:
             for name in pass_.capture_names:

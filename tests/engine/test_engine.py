@@ -677,3 +677,25 @@ def test_a_network_alone_trains_as_in_a_population_under_a_penalty_with_its_own_
     free = PerNetworkTrainer(spec, digits, settings, layout, engine=cfg).run(
         replace(task, hooks=()))
     assert not torch.allclose(free.metrics["train_loss"], alone.metrics["train_loss"])
+
+
+def test_a_module_forward_after_one_without_gradients_still_reaches_the_parameters():
+    """The one-network forward keeps what it put into the module's slots while the tensors
+    are the same: a forward under no_grad (evaluation) must not leave views that a later
+    forward with gradients (a score's autograd.grad) cannot differentiate through."""
+    from neuroprune.engine.forward import ModuleForward
+    from neuroprune.engine.graph import Pass
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))  # no buffers
+    params = {k: v.detach().unsqueeze(0).clone().requires_grad_() for k, v in
+              net.named_parameters()}
+    forward, x = ModuleForward(net), torch.randn(5, 4)
+    with torch.no_grad():
+        forward(params, {}, x, Pass(p=1, training=False))
+    out = forward(params, {}, x, Pass(p=1, training=False))
+    grads = torch.autograd.grad(out.sum(), list(params.values()))
+    assert all(g.shape == v.shape for g, v in zip(grads, params.values()))
+    # and the step's own leaves hand their gradients back to the [1, ...] parameters
+    forward(params, {}, x, Pass(p=1, training=True, own_leaves=True)).sum().backward()
+    forward.gather_grads()
+    assert all(v.grad is not None and v.grad.abs().sum() > 0 for k, v in params.items()
+               if k.endswith("weight"))
