@@ -122,16 +122,12 @@ def refuse_other_networks(path, meta: dict[str, Any]) -> None:
 def missing_best_mask(run_dir: Path) -> UserError:
     """The error for a run folder without ``best_mask.safetensors``: for a kind that writes
     other network files, which ones it wrote and how to read them."""
-    import yaml
+    from . import results
 
-    kind = None
-    for name, read in ((FILES.summary, json.loads), (FILES.config, yaml.safe_load)):
-        try:
-            kind = (read((run_dir / name).read_text(encoding="utf-8")) or {}).get("kind")
-        except (OSError, ValueError, AttributeError, yaml.YAMLError):
-            continue
-        if kind:
-            break
+    try:
+        kind = results.config(run_dir).get("kind")
+    except UserError:  # no readable config.yaml: not a run folder
+        kind = None
     files = _network_files(kind)
     written = sorted(p.name for p in run_dir.glob("*.safetensors"))
     if files and written:

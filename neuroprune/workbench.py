@@ -196,6 +196,19 @@ class Workbench:
         from .engine import init_state
         return init_state(self.spec, self.seed if seed is None else seed)
 
+    def mask_file_metadata(self, method: str, summary: dict[str, Any],
+                           **figures: Any) -> dict[str, Any]:
+        """What a run's ``best_mask.safetensors`` says of itself: the architecture, the
+        data it ran on and its preprocessing, ``method``, the summary's sparsity and data
+        record, and ``figures`` (its accuracies, layer sparsities, ...)."""
+        from . import __version__
+        cfg = self.config
+        return {"architecture": self.spec.to_dict(), "sparsity": summary["sparsity"],
+                "method": method, "seed": cfg.seed, "dataset": cfg.data.dataset,
+                "data": cfg.data.model_dump(mode="json"), "data_record": summary["data"],
+                "preprocessing": self.data.preprocessing, **figures,
+                "neuroprune_version": __version__}
+
     def memo_context(self) -> dict[str, Any]:
         """Everything besides the task that a training's result depends on: the key of the
         world it trains in, for :class:`~neuroprune.engine.memo.Memoised`. The final

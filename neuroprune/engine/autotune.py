@@ -286,7 +286,7 @@ class AutoTrainer:
         put_off = record is not None and record.get("costs") is None
         if put_off and key in _PUT_OFF:  # worth measuring now that more training has come?
             cost, per_step = _PUT_OFF[key]
-            put_off = cost <= max(FLOOR, BUDGET * per_step * _STEPS_SEEN[key])
+            put_off = _affordable(cost, per_step, _STEPS_SEEN[key])
         if record is None or stale or put_off or \
                 set(record.get("costs") or names) != set(names):
             _MEASURED_HERE.add(key)
@@ -330,7 +330,7 @@ class AutoTrainer:
             warm = self._timed(self._trainer(name), probe, short)
             if i == 0 and steps is not None:
                 cost = warm * len(names) * (1 + ROUNDS * (n_short + n_long) / n_short)
-                if cost > max(FLOOR, BUDGET * warm * steps / n_short):
+                if not _affordable(cost, warm / n_short, steps):
                     if key is not None:
                         _PUT_OFF[key] = (cost, warm / n_short)
                     return None
@@ -377,6 +377,12 @@ class AutoTrainer:
             if self.chosen.get("disturbed") else ""
         return (f"auto: measured, predicted for {self.chosen['steps']} steps: {parts}{busy}"
                 if parts else "auto")
+
+
+def _affordable(cost: float, per_step: float, steps: int) -> bool:
+    """Whether a measurement of ``cost`` seconds is worth ``steps`` training steps of
+    ``per_step`` seconds (``BUDGET``), or is cheap anyway (``FLOOR``)."""
+    return cost <= max(FLOOR, BUDGET * per_step * steps)
 
 
 def _shape_digest(template: nn.Module, options: dict[str, Any]) -> str:

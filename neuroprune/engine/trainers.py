@@ -259,7 +259,7 @@ class Trainer:
                 objective = objective + extra
         opt.zero_grad(set_to_none=True)  # backward writes fresh gradients
         objective.sum().backward()
-        getattr(state.forward, "gather_grads", lambda: None)()
+        state.forward.gather_grads()
         with torch.no_grad():
             for h in hooks:
                 h.after_backward(state)

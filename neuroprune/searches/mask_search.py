@@ -297,13 +297,9 @@ class MaskSearch:
 
     def _metadata(self, summary: dict[str, Any], final: dict[str, Any]) -> dict[str, Any]:
         """What ``best_mask.safetensors`` says of itself."""
-        cfg, b = self.cfg, self.bench
-        return {"architecture": b.spec.to_dict(), "sparsity": summary["sparsity"],
-                "method": self.method.name, "seed": cfg.seed, "dataset": cfg.data.dataset,
-                "data": cfg.data.model_dump(mode="json"), "data_record": summary["data"],
-                "preprocessing": b.data.preprocessing, "test_accuracy": final["test_accuracy"],
-                "val_accuracy": final["val_accuracy"],
-                "layer_sparsity": summary["layer_sparsity"], "neuroprune_version": __version__}
+        return self.bench.mask_file_metadata(
+            self.method.name, summary, test_accuracy=final["test_accuracy"],
+            val_accuracy=final["val_accuracy"], layer_sparsity=summary["layer_sparsity"])
 
     def _finish(self, rd: RunDir, recording: _Recording, found, trained, stages,
                 search_epochs: int) -> dict[str, Any]:

@@ -78,16 +78,12 @@ def trained_weights(model: torch.nn.Module, mask: Mask) -> dict[str, torch.Tenso
 
 def _metadata(bench: Workbench, summary: dict[str, Any], mask: Mask) -> dict[str, Any]:
     """What ``best_mask.safetensors`` says of itself (the keys a mask search writes)."""
-    cfg = bench.config
-    method = (f"private_{cfg.training.privacy.method}" if cfg.training.privacy is not None
-              else "plain")
-    return {"architecture": bench.spec.to_dict(), "sparsity": summary["sparsity"],
-            "method": method, "seed": cfg.seed, "dataset": cfg.data.dataset,
-            "data": cfg.data.model_dump(mode="json"), "data_record": summary["data"],
-            "preprocessing": bench.data.preprocessing,
-            "test_accuracy": summary["test_accuracy"], "val_accuracy": summary["val_accuracy"],
-            "epsilon": summary.get("epsilon"), "layer_sparsity": mask.layer_sparsity(),
-            "neuroprune_version": __version__}
+    privacy = bench.config.training.privacy
+    method = f"private_{privacy.method}" if privacy is not None else "plain"
+    return bench.mask_file_metadata(
+        method, summary, test_accuracy=summary["test_accuracy"],
+        val_accuracy=summary["val_accuracy"], epsilon=summary.get("epsilon"),
+        layer_sparsity=mask.layer_sparsity())
 
 
 class PrivateTrainingKind(Kind):
